@@ -1,0 +1,2 @@
+export * from './proto/load';
+export type * from './proto/types';
