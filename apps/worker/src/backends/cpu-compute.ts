@@ -1,0 +1,387 @@
+import {
+  AdamW,
+  checksumTensors,
+  combine,
+  combineBackward,
+  crossEntropy,
+  denseParams,
+  embed,
+  embedBackward,
+  expertBackward,
+  expertForward,
+  headBackward,
+  headForward,
+  moeInputGrad,
+  parseModelConfig,
+  rmsNorm,
+  rmsNormBackward,
+  route,
+  routeBackward,
+  updateRouterBias,
+  zeros,
+  type ExpertParams,
+  type ModelConfig,
+  type NamedParam,
+  type Tensor,
+} from '@moe/model';
+import type { ExpertRows, ParamsSnapshot, RouteOutput, Shard, StepBatch, UpdateResult } from '../backend';
+
+type Cache<F extends (...args: never[]) => { cache: unknown }> = ReturnType<F>['cache'];
+
+interface DenseParams {
+  embedding: Tensor;
+  layers: { norm: Tensor; router: Tensor; routerBias: Tensor; shared: ExpertParams[] }[];
+  finalNorm: Tensor;
+  head: Tensor;
+}
+
+/** One expert's share of a chunk: which received rows it took, and its forward cache. */
+interface ExpertWork {
+  expert: number;
+  /** Pairs (source index, row index) in the order the rows were gathered. */
+  sources: Int32Array;
+  rows: Int32Array;
+  cache: Cache<typeof expertForward>;
+}
+
+interface LayerStep {
+  x: Tensor;
+  norm: Cache<typeof rmsNorm>;
+  h: Tensor;
+  route: ReturnType<typeof route>;
+  sharedCaches: Cache<typeof expertForward>[];
+  sharedOut: Tensor;
+  slotOutputs?: Tensor;
+  work: ExpertWork[][];
+  dy?: Tensor;
+  dWeights?: Float32Array;
+  dhShared?: Tensor;
+}
+
+const tensorOf = (data: Float32Array, cols: number): Tensor => ({ shape: [data.length / cols, cols], data });
+
+function addInto(into: Float32Array, from: Float32Array): void {
+  for (let i = 0; i < into.length; i++) into[i]! += from[i]!;
+}
+
+function expertFromMap(named: Map<string, Tensor>, what: string): ExpertParams {
+  const get = (name: string) => {
+    const t = named.get(name);
+    if (!t) throw new Error(`${what}: parameter ${name} is missing`);
+    return t;
+  };
+  return { w1: get('w1'), w3: get('w3'), w2: get('w2') };
+}
+
+/**
+ * The real math of one worker's share of a training step, on `@moe/model`. Synchronous: it runs
+ * inside a worker thread (see `cpu-thread.ts`), so the main thread keeps serving the data plane.
+ * Every piece is the one the reference trainer uses, in the same order, so the distributed step
+ * reproduces it.
+ */
+export class CpuCompute {
+  private config!: ModelConfig;
+  private seqLen = 0;
+  private params!: DenseParams;
+  private named!: NamedParam[];
+  /** experts[layer]: global id -> params, ascending ids. */
+  private experts: Map<number, ExpertParams>[] = [];
+  private expertGrads: Map<number, ExpertParams>[] = [];
+  private denseGrads = new Map<string, Tensor>();
+  private adamDense!: AdamW;
+  private adamExperts!: AdamW;
+  private batch!: StepBatch;
+  private layers: LayerStep[] = [];
+  /** Gradient flowing into the output of the layer being differentiated. */
+  private dx!: Tensor;
+  private finalNormCache!: Cache<typeof rmsNorm>;
+
+  load(shard: Shard): string {
+    this.config = parseModelConfig(shard.model);
+    this.seqLen = shard.seqLen;
+    const dense = (name: string): Tensor => {
+      const t = shard.dense.get(name);
+      if (!t) throw new Error(`LoadShard: dense parameter ${name} is missing`);
+      return t;
+    };
+    this.params = {
+      embedding: dense('embedding'),
+      layers: Array.from({ length: this.config.layers }, (_, l) => ({
+        norm: dense(`layers.${l}.norm`),
+        router: dense(`layers.${l}.router`),
+        routerBias: dense(`layers.${l}.router_bias`),
+        shared: Array.from({ length: this.config.sharedExperts }, (_, s) => ({
+          w1: dense(`layers.${l}.shared.${s}.w1`),
+          w3: dense(`layers.${l}.shared.${s}.w3`),
+          w2: dense(`layers.${l}.shared.${s}.w2`),
+        })),
+      })),
+      finalNorm: dense('final_norm'),
+      head: dense('head'),
+    };
+    this.named = denseParams(this.params);
+    const unknown = [...shard.dense.keys()].filter((n) => !this.named.some((p) => p.name === n));
+    if (unknown.length > 0) throw new Error(`LoadShard: unknown dense parameters ${unknown.join(', ')}`);
+    this.experts = shard.experts.map((layer, l) =>
+      new Map(
+        [...layer.entries()]
+          .sort(([a], [b]) => a - b)
+          .map(([id, named]) => [id, expertFromMap(named, `LoadShard: layer ${l} expert ${id}`)]),
+      ),
+    );
+    this.adamDense = new AdamW(shard.optimizer);
+    this.adamExperts = new AdamW(shard.optimizer);
+    return this.checksum();
+  }
+
+  hiddenSize(): number {
+    return this.config.hiddenSize;
+  }
+
+  topK(): number {
+    return this.config.topK;
+  }
+
+  beginStep(batch: StepBatch): void {
+    this.batch = batch;
+    this.layers = [];
+    this.denseGrads = new Map(this.named.filter((p) => p.trainable).map((p) => [p.name, zeros(p.tensor.shape)]));
+    this.expertGrads = this.experts.map(
+      (layer) =>
+        new Map([...layer.entries()].map(([id, p]) => [id, { w1: zeros(p.w1.shape), w3: zeros(p.w3.shape), w2: zeros(p.w2.shape) }])),
+    );
+    this.layers[0] = { x: embed(batch.inputs, this.params.embedding) } as LayerStep;
+  }
+
+  route(layer: number): RouteOutput {
+    const s = this.layers[layer]!;
+    const p = this.params.layers[layer]!;
+    const norm = rmsNorm(s.x, p.norm, this.config.rmsEps);
+    s.norm = norm.cache;
+    s.h = norm.y;
+    s.route = route(norm.y, p, this.config, { seqLen: this.seqLen, globalSequences: this.batch.globalSequences });
+    s.work = [];
+    return { h: norm.y.data, expertIds: s.route.expertIds };
+  }
+
+  sharedExperts(layer: number): void {
+    const s = this.layers[layer]!;
+    s.sharedCaches = [];
+    let sum: Tensor | undefined;
+    for (const shared of this.params.layers[layer]!.shared) {
+      const out = expertForward(shared, s.h);
+      s.sharedCaches.push(out.cache);
+      if (sum) addInto(sum.data, out.y.data);
+      else sum = out.y;
+    }
+    s.sharedOut = sum ?? zeros(s.h.shape);
+  }
+
+  /** Groups the received rows by expert, ascending expert id, sources in rank order. */
+  private gather(layer: number, rows: ExpertRows[]): { expert: number; sources: Int32Array; rows: Int32Array }[] {
+    const local = this.experts[layer]!;
+    const byExpert = new Map<number, { sources: number[]; rows: number[] }>();
+    rows.forEach((from, i) => {
+      from.expertIds.forEach((expert, r) => {
+        if (!local.has(expert)) {
+          throw new Error(`rank received a row for expert ${expert} of layer ${layer} from rank ${from.source}, which it does not hold`);
+        }
+        const list = byExpert.get(expert) ?? { sources: [], rows: [] };
+        list.sources.push(i);
+        list.rows.push(r);
+        byExpert.set(expert, list);
+      });
+    });
+    return [...byExpert.entries()]
+      .sort(([a], [b]) => a - b)
+      .map(([expert, l]) => ({ expert, sources: Int32Array.from(l.sources), rows: Int32Array.from(l.rows) }));
+  }
+
+  experts(layer: number, chunk: number, rows: ExpertRows[]): Float32Array[] {
+    const H = this.config.hiddenSize;
+    const outputs = rows.map((r) => new Float32Array(r.rows.length));
+    const work: ExpertWork[] = [];
+    for (const group of this.gather(layer, rows)) {
+      const input = zeros([group.rows.length, H]);
+      for (let i = 0; i < group.rows.length; i++) {
+        const r = group.rows[i]!;
+        input.data.set(rows[group.sources[i]!]!.rows.subarray(r * H, (r + 1) * H), i * H);
+      }
+      const out = expertForward(this.experts[layer]!.get(group.expert)!, input);
+      for (let i = 0; i < group.rows.length; i++) {
+        const r = group.rows[i]!;
+        outputs[group.sources[i]!]!.set(out.y.data.subarray(i * H, (i + 1) * H), r * H);
+      }
+      work.push({ ...group, cache: out.cache });
+    }
+    this.layers[layer]!.work[chunk] = work;
+    return outputs;
+  }
+
+  combineOutputs(layer: number, slotOutputs: Float32Array): void {
+    const s = this.layers[layer]!;
+    const H = this.config.hiddenSize;
+    s.slotOutputs = tensorOf(slotOutputs, H);
+    const combined = combine(s.slotOutputs, s.route.weights, this.config.topK);
+    const next = zeros(s.x.shape);
+    for (let i = 0; i < next.data.length; i++) next.data[i] = s.x.data[i]! + (s.sharedOut.data[i]! + combined.data[i]!);
+    this.layers[layer + 1] = { x: next } as LayerStep;
+  }
+
+  lossAndHeadBackward(): { lossSum: number; auxLoss: number } {
+    const x = this.layers[this.config.layers]!.x;
+    const norm = rmsNorm(x, this.params.finalNorm, this.config.rmsEps);
+    this.finalNormCache = norm.cache;
+    const logits = headForward(norm.y, this.params.head);
+    const ce = crossEntropy(logits, this.batch.targets, this.batch.globalTokens);
+    const head = headBackward(norm.y, this.params.head, ce.dLogits);
+    addInto(this.denseGrads.get('head')!.data, head.dHead.data);
+    const back = rmsNormBackward(norm.cache, head.dh);
+    addInto(this.denseGrads.get('final_norm')!.data, back.dGain.data);
+    this.dx = back.dx;
+    let auxLoss = 0;
+    for (let l = 0; l < this.config.layers; l++) auxLoss += this.layers[l]!.route.auxLoss;
+    return { lossSum: ce.lossSum, auxLoss };
+  }
+
+  combineOutputsBackward(layer: number): Float32Array {
+    const s = this.layers[layer]!;
+    s.dy = this.dx;
+    const back = combineBackward(s.dy, s.slotOutputs!, s.route.weights, this.config.topK);
+    s.dWeights = back.dWeights;
+    return back.dSlotOutputs.data;
+  }
+
+  expertsBackward(layer: number, chunk: number, gradRows: ExpertRows[]): Float32Array[] {
+    const H = this.config.hiddenSize;
+    const outputs = gradRows.map((r) => new Float32Array(r.rows.length));
+    for (const work of this.layers[layer]!.work[chunk] ?? []) {
+      const dy = zeros([work.rows.length, H]);
+      for (let i = 0; i < work.rows.length; i++) {
+        const from = gradRows[work.sources[i]!]!;
+        const r = work.rows[i]!;
+        if (from.expertIds[r] !== work.expert) {
+          throw new Error(
+            `backward row ${r} from rank ${from.source} is for expert ${from.expertIds[r]}, forward had expert ${work.expert} (layer ${layer}, chunk ${chunk})`,
+          );
+        }
+        dy.data.set(from.rows.subarray(r * H, (r + 1) * H), i * H);
+      }
+      const back = expertBackward(this.experts[layer]!.get(work.expert)!, work.cache, dy);
+      const acc = this.expertGrads[layer]!.get(work.expert)!;
+      addInto(acc.w1.data, back.grads.w1.data);
+      addInto(acc.w3.data, back.grads.w3.data);
+      addInto(acc.w2.data, back.grads.w2.data);
+      for (let i = 0; i < work.rows.length; i++) {
+        outputs[work.sources[i]!]!.set(back.dx.data.subarray(i * H, (i + 1) * H), work.rows[i]! * H);
+      }
+    }
+    return outputs;
+  }
+
+  sharedExpertsBackward(layer: number): void {
+    const s = this.layers[layer]!;
+    let dh: Tensor | undefined;
+    this.params.layers[layer]!.shared.forEach((shared, i) => {
+      const back = expertBackward(shared, s.sharedCaches[i]!, s.dy!);
+      for (const w of ['w1', 'w3', 'w2'] as const) {
+        addInto(this.denseGrads.get(`layers.${layer}.shared.${i}.${w}`)!.data, back.grads[w].data);
+      }
+      if (dh) addInto(dh.data, back.dx.data);
+      else dh = back.dx;
+    });
+    s.dhShared = dh ?? zeros(s.h.shape);
+  }
+
+  routeBackward(layer: number, dSlotInputs: Float32Array): void {
+    const s = this.layers[layer]!;
+    const router = routeBackward(s.route.cache, s.dWeights!);
+    addInto(this.denseGrads.get(`layers.${layer}.router`)!.data, router.dRouter.data);
+    const dh = moeInputGrad(s.dhShared!, router.dh, tensorOf(dSlotInputs, this.config.hiddenSize), this.config.topK);
+    const norm = rmsNormBackward(s.norm, dh);
+    addInto(this.denseGrads.get(`layers.${layer}.norm`)!.data, norm.dGain.data);
+    const dx = zeros(s.x.shape);
+    for (let i = 0; i < dx.data.length; i++) dx.data[i] = s.dy!.data[i]! + norm.dx.data[i]!;
+    this.dx = dx;
+  }
+
+  /** Dense gradients (trainable, in `denseParams` order) followed by this step's expert counts. */
+  gradientsToReduce(): Float32Array {
+    const dEmbedding = embedBackward(this.batch.inputs, this.dx, this.config.vocabSize);
+    addInto(this.denseGrads.get('embedding')!.data, dEmbedding.data);
+    const counts = this.expertCounts();
+    const total = [...this.denseGrads.values()].reduce((n, t) => n + t.data.length, 0) + counts.length;
+    const flat = new Float32Array(total);
+    let offset = 0;
+    for (const p of this.named) {
+      if (!p.trainable) continue;
+      flat.set(this.denseGrads.get(p.name)!.data, offset);
+      offset += p.tensor.data.length;
+    }
+    flat.set(counts, offset);
+    return flat;
+  }
+
+  applyUpdate(reduced: Float32Array): UpdateResult {
+    const trainable = this.named.filter((p) => p.trainable);
+    const grads: Tensor[] = [];
+    let offset = 0;
+    for (const p of trainable) {
+      grads.push({ shape: p.tensor.shape, data: reduced.subarray(offset, offset + p.tensor.data.length) });
+      offset += p.tensor.data.length;
+    }
+    this.adamDense.step(
+      trainable.map((p) => p.tensor),
+      grads,
+    );
+    const params: Tensor[] = [];
+    const expertGrads: Tensor[] = [];
+    this.experts.forEach((layer, l) => {
+      for (const [id, p] of layer) {
+        const g = this.expertGrads[l]!.get(id)!;
+        params.push(p.w1, p.w3, p.w2);
+        expertGrads.push(g.w1, g.w3, g.w2);
+      }
+    });
+    this.adamExperts.step(params, expertGrads);
+    if (this.config.balancing === 'bias') {
+      const E = this.config.routedExperts;
+      this.params.layers.forEach((layer, l) => {
+        updateRouterBias(layer.routerBias, reduced.subarray(offset + l * E, offset + (l + 1) * E), this.config.biasUpdateSpeed);
+      });
+    }
+    return { checksum: this.checksum() };
+  }
+
+  expertCounts(): Int32Array {
+    const E = this.config.routedExperts;
+    const counts = new Int32Array(this.config.layers * E);
+    this.layers.forEach((s, l) => {
+      if (l < this.config.layers && s.route) counts.set(s.route.counts, l * E);
+    });
+    return counts;
+  }
+
+  snapshot(): ParamsSnapshot {
+    return {
+      dense: this.named,
+      experts: this.experts.map(
+        (layer) =>
+          new Map(
+            [...layer.entries()].map(([id, p]) => [
+              id,
+              [
+                { name: 'w1', tensor: p.w1, trainable: true },
+                { name: 'w3', tensor: p.w3, trainable: true },
+                { name: 'w2', tensor: p.w2, trainable: true },
+              ],
+            ]),
+          ),
+      ),
+    };
+  }
+
+  private checksum(): string {
+    return checksumTensors(this.named.map((p) => p.tensor));
+  }
+}

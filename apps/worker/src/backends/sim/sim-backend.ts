@@ -1,0 +1,341 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { LinkModel } from '@moe/comm';
+import type { Backend, ExpertRows, ParamsSnapshot, RouteOutput, Shard, StepBatch, UpdateResult } from '../../backend';
+import { CpuCompute } from '../cpu-compute';
+import { linkModelOf } from './devices';
+import { CostModel, type OpCost } from './modeled-model';
+import { mixSeed, seededExpertIds } from './seeded-routing';
+import { parseSimOptions, type SimOptions } from './sim-options';
+
+/** The compute ops a sim step models; the same names as the schedule's compute OpKinds. */
+export type SimOpKind =
+  | 'begin'
+  | 'route'
+  | 'shared'
+  | 'experts'
+  | 'post'
+  | 'loss'
+  | 'post_bwd'
+  | 'experts_bwd'
+  | 'shared_bwd'
+  | 'route_bwd'
+  | 'grads'
+  | 'update';
+
+/** One compute op as modeled and as it really waited. Times in ms of wall clock. */
+export interface SimOpRecord {
+  kind: SimOpKind;
+  /** -1 when the op is not tied to a layer or chunk. */
+  layer: number;
+  chunk: number;
+  /** FLOPs of all dtypes, and HBM bytes, of the modeled op. */
+  flops: number;
+  bytes: number;
+  /** The cost model's prediction (dilated and scaled). */
+  modeledMs: number;
+  /** How long the timed wait really took (timer overshoot and event-loop load show here). */
+  measuredMs: number;
+}
+
+/** An array handed to the sim backend has the wrong size for its step; names the op and the sizes. */
+export class SimShapeError extends Error {
+  override readonly name = 'SimShapeError';
+}
+
+/** A method was called before `load` or outside a step. */
+export class SimStateError extends Error {
+  override readonly name = 'SimStateError';
+}
+
+/** What the sim backend keeps of the real shard. */
+interface ShardInfo {
+  rank: number;
+  worldSize: number;
+  layers: number;
+  /** E: the real model's routed experts. */
+  experts: number;
+  topK: number;
+  vocab: number;
+}
+
+export interface SimBackendOptions {
+  /** Profile used when backendOptions names none; also what Register reports before LoadShard. */
+  profile?: string;
+}
+
+/**
+ * The `sim` backend: models each compute op's duration on a device profile and waits for it on a
+ * timer (never blocking the event loop), while the payloads of the modeled sizes really cross the
+ * transport. It does no learning: parameters never change, the loss is a fixed ln(vocab) per
+ * token, and `applyUpdate` returns the checksum of the unchanged dense params, so replicas agree.
+ *
+ * Shapes (T = tokensPerRank or the real batch's tokens, k = the real top-k, S = T*k,
+ * H = the modeled hidden size): `route` gives h [T, H] (cheap deterministic values) and expert ids
+ * [S] drawn uniformly over the real model's routed experts, so their real owners receive the rows;
+ * `experts` returns its input rows (same sizes); `combineOutputsBackward` gives [S, H].
+ * The executor must size its slot arrays from `route`'s output when tokensPerRank differs from
+ * the batch.
+ */
+export class SimBackend implements Backend {
+  readonly name = 'sim';
+  private readonly defaultProfile?: string;
+  private options?: SimOptions;
+  private costs?: CostModel;
+  private shard?: ShardInfo;
+  private compute?: CpuCompute;
+  private checksum = '';
+  /** Length of the dense part of `gradientsToReduce` (the real model's trainable dense params). */
+  private denseGradLength = 0;
+  /** [H]: the pattern every row of h and of the gradients carries. */
+  private rowPattern = new Float32Array(0);
+  private batch?: StepBatch;
+  private tokens = 0;
+  /** [layers * E] experts routed this step. */
+  private counts = new Int32Array(0);
+  private records: SimOpRecord[] = [];
+  /** The modeled device: one op at a time. */
+  private device: Promise<void> = Promise.resolve();
+
+  constructor(options: SimBackendOptions = {}) {
+    this.defaultProfile = options.profile;
+  }
+
+  get deviceProfile(): string {
+    return this.options?.profile.name ?? this.defaultProfile ?? '';
+  }
+
+  async load(shard: Shard): Promise<string> {
+    const options = parseSimOptions(shard.backendOptions, this.defaultProfile);
+    // The real (tiny) parameters: validated and checksummed exactly as the cpu backend does.
+    const compute = new CpuCompute();
+    const checksum = compute.load(shard);
+    const model = shard.model;
+    this.options = options;
+    this.compute = compute;
+    this.checksum = checksum;
+    this.costs = new CostModel(options.model, options.profile, {
+      worldSize: shard.worldSize,
+      layers: model.layers,
+      computeScale: options.computeScale,
+      dilation: options.dilation,
+    });
+    this.shard = {
+      rank: shard.rank,
+      worldSize: shard.worldSize,
+      layers: model.layers,
+      experts: model.routedExperts,
+      topK: model.topK,
+      vocab: model.vocabSize,
+    };
+    this.denseGradLength = compute
+      .snapshot()
+      .dense.filter((p) => p.trainable)
+      .reduce((n, p) => n + p.tensor.data.length, 0);
+    const H = options.model.hiddenSize;
+    this.rowPattern = Float32Array.from({ length: H }, (_, i) => (((i * 37) % 101) - 50) / 100);
+    return checksum;
+  }
+
+  /** The links of the modeled cluster: the worker wraps its transport in a ShapedTransport with it. */
+  linkModel(): LinkModel | undefined {
+    const o = this.options;
+    return o ? { ...linkModelOf(o.profile, o.nodeSize, o.dilation), sharing: o.linkSharing } : undefined;
+  }
+
+  hiddenSize(): number {
+    return this.loaded().options.model.hiddenSize;
+  }
+
+  topK(): number {
+    return this.loaded().shard.topK;
+  }
+
+  /** Resolved options (profile, modeled model, dilation ...); after `load`. */
+  simOptions(): SimOptions {
+    return this.loaded().options;
+  }
+
+  /** The cost model of the loaded run. */
+  costModel(): CostModel {
+    return this.loaded().costs;
+  }
+
+  /** The compute ops of the current (or last) step, in the order they ran. */
+  stepRecords(): SimOpRecord[] {
+    return [...this.records];
+  }
+
+  /** Sums of the current (or last) step's records: predicted vs waited compute time, ms. */
+  stepSummary(): { ops: number; modeledMs: number; measuredMs: number } {
+    return this.records.reduce((s, r) => ({ ops: s.ops + 1, modeledMs: s.modeledMs + r.modeledMs, measuredMs: s.measuredMs + r.measuredMs }), {
+      ops: 0,
+      modeledMs: 0,
+      measuredMs: 0,
+    });
+  }
+
+  async beginStep(batch: StepBatch): Promise<void> {
+    const { options, shard, costs } = this.loaded();
+    this.batch = batch;
+    this.tokens = options.tokensPerRank ?? batch.inputs.length;
+    this.counts = new Int32Array(shard.layers * shard.experts);
+    this.records = [];
+    await this.run('begin', -1, -1, costs.begin(this.tokens));
+  }
+
+  async route(layer: number): Promise<RouteOutput> {
+    const { options, shard, costs } = this.loaded();
+    const step = this.inStep('route').step;
+    await this.run('route', layer, -1, costs.route(this.tokens));
+    const expertIds = seededExpertIds(this.tokens, shard.topK, shard.experts, mixSeed(options.seed, shard.rank, step, layer));
+    const counts = this.counts.subarray(layer * shard.experts, (layer + 1) * shard.experts);
+    for (const e of expertIds) counts[e]!++;
+    return { h: this.rows(this.tokens), expertIds };
+  }
+
+  sharedExperts(layer: number): Promise<void> {
+    return this.run('shared', layer, -1, this.loaded().costs.shared(this.tokens));
+  }
+
+  async experts(layer: number, chunk: number, rows: ExpertRows[]): Promise<Float32Array[]> {
+    const n = this.checkRows('experts', layer, chunk, rows);
+    await this.run('experts', layer, chunk, this.loaded().costs.experts(n));
+    return rows.map((r) => r.rows);
+  }
+
+  combineOutputs(layer: number, slotOutputs: Float32Array): Promise<void> {
+    this.checkSlots('combineOutputs', layer, slotOutputs);
+    return this.run('post', layer, -1, this.loaded().costs.post(this.tokens, this.slots()));
+  }
+
+  /** Sim does no learning: a fixed ln(vocab) per token (this rank's share of the global mean), no aux loss. */
+  async lossAndHeadBackward(): Promise<{ lossSum: number; auxLoss: number }> {
+    const { shard, costs } = this.loaded();
+    const batch = this.inStep('lossAndHeadBackward');
+    await this.run('loss', -1, -1, costs.loss(this.tokens));
+    return { lossSum: (Math.log(shard.vocab) * batch.inputs.length) / Math.max(1, batch.globalTokens), auxLoss: 0 };
+  }
+
+  async combineOutputsBackward(layer: number): Promise<Float32Array> {
+    await this.run('post_bwd', layer, -1, this.loaded().costs.postBackward(this.tokens, this.slots()));
+    return this.rows(this.slots());
+  }
+
+  async expertsBackward(layer: number, chunk: number, gradRows: ExpertRows[]): Promise<Float32Array[]> {
+    const n = this.checkRows('expertsBackward', layer, chunk, gradRows);
+    await this.run('experts_bwd', layer, chunk, this.loaded().costs.expertsBackward(n));
+    return gradRows.map((r) => r.rows);
+  }
+
+  sharedExpertsBackward(layer: number): Promise<void> {
+    return this.run('shared_bwd', layer, -1, this.loaded().costs.sharedBackward(this.tokens));
+  }
+
+  routeBackward(layer: number, dSlotInputs: Float32Array): Promise<void> {
+    this.checkSlots('routeBackward', layer, dSlotInputs);
+    return this.run('route_bwd', layer, -1, this.loaded().costs.routeBackward(this.tokens));
+  }
+
+  /** [dense trainable params (zeros) + layers*E counts]: the real model's layout, so the all-reduce matches cpu's. */
+  async gradientsToReduce(): Promise<Float32Array> {
+    await this.run('grads', -1, -1, this.loaded().costs.grads(this.tokens));
+    const flat = new Float32Array(this.denseGradLength + this.counts.length);
+    flat.set(this.counts, this.denseGradLength);
+    return flat;
+  }
+
+  async applyUpdate(reduced: Float32Array): Promise<UpdateResult> {
+    const expected = this.denseGradLength + this.counts.length;
+    if (reduced.length !== expected) {
+      throw new SimShapeError(`applyUpdate: reduced gradients have ${reduced.length} values, expected ${expected}`);
+    }
+    await this.run('update', -1, -1, this.loaded().costs.update());
+    return { checksum: this.checksum };
+  }
+
+  async expertCounts(): Promise<Int32Array> {
+    return this.counts.slice();
+  }
+
+  async snapshot(): Promise<ParamsSnapshot> {
+    const compute = this.compute;
+    if (!compute) throw new SimStateError('sim backend: snapshot before load');
+    return compute.snapshot();
+  }
+
+  async close(): Promise<void> {
+    await this.device;
+  }
+
+  private loaded(): { options: SimOptions; costs: CostModel; shard: ShardInfo } {
+    if (!this.options || !this.costs || !this.shard) throw new SimStateError('sim backend: call load(shard) first');
+    return { options: this.options, costs: this.costs, shard: this.shard };
+  }
+
+  private inStep(method: string): StepBatch {
+    if (!this.batch) throw new SimStateError(`sim backend: ${method} before beginStep`);
+    return this.batch;
+  }
+
+  private slots(): number {
+    return this.tokens * this.loaded().shard.topK;
+  }
+
+  /** [count, H] rows of the row pattern. */
+  private rows(count: number): Float32Array {
+    const H = this.rowPattern.length;
+    const out = new Float32Array(count * H);
+    for (let r = 0; r < count; r++) out.set(this.rowPattern, r * H);
+    return out;
+  }
+
+  /** Checks every source's rows are [n, H]; returns the total n. */
+  private checkRows(method: string, layer: number, chunk: number, rows: ExpertRows[]): number {
+    const H = this.hiddenSize();
+    let n = 0;
+    for (const r of rows) {
+      if (r.rows.length !== r.expertIds.length * H) {
+        throw new SimShapeError(
+          `${method} layer ${layer} chunk ${chunk}: rows from rank ${r.source} have ${r.rows.length} values, ` +
+            `expected ${r.expertIds.length} rows x H=${H} = ${r.expertIds.length * H}`,
+        );
+      }
+      n += r.expertIds.length;
+    }
+    return n;
+  }
+
+  private checkSlots(method: string, layer: number, values: Float32Array): void {
+    const expected = this.slots() * this.hiddenSize();
+    if (values.length !== expected) {
+      throw new SimShapeError(
+        `${method} layer ${layer}: ${values.length} values, expected S=${this.slots()} slots x H=${this.hiddenSize()} = ${expected}`,
+      );
+    }
+  }
+
+  /** Runs one modeled op on the device: waits its modeled duration after the previous op, records it. */
+  private run(kind: SimOpKind, layer: number, chunk: number, cost: OpCost): Promise<void> {
+    const costs = this.loaded().costs;
+    const modeledMs = costs.ms(cost);
+    const flops = Object.values(cost.flops).reduce((a, b) => a + (b ?? 0), 0);
+    const op = this.device.then(async () => {
+      const t0 = performance.now();
+      await wait(modeledMs);
+      this.records.push({ kind, layer, chunk, flops, bytes: cost.bytes, modeledMs, measuredMs: performance.now() - t0 });
+    });
+    this.device = op.catch(() => {});
+    return op;
+  }
+}
+
+/**
+ * A timed wait of `ms` on the event loop's timers (never blocking it). Node timers count whole ms
+ * from a loop time that may be stale, so they can fire a little early: re-armed until the deadline
+ * has passed. Under a quarter ms it only yields (timers fire >= 1 ms late).
+ */
+async function wait(ms: number): Promise<void> {
+  const deadline = performance.now() + ms;
+  if (ms < 0.25) return new Promise((resolve) => setImmediate(resolve));
+  for (let left = ms; left > 0.05; left = deadline - performance.now()) await sleep(Math.max(1, Math.ceil(left)));
+}

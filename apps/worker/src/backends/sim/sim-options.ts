@@ -1,0 +1,115 @@
+/**
+ * `backendOptions` of the `sim` backend (LoadShard.backend_options_json), validated with zod.
+ *
+ * ```json
+ * { "profile": "H800", "dilation": 2000, "model": { "hiddenSize": 512 }, "tokensPerRank": 256,
+ *   "nodeSize": 8, "computeScale": 1, "seed": 7, "linkSharing": "port" }
+ * ```
+ */
+import { z } from 'zod';
+import { deviceProfile, type DeviceProfile } from './devices';
+import { resolveModeledModel, type ModeledModel } from './modeled-model';
+
+const positiveInt = z.int().positive();
+
+const modeledModelSchema = z.strictObject({
+  hiddenSize: positiveInt,
+  expertFfnSize: positiveInt,
+  routedExperts: positiveInt,
+  sharedExperts: z.int().nonnegative(),
+  attention: z
+    .strictObject({
+      heads: positiveInt,
+      qLoraRank: z.int().nonnegative(),
+      kvLoraRank: positiveInt,
+      qkNopeHeadDim: positiveInt,
+      qkRopeHeadDim: z.int().nonnegative(),
+      vHeadDim: positiveInt,
+    })
+    .partial(),
+  seqLen: positiveInt,
+  vocabSize: positiveInt,
+  gemmDtype: z.enum(['fp8', 'bf16', 'tf32', 'fp32']),
+  mfu: z.number().gt(0).max(1),
+});
+
+export const simOptionsSchema = z.strictObject({
+  /** Device profile name (H800, H100, H200, A100); may come from the SimBackend constructor instead. */
+  profile: z.string().optional(),
+  /** Time-dilation factor >= 1: every modeled compute op and link transfer is this many times slower. */
+  dilation: z.number().min(1),
+  /** The modeled layer; fields not given take DeepSeek-V3's. */
+  model: modeledModelSchema.partial().optional(),
+  /** Tokens per rank the modeled step holds (rows of `route().h`); default: the real batch's. */
+  tokensPerRank: positiveInt.optional(),
+  /** Ranks per modeled node; default: the profile's GPUs per node (8). */
+  nodeSize: positiveInt.optional(),
+  /** Multiplies every modeled compute duration (sets the compute-to-communication ratio); default 1. */
+  computeScale: z.number().positive().optional(),
+  /** Seed of the simulated routing; default 0. */
+  seed: z.int().optional(),
+  /** Link sharing of the modeled network, see LinkSharing in @moe/comm; default "port". */
+  linkSharing: z.enum(['port', 'pair']).optional(),
+});
+
+export type SimOptionsInput = z.input<typeof simOptionsSchema>;
+
+/** The options with every default filled in. */
+export interface SimOptions {
+  profile: DeviceProfile;
+  dilation: number;
+  model: ModeledModel;
+  tokensPerRank?: number;
+  nodeSize: number;
+  computeScale: number;
+  seed: number;
+  linkSharing: 'port' | 'pair';
+}
+
+/** backendOptions the sim backend cannot use; the message names each bad field and its value. */
+export class SimOptionsError extends Error {
+  override readonly name = 'SimOptionsError';
+}
+
+const valueAt = (input: unknown, path: readonly PropertyKey[]): unknown =>
+  path.reduce<unknown>((v, key) => (v !== null && typeof v === 'object' ? (v as Record<PropertyKey, unknown>)[key] : undefined), input);
+
+/**
+ * Parses `backendOptions`; `defaultProfile` is used when it names no profile.
+ * Throws SimOptionsError (bad fields) or UnknownDeviceProfileError (listing the known profiles).
+ */
+export function parseSimOptions(input: unknown, defaultProfile?: string): SimOptions {
+  const parsed = simOptionsSchema.safeParse(input ?? {});
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => {
+      const field = ['backendOptions', ...issue.path.map(String)].join('.');
+      const value = valueAt(input, issue.path);
+      const shown = value === undefined ? '' : `=${JSON.stringify(value)}`;
+      return `${field}${shown}: ${issue.message}`;
+    });
+    throw new SimOptionsError(`sim backend: ${problems.join('; ')}`);
+  }
+  const o = parsed.data;
+  const profileName = o.profile ?? defaultProfile;
+  if (profileName === undefined) {
+    throw new SimOptionsError('sim backend: backendOptions.profile is required (one of H800, H100, H200, A100)');
+  }
+  const profile = deviceProfile(profileName);
+  const model = resolveModeledModel(o.model);
+  if (profile.tflops[model.gemmDtype] === undefined) {
+    throw new SimOptionsError(
+      `sim backend: backendOptions.model.gemmDtype="${model.gemmDtype}": device ${profile.name} has no ${model.gemmDtype} tensor cores; ` +
+        `it has ${Object.keys(profile.tflops).join(', ')}`,
+    );
+  }
+  return {
+    profile,
+    dilation: o.dilation,
+    model,
+    tokensPerRank: o.tokensPerRank,
+    nodeSize: o.nodeSize ?? profile.gpusPerNode,
+    computeScale: o.computeScale ?? 1,
+    seed: o.seed ?? 0,
+    linkSharing: o.linkSharing ?? 'port',
+  };
+}

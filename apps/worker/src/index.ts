@@ -1,0 +1,10 @@
+export type * from './backend';
+export { CpuBackend } from './backends/cpu-backend';
+export { CpuCompute } from './backends/cpu-compute';
+export { createBackend, UnknownBackendError } from './backends/create-backend';
+export { WorkerNode, type WorkerNodeOptions } from './worker-node';
+export { buildSchedule, chunkTokenRange } from './schedule/build';
+export { formatSchedule, ScheduleError, type Op, type OpKind, type ScheduleSpec, type Stream } from './schedule/ops';
+export { StepExecutor, StepOpError, type StepOutcome, type StepSettings } from './schedule/executor';
+export type { OpRecordData } from './schedule/timeline';
+export { FailedPreconditionError, InvalidRequestError } from './errors';

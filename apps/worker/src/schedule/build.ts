@@ -1,0 +1,74 @@
+import { COMM_KINDS, ScheduleError, type Direction, type Op, type OpKind, type ScheduleSpec } from './ops';
+
+/**
+ * Builds the op list of one training step.
+ *
+ * - `naive`: per layer, dispatch everything and wait, run the experts, combine everything and
+ *   wait, then the shared experts; the backward mirrors it. Compute waits for every all-to-all.
+ * - `overlapped`: each layer's tokens in `chunks` micro-batches. The shared experts run while
+ *   chunk 0 is dispatched; chunk c's experts run while chunk c+1 is dispatched and chunk c-1
+ *   combined; the backward all-to-alls overlap the same way. Dispatches of one layer follow
+ *   each other in chunk order (so chunk 0 arrives first), as do combines.
+ */
+export function buildSchedule(spec: ScheduleSpec): Op[] {
+  if (!Number.isInteger(spec.layers) || spec.layers < 1) {
+    throw new ScheduleError(`layers=${spec.layers} must be a positive integer (schedule.layers)`);
+  }
+  if (!Number.isInteger(spec.chunks) || spec.chunks < 1) {
+    throw new ScheduleError(`chunks=${spec.chunks} must be a positive integer (schedule.chunks)`);
+  }
+  const overlap = spec.kind === 'overlapped';
+  const chunks = overlap ? spec.chunks : 1;
+  const ops: Op[] = [];
+  const add = (kind: OpKind, direction: Direction, layer: number, chunk: number, deps: number[]): number => {
+    const id = ops.length;
+    ops.push({ id, kind, stream: COMM_KINDS.has(kind) ? 'comm' : 'compute', direction, layer, chunk, deps });
+    return id;
+  };
+  /** Chunked comm ops of one kind run one after another: each also waits for the previous chunk's. */
+  const chained = (previous: number[], c: number, own: number[]) => (c > 0 ? [...own, previous[c - 1]!] : own);
+
+  let upstream = add('begin', 'forward', -1, -1, []);
+  for (let layer = 0; layer < spec.layers; layer++) {
+    const route = add('route', 'forward', layer, -1, [upstream]);
+    const dispatches: number[] = [];
+    for (let c = 0; c < chunks; c++) {
+      dispatches.push(add('dispatch', 'forward', layer, c, chained(dispatches, c, [route])));
+    }
+    let shared = overlap ? add('shared', 'forward', layer, -1, [route]) : -1;
+    const combines: number[] = [];
+    for (let c = 0; c < chunks; c++) {
+      const experts = add('experts', 'forward', layer, c, [dispatches[c]!]);
+      combines.push(add('combine', 'forward', layer, c, chained(combines, c, [experts])));
+    }
+    if (!overlap) shared = add('shared', 'forward', layer, -1, [combines[chunks - 1]!]);
+    upstream = add('post', 'forward', layer, -1, [...combines, shared]);
+  }
+
+  upstream = add('loss', 'backward', -1, -1, [upstream]);
+  for (let layer = spec.layers - 1; layer >= 0; layer--) {
+    const postBackward = add('post_bwd', 'backward', layer, -1, [upstream]);
+    const combineBackwards: number[] = [];
+    for (let c = 0; c < chunks; c++) {
+      combineBackwards.push(add('combine_bwd', 'backward', layer, c, chained(combineBackwards, c, [postBackward])));
+    }
+    let sharedBackward = overlap ? add('shared_bwd', 'backward', layer, -1, [postBackward]) : -1;
+    const dispatchBackwards: number[] = [];
+    for (let c = 0; c < chunks; c++) {
+      const expertsBackward = add('experts_bwd', 'backward', layer, c, [combineBackwards[c]!]);
+      dispatchBackwards.push(add('dispatch_bwd', 'backward', layer, c, chained(dispatchBackwards, c, [expertsBackward])));
+    }
+    if (!overlap) sharedBackward = add('shared_bwd', 'backward', layer, -1, [dispatchBackwards[chunks - 1]!]);
+    upstream = add('route_bwd', 'backward', layer, -1, [...dispatchBackwards, sharedBackward]);
+  }
+
+  const grads = add('grads', 'update', -1, -1, [upstream]);
+  const allReduce = add('allreduce', 'update', -1, -1, [grads]);
+  add('update', 'update', -1, -1, [allReduce]);
+  return ops;
+}
+
+/** Token range [begin, end) of chunk `chunk` when `tokens` tokens are split into `chunks` parts. */
+export function chunkTokenRange(tokens: number, chunks: number, chunk: number): { begin: number; end: number } {
+  return { begin: Math.floor((chunk * tokens) / chunks), end: Math.floor(((chunk + 1) * tokens) / chunks) };
+}

@@ -1,0 +1,262 @@
+import {
+  allReduceSum,
+  combine,
+  dispatch,
+  dispatchLayout,
+  encodedBytes,
+  type CodecName,
+  type DispatchHandle,
+  type DispatchLayout,
+  type FrameKey,
+  type Phase,
+  type ReceivedRows,
+  type Transport,
+} from '@moe/comm';
+import type { Backend, ExpertRows, RouteOutput, StepBatch } from '../backend';
+import { chunkTokenRange } from './build';
+import type { Op } from './ops';
+import { TimelineRecorder, type OpRecordData } from './timeline';
+
+export interface StepSettings {
+  dispatchCodec: CodecName;
+  /** Codec of the combine and of both backward all-to-alls (gradients). */
+  combineCodec: CodecName;
+  /** Timeout of every wait for peers' frames. */
+  timeoutMs: number;
+}
+
+export interface StepOutcome {
+  lossSum: number;
+  auxLoss: number;
+  checksum: string;
+  counts: Int32Array;
+  timeline: OpRecordData[];
+  bytesSent: number;
+  stepMs: number;
+}
+
+/** An op of the step failed; names the op, the step and the rank. */
+export class StepOpError extends Error {
+  override readonly name = 'StepOpError';
+  constructor(
+    readonly op: Op,
+    readonly step: number,
+    readonly rank: number,
+    override readonly cause: unknown,
+  ) {
+    const where = `${op.kind}${op.layer >= 0 ? ` layer ${op.layer}` : ''}${op.chunk >= 0 ? ` chunk ${op.chunk}` : ''}`;
+    super(`rank ${rank}, step ${step}, op ${where}: ${cause instanceof Error ? cause.message : String(cause)}`);
+  }
+}
+
+/** What one layer carries between its ops during a step. */
+interface LayerState {
+  route?: RouteOutput;
+  layouts: DispatchLayout[];
+  handles: DispatchHandle[];
+  received: ReceivedRows[][];
+  expertOutputs: Float32Array[][];
+  /** [S, H] slot outputs, filled chunk by chunk by the combines. */
+  slotOutputs?: Float32Array;
+  /** [S, H] gradients of the slot outputs. */
+  dSlotOutputs?: Float32Array;
+  backwardHandles: DispatchHandle[];
+  backwardReceived: ReceivedRows[][];
+  expertInputGrads: Float32Array[][];
+  /** [S, H] gradients of the slot inputs, filled chunk by chunk. */
+  dSlotInputs?: Float32Array;
+}
+
+const toExpertRows = (received: ReceivedRows[]): ExpertRows[] =>
+  received.map((r) => ({ source: r.source, rows: r.rows, expertIds: r.expertIds }));
+
+/**
+ * Runs one step's op list on this worker: compute ops one at a time in list order on the
+ * backend, comm ops concurrently over the transport, each op once all its deps are done.
+ */
+export class StepExecutor {
+  constructor(
+    private readonly backend: Backend,
+    private readonly transport: Transport,
+    private readonly expertOwner: readonly number[],
+  ) {}
+
+  async run(ops: readonly Op[], batch: StepBatch, settings: StepSettings): Promise<StepOutcome> {
+    const timeline = new TimelineRecorder();
+    const layers: LayerState[] = [];
+    const layer = (l: number): LayerState =>
+      (layers[l] ??= {
+        layouts: [],
+        handles: [],
+        received: [],
+        expertOutputs: [],
+        backwardHandles: [],
+        backwardReceived: [],
+        expertInputGrads: [],
+      });
+    const chunkCount = Math.max(1, ...ops.map((op) => op.chunk + 1));
+    const hidden = this.backend.hiddenSize();
+    const topK = this.backend.topK();
+    const tokens = batch.inputs.length;
+    const slots = tokens * topK;
+    const { rank, worldSize } = this.transport;
+    const key = (op: Op, phase: Phase): FrameKey => ({ step: batch.step, layer: op.layer, chunk: Math.max(0, op.chunk), phase });
+    const wireBytes = (layout: DispatchLayout, codec: CodecName) =>
+      layout.slotsTo.reduce((sum, s, dest) => (dest === rank ? sum : sum + encodedBytes(s.length, hidden, codec)), 0);
+
+    let loss = { lossSum: 0, auxLoss: 0 };
+    let gradients = new Float32Array(0);
+    let reduced = new Float32Array(0);
+    let checksum = '';
+    let bytesSent = 0;
+
+    const runOp = async (op: Op): Promise<number> => {
+      const s = op.layer >= 0 ? layer(op.layer) : undefined;
+      switch (op.kind) {
+        case 'begin':
+          await this.backend.beginStep(batch);
+          return 0;
+        case 'route': {
+          const route = await this.backend.route(op.layer);
+          s!.route = route;
+          for (let c = 0; c < chunkCount; c++) {
+            const range = chunkTokenRange(tokens, chunkCount, c);
+            s!.layouts[c] = dispatchLayout(route.expertIds, this.expertOwner, worldSize, {
+              begin: range.begin * topK,
+              end: range.end * topK,
+            });
+          }
+          s!.slotOutputs = new Float32Array(slots * hidden);
+          return 0;
+        }
+        case 'dispatch': {
+          const layout = s!.layouts[op.chunk]!;
+          const { received, handle } = await dispatch(this.transport, key(op, 'DISPATCH'), layout, s!.route!.h, hidden, {
+            rowOfSlot: (slot) => Math.floor(slot / topK),
+            expertIds: s!.route!.expertIds,
+            codec: settings.dispatchCodec,
+            timeoutMs: settings.timeoutMs,
+          });
+          s!.received[op.chunk] = received;
+          s!.handles[op.chunk] = handle;
+          return wireBytes(layout, settings.dispatchCodec);
+        }
+        case 'shared':
+          await this.backend.sharedExperts(op.layer);
+          return 0;
+        case 'experts':
+          s!.expertOutputs[op.chunk] = await this.backend.experts(op.layer, op.chunk, toExpertRows(s!.received[op.chunk]!));
+          return 0;
+        case 'combine': {
+          const handle = s!.handles[op.chunk]!;
+          await combine(this.transport, key(op, 'COMBINE'), handle, s!.expertOutputs[op.chunk]!, {
+            codec: settings.combineCodec,
+            timeoutMs: settings.timeoutMs,
+            into: s!.slotOutputs,
+          });
+          return receivedBytes(handle, rank, hidden, settings.combineCodec);
+        }
+        case 'post':
+          await this.backend.combineOutputs(op.layer, s!.slotOutputs!);
+          return 0;
+        case 'loss':
+          loss = await this.backend.lossAndHeadBackward();
+          return 0;
+        case 'post_bwd':
+          s!.dSlotOutputs = await this.backend.combineOutputsBackward(op.layer);
+          s!.dSlotInputs = new Float32Array(slots * hidden);
+          return 0;
+        case 'combine_bwd': {
+          const layout = s!.layouts[op.chunk]!;
+          const { received, handle } = await dispatch(
+            this.transport,
+            key(op, 'COMBINE_BACKWARD'),
+            layout,
+            s!.dSlotOutputs!,
+            hidden,
+            {
+              rowOfSlot: (slot) => slot,
+              expertIds: s!.route!.expertIds,
+              codec: settings.combineCodec,
+              timeoutMs: settings.timeoutMs,
+            },
+          );
+          s!.backwardReceived[op.chunk] = received;
+          s!.backwardHandles[op.chunk] = handle;
+          return wireBytes(layout, settings.combineCodec);
+        }
+        case 'experts_bwd':
+          s!.expertInputGrads[op.chunk] = await this.backend.expertsBackward(
+            op.layer,
+            op.chunk,
+            toExpertRows(s!.backwardReceived[op.chunk]!),
+          );
+          return 0;
+        case 'dispatch_bwd': {
+          const handle = s!.backwardHandles[op.chunk]!;
+          await combine(this.transport, key(op, 'DISPATCH_BACKWARD'), handle, s!.expertInputGrads[op.chunk]!, {
+            codec: settings.combineCodec,
+            timeoutMs: settings.timeoutMs,
+            into: s!.dSlotInputs,
+          });
+          return receivedBytes(handle, rank, hidden, settings.combineCodec);
+        }
+        case 'shared_bwd':
+          await this.backend.sharedExpertsBackward(op.layer);
+          return 0;
+        case 'route_bwd':
+          await this.backend.routeBackward(op.layer, s!.dSlotInputs!);
+          return 0;
+        case 'grads':
+          gradients = await this.backend.gradientsToReduce();
+          return 0;
+        case 'allreduce':
+          reduced = await allReduceSum(this.transport, key(op, 'ALLREDUCE'), gradients, settings.timeoutMs);
+          // Reduce-scatter then all-gather: each rank sends (W-1)/W of the vector twice.
+          return worldSize > 1 ? Math.round((2 * gradients.byteLength * (worldSize - 1)) / worldSize) : 0;
+        case 'update':
+          checksum = (await this.backend.applyUpdate(reduced)).checksum;
+          return 0;
+      }
+    };
+
+    const started = performance.now();
+    const done: Promise<void>[] = [];
+    let computeTail: Promise<void> = Promise.resolve();
+    for (const op of ops) {
+      const deps = Promise.all(op.deps.map((d) => done[d]));
+      const start = op.stream === 'compute' ? Promise.all([computeTail, deps]) : deps;
+      const finished = start.then(async () => {
+        const t0 = timeline.now();
+        let bytes: number;
+        try {
+          bytes = await runOp(op);
+        } catch (error) {
+          throw error instanceof StepOpError ? error : new StepOpError(op, batch.step, rank, error);
+        }
+        bytesSent += bytes;
+        timeline.record(op, t0, timeline.now(), bytes);
+      });
+      // A failure surfaces once, through Promise.all below; the dependants just stop.
+      finished.catch(() => {});
+      done[op.id] = finished;
+      if (op.stream === 'compute') computeTail = finished;
+    }
+    await Promise.all(done);
+    const stepMs = performance.now() - started;
+
+    return {
+      ...loss,
+      checksum,
+      counts: await this.backend.expertCounts(),
+      timeline: timeline.records(),
+      bytesSent,
+      stepMs,
+    };
+  }
+}
+
+/** Bytes this rank sends back in a combine: the rows it received from other ranks. */
+function receivedBytes(handle: DispatchHandle, rank: number, hidden: number, codec: CodecName): number {
+  return handle.received.reduce((sum, n, source) => (source === rank ? sum : sum + encodedBytes(n, hidden, codec)), 0);
+}

@@ -1,0 +1,253 @@
+import { randomUUID } from 'node:crypto';
+import * as grpc from '@grpc/grpc-js';
+import {
+  GRPC_OPTIONS,
+  GrpcTransport,
+  PeerMailbox,
+  loadMoeProto,
+  namedTensorMsg,
+  peerServiceHandlers,
+  type SchedulerClient,
+  type Transport,
+  type WorkerHandlers,
+} from '@moe/comm';
+import { ConfigError } from '@moe/model';
+import type { Backend, Shard } from './backend';
+import { StepExecutor, StepOpError } from './schedule/executor';
+import { buildSchedule } from './schedule/build';
+import type { Op } from './schedule/ops';
+import { FailedPreconditionError, InvalidRequestError } from './errors';
+import { decodeShard, decodeStep } from './shard-decode';
+
+export interface WorkerNodeOptions {
+  /** host:port of the scheduler's Scheduler service. */
+  scheduler: string;
+  /** Interface to bind; 127.0.0.1 unless told otherwise. */
+  host?: string;
+  /** 0 picks a free port. */
+  port?: number;
+  /** Address peers and the scheduler use to reach this worker; defaults to host:boundPort. */
+  advertise?: string;
+  workerId?: string;
+  backend: Backend;
+  /** Timeout of every wait for a peer's frame during a step. */
+  peerTimeoutMs?: number;
+  /** How long to keep trying to register before giving up. */
+  registerTimeoutMs?: number;
+  log?: (line: string) => void;
+}
+
+type State = 'idle' | 'loaded' | 'running';
+
+const deadline = (ms: number) => new Date(Date.now() + ms);
+
+/** Maps an error to the gRPC status a caller should see. */
+function statusOf(error: unknown): grpc.StatusObject {
+  const message = error instanceof Error ? error.message : String(error);
+  const code =
+    error instanceof InvalidRequestError || error instanceof ConfigError || (error instanceof Error && error.name === 'TensorMessageError')
+      ? grpc.status.INVALID_ARGUMENT
+      : error instanceof FailedPreconditionError
+        ? grpc.status.FAILED_PRECONDITION
+        : error instanceof StepOpError
+          ? grpc.status.ABORTED
+          : grpc.status.INTERNAL;
+  return { code, details: message, metadata: new grpc.Metadata() };
+}
+
+/**
+ * A worker process's servers and lifecycle: serves Worker and Peer on one gRPC server,
+ * registers with the scheduler, heartbeats, and runs steps on its backend.
+ */
+export class WorkerNode {
+  readonly id: string;
+  private readonly server = new grpc.Server(GRPC_OPTIONS);
+  private readonly mailbox = new PeerMailbox();
+  private scheduler?: SchedulerClient;
+  private heartbeat?: NodeJS.Timeout;
+  private state: State = 'idle';
+  private shard?: Shard;
+  private transport?: Transport;
+  private executor?: StepExecutor;
+  private readonly schedules = new Map<string, Op[]>();
+  private currentStep = 0;
+  address = '';
+  private closed = false;
+
+  constructor(private readonly options: WorkerNodeOptions) {
+    this.id = options.workerId ?? `worker-${randomUUID().slice(0, 8)}`;
+  }
+
+  private log(line: string): void {
+    (this.options.log ?? ((l: string) => console.log(l)))(line);
+  }
+
+  async start(): Promise<string> {
+    const proto = loadMoeProto();
+    this.server.addService(proto.moe.v1.Peer.service, peerServiceHandlers(this.mailbox));
+    this.server.addService(proto.moe.v1.Worker.service, this.handlers());
+    const host = this.options.host ?? '127.0.0.1';
+    const port = await new Promise<number>((resolve, reject) =>
+      this.server.bindAsync(`${host}:${this.options.port ?? 0}`, grpc.ServerCredentials.createInsecure(), (error, bound) =>
+        error ? reject(new Error(`worker ${this.id}: cannot bind ${host}:${this.options.port ?? 0}: ${error.message}`)) : resolve(bound),
+      ),
+    );
+    this.address = this.options.advertise ?? `${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`;
+    this.log(`worker ${this.id} listening on ${this.address}`);
+    await this.register();
+    return this.address;
+  }
+
+  private async register(): Promise<void> {
+    const proto = loadMoeProto();
+    this.scheduler = new proto.moe.v1.Scheduler(this.options.scheduler, grpc.credentials.createInsecure(), GRPC_OPTIONS);
+    const give = Date.now() + (this.options.registerTimeoutMs ?? 30_000);
+    let lastError = '';
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const reply = await new Promise<{ heartbeatIntervalMs: number }>((resolve, reject) =>
+          this.scheduler!.Register(
+            {
+              workerId: this.id,
+              address: this.address,
+              backend: this.options.backend.name,
+              deviceProfile: this.options.backend.deviceProfile,
+              pid: process.pid,
+            },
+            { deadline: deadline(5_000) },
+            (error, response) => (error || !response ? reject(error ?? new Error('empty reply')) : resolve(response)),
+          ),
+        );
+        this.log(`worker ${this.id} registered with scheduler ${this.options.scheduler}`);
+        this.startHeartbeat(reply.heartbeatIntervalMs || 1_000);
+        return;
+      } catch (error) {
+        lastError = (error as Error).message;
+      }
+      if (Date.now() > give || this.closed) {
+        throw new Error(
+          `worker ${this.id}: could not register with scheduler ${this.options.scheduler} (${lastError}); is the scheduler running there?`,
+        );
+      }
+      await new Promise((r) => setTimeout(r, Math.min(2_000, 100 * 2 ** attempt)));
+    }
+  }
+
+  private startHeartbeat(intervalMs: number): void {
+    clearInterval(this.heartbeat);
+    this.heartbeat = setInterval(() => {
+      this.scheduler?.Heartbeat(
+        { workerId: this.id, runId: this.shard?.runId ?? '', step: this.currentStep },
+        { deadline: deadline(Math.max(1_000, intervalMs)) },
+        (error, reply) => {
+          if (!error && reply && !reply.known && !this.closed) {
+            this.log(`worker ${this.id}: scheduler does not know this worker any more; registering again`);
+            clearInterval(this.heartbeat);
+            this.register().catch((e: Error) => this.log(e.message));
+          }
+        },
+      );
+    }, intervalMs);
+    this.heartbeat.unref();
+  }
+
+  private handlers(): WorkerHandlers {
+    return {
+      LoadShard: (call, callback) => {
+        this.loadShard(call.request).then(
+          (checksum) => callback(null, { paramChecksum: checksum }),
+          (error) => callback(statusOf(error)),
+        );
+      },
+      RunStep: (call, callback) => {
+        this.runStep(call.request).then(
+          (response) => callback(null, response),
+          (error) => callback(statusOf(error)),
+        );
+      },
+      FetchParams: (call, callback) => {
+        this.fetchParams(call.request.runId).then(
+          (response) => callback(null, response),
+          (error) => callback(statusOf(error)),
+        );
+      },
+      Health: (_call, callback) => {
+        callback(null, { workerId: this.id, state: this.state, runId: this.shard?.runId ?? '', rank: this.shard?.rank ?? 0 });
+      },
+      Shutdown: (call, callback) => {
+        this.log(`worker ${this.id}: shutdown requested (${call.request.reason || 'no reason given'})`);
+        callback(null, {});
+        setImmediate(() => void this.close().then(() => process.exit(0)));
+      },
+    };
+  }
+
+  private async loadShard(request: Parameters<WorkerHandlers['LoadShard']>[0]['request']): Promise<string> {
+    if (this.state === 'running') throw new InvalidRequestError(`LoadShard: worker ${this.id} is running a step of run ${this.shard?.runId}`);
+    const shard = decodeShard(request);
+    await this.transport?.close();
+    const checksum = await this.options.backend.load(shard);
+    this.transport = new GrpcTransport({ runId: shard.runId, rank: shard.rank, peers: shard.peers, mailbox: this.mailbox });
+    this.executor = new StepExecutor(this.options.backend, this.transport, shard.expertOwner);
+    this.shard = shard;
+    this.state = 'loaded';
+    this.log(`worker ${this.id}: run ${shard.runId}, rank ${shard.rank} of ${shard.worldSize}`);
+    return checksum;
+  }
+
+  private async runStep(request: Parameters<WorkerHandlers['RunStep']>[0]['request']) {
+    const shard = this.shard;
+    if (!shard || !this.executor) throw new FailedPreconditionError(`RunStep: worker ${this.id} has no shard loaded; call LoadShard first`);
+    if (request.runId !== shard.runId) {
+      throw new FailedPreconditionError(`RunStep: run ${request.runId} is not the loaded run ${shard.runId}`);
+    }
+    if (this.state === 'running') throw new FailedPreconditionError(`RunStep: step ${this.currentStep} is still running`);
+    const { batch, schedule, settings } = decodeStep(request, shard, this.options.peerTimeoutMs ?? 30_000);
+    const scheduleKey = `${schedule.kind}/${schedule.chunks}/${schedule.layers}`;
+    let ops = this.schedules.get(scheduleKey);
+    if (!ops) this.schedules.set(scheduleKey, (ops = buildSchedule(schedule)));
+    this.state = 'running';
+    this.currentStep = batch.step;
+    try {
+      const outcome = await this.executor.run(ops, batch, settings);
+      return {
+        step: batch.step,
+        lossSum: outcome.lossSum,
+        auxLoss: outcome.auxLoss,
+        expertCounts: [...outcome.counts],
+        paramChecksum: outcome.checksum,
+        timeline: request.options?.recordTimeline ? outcome.timeline : [],
+        bytesSent: outcome.bytesSent,
+        stepMs: outcome.stepMs,
+      };
+    } finally {
+      this.state = 'loaded';
+    }
+  }
+
+  private async fetchParams(runId: string) {
+    if (!this.shard) throw new FailedPreconditionError(`FetchParams: worker ${this.id} has no shard loaded`);
+    if (runId && runId !== this.shard.runId) throw new FailedPreconditionError(`FetchParams: run ${runId} is not the loaded run ${this.shard.runId}`);
+    const snapshot = await this.options.backend.snapshot();
+    return {
+      denseParams: snapshot.dense.map((p) => namedTensorMsg(p.name, p.tensor)),
+      experts: snapshot.experts.flatMap((layer, l) =>
+        [...layer.entries()].map(([expert, params]) => ({
+          layer: l,
+          expert,
+          params: params.map((p) => namedTensorMsg(p.name, p.tensor)),
+        })),
+      ),
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.heartbeat);
+    await this.transport?.close().catch(() => {});
+    await this.options.backend.close().catch(() => {});
+    this.scheduler?.close();
+    await new Promise<void>((resolve) => this.server.tryShutdown(() => resolve()));
+  }
+}

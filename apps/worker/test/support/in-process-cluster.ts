@@ -1,0 +1,133 @@
+/**
+ * Several ranks in one process: inline cpu backends over in-memory transports, driven exactly
+ * as the scheduler drives worker processes. For fast parity tests of the executor and schedules.
+ */
+import { createInMemoryTransports, type CodecName } from '@moe/comm';
+import {
+  MarkovChain,
+  denseParams,
+  expertParams,
+  initParams,
+  type ModelConfig,
+  type Tensor,
+  type TrainConfig,
+} from '@moe/model';
+import type { Shard } from '../../src/backend';
+import { CpuBackend } from '../../src/backends/cpu-backend';
+import { buildSchedule } from '../../src/schedule/build';
+import { StepExecutor } from '../../src/schedule/executor';
+import type { ScheduleKind } from '../../src/schedule/ops';
+
+export interface InProcessRun {
+  losses: number[];
+  checksums: string[][];
+  /** Final dense params of rank 0 and every expert from its owner: name -> tensor. */
+  params: Map<string, Tensor>;
+  bytesSent: number[];
+}
+
+export async function trainInProcess(options: {
+  model: ModelConfig;
+  train: TrainConfig;
+  owner: number[];
+  world: number;
+  schedule: ScheduleKind;
+  chunks?: number;
+  dispatchCodec?: CodecName;
+  combineCodec?: CodecName;
+}): Promise<InProcessRun> {
+  const { model, train, owner, world } = options;
+  const init = initParams(model);
+  const transports = createInMemoryTransports(world);
+  const backends = Array.from({ length: world }, () => new CpuBackend({ inline: true }));
+  const clone = (t: Tensor): Tensor => ({ shape: [...t.shape], data: new Float32Array(t.data) });
+  for (let rank = 0; rank < world; rank++) {
+    const shard: Shard = {
+      runId: 'in-process',
+      rank,
+      worldSize: world,
+      peers: [],
+      model,
+      optimizer: train.optimizer,
+      expertOwner: owner,
+      dense: new Map(denseParams(init).map((p) => [p.name, clone(p.tensor)])),
+      experts: init.experts.map(
+        (layer) =>
+          new Map(
+            layer.flatMap((e, id) => (owner[id] === rank ? [[id, new Map(expertParams(e).map((p) => [p.name, clone(p.tensor)]))] as const] : [])),
+          ),
+      ),
+      seqLen: train.seqLen,
+      backendOptions: {},
+    };
+    await backends[rank]!.load(shard);
+  }
+  const executors = backends.map((b, rank) => new StepExecutor(b, transports[rank]!, owner));
+  const ops = buildSchedule({ kind: options.schedule, layers: model.layers, chunks: options.chunks ?? 1 });
+  const chain = new MarkovChain(model.vocabSize, train.dataSeed);
+  const losses: number[] = [];
+  const checksums: string[][] = [];
+  const bytesSent = new Array<number>(world).fill(0);
+  for (let step = 0; step < train.steps; step++) {
+    const batch = chain.batch(step, train.batchSequences, train.seqLen);
+    const outcomes = await Promise.all(
+      executors.map((executor, rank) => {
+        const first = Math.floor((rank * train.batchSequences) / world) * train.seqLen;
+        const last = Math.floor(((rank + 1) * train.batchSequences) / world) * train.seqLen;
+        return executor.run(
+          ops,
+          {
+            step,
+            inputs: batch.inputs.slice(first, last),
+            targets: batch.targets.slice(first, last),
+            globalTokens: train.batchSequences * train.seqLen,
+            globalSequences: train.batchSequences,
+          },
+          { dispatchCodec: options.dispatchCodec ?? 'f32', combineCodec: options.combineCodec ?? 'f32', timeoutMs: 10_000 },
+        );
+      }),
+    );
+    losses.push(outcomes.reduce((sum, o) => sum + o.lossSum, 0));
+    checksums.push(outcomes.map((o) => o.checksum));
+    outcomes.forEach((o, rank) => (bytesSent[rank]! += o.bytesSent));
+  }
+  const params = new Map<string, Tensor>();
+  const snapshots = await Promise.all(backends.map((b) => b.snapshot()));
+  for (const p of snapshots[0]!.dense) params.set(p.name, p.tensor);
+  snapshots.forEach((snap) =>
+    snap.experts.forEach((layer, l) => {
+      for (const [id, named] of layer) for (const p of named) params.set(`layers.${l}.experts.${id}.${p.name}`, p.tensor);
+    }),
+  );
+  await Promise.all([...backends.map((b) => b.close()), ...transports.map((t) => t.close())]);
+  return { losses, checksums, params, bytesSent };
+}
+
+/** The reference's params under the same names as `trainInProcess` returns. */
+export function namedReferenceParams(params: ReturnType<typeof initParams>): Map<string, Tensor> {
+  const out = new Map<string, Tensor>(denseParams(params).map((p) => [p.name, p.tensor]));
+  params.experts.forEach((layer, l) =>
+    layer.forEach((e, id) => {
+      for (const p of expertParams(e)) out.set(`layers.${l}.experts.${id}.${p.name}`, p.tensor);
+    }),
+  );
+  return out;
+}
+
+export function maxAbsDiff(a: Map<string, Tensor>, b: Map<string, Tensor>): { max: number; name: string } {
+  let max = 0;
+  let name = '';
+  for (const [key, ta] of a) {
+    const tb = b.get(key);
+    if (!tb) throw new Error(`parameter ${key} is missing on one side`);
+    for (let i = 0; i < ta.data.length; i++) {
+      const d = Math.abs(ta.data[i]! - tb.data[i]!);
+      if (!(d <= max)) {
+        max = d;
+        name = key;
+      }
+    }
+  }
+  if (a.size !== b.size) throw new Error(`parameter sets differ: ${a.size} vs ${b.size}`);
+  return { max, name };
+}
