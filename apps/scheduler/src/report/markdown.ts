@@ -1,0 +1,154 @@
+import { alignColumns, fmtBytes, fmtMs, fmtPercent, fmtRange, fmtRatio, fmtTimes } from './format';
+import { ratiosOf } from './metrics';
+import type { BenchReport, ResultRow, SettingSummary } from './types';
+
+/** The rows the headline table shows: per setting, the naive run and the best overlapped one. */
+export function headlineRows(report: BenchReport): ResultRow[] {
+  return report.results.filter((r) => r.schedule === 'naive' || r.winner);
+}
+
+const COLUMNS = [
+  'ratio',
+  'schedule',
+  'chunks',
+  'step_ms',
+  'compute_ms',
+  'comm_ms',
+  'exposed_comm_ms',
+  'overhead',
+  'ideal_ms',
+  'speedup',
+  'efficiency',
+] as const;
+
+function cells(row: ResultRow, dash: string, times: string): string[] {
+  return [
+    fmtRatio(row.ratio),
+    row.schedule,
+    String(row.chunks),
+    fmtRange(row.step_ms, dash),
+    fmtRange(row.compute_ms, dash),
+    fmtRange(row.comm_ms, dash),
+    fmtRange(row.exposed_comm_ms, dash),
+    fmtPercent(row.overhead),
+    row.ideal_ms === null ? '-' : fmtMs(row.ideal_ms),
+    fmtTimes(row.speedup, '-', times),
+    fmtPercent(row.efficiency, '-'),
+  ];
+}
+
+function markdownTable(header: readonly string[], rows: readonly (readonly string[])[], right: readonly boolean[]): string {
+  const line = (cs: readonly string[]) => `| ${cs.map((c) => c.replaceAll('|', '\\|')).join(' | ')} |`;
+  return [line(header), `|${header.map((_, i) => (right[i] ? '---:' : ':---')).join('|')}|`, ...rows.map(line)].join('\n');
+}
+
+function headlineSentence(s: SettingSummary): string {
+  if (s.naive_step_ms === null || s.overlapped_step_ms === null) {
+    return `Compute-to-communication ratio ${fmtRatio(s.ratio)}: ${s.naive_step_ms === null ? 'no naive run' : 'no overlapped run'}, so no comparison.`;
+  }
+  return (
+    `At a compute-to-communication ratio of ${fmtRatio(s.ratio)}, the overlapped schedule (${s.winning_chunks} chunks) ` +
+    `takes ${fmtMs(s.overlapped_step_ms)} ms a step against ${fmtMs(s.naive_step_ms)} ms for naive: ` +
+    `**${fmtTimes(s.speedup)} speedup**, ${fmtPercent(s.efficiency)} of the ideal overlap (${fmtMs(s.ideal_ms ?? 0)} ms); ` +
+    `overhead over pure compute ${fmtPercent(s.overhead_naive)} -> ${fmtPercent(s.overhead_overlapped)}.`
+  );
+}
+
+/** The transport line: raw TCP against gRPC all-to-all bandwidth and their ratio. */
+export function transportLine(report: BenchReport): string {
+  const t = report.transport;
+  if (!t) return 'Transport bandwidth was not measured in this run.';
+  return (
+    `Measured in the same run: raw TCP ${t.tcp_mbps.toFixed(0)} MB/s, gRPC all-to-all ${t.grpc_mbps.toFixed(0)} MB/s; ` +
+    `gRPC reaches ${t.ratio.toFixed(2)} of raw TCP (MB = 10^6 bytes).`
+  );
+}
+
+/** `report.md`: headline, the table per setting, every chunk count, transport, figures, how to reproduce. */
+export function renderMarkdown(report: BenchReport): string {
+  const right = COLUMNS.map((c) => !['schedule'].includes(c));
+  const main = headlineRows(report).map((r) => {
+    const cs = cells(r, '–', '×');
+    if (r.winner) cs[2] = `**${cs[2]}**`;
+    return cs;
+  });
+  const steps = [...new Set(report.results.map((r) => `${r.steps} measured steps after ${r.warmup_steps} warm-up`))].join('; ');
+  const allHeader = ['ratio', 'schedule', 'chunks', 'step_ms', 'exposed_comm_ms', 'speedup', 'algbw_gbps', 'bytes/step', 'slowest rank'];
+  const all = report.results.map((r) => [
+    fmtRatio(r.ratio),
+    r.schedule,
+    r.winner ? `**${r.chunks}**` : String(r.chunks),
+    fmtRange(r.step_ms),
+    fmtRange(r.exposed_comm_ms),
+    fmtTimes(r.speedup, '-'),
+    r.algbw_gbps.toFixed(3),
+    fmtBytes(r.bytes_per_step),
+    String(r.slowest_rank),
+  ]);
+  const { command, ...settings } = report.config;
+  const env = report.environment;
+  const ratios = ratiosOf(report.results);
+  const summary = report.summary;
+  return [
+    '# MoE all-to-all overlap benchmark',
+    '',
+    headlineSentence(summary),
+    '',
+    '## Results',
+    '',
+    `Per compute-to-communication ratio: the naive schedule and the best overlapped one (winning chunk count in bold). ` +
+      `Times in ms, median (min–max) over ${steps}. step_ms runs from the scheduler sending RunStep to the last reply; ` +
+      `compute_ms, comm_ms and exposed_comm_ms are taken on the slowest worker (the one with the most compute): ` +
+      `its compute stream's busy time, the time an all-to-all (dispatch, combine, and their backward) was in flight, and ` +
+      `the time its compute stream sat idle while one was. overhead = (step - compute) / compute; ideal_ms = max(compute, comm) ` +
+      `of the naive run; speedup = naive step / this step; efficiency = ideal / this step.`,
+    '',
+    markdownTable(COLUMNS, main, right),
+    '',
+    `Settings: ${ratios.map(fmtRatio).join(', ')} (headline ${fmtRatio(summary.headline_ratio)}).`,
+    '',
+    '### Every run',
+    '',
+    'algbw_gbps = bytes the slowest worker sent in all-to-alls / comm_ms, in 10^9 bytes/s (median over steps).',
+    '',
+    markdownTable(allHeader, all, allHeader.map((h) => h !== 'schedule')),
+    '',
+    '## Transport',
+    '',
+    transportLine(report),
+    '',
+    '## Figures',
+    '',
+    '![Per-worker timeline of one naive and one overlapped step](timeline.svg)',
+    '',
+    '![Step time against the compute-to-communication ratio](sweep.svg)',
+    '',
+    '`trace.json` is in Chrome trace format: open it in https://ui.perfetto.dev or chrome://tracing (one process per worker, one track per stream).',
+    '',
+    '## Reproduce',
+    '',
+    '```sh',
+    command,
+    '```',
+    '',
+    ...(Object.keys(settings).length > 0 ? ['Settings:', '', '```json', JSON.stringify(settings, null, 2), '```', ''] : []),
+    `Environment: Node ${env.node}, ${env.platform} (${env.arch}), ${env.cpus} x ${env.cpuModel}` +
+      `${env.hostname ? `, host ${env.hostname}` : ''}${env.gitCommit ? `, commit ${env.gitCommit}` : ''}; ${env.date}.`,
+    '',
+  ].join('\n');
+}
+
+/** The headline table as aligned plain text for a terminal, with the transport line under it. */
+export function formatTable(report: BenchReport): string {
+  const right = COLUMNS.map((c) => c !== 'schedule');
+  const rows = headlineRows(report).map((r) => {
+    const cs = cells(r, '-', 'x');
+    if (r.winner) cs[2] = `${cs[2]}*`;
+    return cs;
+  });
+  return [
+    ...alignColumns([[...COLUMNS], ...rows], right),
+    '(ms: median (min-max); * winning chunk count; overhead, efficiency in %)',
+    transportLine(report),
+  ].join('\n');
+}

@@ -1,0 +1,188 @@
+/**
+ * The shapes a benchmark report is made of: what the driver hands in (timelines of measured
+ * steps) and what comes out (`report.json`, schema `moe-bench/1`).
+ *
+ * Units: every `*_ms` / `*Ms` is milliseconds, every `bytes*` is bytes, `*_gbps` is 10^9 bytes
+ * per second, `*_mbps` is 10^6 bytes per second. Ratios are plain numbers.
+ */
+
+/** The two streams of a worker's step (a GPU's compute and communication streams). */
+export type Stream = 'compute' | 'comm';
+export type Direction = 'forward' | 'backward' | 'update';
+export type ScheduleName = 'naive' | 'overlapped';
+
+/**
+ * One op of a worker's step, as it ran (the `OpRecord` of `RunStepResponse.timeline`).
+ * Same shape as the worker's `OpRecordData`; `fromOpRecord` converts a wire record.
+ */
+export interface OpRecordData {
+  /** Op kind: "dispatch", "experts", "combine", "combine_bwd", "allreduce", ... */
+  name: string;
+  stream: Stream;
+  /** -1 when not tied to a layer. */
+  layer: number;
+  /** -1 when not tied to a chunk. */
+  chunk: number;
+  /** ms from the worker's receipt of RunStep. */
+  startMs: number;
+  endMs: number;
+  /** Payload bytes this worker sent to peers in this op (comm ops; 0 for compute). */
+  bytesSent: number;
+  direction: Direction;
+}
+
+/** One step as every worker ran it. */
+export interface StepSample {
+  /** Step number within the run (0-based), as sent in RunStep. */
+  step: number;
+  /** ms from the scheduler sending RunStep to the last worker's reply. */
+  stepMs: number;
+  /** [world_size]: each rank's ops of this step, indexed by rank. */
+  timelines: OpRecordData[][];
+}
+
+/** Every step of one run: one (schedule, chunks, setting). */
+export interface RunSamples {
+  schedule: ScheduleName;
+  /** Micro-batches per layer; 1 for naive. */
+  chunks: number;
+  /** The setting: compute-to-communication ratio the run was made to have (1 = headline). */
+  ratio: number;
+  /** The first `warmupSteps` steps are dropped before any figure is taken. */
+  warmupSteps: number;
+  /** All steps, warm-up included, in step order. */
+  steps: StepSample[];
+  /** [world_size]: worker id of each rank, for labels; optional. */
+  workerIds?: string[];
+}
+
+/** One step picked to be drawn (timeline.svg) or traced (trace.json). */
+export interface StepTimeline {
+  schedule: ScheduleName;
+  chunks: number;
+  ratio: number;
+  step: number;
+  /** ms, scheduler-measured (see `StepSample.stepMs`). */
+  stepMs: number;
+  /** [world_size]: each rank's ops, indexed by rank. */
+  timelines: OpRecordData[][];
+  /** [world_size]: worker id of each rank; optional. */
+  workerIds?: string[];
+}
+
+/** min, median and max of a set of measurements, in the unit of the measurements. */
+export interface Range {
+  min: number;
+  median: number;
+  max: number;
+}
+
+/** One `results` row: one (schedule, chunks, setting) over its measured steps. */
+export interface ResultRow {
+  schedule: ScheduleName;
+  chunks: number;
+  /** Compute-to-communication ratio of the setting. */
+  ratio: number;
+  /** Steps measured (after warm-up). */
+  steps: number;
+  warmup_steps: number;
+  /** ms, scheduler sends RunStep -> last worker's reply. */
+  step_ms: Range;
+  /** ms, busy time of the compute stream on the slowest worker. */
+  compute_ms: Range;
+  /** ms, time at least one all-to-all op is in flight on that worker. */
+  comm_ms: Range;
+  /** ms, time that worker's compute stream sat idle while an all-to-all was in flight. */
+  exposed_comm_ms: Range;
+  /** (step - compute) / compute, from medians. */
+  overhead: number;
+  /** ms, max(compute, comm) of this setting's naive run (medians); null without a naive run. */
+  ideal_ms: number | null;
+  /** naive step / this step (medians); 1 for the naive row; null without a naive run. */
+  speedup: number | null;
+  /** ideal / this step (medians); null without a naive run. */
+  efficiency: number | null;
+  /**
+   * 10^9 bytes/s: bytes the slowest worker sent in all-to-alls (dispatch, combine and their
+   * backward: dispatch_bwd, combine_bwd) / comm_ms; median over steps. 0 when comm_ms is 0.
+   */
+  algbw_gbps: number;
+  /** bytes the slowest worker sent in all-to-alls in a step (median over steps). */
+  bytes_per_step: number;
+  /** Rank that was slowest (largest compute busy time) in most measured steps. */
+  slowest_rank: number;
+  /** true on the overlapped row with the smallest median step of its setting. */
+  winner: boolean;
+}
+
+/** Headline figures of one setting: naive against its best overlapped run. */
+export interface SettingSummary {
+  ratio: number;
+  /** ms, medians. */
+  naive_step_ms: number | null;
+  overlapped_step_ms: number | null;
+  ideal_ms: number | null;
+  /** naive step / best overlapped step. */
+  speedup: number | null;
+  /** ideal / best overlapped step. */
+  efficiency: number | null;
+  overhead_naive: number | null;
+  overhead_overlapped: number | null;
+  /** Chunk count of the best overlapped run. */
+  winning_chunks: number | null;
+}
+
+/** The headline setting's figures at the top level, and every setting's in `settings`. */
+export interface ReportSummary extends SettingSummary {
+  /** The headline setting: ratio 1 when measured, else the ratio nearest 1 (log scale). */
+  headline_ratio: number;
+  settings: SettingSummary[];
+}
+
+/** All-to-all bandwidth of the host transport, measured in the same run. */
+export interface TransportBench {
+  /** 10^6 bytes/s over a raw TCP socket. */
+  tcp_mbps: number;
+  /** 10^6 bytes/s over the gRPC Peer transport. */
+  grpc_mbps: number;
+  /** grpc_mbps / tcp_mbps: the fraction of raw TCP the gRPC transport reaches. */
+  ratio: number;
+}
+
+export interface ReportEnvironment {
+  node: string;
+  platform: string;
+  arch: string;
+  cpus: number;
+  cpuModel: string;
+  hostname?: string;
+  /** ISO 8601. */
+  date: string;
+  /** `git rev-parse HEAD` of the checkout, with `-dirty` appended when tracked files had changes. */
+  gitCommit?: string;
+}
+
+/** Settings of the run; `command` is the exact command line that reproduces it. */
+export interface ReportConfig {
+  command: string;
+  [key: string]: unknown;
+}
+
+export const REPORT_SCHEMA = 'moe-bench/1';
+
+/** `report.json`. */
+export interface BenchReport {
+  schema: typeof REPORT_SCHEMA;
+  config: ReportConfig;
+  environment: ReportEnvironment;
+  /** One row per (schedule, chunks, ratio), ordered by ratio, then naive first, then chunks. */
+  results: ResultRow[];
+  summary: ReportSummary;
+  /** null when the run did not measure the transport. */
+  transport: TransportBench | null;
+}
+
+/** Input that cannot make a report; the message names what is wrong. */
+export class ReportError extends Error {
+  override readonly name = 'ReportError';
+}
