@@ -1,1 +1,53 @@
-export const MODEL_LIB = 'model';
+/** @moe/model: tensors, config, the MoE model's pieces with their backward passes, AdamW, synthetic data, the reference trainer. */
+export { ShapeError } from './shape-error';
+export { zeros, tensorFrom, cloneTensor, sizeOf, matrixShape, expectShape, type Tensor } from './tensor';
+export { matmul, matmulTransA, matmulTransB, addInPlace } from './ops';
+export { Rng, deriveSeed } from './rng';
+export {
+  parseModelConfig,
+  parseTrainConfig,
+  parseOptimizerConfig,
+  TINY_MODEL,
+  TINY_TRAIN,
+  TINY_OPTIMIZER,
+  type ScoreFunction,
+  type BalancingKind,
+  type ModelConfig,
+  type OptimizerConfig,
+  type TrainConfig,
+} from './config';
+export { ConfigError, type ConfigProblem } from './config-error';
+export {
+  initParams,
+  denseParams,
+  expertParams,
+  routedExpertParams,
+  cloneParams,
+  zerosLikeParams,
+  type ExpertParams,
+  type LayerParams,
+  type ModelParams,
+  type NamedParam,
+} from './params';
+export { checksumTensors } from './checksum';
+export { rmsNorm, rmsNormBackward, type RmsNormCache } from './norm';
+export { route, routeBackward, type Route, type RouteCache, type RouteOptions } from './router';
+export { expertForward, expertBackward, type ExpertCache } from './expert';
+export { combine, combineBackward } from './combine';
+export { moeInputGrad } from './moe-input-grad';
+export { groupSlotsByExpert, gatherRows, scatterRows } from './rows';
+export { embed, embedBackward } from './embedding';
+export { headForward, headBackward } from './head';
+export { crossEntropy } from './loss';
+export { AdamW, type AdamWState } from './optimizer';
+export { updateRouterBias, sequenceAuxLoss } from './balancing';
+export type { Batch } from './batch';
+export {
+  forwardBackward,
+  sharedExpertsForward,
+  sharedExpertsBackward,
+  residualAdd,
+  type ForwardBackwardResult,
+} from './model';
+export { trainReference, applyUpdate, optimizerOrder, type ReferenceResult } from './reference';
+export { MarkovChain, type MarkovChainOptions } from './data';
