@@ -4,6 +4,7 @@ import {
   GRPC_OPTIONS,
   GrpcTransport,
   PeerMailbox,
+  ShapedTransport,
   loadMoeProto,
   namedTensorMsg,
   peerServiceHandlers,
@@ -187,7 +188,10 @@ export class WorkerNode {
     const shard = decodeShard(request);
     await this.transport?.close();
     const checksum = await this.options.backend.load(shard);
-    this.transport = new GrpcTransport({ runId: shard.runId, rank: shard.rank, peers: shard.peers, mailbox: this.mailbox });
+    const grpcTransport = new GrpcTransport({ runId: shard.runId, rank: shard.rank, peers: shard.peers, mailbox: this.mailbox });
+    // A simulated device also models its links: sends are shaped to the modeled bandwidth.
+    const link = this.options.backend.linkModel?.();
+    this.transport = link ? new ShapedTransport(grpcTransport, link) : grpcTransport;
     this.executor = new StepExecutor(this.options.backend, this.transport, shard.expertOwner);
     this.shard = shard;
     this.state = 'loaded';

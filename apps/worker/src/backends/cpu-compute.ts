@@ -14,9 +14,12 @@ import {
   moeInputGrad,
   parseModelConfig,
   rmsNorm,
+  residualAdd,
   rmsNormBackward,
   route,
   routeBackward,
+  sharedExpertsBackward,
+  sharedExpertsForward,
   updateRouterBias,
   zeros,
   type ExpertParams,
@@ -85,7 +88,7 @@ export class CpuCompute {
   private params!: DenseParams;
   private named!: NamedParam[];
   /** experts[layer]: global id -> params, ascending ids. */
-  private experts: Map<number, ExpertParams>[] = [];
+  private localExperts: Map<number, ExpertParams>[] = [];
   private expertGrads: Map<number, ExpertParams>[] = [];
   private denseGrads = new Map<string, Tensor>();
   private adamDense!: AdamW;
@@ -122,7 +125,7 @@ export class CpuCompute {
     this.named = denseParams(this.params);
     const unknown = [...shard.dense.keys()].filter((n) => !this.named.some((p) => p.name === n));
     if (unknown.length > 0) throw new Error(`LoadShard: unknown dense parameters ${unknown.join(', ')}`);
-    this.experts = shard.experts.map((layer, l) =>
+    this.localExperts = shard.experts.map((layer, l) =>
       new Map(
         [...layer.entries()]
           .sort(([a], [b]) => a - b)
@@ -146,7 +149,7 @@ export class CpuCompute {
     this.batch = batch;
     this.layers = [];
     this.denseGrads = new Map(this.named.filter((p) => p.trainable).map((p) => [p.name, zeros(p.tensor.shape)]));
-    this.expertGrads = this.experts.map(
+    this.expertGrads = this.localExperts.map(
       (layer) =>
         new Map([...layer.entries()].map(([id, p]) => [id, { w1: zeros(p.w1.shape), w3: zeros(p.w3.shape), w2: zeros(p.w2.shape) }])),
     );
@@ -166,20 +169,14 @@ export class CpuCompute {
 
   sharedExperts(layer: number): void {
     const s = this.layers[layer]!;
-    s.sharedCaches = [];
-    let sum: Tensor | undefined;
-    for (const shared of this.params.layers[layer]!.shared) {
-      const out = expertForward(shared, s.h);
-      s.sharedCaches.push(out.cache);
-      if (sum) addInto(sum.data, out.y.data);
-      else sum = out.y;
-    }
-    s.sharedOut = sum ?? zeros(s.h.shape);
+    const out = sharedExpertsForward(this.params.layers[layer]!.shared, s.h);
+    s.sharedCaches = out.caches;
+    s.sharedOut = out.y;
   }
 
   /** Groups the received rows by expert, ascending expert id, sources in rank order. */
   private gather(layer: number, rows: ExpertRows[]): { expert: number; sources: Int32Array; rows: Int32Array }[] {
-    const local = this.experts[layer]!;
+    const local = this.localExperts[layer]!;
     const byExpert = new Map<number, { sources: number[]; rows: number[] }>();
     rows.forEach((from, i) => {
       from.expertIds.forEach((expert, r) => {
@@ -207,7 +204,7 @@ export class CpuCompute {
         const r = group.rows[i]!;
         input.data.set(rows[group.sources[i]!]!.rows.subarray(r * H, (r + 1) * H), i * H);
       }
-      const out = expertForward(this.experts[layer]!.get(group.expert)!, input);
+      const out = expertForward(this.localExperts[layer]!.get(group.expert)!, input);
       for (let i = 0; i < group.rows.length; i++) {
         const r = group.rows[i]!;
         outputs[group.sources[i]!]!.set(out.y.data.subarray(i * H, (i + 1) * H), r * H);
@@ -223,9 +220,7 @@ export class CpuCompute {
     const H = this.config.hiddenSize;
     s.slotOutputs = tensorOf(slotOutputs, H);
     const combined = combine(s.slotOutputs, s.route.weights, this.config.topK);
-    const next = zeros(s.x.shape);
-    for (let i = 0; i < next.data.length; i++) next.data[i] = s.x.data[i]! + (s.sharedOut.data[i]! + combined.data[i]!);
-    this.layers[layer + 1] = { x: next } as LayerStep;
+    this.layers[layer + 1] = { x: residualAdd(s.x, s.sharedOut, combined) } as LayerStep;
   }
 
   lossAndHeadBackward(): { lossSum: number; auxLoss: number } {
@@ -267,7 +262,7 @@ export class CpuCompute {
         }
         dy.data.set(from.rows.subarray(r * H, (r + 1) * H), i * H);
       }
-      const back = expertBackward(this.experts[layer]!.get(work.expert)!, work.cache, dy);
+      const back = expertBackward(this.localExperts[layer]!.get(work.expert)!, work.cache, dy);
       const acc = this.expertGrads[layer]!.get(work.expert)!;
       addInto(acc.w1.data, back.grads.w1.data);
       addInto(acc.w3.data, back.grads.w3.data);
@@ -281,16 +276,13 @@ export class CpuCompute {
 
   sharedExpertsBackward(layer: number): void {
     const s = this.layers[layer]!;
-    let dh: Tensor | undefined;
-    this.params.layers[layer]!.shared.forEach((shared, i) => {
-      const back = expertBackward(shared, s.sharedCaches[i]!, s.dy!);
+    const back = sharedExpertsBackward(this.params.layers[layer]!.shared, s.sharedCaches, s.dy!);
+    back.grads.forEach((g, i) => {
       for (const w of ['w1', 'w3', 'w2'] as const) {
-        addInto(this.denseGrads.get(`layers.${layer}.shared.${i}.${w}`)!.data, back.grads[w].data);
+        addInto(this.denseGrads.get(`layers.${layer}.shared.${i}.${w}`)!.data, g[w].data);
       }
-      if (dh) addInto(dh.data, back.dx.data);
-      else dh = back.dx;
     });
-    s.dhShared = dh ?? zeros(s.h.shape);
+    s.dhShared = back.dh;
   }
 
   routeBackward(layer: number, dSlotInputs: Float32Array): void {
@@ -336,7 +328,7 @@ export class CpuCompute {
     );
     const params: Tensor[] = [];
     const expertGrads: Tensor[] = [];
-    this.experts.forEach((layer, l) => {
+    this.localExperts.forEach((layer, l) => {
       for (const [id, p] of layer) {
         const g = this.expertGrads[l]!.get(id)!;
         params.push(p.w1, p.w3, p.w2);
@@ -365,7 +357,7 @@ export class CpuCompute {
   snapshot(): ParamsSnapshot {
     return {
       dense: this.named,
-      experts: this.experts.map(
+      experts: this.localExperts.map(
         (layer) =>
           new Map(
             [...layer.entries()].map(([id, p]) => [

@@ -105,8 +105,8 @@ export class StepExecutor {
       layout.slotsTo.reduce((sum, s, dest) => (dest === rank ? sum : sum + encodedBytes(s.length, hidden, codec)), 0);
 
     let loss = { lossSum: 0, auxLoss: 0 };
-    let gradients = new Float32Array(0);
-    let reduced = new Float32Array(0);
+    let gradients: Float32Array = new Float32Array(0);
+    let reduced: Float32Array = new Float32Array(0);
     let checksum = '';
     let bytesSent = 0;
 

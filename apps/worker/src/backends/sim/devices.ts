@@ -14,6 +14,7 @@
  *   PCIe to the NIC). They matter only for tiny frames; bandwidth dominates the all-to-alls here.
  */
 import type { LinkModel, LinkSpec } from '@moe/comm';
+import { InvalidRequestError } from '../../errors';
 
 export type Dtype = 'fp8' | 'bf16' | 'tf32' | 'fp32';
 
@@ -101,10 +102,8 @@ export const DEVICE_PROFILES: Readonly<Record<string, DeviceProfile>> = {
   },
 };
 
-/** The profile named is not one we know; lists the known ones. */
-export class UnknownDeviceProfileError extends Error {
-  override readonly name = 'UnknownDeviceProfileError';
-}
+/** The profile named is not one we know; lists the known ones. An InvalidRequestError (INVALID_ARGUMENT). */
+export class UnknownDeviceProfileError extends InvalidRequestError {}
 
 /** The profile asked for a dtype the device has no tensor cores for (fp8 on A100). */
 export class UnsupportedDtypeError extends Error {

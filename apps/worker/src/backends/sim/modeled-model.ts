@@ -177,10 +177,9 @@ export class CostModel {
     const P = this.attentionParams();
     const core = 2 * tokens * a.heads * (a.qkNopeHeadDim + a.qkRopeHeadDim + a.vHeadDim) * (L / 2);
     const activations = tokens * ACT * (4 * H + 2 * a.heads * (a.qkNopeHeadDim + a.qkRopeHeadDim + a.vHeadDim));
-    return {
-      flops: { [this.gemm]: 2 * tokens * P, bf16: core + 2 * tokens * H * E } as Partial<Record<Dtype, number>>,
-      bytes: P * DTYPE_BYTES[this.gemm] + H * E * ACT + activations,
-    };
+    const flops: Partial<Record<Dtype, number>> = { bf16: core + 2 * tokens * H * E };
+    flops[this.gemm] = (flops[this.gemm] ?? 0) + 2 * tokens * P;
+    return { flops, bytes: P * DTYPE_BYTES[this.gemm] + H * E * ACT + activations };
   }
 
   shared(tokens: number): OpCost {
@@ -253,7 +252,11 @@ export interface StepEstimateOptions {
   topK: number;
   /** Ranks per modeled node. */
   nodeSize: number;
-  /** Micro-batches per layer (1 = naive); experts are modeled per chunk. */
+  /**
+   * Micro-batches per layer (1 = naive): experts are modeled per chunk, and each all-to-all as
+   * `chunks` back-to-back exchanges of a chunk's rows (each pays the latency, as the schedule
+   * chains them).
+   */
   chunks?: number;
   /** Bytes per value on the wire of the dispatch and of the combine/backward all-to-alls (f32: 4). */
   dispatchBytesPerValue?: number;
@@ -265,7 +268,7 @@ export interface StepEstimate {
   computeMs: number;
   /** Of which the MoE part the overlapped schedule can hide comm behind: shared + experts, fwd + bwd. */
   moeComputeMs: number;
-  /** Sum of the four all-to-alls of every layer on an otherwise idle link, ms (dilated). */
+  /** Sum of the four all-to-alls of every layer (all chunks) on otherwise idle links, ms (dilated). */
   commMs: number;
 }
 
@@ -295,10 +298,10 @@ export function estimateStep(o: StepEstimateOptions): StepEstimate {
   const intraPeers = node - 1;
   const interPeers = W - node;
   const allToAllMs = (bytesPerValue: number) => {
-    const perPeer = (S / W) * H * bytesPerValue;
+    const perPeer = (S / W / chunks) * H * bytesPerValue;
     const cls = (peers: number, spec: { bandwidthGBps: number; latencyUs: number }) =>
       peers > 0 ? (spec.latencyUs / 1e3 + (peers * perPeer) / (spec.bandwidthGBps * 1e6)) * dilation : 0;
-    return Math.max(cls(intraPeers, c.profile.intra), cls(interPeers, c.profile.inter));
+    return chunks * Math.max(cls(intraPeers, c.profile.intra), cls(interPeers, c.profile.inter));
   };
   const commMs = L * (allToAllMs(o.dispatchBytesPerValue ?? 4) + 3 * allToAllMs(o.combineBytesPerValue ?? 4));
   return { computeMs, moeComputeMs: L * moe, commMs };
@@ -306,8 +309,10 @@ export function estimateStep(o: StepEstimateOptions): StepEstimate {
 
 /**
  * The `computeScale` that makes a step's modeled compute `ratio` times its all-to-all time.
+ * `basis`: `all` compares every compute op of the step; `moe` only the shared and routed experts
+ * (forward and backward), the compute the overlapped schedule can hide communication behind.
  * `estimate` must come from a CostModel built with computeScale 1 (the default).
  */
-export function computeScaleForRatio(ratio: number, estimate: StepEstimate): number {
-  return (ratio * estimate.commMs) / estimate.computeMs;
+export function computeScaleForRatio(ratio: number, estimate: StepEstimate, basis: 'all' | 'moe' = 'all'): number {
+  return (ratio * estimate.commMs) / (basis === 'moe' ? estimate.moeComputeMs : estimate.computeMs);
 }

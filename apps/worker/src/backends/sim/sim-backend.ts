@@ -33,7 +33,10 @@ export interface SimOpRecord {
   bytes: number;
   /** The cost model's prediction (dilated and scaled). */
   modeledMs: number;
-  /** How long the timed wait really took (timer overshoot and event-loop load show here). */
+  /**
+   * Wall time from the op's issue to its end: timer overshoot and event-loop load show here (a
+   * back-to-back op can measure a little under its model, see `run`).
+   */
   measuredMs: number;
 }
 
@@ -95,6 +98,9 @@ export class SimBackend implements Backend {
   private records: SimOpRecord[] = [];
   /** The modeled device: one op at a time. */
   private device: Promise<void> = Promise.resolve();
+  /** performance.now() when the last op really ended, and when it ended on the modeled clock. */
+  private lastEnd = -Infinity;
+  private modeledEnd = -Infinity;
 
   constructor(options: SimBackendOptions = {}) {
     this.defaultProfile = options.profile;
@@ -193,7 +199,7 @@ export class SimBackend implements Backend {
     return { h: this.rows(this.tokens), expertIds };
   }
 
-  sharedExperts(layer: number): Promise<void> {
+  async sharedExperts(layer: number): Promise<void> {
     return this.run('shared', layer, -1, this.loaded().costs.shared(this.tokens));
   }
 
@@ -203,7 +209,7 @@ export class SimBackend implements Backend {
     return rows.map((r) => r.rows);
   }
 
-  combineOutputs(layer: number, slotOutputs: Float32Array): Promise<void> {
+  async combineOutputs(layer: number, slotOutputs: Float32Array): Promise<void> {
     this.checkSlots('combineOutputs', layer, slotOutputs);
     return this.run('post', layer, -1, this.loaded().costs.post(this.tokens, this.slots()));
   }
@@ -227,11 +233,11 @@ export class SimBackend implements Backend {
     return gradRows.map((r) => r.rows);
   }
 
-  sharedExpertsBackward(layer: number): Promise<void> {
+  async sharedExpertsBackward(layer: number): Promise<void> {
     return this.run('shared_bwd', layer, -1, this.loaded().costs.sharedBackward(this.tokens));
   }
 
-  routeBackward(layer: number, dSlotInputs: Float32Array): Promise<void> {
+  async routeBackward(layer: number, dSlotInputs: Float32Array): Promise<void> {
     this.checkSlots('routeBackward', layer, dSlotInputs);
     return this.run('route_bwd', layer, -1, this.loaded().costs.routeBackward(this.tokens));
   }
@@ -314,15 +320,23 @@ export class SimBackend implements Backend {
     }
   }
 
-  /** Runs one modeled op on the device: waits its modeled duration after the previous op, records it. */
+  /**
+   * Runs one modeled op on the device after the previous one: waits its modeled duration, records
+   * it. Back-to-back ops follow the device's modeled clock: an op issued within 0.5 ms of the
+   * previous op's end starts at that op's modeled end, so timer overshoot does not add up over a
+   * step; an op issued after an idle gap (the device waited on communication) starts when issued.
+   */
   private run(kind: SimOpKind, layer: number, chunk: number, cost: OpCost): Promise<void> {
     const costs = this.loaded().costs;
     const modeledMs = costs.ms(cost);
     const flops = Object.values(cost.flops).reduce((a, b) => a + (b ?? 0), 0);
     const op = this.device.then(async () => {
-      const t0 = performance.now();
-      await wait(modeledMs);
-      this.records.push({ kind, layer, chunk, flops, bytes: cost.bytes, modeledMs, measuredMs: performance.now() - t0 });
+      const issued = performance.now();
+      const start = issued - this.lastEnd < 0.5 ? Math.min(issued, this.modeledEnd) : issued;
+      this.modeledEnd = start + modeledMs;
+      await waitUntil(this.modeledEnd);
+      this.lastEnd = performance.now();
+      this.records.push({ kind, layer, chunk, flops, bytes: cost.bytes, modeledMs, measuredMs: this.lastEnd - issued });
     });
     this.device = op.catch(() => {});
     return op;
@@ -330,12 +344,15 @@ export class SimBackend implements Backend {
 }
 
 /**
- * A timed wait of `ms` on the event loop's timers (never blocking it). Node timers count whole ms
- * from a loop time that may be stale, so they can fire a little early: re-armed until the deadline
- * has passed. Under a quarter ms it only yields (timers fire >= 1 ms late).
+ * Waits until performance.now() passes `deadline`, on the event loop's timers (never blocking it).
+ * Node timers count whole ms from a loop time that may be stale, so they can fire a little early:
+ * re-armed until the deadline has passed. Under a quarter ms it only yields (timers fire >= 1 ms late).
  */
-async function wait(ms: number): Promise<void> {
-  const deadline = performance.now() + ms;
-  if (ms < 0.25) return new Promise((resolve) => setImmediate(resolve));
-  for (let left = ms; left > 0.05; left = deadline - performance.now()) await sleep(Math.max(1, Math.ceil(left)));
+async function waitUntil(deadline: number): Promise<void> {
+  let left = deadline - performance.now();
+  if (left < 0.25) return new Promise((resolve) => setImmediate(resolve));
+  while (left > 0.05) {
+    await sleep(Math.max(1, Math.ceil(left)));
+    left = deadline - performance.now();
+  }
 }

@@ -7,6 +7,7 @@
  * ```
  */
 import { z } from 'zod';
+import { InvalidRequestError } from '../../errors';
 import { deviceProfile, type DeviceProfile } from './devices';
 import { resolveModeledModel, type ModeledModel } from './modeled-model';
 
@@ -66,10 +67,11 @@ export interface SimOptions {
   linkSharing: 'port' | 'pair';
 }
 
-/** backendOptions the sim backend cannot use; the message names each bad field and its value. */
-export class SimOptionsError extends Error {
-  override readonly name = 'SimOptionsError';
-}
+/**
+ * backendOptions the sim backend cannot use; the message names each bad field and its value.
+ * An InvalidRequestError, so LoadShard answers INVALID_ARGUMENT.
+ */
+export class SimOptionsError extends InvalidRequestError {}
 
 const valueAt = (input: unknown, path: readonly PropertyKey[]): unknown =>
   path.reduce<unknown>((v, key) => (v !== null && typeof v === 'object' ? (v as Record<PropertyKey, unknown>)[key] : undefined), input);
