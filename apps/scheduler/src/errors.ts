@@ -1,0 +1,92 @@
+/**
+ * The scheduler's errors, one class per thing that can go wrong, each with the numbers and the
+ * names in its message. Callers catch the class, not the string.
+ */
+
+/** A placement that cannot work: bad counts, a rank outside the world, a malformed list. */
+export class PlacementError extends Error {
+  override readonly name = 'PlacementError';
+}
+
+/** The batch cannot be split over the workers (e.g. fewer sequences than workers). */
+export class BatchSplitError extends Error {
+  override readonly name = 'BatchSplitError';
+}
+
+/** Fewer workers than needed registered before the rendezvous timeout. */
+export class RendezvousTimeoutError extends Error {
+  override readonly name = 'RendezvousTimeoutError';
+}
+
+/** A worker went silent (no heartbeat within the timeout) or left the cluster. */
+export class WorkerLostError extends Error {
+  override readonly name = 'WorkerLostError';
+  constructor(
+    message: string,
+    readonly workerId: string,
+    /** Its rank in the current run, or -1 when it had none yet. */
+    readonly rank: number,
+  ) {
+    super(message);
+  }
+}
+
+/** A worker process started by this scheduler exited (or failed to start) before it was told to stop. */
+export class WorkerProcessExitError extends Error {
+  override readonly name = 'WorkerProcessExitError';
+  constructor(
+    message: string,
+    readonly workerId: string,
+    readonly exitCode: number | null,
+    readonly signal: string | null,
+    /** The last lines the process wrote to stderr. */
+    readonly stderrTail: string[],
+  ) {
+    super(message);
+  }
+}
+
+/** An RPC to a worker failed (status, deadline, or a reply of the wrong shape). */
+export class WorkerRpcError extends Error {
+  override readonly name = 'WorkerRpcError';
+  constructor(
+    message: string,
+    readonly rank: number,
+    readonly method: string,
+    /** gRPC status code, or -1 when the call succeeded but its reply was wrong. */
+    readonly code: number,
+  ) {
+    super(message);
+  }
+}
+
+/** The replicas of the dense parameters disagree after a step. */
+export class ChecksumMismatchError extends Error {
+  override readonly name = 'ChecksumMismatchError';
+  constructor(
+    message: string,
+    readonly step: number,
+    /** Ranks whose checksum differs from rank 0's. */
+    readonly ranks: number[],
+  ) {
+    super(message);
+  }
+}
+
+/** A run config file that is unreadable or not `{ "model": {...}, "train": {...} }`. */
+export class ConfigFileError extends Error {
+  override readonly name = 'ConfigFileError';
+}
+
+/** The distributed run differs from the reference trainer by more than the tolerances. */
+export class ParityError extends Error {
+  override readonly name = 'ParityError';
+}
+
+/** The run was stopped from outside (Ctrl-C, SIGTERM). */
+export class InterruptedError extends Error {
+  override readonly name = 'InterruptedError';
+  constructor(readonly signal: NodeJS.Signals) {
+    super(`interrupted by ${signal}; stopping the workers`);
+  }
+}

@@ -1,0 +1,38 @@
+import type { Cluster, SchedulerSettings } from './cluster';
+import { describeWorkers, SchedulerService, type RegisteredWorker } from './rendezvous';
+
+/**
+ * A cluster of workers started elsewhere (`moe worker --scheduler host:port`): the scheduler
+ * service waits until `workers` of them registered. `stop()` closes the service and leaves the
+ * workers running; they register again with the next scheduler at that address.
+ */
+export class ExternalCluster implements Cluster {
+  private constructor(
+    readonly scheduler: SchedulerService,
+    readonly workers: RegisteredWorker[],
+  ) {}
+
+  static async start(options: SchedulerSettings & { workers: number; abort?: AbortSignal }): Promise<ExternalCluster> {
+    const log = options.log ?? (() => {});
+    const scheduler = new SchedulerService(options);
+    const address = await scheduler.start();
+    log(`scheduler listening on ${address}; waiting for ${options.workers} workers (moe worker --scheduler ${address})`);
+    try {
+      const workers = await scheduler.waitForWorkers(options.workers, options.rendezvousTimeoutMs ?? 60_000, options.abort);
+      log(`${workers.length} workers registered: ${describeWorkers(workers)}`);
+      return new ExternalCluster(scheduler, workers);
+    } catch (error) {
+      await scheduler.close();
+      throw error;
+    }
+  }
+
+  onFailure(listener: (error: Error) => void): () => void {
+    // Only the run's workers matter; a spare one coming and going does not break the run.
+    return this.scheduler.onLost((worker, error) => this.scheduler.rankOf(worker.workerId) >= 0 && listener(error));
+  }
+
+  stop(): Promise<void> {
+    return this.scheduler.close();
+  }
+}
