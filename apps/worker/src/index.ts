@@ -1,7 +1,18 @@
+// The Backend interface and everything it takes and returns, and the backend module API: the one
+// place a custom backend imports its types from (`import type { Backend, BackendFactory } from '@moe/worker'`).
 export type * from './backend';
+export {
+  BackendModuleError,
+  checkBackend,
+  loadBackendModule,
+  REQUIRED_BACKEND_METHODS,
+  type BackendFactory,
+  type BackendModule,
+  type BackendModuleContext,
+} from './backends/load-backend-module';
 export { CpuBackend } from './backends/cpu-backend';
 export { CpuCompute } from './backends/cpu-compute';
-export { createBackend, UnknownBackendError } from './backends/create-backend';
+export { BUILTIN_BACKENDS, createBackend, loadBackend, UnknownBackendError } from './backends/create-backend';
 export { WorkerNode, type WorkerNodeOptions } from './worker-node';
 export { buildSchedule, chunkTokenRange } from './schedule/build';
 export { formatSchedule, ScheduleError, type Op, type OpKind, type ScheduleSpec, type Stream } from './schedule/ops';

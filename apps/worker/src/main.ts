@@ -2,8 +2,10 @@
  * `moe worker`: one worker process. Serves Worker and Peer over gRPC, registers with the
  * scheduler at --scheduler, heartbeats, and runs steps on its backend until told to stop.
  */
+import { networkInterfaces } from 'node:os';
 import { Command, InvalidArgumentError } from 'commander';
-import { createBackend } from './backends/create-backend';
+import type { Backend } from './backend';
+import { loadBackend } from './backends/create-backend';
 import { WorkerNode } from './worker-node';
 
 const integer = (what: string) => (value: string) => {
@@ -17,8 +19,12 @@ const program = new Command('moe worker')
   .requiredOption('--scheduler <host:port>', 'address of the scheduler', process.env.MOE_SCHEDULER)
   .option('--host <host>', 'interface to bind', process.env.MOE_WORKER_HOST ?? '127.0.0.1')
   .option('--port <port>', 'port to bind (0: any free port)', integer('--port'), Number(process.env.MOE_WORKER_PORT ?? 0))
-  .option('--advertise <host:port>', 'address peers use to reach this worker (default: host:port bound)', process.env.MOE_WORKER_ADVERTISE)
-  .option('--backend <name>', 'compute backend', process.env.MOE_BACKEND ?? 'cpu')
+  .option(
+    '--advertise <host:port|auto>',
+    'address peers use to reach this worker (default: host:port bound); "auto": this machine\'s first non-loopback IPv4 (a container\'s address) and --port, when --host is 0.0.0.0',
+    process.env.MOE_WORKER_ADVERTISE,
+  )
+  .option('--backend <name|module>', 'compute backend: cpu, sim, or a backend module (./path.js or a package name)', process.env.MOE_BACKEND ?? 'cpu')
   .option('--worker-id <id>', 'unique name of this worker', process.env.MOE_WORKER_ID)
   .option('--peer-timeout <ms>', 'timeout of every wait for a peer during a step', integer('--peer-timeout'), 30_000)
   .option('--register-timeout <ms>', 'how long to keep trying to register', integer('--register-timeout'), 30_000)
@@ -35,13 +41,38 @@ const opts = program.opts<{
   registerTimeout: number;
 }>();
 
+/**
+ * `--advertise auto` (compose replicas, which share one environment): the bound host when it is
+ * a specific address, else this machine's first non-internal IPv4, else 127.0.0.1; and --port.
+ */
+function resolveAdvertise(advertise: string | undefined, host: string, port: number): string | undefined {
+  if (advertise !== 'auto') return advertise || undefined;
+  if (port === 0) {
+    console.error('moe worker: --advertise auto needs a fixed --port (MOE_WORKER_PORT), not 0');
+    process.exit(2);
+  }
+  if (host !== '0.0.0.0' && host !== '::') return `${host}:${port}`;
+  const ipv4 = Object.values(networkInterfaces())
+    .flat()
+    .find((a) => a && a.family === 'IPv4' && !a.internal);
+  return `${ipv4?.address ?? '127.0.0.1'}:${port}`;
+}
+
+let backend: Backend;
+try {
+  backend = await loadBackend(opts.backend);
+} catch (error) {
+  console.error(`moe worker: ${(error as Error).name}: ${(error as Error).message}`);
+  process.exit(2);
+}
+
 const node = new WorkerNode({
   scheduler: opts.scheduler,
   host: opts.host,
   port: opts.port,
-  advertise: opts.advertise,
+  advertise: resolveAdvertise(opts.advertise, opts.host, opts.port),
   workerId: opts.workerId,
-  backend: createBackend(opts.backend),
+  backend,
   peerTimeoutMs: opts.peerTimeout,
   registerTimeoutMs: opts.registerTimeout,
 });

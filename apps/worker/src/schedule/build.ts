@@ -7,8 +7,10 @@ import { COMM_KINDS, ScheduleError, type Direction, type Op, type OpKind, type S
  *   wait, then the shared experts; the backward mirrors it. Compute waits for every all-to-all.
  * - `overlapped`: each layer's tokens in `chunks` micro-batches. The shared experts run while
  *   chunk 0 is dispatched; chunk c's experts run while chunk c+1 is dispatched and chunk c-1
- *   combined; the backward all-to-alls overlap the same way. Dispatches of one layer follow
- *   each other in chunk order (so chunk 0 arrives first), as do combines.
+ *   combined; the backward all-to-alls overlap the same way. All chunks' dispatches are issued
+ *   together, in chunk order: the links carry them first in, first out (a real NIC queues sends
+ *   back to back), so chunk 0 arrives first and the later ones pipeline behind it instead of
+ *   each paying a full round trip after the previous one.
  */
 export function buildSchedule(spec: ScheduleSpec): Op[] {
   if (!Number.isInteger(spec.layers) || spec.layers < 1) {
@@ -25,21 +27,19 @@ export function buildSchedule(spec: ScheduleSpec): Op[] {
     ops.push({ id, kind, stream: COMM_KINDS.has(kind) ? 'comm' : 'compute', direction, layer, chunk, deps });
     return id;
   };
-  /** Chunked comm ops of one kind run one after another: each also waits for the previous chunk's. */
-  const chained = (previous: number[], c: number, own: number[]) => (c > 0 ? [...own, previous[c - 1]!] : own);
 
   let upstream = add('begin', 'forward', -1, -1, []);
   for (let layer = 0; layer < spec.layers; layer++) {
     const route = add('route', 'forward', layer, -1, [upstream]);
     const dispatches: number[] = [];
     for (let c = 0; c < chunks; c++) {
-      dispatches.push(add('dispatch', 'forward', layer, c, chained(dispatches, c, [route])));
+      dispatches.push(add('dispatch', 'forward', layer, c, [route]));
     }
     let shared = overlap ? add('shared', 'forward', layer, -1, [route]) : -1;
     const combines: number[] = [];
     for (let c = 0; c < chunks; c++) {
       const experts = add('experts', 'forward', layer, c, [dispatches[c]!]);
-      combines.push(add('combine', 'forward', layer, c, chained(combines, c, [experts])));
+      combines.push(add('combine', 'forward', layer, c, [experts]));
     }
     if (!overlap) shared = add('shared', 'forward', layer, -1, [combines[chunks - 1]!]);
     upstream = add('post', 'forward', layer, -1, [...combines, shared]);
@@ -50,13 +50,13 @@ export function buildSchedule(spec: ScheduleSpec): Op[] {
     const postBackward = add('post_bwd', 'backward', layer, -1, [upstream]);
     const combineBackwards: number[] = [];
     for (let c = 0; c < chunks; c++) {
-      combineBackwards.push(add('combine_bwd', 'backward', layer, c, chained(combineBackwards, c, [postBackward])));
+      combineBackwards.push(add('combine_bwd', 'backward', layer, c, [postBackward]));
     }
     let sharedBackward = overlap ? add('shared_bwd', 'backward', layer, -1, [postBackward]) : -1;
     const dispatchBackwards: number[] = [];
     for (let c = 0; c < chunks; c++) {
       const expertsBackward = add('experts_bwd', 'backward', layer, c, [combineBackwards[c]!]);
-      dispatchBackwards.push(add('dispatch_bwd', 'backward', layer, c, chained(dispatchBackwards, c, [expertsBackward])));
+      dispatchBackwards.push(add('dispatch_bwd', 'backward', layer, c, [expertsBackward]));
     }
     if (!overlap) sharedBackward = add('shared_bwd', 'backward', layer, -1, [dispatchBackwards[chunks - 1]!]);
     upstream = add('route_bwd', 'backward', layer, -1, [...dispatchBackwards, sharedBackward]);

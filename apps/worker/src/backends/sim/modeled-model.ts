@@ -113,6 +113,11 @@ export interface CostModelOptions {
   computeScale?: number;
   /** Time-dilation factor >= 1; default 1. */
   dilation?: number;
+  /**
+   * Micro-batches per optimizer step (gradient accumulation); default 1. A modeled step is one
+   * micro-batch, so the AdamW update's cost is spread over this many of them.
+   */
+  accumulationSteps?: number;
 }
 
 /**
@@ -240,7 +245,7 @@ export class CostModel {
   }
 
   update(): OpCost {
-    return { flops: {}, bytes: ADAMW_BYTES_PER_PARAM * this.updatedParams() };
+    return { flops: {}, bytes: (ADAMW_BYTES_PER_PARAM * this.updatedParams()) / (this.options.accumulationSteps ?? 1) };
   }
 }
 

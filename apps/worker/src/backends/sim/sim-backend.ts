@@ -123,6 +123,7 @@ export class SimBackend implements Backend {
       worldSize: shard.worldSize,
       layers: model.layers,
       computeScale: options.computeScale,
+      accumulationSteps: options.accumulationSteps,
       dilation: options.dilation,
     });
     this.shard = {
@@ -145,7 +146,10 @@ export class SimBackend implements Backend {
   /** The links of the modeled cluster: the worker wraps its transport in a ShapedTransport with it. */
   linkModel(): LinkModel | undefined {
     const o = this.options;
-    return o ? { ...linkModelOf(o.profile, o.nodeSize, o.dilation), sharing: o.linkSharing } : undefined;
+    if (!o) return undefined;
+    const link = linkModelOf(o.profile, o.nodeSize, o.dilation);
+    const scaled = (spec: LinkModel['intra']) => ({ ...spec, latencyUs: spec.latencyUs * o.latencyScale });
+    return { ...link, intra: scaled(link.intra), inter: scaled(link.inter), sharing: o.linkSharing };
   }
 
   hiddenSize(): number {

@@ -47,6 +47,14 @@ export const simOptionsSchema = z.strictObject({
   nodeSize: positiveInt.optional(),
   /** Multiplies every modeled compute duration (sets the compute-to-communication ratio); default 1. */
   computeScale: z.number().positive().optional(),
+  /**
+   * Multiplies the modeled link latencies; default 1. A run whose payloads are scaled down from
+   * the modeled cluster's (fewer tokens, narrower rows) scales latency by the same factor to keep
+   * the cluster's bandwidth-to-latency balance.
+   */
+  latencyScale: z.number().positive().optional(),
+  /** Micro-batches per optimizer step: the modeled update costs 1/this of a full one; default 1. */
+  accumulationSteps: positiveInt.optional(),
   /** Seed of the simulated routing; default 0. */
   seed: z.int().optional(),
   /** Link sharing of the modeled network, see LinkSharing in @moe/comm; default "port". */
@@ -63,6 +71,8 @@ export interface SimOptions {
   tokensPerRank?: number;
   nodeSize: number;
   computeScale: number;
+  accumulationSteps: number;
+  latencyScale: number;
   seed: number;
   linkSharing: 'port' | 'pair';
 }
@@ -111,6 +121,8 @@ export function parseSimOptions(input: unknown, defaultProfile?: string): SimOpt
     tokensPerRank: o.tokensPerRank,
     nodeSize: o.nodeSize ?? profile.gpusPerNode,
     computeScale: o.computeScale ?? 1,
+    accumulationSteps: o.accumulationSteps ?? 1,
+    latencyScale: o.latencyScale ?? 1,
     seed: o.seed ?? 0,
     linkSharing: o.linkSharing ?? 'port',
   };
