@@ -2,6 +2,8 @@ import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import type { ProtoGrpcType } from '../generated/moe';
+import type { PeerMessageOut } from './types';
+import { tolerantDeserializer } from '../grpc/tolerant-deserialize';
 
 /** Directory holding the `.proto` files: the only place the wire contract is written. */
 export const PROTO_ROOT = fileURLToPath(new URL('../../../../proto', import.meta.url));
@@ -25,6 +27,11 @@ let cached: ProtoGrpcType | undefined;
 export function loadMoeProto(): ProtoGrpcType {
   if (!cached) {
     const definition = protoLoader.loadSync(PROTO_FILE, PROTO_LOADER_OPTIONS);
+    // Bytes that are not a PeerMessage are refused with a PeerAck, not by failing the stream.
+    const exchange = (definition['moe.v1.Peer'] as protoLoader.ServiceDefinition)['Exchange']!;
+    (exchange as { requestDeserialize: (b: Buffer) => unknown }).requestDeserialize = tolerantDeserializer(
+      exchange.requestDeserialize as (b: Buffer) => PeerMessageOut,
+    );
     cached = grpc.loadPackageDefinition(definition) as unknown as ProtoGrpcType;
   }
   return cached;
@@ -38,6 +45,8 @@ export const MAX_MESSAGE_BYTES = 1024 * 1024 * 1024;
 export const GRPC_OPTIONS: grpc.ChannelOptions = {
   'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
   'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
+  // Receive window of a client's connections (server to client: RunStep and FetchParams replies).
+  'grpc-node.flow_control_window': 16 * 1024 * 1024,
   'grpc.keepalive_time_ms': 30_000,
   'grpc.keepalive_timeout_ms': 10_000,
 };

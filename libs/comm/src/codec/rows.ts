@@ -1,0 +1,80 @@
+import { decodeBf16, encodeBf16 } from './bf16';
+import { bytesOf, float32View, uint16View } from './endian';
+import { decodeE4m3Blocks, encodeE4m3Blocks } from './fp8-e4m3';
+import { CODEC_DTYPE, DTYPE_BYTES, FP8_BLOCK_SIZE, type CodecName, type EncodedTensor } from './types';
+import { checkEncoded } from './validate';
+
+/**
+ * Bytes on the wire for a [rows, cols] payload in `codec`: data plus, for fp8, the float32 scales
+ * (one per FP8_BLOCK_SIZE values). Frame headers and expert ids are not counted.
+ */
+export function encodedBytes(rows: number, cols: number, codec: CodecName): number {
+  const n = rows * cols;
+  const data = n * DTYPE_BYTES[CODEC_DTYPE[codec]];
+  return codec === 'fp8' ? data + 4 * Math.ceil(n / FP8_BLOCK_SIZE) : data;
+}
+
+/**
+ * Encodes `values` [rows, cols] (row-major float32) with `codec`.
+ * f32 copies nothing: the result's `data` is a view of `values`, which must not change until sent.
+ */
+export function encodeRows(values: Float32Array, rows: number, cols: number, codec: CodecName): EncodedTensor {
+  if (!Number.isInteger(rows) || !Number.isInteger(cols) || rows < 0 || cols < 0) {
+    throw new RangeError(`encodeRows: shape [${rows}, ${cols}] must be non-negative integers`);
+  }
+  if (values.length !== rows * cols) {
+    throw new RangeError(`encodeRows: ${values.length} values for shape [${rows}, ${cols}] (needs ${rows * cols})`);
+  }
+  switch (codec) {
+    case 'f32':
+      return { dtype: 'F32', rows, cols, data: bytesOf(values) };
+    case 'bf16': {
+      const bits = new Uint16Array(values.length);
+      encodeBf16(values, bits);
+      return { dtype: 'BF16', rows, cols, data: bytesOf(bits) };
+    }
+    case 'fp8': {
+      const data = new Uint8Array(values.length);
+      const scales = new Float32Array(Math.ceil(values.length / FP8_BLOCK_SIZE));
+      encodeE4m3Blocks(values, data, scales, FP8_BLOCK_SIZE);
+      return { dtype: 'FP8_E4M3', rows, cols, data, scales: bytesOf(scales), blockSize: FP8_BLOCK_SIZE };
+    }
+    default:
+      throw new RangeError(`encodeRows: unknown codec ${String(codec)} (f32, bf16 or fp8)`);
+  }
+}
+
+/**
+ * Decodes `t` into a fresh float32 array [rows, cols] (never a view of `t.data`).
+ * Throws TensorMessageError when the byte counts do not match the shape.
+ */
+export function decodeRows(t: EncodedTensor): Float32Array {
+  checkEncoded(t, 'decodeRows');
+  const n = t.rows * t.cols;
+  const out = new Float32Array(n);
+  switch (t.dtype) {
+    case 'F32':
+      out.set(float32View(t.data));
+      break;
+    case 'BF16':
+      decodeBf16(uint16View(t.data), out);
+      break;
+    case 'FP8_E4M3':
+      decodeE4m3Blocks(t.data, float32View(t.scales!), t.blockSize!, out);
+      break;
+  }
+  return out;
+}
+
+/**
+ * The float32 rows [rows, cols] of a payload the caller owns (a received frame): a view of
+ * `t.data` when it is F32 and 4-byte aligned, otherwise decoded into a fresh array. Saves the
+ * copy decodeRows makes; writing to the result may write to `t.data`.
+ */
+export function decodeRowsShared(t: EncodedTensor): Float32Array {
+  if (t.dtype === 'F32' && t.data.byteOffset % 4 === 0) {
+    checkEncoded(t, 'decodeRowsShared');
+    return new Float32Array(t.data.buffer, t.data.byteOffset, t.rows * t.cols);
+  }
+  return decodeRows(t);
+}

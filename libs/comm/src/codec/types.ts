@@ -1,0 +1,34 @@
+/**
+ * Wire codecs of token rows: how a [rows, cols] float32 array travels between ranks.
+ * - `f32`: IEEE float32, 4 bytes a value, exact.
+ * - `bf16`: bfloat16 (the upper half of a float32, rounded to nearest even), 2 bytes a value.
+ * - `fp8`: OCP e4m3fn, 1 byte a value, plus one float32 scale per block of `FP8_BLOCK_SIZE`
+ *   consecutive values of the row-major array (the last block may be shorter);
+ *   scale = amax(block) / 448, and a value decodes as e4m3(byte) * scale.
+ */
+export type CodecName = 'f32' | 'bf16' | 'fp8';
+
+/** The wire dtype of each codec (proto `DType`). */
+export type RowDType = 'F32' | 'BF16' | 'FP8_E4M3';
+
+export const CODEC_DTYPE: Record<CodecName, RowDType> = { f32: 'F32', bf16: 'BF16', fp8: 'FP8_E4M3' };
+
+/** Values per float32 scale in the fp8 codec. */
+export const FP8_BLOCK_SIZE = 128;
+
+/** Bytes per value of each wire dtype (without the fp8 scales). */
+export const DTYPE_BYTES: Record<RowDType, number> = { F32: 4, BF16: 2, FP8_E4M3: 1 };
+
+/**
+ * A [rows, cols] array as it travels: `data` holds rows * cols values of `dtype`, little-endian,
+ * row-major; FP8_E4M3 adds `scales` (float32 LE, one per `blockSize` values, last block shorter).
+ * `data` and `scales` may be views at any byte offset (e.g. slices of a received message).
+ */
+export interface EncodedTensor {
+  dtype: RowDType;
+  rows: number;
+  cols: number;
+  data: Uint8Array;
+  scales?: Uint8Array;
+  blockSize?: number;
+}

@@ -1,0 +1,26 @@
+import type { PeerMessageOut } from '../proto/types';
+
+/** A PeerMessage whose bytes could not be decoded; the Peer service refuses it with `undecodable` as the reason. */
+export interface UndecodablePeerMessage {
+  body?: undefined;
+  hello?: null;
+  frame?: null;
+  undecodable: string;
+}
+
+export type InboundPeerMessage = PeerMessageOut | UndecodablePeerMessage;
+
+/**
+ * Wraps a request deserializer so that bytes which are not a PeerMessage become an
+ * UndecodablePeerMessage (answered with a PeerAck error) instead of failing the whole stream.
+ */
+export function tolerantDeserializer(inner: (bytes: Buffer) => PeerMessageOut): (bytes: Buffer) => InboundPeerMessage {
+  const tolerant = (bytes: Buffer): InboundPeerMessage => {
+    try {
+      return inner(bytes);
+    } catch (error) {
+      return { undecodable: `undecodable PeerMessage of ${bytes.byteLength} bytes: ${(error as Error).message}` };
+    }
+  };
+  return Object.assign(tolerant, { tolerant: true });
+}
