@@ -1,0 +1,48 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { BENCH_DEFAULTS, runBench } from '../src/bench/run-bench';
+import { validateReport, validateTrace } from '../src/report/index';
+
+const out = mkdtempSync(join(tmpdir(), 'moe-bench-test-'));
+afterAll(() => rmSync(out, { recursive: true, force: true }));
+
+describe('moe bench on a local cluster of sim workers', () => {
+  it('writes a valid report with a naive and an overlapped row per ratio, and a trace with every op', async () => {
+    const result = await runBench({
+      ...BENCH_DEFAULTS,
+      workers: 4,
+      ratios: [0.5, 2],
+      chunks: [2],
+      warmupSteps: 1,
+      measuredSteps: 1,
+      commTargetMs: 60,
+      transportSeconds: 0.2,
+      out,
+      command: 'test',
+    });
+    const report = JSON.parse(readFileSync(result.files.json, 'utf8'));
+    expect(validateReport(report)).toEqual([]);
+    for (const ratio of [0.5, 2]) {
+      const rows = report.results.filter((r: { ratio: number }) => r.ratio === ratio);
+      expect(rows.map((r: { schedule: string }) => r.schedule).sort()).toEqual(['naive', 'overlapped']);
+    }
+    expect(report.transport.tcp_mbps).toBeGreaterThan(0);
+    expect(report.transport.grpc_mbps).toBeGreaterThan(0);
+
+    const trace = JSON.parse(readFileSync(result.files.trace, 'utf8'));
+    expect(validateTrace(trace)).toEqual([]);
+    // one process per worker, both streams, and every op kind of a step on every worker
+    const events = trace.traceEvents.filter((e: { ph: string }) => e.ph === 'X');
+    expect(new Set(events.map((e: { pid: number }) => e.pid))).toEqual(new Set([0, 1, 2, 3]));
+    for (const kind of ['route', 'dispatch', 'experts', 'combine', 'post', 'loss', 'combine_bwd', 'experts_bwd', 'dispatch_bwd', 'allreduce', 'update']) {
+      for (const pid of [0, 1, 2, 3]) {
+        expect(events.some((e: { pid: number; name: string }) => e.pid === pid && e.name.startsWith(kind)), `${kind} on rank ${pid}`).toBe(true);
+      }
+    }
+    for (const file of [result.files.markdown, result.files.timelineSvg, result.files.sweepSvg]) {
+      expect(readFileSync(file, 'utf8').length).toBeGreaterThan(100);
+    }
+  }, 120_000);
+});
