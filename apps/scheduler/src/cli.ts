@@ -11,7 +11,8 @@ import { pathToFileURL } from 'node:url';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { ConfigError, type ModelConfig, type TrainConfig } from '@moe/model';
 import { LocalCluster } from './cluster';
-import { BatchSplitError, ConfigFileError, InterruptedError, PlacementError } from './errors';
+import { loadCheckpoint } from './checkpoint';
+import { BatchSplitError, CheckpointError, ConfigFileError, InterruptedError, PlacementError } from './errors';
 import { formatParity, tolerancesForCodecs } from './parity';
 import { parsePlacement, type Placement } from './planner';
 import { loadRunConfig } from './run-config';
@@ -20,6 +21,7 @@ import { runTraining, type RunInfo, type TrainingResult } from './train-run';
 import { WORKER_MAIN } from './paths';
 import { addBenchCommand } from './bench/bench-command';
 import { addQueueCommands } from './queue/index';
+import { registerConformanceCommand } from './conformance/index';
 
 export const EXIT = { ok: 0, failed: 1, badInput: 2, parity: 3, sigint: 130, sigterm: 143 } as const;
 
@@ -62,6 +64,7 @@ interface ClusterFlags {
   heartbeatTimeout: number;
   rendezvousTimeout: number;
   verbose: boolean;
+  token?: string;
 }
 
 interface TrainFlags extends ClusterFlags {
@@ -83,6 +86,9 @@ interface TrainFlags extends ClusterFlags {
   json?: string;
   backendOptions?: Record<string, unknown>;
   deviceProfile?: string;
+  checkpointDir?: string;
+  checkpointEvery?: number;
+  resume?: string;
 }
 
 function clusterOptions(command: Command): Command {
@@ -95,7 +101,8 @@ function clusterOptions(command: Command): Command {
     .option('--heartbeat-interval <ms>', 'heartbeat interval told to workers', integer('--heartbeat-interval', 1), 1_000)
     .option('--heartbeat-timeout <ms>', 'silence after which a worker is lost', integer('--heartbeat-timeout', 1), 10_000)
     .option('--rendezvous-timeout <ms>', 'how long to wait for the workers to register', integer('--rendezvous-timeout', 1), 60_000)
-    .option('-v, --verbose', "print the scheduler's log and every worker's output", false);
+    .option('-v, --verbose', "print the scheduler's log and every worker's output", false)
+    .option('--token <token>', 'cluster token required from every worker and peer (default: MOE_CLUSTER_TOKEN; prefer the variable, flags show in ps)');
 }
 
 /** SIGINT/SIGTERM abort `controller`; a second signal exits at once (children are SIGKILLed on exit). */
@@ -115,7 +122,7 @@ function interruptOn(controller: AbortController): () => void {
 
 function exitCodeOf(error: unknown): number {
   if (error instanceof InterruptedError) return error.signal === 'SIGINT' ? EXIT.sigint : EXIT.sigterm;
-  if (error instanceof ConfigError || error instanceof ConfigFileError || error instanceof PlacementError || error instanceof BatchSplitError) {
+  if (error instanceof ConfigError || error instanceof ConfigFileError || error instanceof CheckpointError || error instanceof PlacementError || error instanceof BatchSplitError) {
     return EXIT.badInput;
   }
   return EXIT.failed;
@@ -182,7 +189,12 @@ function summaryJson(result: TrainingResult, model: ModelConfig, train: TrainCon
 }
 
 async function trainCommand(flags: TrainFlags): Promise<number> {
-  const { model, train } = loadRunConfig(flags.config, { steps: flags.steps, seed: flags.seed });
+  // --resume: the model and the batch are the checkpoint's; --steps sets the total.
+  const resume = flags.resume ? loadCheckpoint(flags.resume) : undefined;
+  const { model, train } = resume
+    ? { model: resume.model, train: { ...resume.train, steps: flags.steps ?? resume.train.steps } }
+    : loadRunConfig(flags.config, { steps: flags.steps, seed: flags.seed });
+  if (resume) console.log(`resuming run ${resume.runId} after step ${resume.step} from ${flags.resume}`);
   const controller = new AbortController();
   const release = interruptOn(controller);
   try {
@@ -205,6 +217,7 @@ async function trainCommand(flags: TrainFlags): Promise<number> {
         heartbeatIntervalMs: flags.heartbeatInterval,
         heartbeatTimeoutMs: flags.heartbeatTimeout,
         rendezvousTimeoutMs: flags.rendezvousTimeout,
+        token: flags.token,
         log: (line) => (flags.verbose || flags.externalWorkers || line.startsWith('scheduler listening') ? console.error(line) : undefined),
       },
       backend: flags.backend,
@@ -217,6 +230,9 @@ async function trainCommand(flags: TrainFlags): Promise<number> {
       stepTimeoutMs: flags.stepTimeout,
       rpcTimeoutMs: flags.rpcTimeout,
       checkReference: flags.checkReference,
+      checkpointDir: flags.checkpointDir ?? (flags.checkpointEvery ? flags.resume : undefined),
+      checkpointEvery: flags.checkpointEvery ?? (flags.checkpointDir ? 10 : undefined),
+      resume,
       tolerances: {
         ...tolerancesForCodecs(flags.dispatchCodec, flags.combineCodec),
         ...(flags.lossTolerance !== undefined ? { loss: flags.lossTolerance } : {}),
@@ -267,6 +283,7 @@ async function clusterCommand(flags: ClusterFlags): Promise<number> {
       heartbeatIntervalMs: flags.heartbeatInterval,
       heartbeatTimeoutMs: flags.heartbeatTimeout,
       rendezvousTimeoutMs: flags.rendezvousTimeout,
+      token: flags.token,
       echoWorkerOutput: flags.verbose,
       log: flags.verbose ? log : undefined,
       abort: controller.signal,
@@ -319,6 +336,9 @@ export function buildProgram(run: { train: (f: TrainFlags) => Promise<number>; c
       .option('--external-workers', 'start no workers: wait for --workers to register (moe worker --scheduler <host:port>)', false)
       .option('--step-timeout <ms>', 'deadline of each step', integer('--step-timeout', 1), 60_000)
       .option('--rpc-timeout <ms>', 'deadline of LoadShard and FetchParams', integer('--rpc-timeout', 1), 60_000)
+      .option('--checkpoint-dir <dir>', 'save parameters and optimizer state to <dir>/checkpoint.moe (atomically) every --checkpoint-every steps')
+      .option('--checkpoint-every <k>', 'steps between checkpoints (default 10 with --checkpoint-dir)', integer('--checkpoint-every', 1))
+      .option('--resume <dir>', "continue the run checkpointed in <dir> (its model and batch; --steps sets the total)")
       .option('--timeline', 'ask the workers for their op timelines (kept in --json)', false)
       .option('--json <file>', 'write the run (config, per-step metrics, parity) as JSON')
       .option('--backend-options <json>', 'backend settings sent to every worker in LoadShard, e.g. \'{"dilation": 1000}\' for sim', jsonObject('--backend-options'))
@@ -337,6 +357,7 @@ export function buildProgram(run: { train: (f: TrainFlags) => Promise<number>; c
 
   addBenchCommand(program, reportError);
   addQueueCommands(program, reportError);
+  registerConformanceCommand(program);
 
   program
     .command('worker')

@@ -29,6 +29,8 @@ export interface SchedulerSettings {
   /** How long to wait for the workers to register. Default 60 000 ms. */
   rendezvousTimeoutMs?: number;
   log?: (line: string) => void;
+  /** Cluster token (see SchedulerServiceOptions.token); local workers get it in their environment. Default `MOE_CLUSTER_TOKEN`. */
+  token?: string;
 }
 
 export interface LocalClusterOptions extends SchedulerSettings {
@@ -78,6 +80,7 @@ export class LocalCluster implements Cluster {
       heartbeatIntervalMs: options.heartbeatIntervalMs,
       heartbeatTimeoutMs: options.heartbeatTimeoutMs,
       log: options.log,
+      token: options.token,
     });
     const address = await scheduler.start();
     log(`scheduler listening on ${address}`);
@@ -91,6 +94,7 @@ export class LocalCluster implements Cluster {
           backend: options.backend,
           extraArgs: options.workerArgs,
           entry: options.workerEntry,
+          token: scheduler.token ?? '',
           onLine: options.echoWorkerOutput ? (line) => log(`[w-${i}] ${line}`) : undefined,
         }),
     );

@@ -90,3 +90,9 @@ export class InterruptedError extends Error {
     super(`interrupted by ${signal}; stopping the workers`);
   }
 }
+
+/** A checkpoint that cannot be read or used (missing, corrupt, or for another model or batch). */
+export class CheckpointError extends Error {
+  override readonly name = 'CheckpointError';
+}
+

@@ -45,3 +45,4 @@ export {
 export { loadRunConfig, resolveRunConfig, type RunConfig, type RunConfigOverrides } from './run-config';
 export { runTraining, type TrainingOptions, type TrainingResult, type RunInfo } from './train-run';
 export { REPO_ROOT, WORKER_MAIN } from './paths';
+export { saveCheckpoint, loadCheckpoint, gatherOptimizerState, optimizerStateForRank, CHECKPOINT_FILE, type Checkpoint, type OptimizerSnapshot } from './checkpoint';

@@ -4,7 +4,7 @@
  * worker not heard from within `heartbeatTimeoutMs` is lost, and every listener hears of it.
  */
 import * as grpc from '@grpc/grpc-js';
-import { GRPC_OPTIONS, loadMoeProto, type SchedulerHandlers } from '@moe/comm';
+import { GRPC_OPTIONS, envToken, loadMoeProto, requireToken, type SchedulerHandlers } from '@moe/comm';
 import { RendezvousTimeoutError, WorkerLostError } from './errors';
 
 export interface RegisteredWorker {
@@ -35,6 +35,12 @@ export interface SchedulerServiceOptions {
   /** Silence after which a worker is lost. Default 10 000 ms (ten heartbeats). */
   heartbeatTimeoutMs?: number;
   log?: (line: string) => void;
+  /**
+   * Cluster token required (gRPC metadata `x-moe-token`) on Register and Heartbeat; callers
+   * without it get UNAUTHENTICATED and are logged with their address. Default:
+   * `MOE_CLUSTER_TOKEN`; "" or unset: none.
+   */
+  token?: string;
 }
 
 type LostListener = (worker: RegisteredWorker, error: WorkerLostError) => void;
@@ -61,8 +67,11 @@ export class SchedulerService {
   address = '';
   readonly heartbeatIntervalMs: number;
   readonly heartbeatTimeoutMs: number;
+  /** The cluster token this scheduler requires, and its workers' handles send (undefined: none). */
+  readonly token: string | undefined;
 
   constructor(private readonly options: SchedulerServiceOptions = {}) {
+    this.token = options.token === undefined ? envToken() : options.token || undefined;
     this.heartbeatIntervalMs = options.heartbeatIntervalMs ?? 1_000;
     this.heartbeatTimeoutMs = options.heartbeatTimeoutMs ?? 10_000;
     if (this.heartbeatTimeoutMs <= this.heartbeatIntervalMs) {
@@ -80,7 +89,10 @@ export class SchedulerService {
   async start(): Promise<string> {
     if (this.started) return this.address;
     const proto = loadMoeProto();
-    this.server.addService(proto.moe.v1.Scheduler.service, this.handlers());
+    this.server.addService(
+      proto.moe.v1.Scheduler.service,
+      requireToken(this.handlers(), this.token, 'Scheduler', (line) => (this.options.log ?? console.error)(`scheduler: ${line}`)),
+    );
     const host = this.options.host ?? '127.0.0.1';
     const wanted = `${host}:${this.options.port ?? 0}`;
     const port = await new Promise<number>((resolve, reject) =>

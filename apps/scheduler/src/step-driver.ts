@@ -22,7 +22,7 @@ import {
 } from '@moe/comm';
 import { denseParams, expertParams, type Batch, type ModelConfig, type ModelParams, type OptimizerConfig } from '@moe/model';
 import { sliceSequences, type SequenceRange } from './batch-split';
-import { ChecksumMismatchError, WorkerRpcError } from './errors';
+import { ChecksumMismatchError, WorkerLostError, WorkerProcessExitError, WorkerRpcError } from './errors';
 import type { RunGuard } from './run-guard';
 import type { WorkerHandle } from './worker-client';
 
@@ -224,6 +224,9 @@ export interface StepDriverOptions {
   rpcTimeoutMs: number;
 }
 
+/** After a worker is lost in a step, at most this long for the others' RunSteps to say which op they were waiting on. */
+const LOST_SETTLE_MS = 3_000;
+
 /** After the first failure, how long the other ranks' calls get to settle, so the error can name them all. */
 const SETTLE_GRACE_MS = 250;
 
@@ -298,21 +301,57 @@ export class StepDriver {
   /** One step on every rank: `stepMs` runs from sending the first RunStep to the last reply. */
   async runStep(step: number, requests: readonly RunStepRequest[], model: ModelConfig): Promise<StepMetrics> {
     const started = performance.now();
-    const replies = await this.guard.run(
-      allRanks(
-        `RunStep of step ${step}`,
-        this.workers.map((w, rank) => w.runStep(requests[rank]!, this.options.stepTimeoutMs)),
-      ),
-    );
+    const calls = this.workers.map((w, rank) => w.runStep(requests[rank]!, this.options.stepTimeoutMs));
+    let replies: RunStepResponseOut[];
+    try {
+      replies = await this.guard.run(allRanks(`RunStep of step ${step}`, calls));
+    } catch (error) {
+      if (error === this.guard.failure && (error instanceof WorkerProcessExitError || error instanceof WorkerLostError)) {
+        throw await this.lostInStep(step, error, calls);
+      }
+      throw error;
+    }
     return gatherStep(step, replies, model, performance.now() - started);
   }
 
-  /** Every rank's current parameters, index = rank. */
-  fetchParams(runId: string): Promise<FetchParamsResponseOut[]> {
+  /**
+   * A worker was lost while step `step` ran: gives the other ranks' RunSteps a short time to
+   * fail (their peers' sends and receives notice the lost rank) and names, per rank, the op it
+   * was waiting on. Bounded by a quarter of the step deadline, at most LOST_SETTLE_MS.
+   * Returns an error of the same class, its message extended by a last line:
+   * `in step 3, rank 1 was lost; the other ranks: rank 0 (...) failed: ABORTED: rank 0, step 3, op dispatch layer 1 ...`
+   */
+  private async lostInStep<E extends WorkerProcessExitError | WorkerLostError>(step: number, lost: E, calls: readonly Promise<unknown>[]): Promise<E> {
+    const rank = lost instanceof WorkerLostError ? lost.rank : this.workers.findIndex((w) => w.workerId === lost.workerId);
+    const outcomes: string[] = calls.map(() => '');
+    calls.forEach((call, r) =>
+      call.then(
+        () => (outcomes[r] = 'finished the step'),
+        (error: Error) => (outcomes[r] = error.message.replace(/^RunStep of step \d+ on /, '')),
+      ),
+    );
+    const settleMs = Math.min(LOST_SETTLE_MS, this.options.stepTimeoutMs / 4);
+    const others = calls.filter((_, r) => r !== rank);
+    await Promise.race([Promise.allSettled(others), new Promise((resolve) => setTimeout(resolve, settleMs).unref())]);
+    const ranks = calls.flatMap((_, r) => {
+      if (r === rank) return [];
+      const outcome = outcomes[r] || `still in the step after ${Math.round(settleMs)} ms (no op failed yet)`;
+      return [outcome.startsWith(`rank ${r} `) ? outcome : `rank ${r}: ${outcome}`];
+    });
+    const message = `${lost.message}\nin step ${step}, rank ${rank} was lost; the other ranks: ${ranks.join('; ')}`;
+    const error =
+      lost instanceof WorkerLostError
+        ? new WorkerLostError(message, lost.workerId, lost.rank)
+        : new WorkerProcessExitError(message, lost.workerId, lost.exitCode, lost.signal, lost.stderrTail);
+    return Object.assign(error, { cause: lost, step }) as unknown as E;
+  }
+
+  /** Every rank's current parameters (and AdamW state when asked), index = rank. */
+  fetchParams(runId: string, includeOptimizerState = false): Promise<FetchParamsResponseOut[]> {
     return this.guard.run(
       allRanks(
         'FetchParams',
-        this.workers.map((w) => w.fetchParams(runId, this.options.rpcTimeoutMs)),
+        this.workers.map((w) => w.fetchParams(runId, this.options.rpcTimeoutMs, includeOptimizerState)),
       ),
     );
   }

@@ -8,6 +8,8 @@ import { initParams, MarkovChain, trainReference, type ModelConfig, type ModelPa
 import { splitSequences, type SequenceRange } from './batch-split';
 import { LocalCluster, type Cluster, type SchedulerSettings } from './cluster';
 import { ExternalCluster } from './external-cluster';
+import { gatherOptimizerState, optimizerStateForRank, saveCheckpoint, type Checkpoint } from './checkpoint';
+import { CheckpointError } from './errors';
 import { assembleParams, checkParity, type ParityReport, type ParityTolerances } from './parity';
 import { planExperts, type Placement } from './planner';
 import type { RegisteredWorker } from './rendezvous';
@@ -56,6 +58,15 @@ export interface TrainingOptions {
   /** Aborting stops the run (and the workers it started); the run rejects with the signal's reason. */
   signal?: AbortSignal;
   runId?: string;
+  /** Save a checkpoint (`<dir>/checkpoint.moe`) every `checkpointEvery` steps. */
+  checkpointDir?: string;
+  checkpointEvery?: number;
+  /**
+   * Continue a stopped run from this checkpoint (`loadCheckpoint`): its parameters and AdamW
+   * state, from step `resume.step` to `train.steps`. The model and the batch must be the
+   * checkpoint's. `losses` then holds the checkpoint's losses followed by the new ones.
+   */
+  resume?: Checkpoint;
   /** Called once the shards are loaded, before the first step. */
   onReady?: (run: RunInfo) => void;
   /** Called after every step. */
@@ -109,9 +120,14 @@ function settingsOf(step: Partial<StepSettings> | undefined): StepSettings {
  *   ChecksumMismatchError when the run breaks; the signal's reason when aborted
  */
 export async function runTraining(options: TrainingOptions): Promise<TrainingResult> {
-  const { model, train } = options;
+  const { model, train, resume } = options;
   const log = options.log ?? (() => {});
   const settings = settingsOf(options.step);
+  if (resume) checkResumable(resume, model, train);
+  const every = options.checkpointEvery ?? 0;
+  if (options.checkpointDir && (!Number.isInteger(every) || every < 1)) {
+    throw new RangeError(`checkpointEvery=${options.checkpointEvery} must be a positive integer when checkpointDir is set`);
+  }
   const owner = planExperts(model.routedExperts, options.workers, options.placement ?? 'contiguous');
   const ranges = splitSequences(train.batchSequences, options.workers);
   const runId = options.runId ?? `run-${randomUUID().slice(0, 8)}`;
@@ -140,26 +156,26 @@ export async function runTraining(options: TrainingOptions): Promise<TrainingRes
       throw new RangeError(`the cluster has ${cluster.workers.length} workers but the run asks for ${options.workers}`);
     }
     const workers = cluster.workers.slice(0, options.workers);
-    handles = workers.map((w, rank) => new WorkerHandle(rank, w.workerId, w.address));
+    handles = workers.map((w, rank) => new WorkerHandle(rank, w.workerId, w.address, cluster.scheduler.token ?? ''));
     const driver = new StepDriver(handles, guard, {
       stepTimeoutMs: options.stepTimeoutMs ?? 60_000,
       rpcTimeoutMs: options.rpcTimeoutMs ?? 60_000,
     });
 
-    const initialChecksum = await driver.loadShards(
-      loadShardRequests(
-        {
-          runId,
-          model,
-          optimizer: train.optimizer,
-          seqLen: train.seqLen,
-          owner,
-          peers: workers.map((w) => w.address),
-          backendOptions: options.backendOptions,
-        },
-        initParams(model),
-      ),
+    const shardRequests = loadShardRequests(
+      {
+        runId,
+        model,
+        optimizer: train.optimizer,
+        seqLen: train.seqLen,
+        owner,
+        peers: workers.map((w) => w.address),
+        backendOptions: options.backendOptions,
+      },
+      resume?.params ?? initParams(model),
     );
+    if (resume) shardRequests.forEach((r, rank) => (r.optimizerState = optimizerStateForRank(resume.optimizer, owner, rank)));
+    const initialChecksum = await driver.loadShards(shardRequests);
     const chain = new MarkovChain(model.vocabSize, train.dataSeed);
     const info: RunInfo = {
       runId,
@@ -176,18 +192,37 @@ export async function runTraining(options: TrainingOptions): Promise<TrainingRes
     const stepOptions = stepOptionsMsg(settings);
     const steps: StepMetrics[] = [];
     const trainStart = performance.now();
-    for (let step = 0; step < train.steps; step++) {
+    const firstStep = resume?.step ?? 0;
+    const losses = [...(resume?.losses ?? [])];
+    const auxLosses = [...(resume?.auxLosses ?? [])];
+    for (let step = firstStep; step < train.steps; step++) {
       const batch = chain.batch(step, train.batchSequences, train.seqLen);
       const metrics = await driver.runStep(step, runStepRequests(runId, step, batch, ranges, stepOptions), model);
       steps.push(metrics);
+      losses.push(metrics.loss);
+      auxLosses.push(metrics.auxLoss);
       options.onStep?.(metrics, info);
+      if (options.checkpointDir && (step + 1) % every === 0) {
+        const replies = await driver.fetchParams(runId, true);
+        const path = saveCheckpoint(options.checkpointDir, {
+          runId,
+          step: step + 1,
+          model,
+          train,
+          losses,
+          auxLosses,
+          params: assembleParams(model, replies, owner),
+          optimizer: gatherOptimizerState(replies),
+        });
+        log(`checkpoint after step ${step + 1}: ${path}`);
+      }
     }
     const trainMs = performance.now() - trainStart;
     const params = assembleParams(model, await driver.fetchParams(runId), owner);
     result = {
       ...info,
-      losses: steps.map((s) => s.loss),
-      auxLosses: steps.map((s) => s.auxLoss),
+      losses,
+      auxLosses,
       steps,
       params,
       trainMs,
@@ -205,4 +240,16 @@ export async function runTraining(options: TrainingOptions): Promise<TrainingRes
     result.parity = checkParity(result, reference, options.tolerances);
   }
   return result;
+}
+
+/** A checkpoint continues only the same model on the same batches with the same optimizer. */
+function checkResumable(resume: Checkpoint, model: ModelConfig, train: TrainConfig): void {
+  const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+  if (!same(resume.model, model)) throw new CheckpointError(`the checkpoint's model ${JSON.stringify(resume.model)} is not this run's ${JSON.stringify(model)}`);
+  for (const key of ['batchSequences', 'seqLen', 'dataSeed', 'optimizer'] as const) {
+    if (!same(resume.train[key], train[key])) {
+      throw new CheckpointError(`the checkpoint's train.${key}=${JSON.stringify(resume.train[key])} differs from this run's ${JSON.stringify(train[key])}`);
+    }
+  }
+  if (resume.step > train.steps) throw new CheckpointError(`the checkpoint is after step ${resume.step}, past this run's ${train.steps} steps`);
 }

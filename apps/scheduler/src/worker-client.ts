@@ -5,7 +5,8 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import {
-  GRPC_OPTIONS,
+  clientOptions,
+  envToken,
   loadMoeProto,
   type FetchParamsResponseOut,
   type HealthResponseOut,
@@ -26,9 +27,11 @@ export class WorkerHandle {
     readonly rank: number,
     readonly workerId: string,
     readonly address: string,
+    /** Cluster token sent as `x-moe-token` on every call. Default `MOE_CLUSTER_TOKEN`; "": none. */
+    token: string | undefined = envToken(),
   ) {
     const proto = loadMoeProto();
-    this.client = new proto.moe.v1.Worker(address, grpc.credentials.createInsecure(), GRPC_OPTIONS);
+    this.client = new proto.moe.v1.Worker(address, grpc.credentials.createInsecure(), clientOptions(token || undefined));
   }
 
   /** "rank 1 (worker w-1 at 127.0.0.1:40211)" */
@@ -66,8 +69,8 @@ export class WorkerHandle {
     return this.call('RunStep', timeoutMs, (o, cb) => this.client.RunStep(request, o, cb), `RunStep of step ${request.step ?? 0}`);
   }
 
-  fetchParams(runId: string, timeoutMs: number): Promise<FetchParamsResponseOut> {
-    return this.call('FetchParams', timeoutMs, (o, cb) => this.client.FetchParams({ runId }, o, cb));
+  fetchParams(runId: string, timeoutMs: number, includeOptimizerState = false): Promise<FetchParamsResponseOut> {
+    return this.call('FetchParams', timeoutMs, (o, cb) => this.client.FetchParams({ runId, includeOptimizerState }, o, cb));
   }
 
   health(timeoutMs: number): Promise<HealthResponseOut> {

@@ -19,6 +19,8 @@ export interface WorkerProcessOptions {
   extraArgs?: readonly string[];
   /** Script run instead of apps/worker/src/main.ts (tests use stand-ins). */
   entry?: string;
+  /** Cluster token, passed in the environment (MOE_CLUSTER_TOKEN; "" clears it), never on the command line. */
+  token?: string;
   /** Called with every line the worker writes to stdout or stderr. */
   onLine?: (line: string, stream: 'stdout' | 'stderr') => void;
 }
@@ -90,7 +92,7 @@ export class WorkerProcess {
     });
     this.stderr = new LineTail((line) => options.onLine?.(line, 'stderr'));
     // cwd: the repo root, so `--import tsx` and the workspace packages resolve from node_modules.
-    this.child = spawn(process.execPath, args, { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe', 'ipc'], env: process.env });
+    this.child = spawn(process.execPath, args, { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe', 'ipc'], env: options.token === undefined ? process.env : { ...process.env, MOE_CLUSTER_TOKEN: options.token } });
     this.child.stdout!.setEncoding('utf8').on('data', (chunk: string) => this.stdout.push(chunk));
     this.child.stderr!.setEncoding('utf8').on('data', (chunk: string) => this.stderr.push(chunk));
     this.exited = new Promise<void>((resolve) => {

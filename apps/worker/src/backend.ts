@@ -29,6 +29,19 @@ export interface Shard {
   seqLen: number;
   /** Backend-specific settings (LoadShard.backend_options_json, parsed). */
   backendOptions: Record<string, unknown>;
+  /** Resuming: the AdamW state to start from (LoadShard.optimizer_state). Absent: fresh. */
+  optimizerState?: NamedOptimizerState;
+}
+
+/**
+ * AdamW state by parameter name: dense trainable names ("embedding", "layers.0.router", ...) and
+ * this worker's experts as "layers.<l>.experts.<global id>.<w1|w3|w2>"; every m and v has its
+ * parameter's shape. `t` = steps taken; t = 0 with empty maps is a fresh optimizer.
+ */
+export interface NamedOptimizerState {
+  t: number;
+  m: Map<string, Tensor>;
+  v: Map<string, Tensor>;
 }
 
 /** This worker's slice of one step's global batch. */
@@ -110,6 +123,8 @@ export interface Backend {
   expertCounts(): Promise<Int32Array>;
   /** Current parameters (dense and this worker's experts). */
   snapshot(): Promise<ParamsSnapshot>;
+  /** The AdamW state of those parameters, for a checkpoint. Backends without one leave it out. */
+  optimizerState?(): Promise<NamedOptimizerState>;
   /** Releases threads and memory. */
   close(): Promise<void>;
   /**

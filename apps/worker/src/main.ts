@@ -27,6 +27,7 @@ const program = new Command('moe worker')
   .option('--backend <name|module>', 'compute backend: cpu, sim, or a backend module (./path.js or a package name)', process.env.MOE_BACKEND ?? 'cpu')
   .option('--worker-id <id>', 'unique name of this worker', process.env.MOE_WORKER_ID)
   .option('--peer-timeout <ms>', 'timeout of every wait for a peer during a step', integer('--peer-timeout'), 30_000)
+  .option('--token <token>', 'cluster token, required from every caller and sent on every call (prefer the MOE_CLUSTER_TOKEN environment variable: flags show in ps)', process.env.MOE_CLUSTER_TOKEN)
   .option('--register-timeout <ms>', 'how long to keep trying to register', integer('--register-timeout'), 30_000)
   .parse(process.argv);
 
@@ -39,6 +40,7 @@ const opts = program.opts<{
   workerId?: string;
   peerTimeout: number;
   registerTimeout: number;
+  token?: string;
 }>();
 
 /**
@@ -75,6 +77,7 @@ const node = new WorkerNode({
   backend,
   peerTimeoutMs: opts.peerTimeout,
   registerTimeoutMs: opts.registerTimeout,
+  token: opts.token ?? '',
 });
 
 const stop = (signal: string) => {

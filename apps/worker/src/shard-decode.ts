@@ -4,10 +4,11 @@ import {
   namedTensorsFromMsg,
   type CodecName,
   type LoadShardRequestOut,
+  type OptimizerStateMsgOut,
   type RunStepRequestOut,
 } from '@moe/comm';
-import { parseModelConfig, type Tensor } from '@moe/model';
-import type { Shard, StepBatch } from './backend';
+import { parseModelConfig, type ModelConfig, type Tensor } from '@moe/model';
+import type { NamedOptimizerState, Shard, StepBatch } from './backend';
 import type { ScheduleSpec } from './schedule/ops';
 import type { StepSettings } from './schedule/executor';
 import { InvalidRequestError } from './errors';
@@ -62,6 +63,9 @@ export function decodeShard(req: LoadShardRequestOut): Shard {
       throw new InvalidRequestError(`LoadShard: backend_options_json is not JSON (${(error as Error).message})`);
     }
   }
+  const dense = namedTensorsFromMsg(req.denseParams, 'LoadShard.dense_params');
+  checkShapes(dense, experts, model);
+  const optimizerState = req.optimizerState ? decodeOptimizerState(req.optimizerState, dense, experts) : undefined;
   return {
     runId: req.runId,
     rank: req.rank,
@@ -70,11 +74,89 @@ export function decodeShard(req: LoadShardRequestOut): Shard {
     model,
     optimizer: { ...req.optimizer },
     expertOwner: [...req.expertOwner],
-    dense: namedTensorsFromMsg(req.denseParams, 'LoadShard.dense_params'),
+    dense,
     experts,
     seqLen: req.seqLen,
     backendOptions,
+    optimizerState,
   };
+}
+
+/** "[16, 32]" */
+const shapeText = (shape: readonly number[]) => `[${shape.join(', ')}]`;
+
+/** Shape of every dense parameter of `model`, by `denseParams` name. */
+function denseShapes(model: ModelConfig): Map<string, number[]> {
+  const { vocabSize: V, hiddenSize: H, expertFfnSize: F, routedExperts: E } = model;
+  const shapes = new Map<string, number[]>([['embedding', [V, H]]]);
+  for (let l = 0; l < model.layers; l++) {
+    shapes.set(`layers.${l}.norm`, [H]).set(`layers.${l}.router`, [H, E]).set(`layers.${l}.router_bias`, [E]);
+    for (let s = 0; s < model.sharedExperts; s++) {
+      shapes.set(`layers.${l}.shared.${s}.w1`, [H, F]).set(`layers.${l}.shared.${s}.w3`, [H, F]).set(`layers.${l}.shared.${s}.w2`, [F, H]);
+    }
+  }
+  return shapes.set('final_norm', [H]).set('head', [H, V]);
+}
+
+/** Every dense parameter present with its model shape, none unknown; every expert w1/w3/w2 shaped [H,F]/[H,F]/[F,H]. */
+function checkShapes(dense: Map<string, Tensor>, experts: Map<number, Map<string, Tensor>>[], model: ModelConfig): void {
+  const same = (a: readonly number[], b: readonly number[]) => a.length === b.length && a.every((d, i) => d === b[i]);
+  const expected = denseShapes(model);
+  for (const [name, shape] of expected) {
+    const t = dense.get(name);
+    if (!t) throw new InvalidRequestError(`LoadShard.dense_params: ${name} is missing (the model has ${expected.size} dense parameters)`);
+    if (!same(t.shape, shape)) throw new InvalidRequestError(`LoadShard.dense_params: ${name} has shape ${shapeText(t.shape)}, the model needs ${shapeText(shape)}`);
+  }
+  const unknown = [...dense.keys()].filter((n) => !expected.has(n));
+  if (unknown.length) throw new InvalidRequestError(`LoadShard.dense_params: ${unknown.join(', ')} ${unknown.length > 1 ? 'are' : 'is'} not a parameter of the model`);
+  const { hiddenSize: H, expertFfnSize: F } = model;
+  const wanted: Record<string, number[]> = { w1: [H, F], w3: [H, F], w2: [F, H] };
+  experts.forEach((layer, l) =>
+    layer.forEach((named, e) => {
+      for (const [w, shape] of Object.entries(wanted)) {
+        const t = named.get(w);
+        if (!t) throw new InvalidRequestError(`LoadShard: expert ${e} of layer ${l} has no ${w}`);
+        if (!same(t.shape, shape)) throw new InvalidRequestError(`LoadShard: expert ${e} of layer ${l}: ${w} has shape ${shapeText(t.shape)}, the model needs ${shapeText(shape)}`);
+      }
+      const extra = [...named.keys()].filter((n) => !(n in wanted));
+      if (extra.length) throw new InvalidRequestError(`LoadShard: expert ${e} of layer ${l} carries unknown tensors ${extra.join(', ')} (expected w1, w3, w2)`);
+    }),
+  );
+}
+
+/**
+ * LoadShard.optimizer_state, checked: m and v name the same parameters, each one this shard
+ * holds (dense by name, experts as "layers.<l>.experts.<id>.<w>"), with its number of values.
+ */
+function decodeOptimizerState(
+  msg: OptimizerStateMsgOut,
+  dense: Map<string, Tensor>,
+  experts: Map<number, Map<string, Tensor>>[],
+): NamedOptimizerState {
+  const m = namedTensorsFromMsg(msg.m, 'LoadShard.optimizer_state.m');
+  const v = namedTensorsFromMsg(msg.v, 'LoadShard.optimizer_state.v');
+  if (msg.step === 0 && (m.size > 0 || v.size > 0)) {
+    throw new InvalidRequestError(`LoadShard.optimizer_state: step is 0 but it carries ${m.size} first moments`);
+  }
+  const paramOf = (name: string): Tensor | undefined => {
+    const e = /^layers\.(\d+)\.experts\.(\d+)\.(w1|w3|w2)$/.exec(name);
+    if (e) return experts[Number(e[1])]?.get(Number(e[2]))?.get(e[3]!);
+    return name.endsWith('router_bias') ? undefined : dense.get(name);
+  };
+  for (const [what, map, other] of [
+    ['m', m, v],
+    ['v', v, m],
+  ] as const) {
+    for (const [name, t] of map) {
+      const p = paramOf(name);
+      if (!p) throw new InvalidRequestError(`LoadShard.optimizer_state.${what}: ${name} is not a trained parameter of this shard`);
+      if (p.data.length !== t.data.length) {
+        throw new InvalidRequestError(`LoadShard.optimizer_state.${what}: ${name} has ${t.data.length} values, the parameter ${p.data.length}`);
+      }
+      if (!other.has(name)) throw new InvalidRequestError(`LoadShard.optimizer_state: ${name} has ${what} but no ${what === 'm' ? 'v' : 'm'}`);
+    }
+  }
+  return { t: msg.step, m, v };
 }
 
 const DISPATCH_CODECS: Record<string, CodecName> = { F32: 'f32', DTYPE_UNSPECIFIED: 'f32', BF16: 'bf16', FP8_E4M3: 'fp8' };

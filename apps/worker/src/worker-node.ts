@@ -3,6 +3,9 @@ import * as grpc from '@grpc/grpc-js';
 import {
   GRPC_OPTIONS,
   GrpcTransport,
+  clientOptions,
+  envToken,
+  requireToken,
   PeerMailbox,
   ShapedTransport,
   loadMoeProto,
@@ -11,6 +14,7 @@ import {
   type SchedulerClient,
   type Transport,
   type WorkerHandlers,
+  undecodableReason,
 } from '@moe/comm';
 import { ConfigError } from '@moe/model';
 import type { Backend, Shard } from './backend';
@@ -36,11 +40,23 @@ export interface WorkerNodeOptions {
   /** How long to keep trying to register before giving up. */
   registerTimeoutMs?: number;
   log?: (line: string) => void;
+  /**
+   * Cluster token: required (gRPC metadata `x-moe-token`) on every Worker RPC and Peer stream
+   * this worker serves, and sent on Register, Heartbeat and its own Peer streams.
+   * Default: `MOE_CLUSTER_TOKEN`; unset or empty: none.
+   */
+  token?: string;
 }
 
 type State = 'idle' | 'loaded' | 'running';
 
 const deadline = (ms: number) => new Date(Date.now() + ms);
+
+/** ms left until a call's deadline; Infinity when the caller set none. */
+function remainingMs(d: grpc.Deadline): number {
+  const at = d instanceof Date ? d.getTime() : d;
+  return Number.isFinite(at) ? at - Date.now() : Number.POSITIVE_INFINITY;
+}
 
 /** Maps an error to the gRPC status a caller should see. */
 function statusOf(error: unknown): grpc.StatusObject {
@@ -75,8 +91,11 @@ export class WorkerNode {
   address = '';
   private closed = false;
 
+  private readonly token: string | undefined;
+
   constructor(private readonly options: WorkerNodeOptions) {
     this.id = options.workerId ?? `worker-${randomUUID().slice(0, 8)}`;
+    this.token = options.token === undefined ? envToken() : options.token || undefined;
   }
 
   private log(line: string): void {
@@ -85,8 +104,9 @@ export class WorkerNode {
 
   async start(): Promise<string> {
     const proto = loadMoeProto();
-    this.server.addService(proto.moe.v1.Peer.service, peerServiceHandlers(this.mailbox));
-    this.server.addService(proto.moe.v1.Worker.service, this.handlers());
+    const log = (line: string) => this.log(`worker ${this.id}: ${line}`);
+    this.server.addService(proto.moe.v1.Peer.service, peerServiceHandlers(this.mailbox, { token: this.token, log }));
+    this.server.addService(proto.moe.v1.Worker.service, requireToken(this.handlers(), this.token, 'Worker', log));
     const host = this.options.host ?? '127.0.0.1';
     const port = await new Promise<number>((resolve, reject) =>
       this.server.bindAsync(`${host}:${this.options.port ?? 0}`, grpc.ServerCredentials.createInsecure(), (error, bound) =>
@@ -101,7 +121,7 @@ export class WorkerNode {
 
   private async register(): Promise<void> {
     const proto = loadMoeProto();
-    this.scheduler = new proto.moe.v1.Scheduler(this.options.scheduler, grpc.credentials.createInsecure(), GRPC_OPTIONS);
+    this.scheduler = new proto.moe.v1.Scheduler(this.options.scheduler, grpc.credentials.createInsecure(), clientOptions(this.token));
     const give = Date.now() + (this.options.registerTimeoutMs ?? 30_000);
     let lastError = '';
     for (let attempt = 0; ; attempt++) {
@@ -153,6 +173,26 @@ export class WorkerNode {
   }
 
   private handlers(): WorkerHandlers {
+    const handlers = this.methodHandlers();
+    // Bytes that were not the request message: INVALID_ARGUMENT, saying so; the method never runs.
+    const guarded = Object.fromEntries(
+      Object.entries(handlers).map(([name, handler]) => [
+        name,
+        (call: { request: unknown }, callback: (error: grpc.StatusObject | null) => void) => {
+          const reason = undecodableReason(call.request);
+          if (reason) {
+            this.log(`worker ${this.id}: refused ${name}: ${reason}`);
+            callback({ code: grpc.status.INVALID_ARGUMENT, details: `${name}: ${reason}`, metadata: new grpc.Metadata() });
+            return;
+          }
+          (handler as (c: unknown, cb: unknown) => void)(call, callback);
+        },
+      ]),
+    );
+    return guarded as unknown as WorkerHandlers;
+  }
+
+  private methodHandlers(): WorkerHandlers {
     return {
       LoadShard: (call, callback) => {
         this.loadShard(call.request).then(
@@ -161,13 +201,13 @@ export class WorkerNode {
         );
       },
       RunStep: (call, callback) => {
-        this.runStep(call.request).then(
+        this.runStep(call.request, remainingMs(call.getDeadline())).then(
           (response) => callback(null, response),
           (error) => callback(statusOf(error)),
         );
       },
       FetchParams: (call, callback) => {
-        this.fetchParams(call.request.runId).then(
+        this.fetchParams(call.request.runId, call.request.includeOptimizerState).then(
           (response) => callback(null, response),
           (error) => callback(statusOf(error)),
         );
@@ -184,11 +224,11 @@ export class WorkerNode {
   }
 
   private async loadShard(request: Parameters<WorkerHandlers['LoadShard']>[0]['request']): Promise<string> {
-    if (this.state === 'running') throw new InvalidRequestError(`LoadShard: worker ${this.id} is running a step of run ${this.shard?.runId}`);
+    if (this.state === 'running') throw new FailedPreconditionError(`LoadShard: worker ${this.id} is running a step of run ${this.shard?.runId}`);
     const shard = decodeShard(request);
     await this.transport?.close();
     const checksum = await this.options.backend.load(shard);
-    const grpcTransport = new GrpcTransport({ runId: shard.runId, rank: shard.rank, peers: shard.peers, mailbox: this.mailbox });
+    const grpcTransport = new GrpcTransport({ runId: shard.runId, rank: shard.rank, peers: shard.peers, mailbox: this.mailbox, token: this.token });
     // A simulated device also models its links: sends are shaped to the modeled bandwidth.
     const link = this.options.backend.linkModel?.();
     this.transport = link ? new ShapedTransport(grpcTransport, link) : grpcTransport;
@@ -199,14 +239,17 @@ export class WorkerNode {
     return checksum;
   }
 
-  private async runStep(request: Parameters<WorkerHandlers['RunStep']>[0]['request']) {
+  private async runStep(request: Parameters<WorkerHandlers['RunStep']>[0]['request'], deadlineMs = Number.POSITIVE_INFINITY) {
     const shard = this.shard;
     if (!shard || !this.executor) throw new FailedPreconditionError(`RunStep: worker ${this.id} has no shard loaded; call LoadShard first`);
     if (request.runId !== shard.runId) {
       throw new FailedPreconditionError(`RunStep: run ${request.runId} is not the loaded run ${shard.runId}`);
     }
     if (this.state === 'running') throw new FailedPreconditionError(`RunStep: step ${this.currentStep} is still running`);
-    const { batch, schedule, settings } = decodeStep(request, shard, this.options.peerTimeoutMs ?? 30_000);
+    // A wait for peers never outlives the caller's deadline: the step fails with the op and the
+    // missing ranks named before the scheduler gives up on this worker.
+    const peerTimeoutMs = Math.max(1, Math.min(this.options.peerTimeoutMs ?? 30_000, deadlineMs - 50));
+    const { batch, schedule, settings } = decodeStep(request, shard, peerTimeoutMs);
     const scheduleKey = `${schedule.kind}/${schedule.chunks}/${schedule.layers}`;
     let ops = this.schedules.get(scheduleKey);
     if (!ops) this.schedules.set(scheduleKey, (ops = buildSchedule(schedule)));
@@ -229,11 +272,19 @@ export class WorkerNode {
     }
   }
 
-  private async fetchParams(runId: string) {
+  private async fetchParams(runId: string, includeOptimizerState = false) {
     if (!this.shard) throw new FailedPreconditionError(`FetchParams: worker ${this.id} has no shard loaded`);
     if (runId && runId !== this.shard.runId) throw new FailedPreconditionError(`FetchParams: run ${runId} is not the loaded run ${this.shard.runId}`);
     const snapshot = await this.options.backend.snapshot();
+    const state = includeOptimizerState && this.options.backend.optimizerState ? await this.options.backend.optimizerState() : undefined;
     return {
+      optimizerState: state
+        ? {
+            step: state.t,
+            m: [...state.m].map(([name, t]) => namedTensorMsg(name, t)),
+            v: [...state.v].map(([name, t]) => namedTensorMsg(name, t)),
+          }
+        : null,
       denseParams: snapshot.dense.map((p) => namedTensorMsg(p.name, p.tensor)),
       experts: snapshot.experts.flatMap((layer, l) =>
         [...layer.entries()].map(([expert, params]) => ({

@@ -29,6 +29,8 @@ export { DEFAULT_MAILBOX_BYTES } from './transport/frame-store';
 export { GrpcTransport, GRPC_TRANSPORT_DEFAULTS, type GrpcTransportOptions, type PeerEndpoint } from './grpc/grpc-transport';
 export { PeerMailbox, RunMismatchError, type InboundConnection, type PeerMailboxOptions } from './grpc/peer-mailbox';
 export { peerServiceHandlers } from './grpc/peer-service';
+export { undecodableReason } from './grpc/tolerant-deserialize';
+export { TOKEN_ENV, TOKEN_METADATA_KEY, clientOptions, envToken, requireToken, tokenInterceptor, tokenProblem } from './grpc/cluster-token';
 export { MalformedFrameError } from './grpc/frame-message';
 
 // all-to-all

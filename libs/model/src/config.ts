@@ -110,6 +110,11 @@ interface FieldRule {
 }
 
 const positiveInt = (d: number): FieldRule => ({ schema: z.number().int().positive().default(d), rule: 'positive-integer', words: 'a positive integer' });
+const intAtLeast = (min: number, d: number, why: string): FieldRule => ({
+  schema: z.number().int().min(min).default(d),
+  rule: `integer>=${min}`,
+  words: `an integer >= ${min} (${why})`,
+});
 const nonNegativeInt = (d: number): FieldRule => ({
   schema: z.number().int().nonnegative().default(d),
   rule: 'non-negative-integer',
@@ -129,7 +134,7 @@ const oneOf = <T extends string>(values: readonly [T, ...T[]], d: T): FieldRule 
 });
 
 const MODEL_FIELDS: Record<keyof ModelConfig, FieldRule> = {
-  vocabSize: positiveInt(TINY_MODEL.vocabSize),
+  vocabSize: intAtLeast(2, TINY_MODEL.vocabSize, 'the synthetic data needs at least 2 tokens'),
   hiddenSize: positiveInt(TINY_MODEL.hiddenSize),
   expertFfnSize: positiveInt(TINY_MODEL.expertFfnSize),
   routedExperts: positiveInt(TINY_MODEL.routedExperts),

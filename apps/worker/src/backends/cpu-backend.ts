@@ -1,5 +1,5 @@
 import { Worker } from 'node:worker_threads';
-import type { Backend, ExpertRows, ParamsSnapshot, RouteOutput, Shard, StepBatch, UpdateResult } from '../backend';
+import type { Backend, ExpertRows, NamedOptimizerState, ParamsSnapshot, RouteOutput, Shard, StepBatch, UpdateResult } from '../backend';
 import { CpuCompute } from './cpu-compute';
 import type { ComputeMethod, ThreadRequest, ThreadResponse } from './thread-protocol';
 
@@ -119,6 +119,9 @@ export class CpuBackend implements Backend {
   }
   snapshot(): Promise<ParamsSnapshot> {
     return this.call('snapshot');
+  }
+  optimizerState(): Promise<NamedOptimizerState> {
+    return this.call('optimizerState');
   }
   async close(): Promise<void> {
     await this.thread?.terminate();

@@ -27,7 +27,7 @@ import {
   type NamedParam,
   type Tensor,
 } from '@moe/model';
-import type { ExpertRows, ParamsSnapshot, RouteOutput, Shard, StepBatch, UpdateResult } from '../backend';
+import type { ExpertRows, NamedOptimizerState, ParamsSnapshot, RouteOutput, Shard, StepBatch, UpdateResult } from '../backend';
 
 type Cache<F extends (...args: never[]) => { cache: unknown }> = ReturnType<F>['cache'];
 
@@ -134,6 +134,7 @@ export class CpuCompute {
     );
     this.adamDense = new AdamW(shard.optimizer);
     this.adamExperts = new AdamW(shard.optimizer);
+    if (shard.optimizerState) this.restoreOptimizer(shard.optimizerState);
     return this.checksum();
   }
 
@@ -352,6 +353,48 @@ export class CpuCompute {
       if (l < this.config.layers && s.route) counts.set(s.route.counts, l * E);
     });
     return counts;
+  }
+
+  /** Names of the AdamW positions: [dense trainable in `denseParams` order], [local experts' w1, w3, w2, layer by layer, ascending ids]. */
+  private optimizerNames(): { dense: string[]; experts: string[] } {
+    const experts: string[] = [];
+    this.localExperts.forEach((layer, l) => {
+      for (const id of layer.keys()) for (const w of ['w1', 'w3', 'w2']) experts.push(`layers.${l}.experts.${id}.${w}`);
+    });
+    return { dense: this.named.filter((p) => p.trainable).map((p) => p.name), experts };
+  }
+
+  /** Both AdamW instances from a named state (checked by decodeShard: names and sizes). */
+  private restoreOptimizer(state: NamedOptimizerState): void {
+    if (state.t === 0 && state.m.size === 0) return;
+    const names = this.optimizerNames();
+    const pick = (list: string[], from: Map<string, Tensor>, what: string) =>
+      list.map((name) => {
+        const t = from.get(name);
+        if (!t) throw new Error(`LoadShard.optimizer_state: ${what} of ${name} is missing`);
+        return new Float32Array(t.data);
+      });
+    this.adamDense.restore({ m: pick(names.dense, state.m, 'm'), v: pick(names.dense, state.v, 'v'), t: state.t });
+    this.adamExperts.restore({ m: pick(names.experts, state.m, 'm'), v: pick(names.experts, state.v, 'v'), t: state.t });
+  }
+
+  /** The AdamW state of the dense params and this worker's experts, by name (empty before the first step). */
+  optimizerState(): NamedOptimizerState {
+    const names = this.optimizerNames();
+    const m = new Map<string, Tensor>();
+    const v = new Map<string, Tensor>();
+    const shapes = new Map<string, number[]>(this.named.map((p) => [p.name, [...p.tensor.shape]]));
+    this.localExperts.forEach((layer, l) => {
+      for (const [id, p] of layer) for (const w of ['w1', 'w3', 'w2'] as const) shapes.set(`layers.${l}.experts.${id}.${w}`, [...p[w].shape]);
+    });
+    for (const [list, state] of [
+      [names.dense, this.adamDense.state()],
+      [names.experts, this.adamExperts.state()],
+    ] as const) {
+      state.m.forEach((data, i) => m.set(list[i]!, { shape: shapes.get(list[i]!)!, data }));
+      state.v.forEach((data, i) => v.set(list[i]!, { shape: shapes.get(list[i]!)!, data }));
+    }
+    return { t: this.adamDense.t, m, v };
   }
 
   snapshot(): ParamsSnapshot {

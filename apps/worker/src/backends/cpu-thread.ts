@@ -22,7 +22,7 @@ port.on('message', (request: ThreadRequest) => {
         if (!transfer.includes(v.buffer)) transfer.push(v.buffer);
       }
     };
-    if (request.method !== 'snapshot') {
+    if (request.method !== 'snapshot' && request.method !== 'optimizerState') {
       if (Array.isArray(result)) result.forEach(collect);
       else collect(result);
     }

@@ -43,7 +43,7 @@ export class BackendModuleError extends Error {
   override readonly name = 'BackendModuleError';
 }
 
-/** Methods every Backend must have (`linkModel` is optional). */
+/** Methods every Backend must have (`linkModel` and `optimizerState` are optional). */
 export const REQUIRED_BACKEND_METHODS = [
   'load',
   'hiddenSize',
@@ -107,7 +107,9 @@ export function checkBackend(value: unknown, what: string): Backend {
   if (missing.length > 0) problems.push(`missing methods ${missing.join(', ')}`);
   if (typeof b['name'] !== 'string' || b['name'] === '') problems.push(`name must be a non-empty string, got ${JSON.stringify(b['name'])}`);
   if (typeof b['deviceProfile'] !== 'string') problems.push(`deviceProfile must be a string ("" for real compute), got ${JSON.stringify(b['deviceProfile'])}`);
-  if (b['linkModel'] !== undefined && typeof b['linkModel'] !== 'function') problems.push('linkModel, when present, must be a method');
+  for (const optional of ['linkModel', 'optimizerState']) {
+    if (b[optional] !== undefined && typeof b[optional] !== 'function') problems.push(`${optional}, when present, must be a method`);
+  }
   if (problems.length > 0) throw new BackendModuleError(`${what} returned an object that is not a Backend: ${problems.join('; ')}`);
   return value as Backend;
 }

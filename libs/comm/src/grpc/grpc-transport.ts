@@ -28,6 +28,8 @@ export interface GrpcTransportOptions {
   /** Most unacknowledged parts per connection. */
   ackWindow?: number;
   credentials?: grpc.ChannelCredentials;
+  /** Cluster token sent on every Peer stream (`x-moe-token`); the peers require it when they have one. */
+  token?: string;
 }
 
 /**
@@ -49,7 +51,7 @@ export class GrpcTransport implements Transport {
   readonly rank: number;
   readonly worldSize: number;
   readonly runId: string;
-  private readonly options: Required<Omit<GrpcTransportOptions, 'credentials'>> & { credentials: grpc.ChannelCredentials };
+  private readonly options: Required<Omit<GrpcTransportOptions, 'credentials' | 'token'>> & { credentials: grpc.ChannelCredentials; token?: string };
   private readonly links = new Map<number, PeerConnection[]>();
   private readonly nextConnection: number[];
   private sent = 0;
@@ -124,6 +126,7 @@ export class GrpcTransport implements Transport {
             index,
             window: this.options.ackWindow,
             credentials: this.options.credentials,
+            token: this.options.token,
           }),
       );
       this.links.set(dest, connections);

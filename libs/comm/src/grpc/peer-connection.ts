@@ -1,5 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import { GRPC_OPTIONS, loadMoeProto } from '../proto/load';
+import { tokenInterceptor } from './cluster-token';
 import type { PeerAckOut, PeerClient, PeerMessage } from '../proto/types';
 import { keyString, type FrameKey } from '../transport/frame-key';
 import { PeerRefusedError, PeerUnreachableError, TransportClosedError } from '../transport/errors';
@@ -15,6 +16,8 @@ export interface PeerConnectionOptions {
   /** Most parts written and not yet acknowledged. */
   window: number;
   credentials: grpc.ChannelCredentials;
+  /** Cluster token sent as `x-moe-token` on the stream (see cluster-token.ts). */
+  token?: string;
 }
 
 interface Pending {
@@ -85,6 +88,7 @@ export class PeerConnection {
       // a channel of its own, so each connection to a peer is its own HTTP/2 connection
       'grpc.use_local_subchannel_pool': 1,
       'grpc.primary_user_agent': `moe-peer/${source}-${dest}-${index}`,
+      ...(this.o.token ? { interceptors: [tokenInterceptor(this.o.token)] } : {}),
     });
     const call = this.client.Exchange();
     this.call = call;

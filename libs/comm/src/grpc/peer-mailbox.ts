@@ -1,5 +1,5 @@
 import { DEFAULT_MAILBOX_BYTES, FrameStore } from '../transport/frame-store';
-import { DuplicateFrameError, RankRangeError, TransportClosedError } from '../transport/errors';
+import { DuplicateFrameError, PeerUnreachableError, RankRangeError, TransportClosedError } from '../transport/errors';
 import type { FrameKey } from '../transport/frame-key';
 import { copyFrame, payloadBytes } from '../transport/payload';
 import type { IncomingFrame, OutgoingFrame } from '../transport/transport';
@@ -37,6 +37,8 @@ interface Run {
   rank: number;
   worldSize: number;
   store: FrameStore;
+  /** Sources whose stream broke (see peerLost), until they open a new one. */
+  lost: Map<number, Error>;
 }
 
 /** Parts of one multi-part frame being put back together. */
@@ -81,7 +83,7 @@ export class PeerMailbox {
   /** Accepts frames of `runId` from now on, for `rank` of `worldSize`; drops whatever an earlier run left. */
   open(runId: string, rank: number, worldSize: number): void {
     this.closeRun(this.run?.runId ?? '', `run ${runId} replaced it`);
-    this.run = { runId, rank, worldSize, store: new FrameStore(rank, this.capacityBytes) };
+    this.run = { runId, rank, worldSize, store: new FrameStore(rank, this.capacityBytes), lost: new Map() };
   }
 
   /** Stops accepting frames of `runId` (if it is the open run) and fails its waiting receives. */
@@ -99,7 +101,22 @@ export class PeerMailbox {
     if (!Number.isInteger(source) || source < 0 || source >= run.worldSize) {
       return Promise.reject(new RankRangeError('source', source, run.worldSize));
     }
+    const lost = run.lost.get(source);
+    if (lost && !run.store.has(source, key)) return Promise.reject(lost);
     return run.store.take(source, key, timeoutMs);
+  }
+
+  /**
+   * Rank `source`'s stream of run `runId` broke (the sender went away mid-stream): the receives
+   * waiting for its frames fail now with PeerUnreachableError instead of waiting out their timeout,
+   * and so do later ones for frames not here, until `source` opens a new stream.
+   */
+  peerLost(runId: string, source: number, address: string, why: string): void {
+    const run = this.run;
+    if (!run || run.runId !== runId || source === run.rank || source < 0 || source >= run.worldSize) return;
+    const error = new PeerUnreachableError(source, address, `its stream to rank ${run.rank} broke before the frame came (${why})`);
+    run.lost.set(source, error);
+    run.store.failSource(source, error);
   }
 
   /** A rank's frame to itself: stored like any other (copied), never sent. */
@@ -177,6 +194,7 @@ export class PeerMailbox {
 
   /** @internal the Peer service registers its streams here. */
   track(connection: InboundConnection): () => void {
+    if (this.run?.runId === connection.runId) this.run.lost.delete(connection.source);
     this.inbound.add(connection);
     return () => this.inbound.delete(connection);
   }

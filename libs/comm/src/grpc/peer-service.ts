@@ -1,4 +1,5 @@
-import type * as grpc from '@grpc/grpc-js';
+import * as grpc from '@grpc/grpc-js';
+import { tokenProblem } from './cluster-token';
 import type { PeerAck, PeerHandlers, PeerHello } from '../proto/types';
 import { ackOf, MalformedFrameError, parseFramePart } from './frame-message';
 import type { InboundConnection, PeerMailbox } from './peer-mailbox';
@@ -18,9 +19,16 @@ const RESUME_AT = 16;
  * malformed sizes, unknown phase, duplicate, undecodable bytes). A refused frame does not end
  * the stream.
  */
-export function peerServiceHandlers(mailbox: PeerMailbox): PeerHandlers {
+export function peerServiceHandlers(mailbox: PeerMailbox, options: { token?: string; log?: (line: string) => void } = {}): PeerHandlers {
   return {
     Exchange: (call) => {
+      const problem = tokenProblem(call.metadata, options.token);
+      if (problem) {
+        // Not this cluster's: refused before a single frame is read.
+        options.log?.(`Peer: refused Exchange from ${call.getPeer()}: ${problem}`);
+        call.emit('error', { code: grpc.status.UNAUTHENTICATED, details: `Peer.Exchange: ${problem}`, metadata: new grpc.Metadata() });
+        return;
+      }
       widenReceiveWindow(call, mailbox.receiveWindowBytes);
       serveStream(mailbox, call as unknown as grpc.ServerDuplexStream<InboundPeerMessage, PeerAck>);
     },
@@ -86,12 +94,20 @@ function serveStream(mailbox: PeerMailbox, call: grpc.ServerDuplexStream<Inbound
         }
       });
   });
+  // The stream was cancelled or broke (the sender was killed, or its connection dropped; a stream
+  // that ends normally is neither): receives waiting for its frames fail now, naming it, instead
+  // of waiting out their timeout. Frames so far stay.
+  const broke = (why: string) => {
+    untrack?.();
+    if (hello) mailbox.peerLost(hello.runId ?? '', hello.source ?? 0, call.getPeer(), why);
+  };
   call.on('end', () => {
     void chain.then(() => {
       untrack?.();
       if (call.writable) call.end();
     });
   });
-  call.on('error', () => untrack?.()); // the sender went away; its frames so far stay in the mailbox
+  call.on('error', (error: Error) => broke(error.message));
+  call.on('cancelled', () => broke('stream cancelled'));
   call.on('close', () => untrack?.());
 }

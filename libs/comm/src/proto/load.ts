@@ -3,7 +3,7 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import type { ProtoGrpcType } from '../generated/moe';
 import type { PeerMessageOut } from './types';
-import { tolerantDeserializer } from '../grpc/tolerant-deserialize';
+import { markingDeserializer, tolerantDeserializer } from '../grpc/tolerant-deserialize';
 
 /** Directory holding the `.proto` files: the only place the wire contract is written. */
 export const PROTO_ROOT = fileURLToPath(new URL('../../../../proto', import.meta.url));
@@ -32,6 +32,11 @@ export function loadMoeProto(): ProtoGrpcType {
     (exchange as { requestDeserialize: (b: Buffer) => unknown }).requestDeserialize = tolerantDeserializer(
       exchange.requestDeserialize as (b: Buffer) => PeerMessageOut,
     );
+    // Bytes that are not a Worker request reach the handler as a marker it refuses (INVALID_ARGUMENT).
+    for (const [name, method] of Object.entries(definition['moe.v1.Worker'] as protoLoader.ServiceDefinition)) {
+      const m = method as { requestDeserialize: (b: Buffer) => unknown };
+      m.requestDeserialize = markingDeserializer(`${name} request`, m.requestDeserialize);
+    }
     cached = grpc.loadPackageDefinition(definition) as unknown as ProtoGrpcType;
   }
   return cached;

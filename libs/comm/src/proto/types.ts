@@ -20,6 +20,7 @@ export type { RunStepResponse, RunStepResponse__Output as RunStepResponseOut } f
 export type { OpRecord, OpRecord__Output as OpRecordOut } from '../generated/moe/v1/OpRecord';
 export type { FetchParamsRequest } from '../generated/moe/v1/FetchParamsRequest';
 export type { FetchParamsResponse, FetchParamsResponse__Output as FetchParamsResponseOut } from '../generated/moe/v1/FetchParamsResponse';
+export type { OptimizerState as OptimizerStateMsg, OptimizerState__Output as OptimizerStateMsgOut } from '../generated/moe/v1/OptimizerState';
 export type { HealthRequest } from '../generated/moe/v1/HealthRequest';
 export type { HealthResponse, HealthResponse__Output as HealthResponseOut } from '../generated/moe/v1/HealthResponse';
 export type { ShutdownRequest } from '../generated/moe/v1/ShutdownRequest';

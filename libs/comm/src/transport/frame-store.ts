@@ -124,6 +124,24 @@ export class FrameStore {
     });
   }
 
+  /** Whether the frame from `source` for `key` is here, not yet taken. */
+  has(source: number, key: FrameKey): boolean {
+    return this.frames.has(frameId(source, key));
+  }
+
+  /**
+   * Rejects every receive now waiting for a frame from `source` with `error` (its stream broke:
+   * the frame will not come). Frames already here stay.
+   */
+  failSource(source: number, error: Error): void {
+    for (const [id, waiter] of this.waiters) {
+      if (!id.startsWith(`${source}/`)) continue;
+      clearTimeout(waiter.timer);
+      this.waiters.delete(id);
+      waiter.reject(error);
+    }
+  }
+
   /** Drops every frame and rejects every waiter and admission with `reason`. */
   close(reason: string): void {
     const error = new TransportClosedError(`rank ${this.rank}: ${reason}`);

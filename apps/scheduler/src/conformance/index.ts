@@ -1,0 +1,15 @@
+// The conformance kit: `runConformance` (a library call), `registerConformanceCommand` (`moe conformance`).
+export {
+  runConformance,
+  formatConformance,
+  formatCheck,
+  CheckFailure,
+  CHECKS,
+  type CheckId,
+  type CheckResult,
+  type CheckStatus,
+  type ConformanceOptions,
+  type ConformanceReport,
+} from './run';
+export { registerConformanceCommand, conformanceCommand } from './command';
+export { KIT_MODEL, KIT_MODEL_AUX, KIT_TRAIN, ReferenceStepper, denseChecksum } from './fixture';

@@ -1,0 +1,167 @@
+/**
+ * Executes one validated run on the serving scheduler's registered workers: gather them, run the
+ * benchmark or the training, write the report under `<reportsDir>/<jobId>/`, and return the
+ * job's result. Progress goes to `onProgress` as it happens.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { runBench } from '../bench/run-bench';
+import { ParityError } from '../errors';
+import { formatParity } from '../parity';
+import type { SchedulerService } from '../rendezvous';
+import { runTraining } from '../train-run';
+import { gatherWorkers } from './gather-workers';
+import { InvalidRunError } from './errors';
+import type { BenchRunSummary, RunProgress, RunResult, TrainRunSummary, ValidRun } from './run-job';
+
+export interface RunContext {
+  jobId: string;
+  /** 1-based attempt of the job. */
+  attempt: number;
+  scheduler: SchedulerService;
+  /** Reports go to `<reportsDir>/<jobId>/`. */
+  reportsDir: string;
+  /** Used when the job sets none. */
+  rendezvousTimeoutMs: number;
+  signal: AbortSignal;
+  onProgress: (progress: RunProgress) => void;
+  log: (line: string) => void;
+}
+
+const median = (values: number[]) => {
+  if (values.length === 0) return null;
+  const s = [...values].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+
+/**
+ * @throws InvalidRunError when the registered workers cannot run it (a bench on non-sim workers);
+ *   ParityError when `checkReference` finds the run off the reference (the report is written);
+ *   the scheduler's errors (RendezvousTimeoutError, WorkerLostError, WorkerRpcError, ...) when the
+ *   run breaks; the signal's reason when aborted
+ */
+export async function executeRun(run: ValidRun, ctx: RunContext): Promise<RunResult> {
+  const started = Date.now();
+  const unit = run.kind === 'train' ? 'step' : 'run';
+  const base = { kind: run.kind, attempt: ctx.attempt, unit } as const;
+  ctx.onProgress({ ...base, phase: 'waiting', done: 0, total: run.kind === 'train' ? run.train.steps : 0 });
+
+  const cluster = await gatherWorkers(ctx.scheduler, {
+    workers: run.workers,
+    timeoutMs: run.rendezvousTimeoutMs ?? ctx.rendezvousTimeoutMs,
+    signal: ctx.signal,
+    log: ctx.log,
+  });
+  const workers = cluster.workers.map((w, rank) => ({ rank, workerId: w.workerId, address: w.address, backend: w.backend }));
+  const workerIds = workers.map((w) => w.workerId);
+  const dir = join(ctx.reportsDir, ctx.jobId);
+  const runId = `job-${ctx.jobId}-a${ctx.attempt}`;
+
+  try {
+    if (run.kind === 'bench') {
+      const wrong = cluster.workers.filter((w) => w.backend !== 'sim');
+      if (wrong.length) {
+        throw new InvalidRunError(
+          `invalid run: kind: a bench needs sim workers, and ${wrong.map((w) => `${w.workerId} runs "${w.backend || '?'}"`).join(', ')}; ` +
+            'start the workers with --backend sim (MOE_BACKEND=sim)',
+          'kind',
+        );
+      }
+      let runs = { done: 0, total: 0, label: '' };
+      let stepMs: number | undefined;
+      const result = await runBench({
+        ...run.bench,
+        out: dir,
+        command: `moe submit bench (job ${ctx.jobId}): ${JSON.stringify(run.bench)}`,
+        cluster,
+        signal: ctx.signal,
+        log: ctx.log,
+        onStep: (m) => {
+          stepMs = m.stepMs;
+          ctx.onProgress({ ...base, phase: 'running', ...runs, stepMs, workers: workerIds });
+        },
+        onProgress: (done, total, label) => {
+          runs = { done, total, label };
+          ctx.onProgress({ ...base, phase: 'running', ...runs, stepMs, workers: workerIds });
+        },
+      });
+      const summary: BenchRunSummary = { ...result.report.summary, dilation: result.dilation, natural_ratio: result.naturalRatio };
+      ctx.onProgress({ ...base, phase: 'done', ...runs, stepMs, workers: workerIds });
+      return {
+        kind: 'bench',
+        jobId: ctx.jobId,
+        attempt: ctx.attempt,
+        runId,
+        workers,
+        summary,
+        report: { dir, files: Object.values(result.files) },
+        durationMs: Date.now() - started,
+      };
+    }
+
+    const total = run.train.steps;
+    const result = await runTraining({
+      model: run.model,
+      train: run.train,
+      workers: run.workers,
+      cluster,
+      step: run.step,
+      placement: run.placement,
+      backendOptions: run.backendOptions,
+      stepTimeoutMs: run.stepTimeoutMs,
+      rpcTimeoutMs: run.rpcTimeoutMs,
+      checkReference: run.checkReference,
+      tolerances: run.tolerances,
+      signal: ctx.signal,
+      runId,
+      log: ctx.log,
+      onReady: () => ctx.onProgress({ ...base, phase: 'running', done: 0, total, workers: workerIds }),
+      onStep: (m) => ctx.onProgress({ ...base, phase: 'running', done: m.step + 1, total, stepMs: m.stepMs, loss: m.loss, workers: workerIds }),
+    });
+    const parity = result.parity;
+    const summary: TrainRunSummary = {
+      steps: result.steps.length,
+      final_loss: result.losses.at(-1) ?? null,
+      entropy: result.entropy,
+      train_ms: result.trainMs,
+      median_step_ms: median(result.steps.map((s) => s.stepMs)),
+      parity: parity
+        ? {
+            ok: parity.ok,
+            lossTolerance: parity.lossTolerance,
+            paramTolerance: parity.paramTolerance,
+            max_loss_relative: parity.loss.maxRelative,
+            max_param_absolute: parity.params.maxAbsolute,
+          }
+        : null,
+    };
+    mkdirSync(dir, { recursive: true });
+    const file = join(dir, 'run.json');
+    writeFileSync(
+      file,
+      JSON.stringify(
+        {
+          jobId: ctx.jobId,
+          runId,
+          config: { model: run.model, train: run.train },
+          settings: result.settings,
+          workers,
+          expertOwner: result.owner,
+          summary,
+          losses: result.losses,
+          steps: result.steps.map((s) => ({ step: s.step, loss: s.loss, auxLoss: s.auxLoss, stepMs: s.stepMs, bytesSent: s.bytesSent })),
+          reference: result.reference ?? null,
+        },
+        null,
+        2,
+      ),
+    );
+    if (parity && !parity.ok) {
+      throw new ParityError(`the distributed run differs from the reference by more than the tolerance (report: ${file}): ${formatParity(parity)}`);
+    }
+    ctx.onProgress({ ...base, phase: 'done', done: result.steps.length, total, stepMs: result.steps.at(-1)?.stepMs, loss: result.losses.at(-1), workers: workerIds });
+    return { kind: 'train', jobId: ctx.jobId, attempt: ctx.attempt, runId, workers, summary, report: { dir, files: [file] }, durationMs: Date.now() - started };
+  } finally {
+    await cluster.stop();
+  }
+}

@@ -1,0 +1,270 @@
+/**
+ * `moe serve`: the scheduler as a long-running service. It serves the Scheduler gRPC service
+ * (workers register and heartbeat on their own, `moe worker --scheduler host:port`) and consumes
+ * the BullMQ queue `runs`, one run at a time, on the workers registered at that moment.
+ *
+ * A job ends one of four ways:
+ * - done: its result (summary, report location) is the job's return value;
+ * - a run that can never work (`InvalidRunError`, a worker refusing the shard as invalid, a
+ *   parity or checksum failure) or a cancelled one fails at once, with BullMQ's
+ *   `UnrecoverableError`: no retries;
+ * - an infrastructure failure (a worker lost or unreachable, too few workers in time) fails the
+ *   attempt: BullMQ retries it with the job's backoff;
+ * - the service stopping (SIGTERM) aborts the run and puts the job back in `wait`, untouched,
+ *   for the next service: no job is left in `active`.
+ */
+import { UnrecoverableError, WaitingError, Worker, type Job } from 'bullmq';
+import type { Redis } from 'ioredis';
+import {
+  ChecksumMismatchError,
+  ParityError,
+  RendezvousTimeoutError,
+  WorkerLostError,
+  WorkerProcessExitError,
+  WorkerRpcError,
+} from '../errors';
+import { SchedulerService } from '../rendezvous';
+import { bullConnection, cancelChannel, cancelKey, connectRedis, QUEUE_NAME, redactUrl, type QueueLocation } from './connection';
+import { InvalidRunError, RunCancelledError, ServiceStoppingError } from './errors';
+import { executeRun } from './execute-run';
+import { validateRunJob, type RunJobData, type RunProgress, type RunResult } from './run-job';
+
+export interface RunServiceOptions extends QueueLocation {
+  /** Interface the Scheduler gRPC service binds. Default 127.0.0.1 (0.0.0.0 in a container). */
+  host?: string;
+  /** Its port. Default 7000; 0 picks a free one. */
+  port?: number;
+  heartbeatIntervalMs?: number;
+  heartbeatTimeoutMs?: number;
+  /** How long a run waits for its workers to register, unless the job says. Default 60 000 ms. */
+  rendezvousTimeoutMs?: number;
+  /** Reports go to `<reportsDir>/<jobId>/`. */
+  reportsDir: string;
+  log?: (line: string) => void;
+}
+
+/** gRPC INVALID_ARGUMENT: a worker refused the request itself (bad backend options, say). */
+const GRPC_INVALID_ARGUMENT = 3;
+
+/** Infrastructure failures: another attempt, with other or recovered workers, may succeed. */
+function isInfrastructure(error: unknown): boolean {
+  return (
+    error instanceof WorkerLostError ||
+    error instanceof WorkerProcessExitError ||
+    error instanceof RendezvousTimeoutError ||
+    (error instanceof WorkerRpcError && error.code !== GRPC_INVALID_ARGUMENT)
+  );
+}
+
+const describe = (error: unknown) => {
+  const e = error as Error;
+  return e?.name && e.name !== 'Error' ? `${e.name}: ${e.message}` : (e?.message ?? String(error));
+};
+
+/** Sends a job's progress to Redis at most every `intervalMs`, the latest value winning. */
+class ProgressReporter {
+  private latest?: RunProgress;
+  private inFlight?: Promise<void>;
+  private timer?: NodeJS.Timeout;
+  private lastSent = 0;
+
+  constructor(
+    private readonly job: Job,
+    private readonly log: (line: string) => void,
+    private readonly intervalMs = 100,
+  ) {}
+
+  update(progress: RunProgress): void {
+    this.latest = progress;
+    if (!this.timer && !this.inFlight) this.schedule();
+  }
+
+  private schedule(): void {
+    const wait = Math.max(0, this.lastSent + this.intervalMs - Date.now());
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.send();
+    }, wait);
+  }
+
+  private send(): void {
+    const progress = this.latest;
+    this.latest = undefined;
+    if (!progress) return;
+    this.lastSent = Date.now();
+    this.inFlight = this.job
+      .updateProgress(progress as unknown as object)
+      .catch((error: Error) => this.log(`serve: job ${this.job.id}: progress not recorded: ${error.message}`))
+      .finally(() => {
+        this.inFlight = undefined;
+        if (this.latest && !this.timer) this.schedule();
+      });
+  }
+
+  /** Sends what is pending now and waits for it. */
+  async flush(): Promise<void> {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    await this.inFlight;
+    if (this.latest) {
+      this.send();
+      await this.inFlight;
+    }
+  }
+}
+
+export class RunService {
+  private worker?: Worker<RunJobData, RunResult>;
+  private current?: { jobId: string; controller: AbortController };
+  private stopSignal?: string;
+  private stopping?: Promise<void>;
+  private readonly log: (line: string) => void;
+
+  private constructor(
+    readonly scheduler: SchedulerService,
+    private readonly subscriber: Redis,
+    private readonly redis: Redis,
+    private readonly options: RunServiceOptions,
+  ) {
+    this.log = options.log ?? (() => {});
+  }
+
+  /** host:port workers register at. */
+  get address(): string {
+    return this.scheduler.address;
+  }
+
+  /**
+   * Connects to Redis (failing fast with `RedisUnavailableError` when it does not answer), starts
+   * the Scheduler service and begins consuming the queue.
+   */
+  static async start(options: RunServiceOptions): Promise<RunService> {
+    const log = options.log ?? (() => {});
+    const redis = await connectRedis(options.redisUrl);
+    const subscriber = redis.duplicate();
+    subscriber.on('error', () => {});
+    const scheduler = new SchedulerService({
+      host: options.host,
+      port: options.port ?? 7000,
+      heartbeatIntervalMs: options.heartbeatIntervalMs,
+      heartbeatTimeoutMs: options.heartbeatTimeoutMs,
+      log,
+    });
+    try {
+      await scheduler.start();
+    } catch (error) {
+      redis.disconnect();
+      subscriber.disconnect();
+      throw error;
+    }
+    const service = new RunService(scheduler, subscriber, redis, options);
+    subscriber.on('message', (_channel: string, jobId: string) => service.cancelActive(jobId));
+    await subscriber.subscribe(cancelChannel(options));
+    const worker = new Worker<RunJobData, RunResult>(QUEUE_NAME, (job, token) => service.process(job, token), {
+      connection: bullConnection(options.redisUrl),
+      prefix: options.prefix,
+      concurrency: 1,
+      autorun: false,
+    });
+    worker.on('error', (error) => log(`serve: queue: ${error.message}`));
+    service.worker = worker;
+    void worker.run().catch((error: Error) => log(`serve: queue worker stopped: ${error.message}`));
+    await worker.waitUntilReady();
+    log(
+      `serve: scheduler listening on ${scheduler.address} (workers: moe worker --scheduler <this host>:${scheduler.address.split(':').pop()}); ` +
+        `consuming queue "${QUEUE_NAME}" (prefix "${options.prefix}") at ${redactUrl(options.redisUrl)}; reports in ${options.reportsDir}`,
+    );
+    return service;
+  }
+
+  /** Aborts the running job `jobId` as cancelled; a job not running here is caught when it starts. */
+  private cancelActive(jobId: string): void {
+    if (this.current?.jobId !== jobId) return;
+    this.log(`serve: job ${jobId}: cancel requested; stopping the run`);
+    this.current.controller.abort(new RunCancelledError(`run ${jobId} was cancelled (moe cancel) while it ran`));
+  }
+
+  private async process(job: Job<RunJobData, RunResult>, token: string | undefined): Promise<RunResult> {
+    const jobId = job.id!;
+    const attempt = Math.max(1, job.attemptsStarted);
+    const attempts = job.opts.attempts ?? 1;
+    const controller = new AbortController();
+    this.current = { jobId, controller };
+    const progress = new ProgressReporter(job, this.log);
+    this.log(`serve: job ${jobId} (${job.name}), attempt ${attempt} of ${attempts}: started`);
+    try {
+      if (this.stopSignal) throw new ServiceStoppingError(this.stopSignal);
+      const cancelled = await this.redis.get(cancelKey(this.options, jobId));
+      if (cancelled !== null) throw new RunCancelledError(`run ${jobId} was cancelled (moe cancel) before it started`);
+      const run = validateRunJob(job.data);
+      const result = await executeRun(run, {
+        jobId,
+        attempt,
+        scheduler: this.scheduler,
+        reportsDir: this.options.reportsDir,
+        rendezvousTimeoutMs: this.options.rendezvousTimeoutMs ?? 60_000,
+        signal: controller.signal,
+        onProgress: (p) => progress.update(p),
+        log: (line) => this.log(`serve: job ${jobId}: ${line}`),
+      });
+      await progress.flush();
+      this.log(`serve: job ${jobId}: done in ${(result.durationMs / 1000).toFixed(1)} s; report in ${result.report.dir}`);
+      return result;
+    } catch (raw) {
+      await progress.flush();
+      throw await this.failure(controller.signal.aborted ? controller.signal.reason : raw, job, token, attempt, attempts);
+    } finally {
+      this.current = undefined;
+    }
+  }
+
+  /** The error BullMQ should see for `error`, after doing what that error asks (requeue, cleanup). */
+  private async failure(error: unknown, job: Job, token: string | undefined, attempt: number, attempts: number): Promise<Error> {
+    const jobId = job.id!;
+    if (error instanceof ServiceStoppingError) {
+      await job.moveToWait(token);
+      this.log(`serve: job ${jobId}: ${error.message}`);
+      return new WaitingError();
+    }
+    if (error instanceof RunCancelledError) {
+      await this.redis.del(cancelKey(this.options, jobId)).catch(() => 0);
+      this.log(`serve: job ${jobId}: ${error.message}`);
+      return new UnrecoverableError(describe(error));
+    }
+    if (error instanceof InvalidRunError) {
+      this.log(`serve: job ${jobId}: refused: ${error.message}`);
+      return new UnrecoverableError(error.message);
+    }
+    if (error instanceof WorkerRpcError && error.code === GRPC_INVALID_ARGUMENT) {
+      this.log(`serve: job ${jobId}: a worker refused the run: ${error.message}`);
+      return new UnrecoverableError(`invalid run: a worker refused it: ${error.message}`);
+    }
+    if (error instanceof ParityError || error instanceof ChecksumMismatchError) {
+      this.log(`serve: job ${jobId}: failed: ${describe(error)}`);
+      return new UnrecoverableError(describe(error));
+    }
+    const retry = attempt < attempts;
+    this.log(
+      `serve: job ${jobId}: attempt ${attempt} of ${attempts} failed${isInfrastructure(error) ? ' (infrastructure)' : ''}: ${describe(error)}` +
+        (retry ? '; BullMQ retries it after its backoff' : '; no attempts left'),
+    );
+    return new Error(describe(error));
+  }
+
+  /**
+   * Stops cleanly: the run in progress is aborted and its job goes back to `wait`; the queue
+   * worker, the Redis connections and the Scheduler service close. Safe to call twice.
+   */
+  stop(signal = 'stop'): Promise<void> {
+    this.stopping ??= (async () => {
+      this.stopSignal = signal;
+      this.current?.controller.abort(new ServiceStoppingError(signal));
+      await this.worker?.close();
+      await this.subscriber.quit().catch(() => this.subscriber.disconnect());
+      await this.redis.quit().catch(() => this.redis.disconnect());
+      await this.scheduler.close();
+      this.log('serve: stopped; queue closed');
+    })();
+    return this.stopping;
+  }
+}

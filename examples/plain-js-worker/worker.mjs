@@ -1,0 +1,594 @@
+#!/usr/bin/env node
+// A minimal worker in plain JavaScript, written from proto/moe/v1/moe.proto and
+// docs/custom-workers.md alone: it imports nothing from this repository's code, only
+// @grpc/grpc-js, @grpc/proto-loader and the .proto files. It registers with a scheduler, serves
+// the Worker and Peer services, and trains its share of the model with the same numbers as the
+// built-in workers, so it can take a rank in any cluster next to them.
+//
+//   node examples/plain-js-worker/worker.mjs --scheduler 127.0.0.1:50051 [--host 127.0.0.1]
+//     [--port 0] [--advertise host:port] [--worker-id id] [--peer-timeout 30000]
+//
+// Reading order: main() and registration, then the Worker handlers (LoadShard, RunStep, ...),
+// then runStep(): one training step as the naive or the overlapped schedule describes it.
+import { randomUUID } from 'node:crypto';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import * as M from './math.mjs';
+import { Mailbox, PeerLinks, StepFailed, allReduceSum, combine, dispatch, dispatchLayout, peerService } from './peer.mjs';
+import { InvalidRequest, f32FromMsg, f32Msg, i32FromMsg } from './wire.mjs';
+
+export const PROTO_ROOT = fileURLToPath(new URL('../../proto', import.meta.url));
+/** Message sizes are set (never the 4 MiB default): a shard or a step's frames can be large. */
+export const GRPC_OPTIONS = { 'grpc.max_receive_message_length': 1 << 30, 'grpc.max_send_message_length': 1 << 30 };
+
+/** The moe.v1 package. Enums as strings, 64-bit integers as numbers, defaults filled in. */
+export function loadProto() {
+  const definition = protoLoader.loadSync('moe/v1/moe.proto', { includeDirs: [PROTO_ROOT], longs: Number, enums: String, defaults: true, oneofs: true });
+  return grpc.loadPackageDefinition(definition).moe.v1;
+}
+
+/** The wrong state for this call now (no shard, another run, busy): gRPC FAILED_PRECONDITION. */
+class WrongState extends Error {}
+
+const statusOf = (error) => ({
+  code:
+    error instanceof InvalidRequest ? grpc.status.INVALID_ARGUMENT
+    : error instanceof WrongState ? grpc.status.FAILED_PRECONDITION
+    : error instanceof StepFailed ? grpc.status.ABORTED
+    : grpc.status.INTERNAL,
+  details: error?.message ?? String(error),
+});
+
+/** Names of the dense parameters, in the order the checksum and the gradient vector use. */
+function denseNames(model) {
+  const names = ['embedding'];
+  for (let l = 0; l < model.layers; l++) {
+    names.push(`layers.${l}.norm`, `layers.${l}.router`, `layers.${l}.router_bias`);
+    for (let s = 0; s < model.sharedExperts; s++) names.push(...['w1', 'w3', 'w2'].map((w) => `layers.${l}.shared.${s}.${w}`));
+  }
+  return [...names, 'final_norm', 'head'];
+}
+
+/** Shape of every dense parameter. */
+function denseShapes(model) {
+  const { vocabSize: V, hiddenSize: H, expertFfnSize: F, routedExperts: E } = model;
+  const byKind = { embedding: [V, H], norm: [H], router: [H, E], router_bias: [E], w1: [H, F], w3: [H, F], w2: [F, H], final_norm: [H], head: [H, V] };
+  return new Map(denseNames(model).map((n) => [n, byKind[n.split('.').pop()]]));
+}
+
+/** Names of the AdamW positions: the trainable dense parameters; this rank's experts' w1, w3, w2 (layer by layer, ascending id). */
+function optimizerNames(trainable, experts) {
+  return { dense: trainable, experts: experts.flatMap((layer, l) => [...layer.keys()].flatMap((id) => ['w1', 'w3', 'w2'].map((w) => `layers.${l}.experts.${id}.${w}`))) };
+}
+
+export class PlainWorker {
+  constructor(options) {
+    this.options = options;
+    this.id = options.workerId ?? `plain-js-${randomUUID().slice(0, 8)}`;
+    this.proto = loadProto();
+    this.server = new grpc.Server(GRPC_OPTIONS);
+    this.mailbox = new Mailbox();
+    this.state = 'idle';
+    this.shard = undefined;
+    this.step = 0;
+  }
+
+  log(line) {
+    console.log(line);
+  }
+
+  async start() {
+    this.server.addService(this.proto.Peer.service, peerService(this.mailbox));
+    this.server.addService(this.proto.Worker.service, this.handlers());
+    const host = this.options.host ?? '127.0.0.1';
+    const port = await new Promise((resolve, reject) =>
+      this.server.bindAsync(`${host}:${this.options.port ?? 0}`, grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
+    );
+    this.address = this.options.advertise ?? `${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`;
+    this.log(`worker ${this.id} listening on ${this.address}`);
+    await this.register();
+  }
+
+  /** Register (retrying until the scheduler answers), then heartbeat at the interval it asks for. */
+  async register() {
+    this.scheduler ??= new this.proto.Scheduler(this.options.scheduler, grpc.credentials.createInsecure(), GRPC_OPTIONS);
+    const giveUp = Date.now() + (this.options.registerTimeoutMs ?? 30_000);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const reply = await new Promise((resolve, reject) =>
+          this.scheduler.Register(
+            { workerId: this.id, address: this.address, backend: 'plain-js', deviceProfile: '', pid: process.pid },
+            { deadline: new Date(Date.now() + 5_000) },
+            (e, r) => (e ? reject(e) : resolve(r)),
+          ),
+        );
+        this.log(`worker ${this.id} registered with scheduler ${this.options.scheduler}`);
+        clearInterval(this.heartbeat);
+        const interval = reply.heartbeatIntervalMs || 1_000;
+        this.heartbeat = setInterval(() => {
+          this.scheduler.Heartbeat({ workerId: this.id, runId: this.shard?.runId ?? '', step: this.step }, { deadline: new Date(Date.now() + Math.max(1_000, interval)) }, (e, r) => {
+            if (!e && !r.known) {
+              clearInterval(this.heartbeat);
+              this.register().catch((err) => this.log(err.message));
+            }
+          });
+        }, interval);
+        this.heartbeat.unref();
+        return;
+      } catch (error) {
+        if (Date.now() > giveUp) throw new Error(`worker ${this.id}: could not register with scheduler ${this.options.scheduler}: ${error.message}`);
+        await new Promise((r) => setTimeout(r, Math.min(2_000, 100 * 2 ** attempt)));
+      }
+    }
+  }
+
+  handlers() {
+    const unary = (fn) => (call, callback) =>
+      Promise.resolve()
+        .then(() => fn(call.request, call))
+        .then((reply) => callback(null, reply), (error) => callback(statusOf(error)));
+    return {
+      LoadShard: unary((request) => this.loadShard(request)),
+      RunStep: unary((request, call) => this.runStep(request, call.getDeadline())),
+      FetchParams: unary((request) => this.fetchParams(request)),
+      Health: unary(() => ({ workerId: this.id, state: this.state, runId: this.shard?.runId ?? '', rank: this.shard?.rank ?? 0 })),
+      Shutdown: unary((request) => {
+        this.log(`worker ${this.id}: shutdown requested (${request.reason || 'no reason given'})`);
+        setImmediate(() => this.close().then(() => process.exit(0)));
+        return {};
+      }),
+    };
+  }
+
+  // ---------------------------------------------------------------- LoadShard
+
+  /** Checks the shard, keeps it, opens the mailbox for the run; returns the dense checksum. */
+  loadShard(req) {
+    if (this.state === 'running') throw new WrongState(`LoadShard: worker ${this.id} is running a step of run ${this.shard.runId}`);
+    const bad = (message) => new InvalidRequest(`LoadShard: ${message}`);
+    if (!req.runId) throw bad('run_id is empty');
+    const model = req.model;
+    if (!model) throw bad('model config is missing');
+    for (const f of ['vocabSize', 'hiddenSize', 'expertFfnSize', 'routedExperts', 'topK', 'layers']) {
+      if (!(model[f] >= 1)) throw bad(`model.${f}=${model[f]} must be a positive integer`);
+    }
+    if (model.topK > model.routedExperts) throw bad(`top_k=${model.topK} exceeds routed experts=${model.routedExperts} (model.topK)`);
+    if (!['SOFTMAX', 'SIGMOID'].includes(model.scoreFunction)) throw bad(`model.score_function ${model.scoreFunction} is not SOFTMAX or SIGMOID`);
+    if (!['BALANCING_NONE', 'AUX_LOSS', 'BIAS'].includes(model.balancing)) throw bad(`model.balancing ${model.balancing} is not BALANCING_NONE, AUX_LOSS or BIAS`);
+    if (!(model.rmsEps > 0)) throw bad(`model.rms_eps=${model.rmsEps} must be positive`);
+    if (!req.optimizer) throw bad('optimizer config is missing');
+    if (req.worldSize < 1 || req.rank >= req.worldSize) throw bad(`rank ${req.rank} is outside world_size ${req.worldSize}`);
+    if (req.peerAddresses.length !== req.worldSize) throw bad(`${req.peerAddresses.length} peer addresses for world_size ${req.worldSize}`);
+    if (req.expertOwner.length !== model.routedExperts) throw bad(`expert_owner has ${req.expertOwner.length} entries for ${model.routedExperts} routed experts`);
+    const badOwner = req.expertOwner.findIndex((r) => r >= req.worldSize);
+    if (badOwner >= 0) throw bad(`expert_owner[${badOwner}]=${req.expertOwner[badOwner]} is not a rank below ${req.worldSize}`);
+    if (!(req.seqLen >= 1)) throw bad(`seq_len=${req.seqLen} must be positive`);
+
+    const shapes = denseShapes(model);
+    const dense = new Map();
+    req.denseParams.forEach((p, i) => {
+      if (!shapes.has(p.name)) throw bad(`dense_params[${i}] ${p.name} is not a parameter of this model`);
+      if (dense.has(p.name)) throw bad(`dense_params[${i}] ${p.name} arrived twice`);
+      const t = f32FromMsg(p.tensor, `LoadShard.dense_params[${i}] ${p.name}`);
+      if (t.shape.join() !== shapes.get(p.name).join()) throw bad(`${p.name} has shape [${t.shape}], expected [${shapes.get(p.name)}]`);
+      dense.set(p.name, t);
+    });
+    const missing = [...shapes.keys()].filter((n) => !dense.has(n));
+    if (missing.length > 0) throw bad(`dense parameters missing: ${missing.join(', ')}`);
+
+    const H = model.hiddenSize, F = model.expertFfnSize;
+    const expertShapes = { w1: [H, F], w3: [H, F], w2: [F, H] };
+    const experts = Array.from({ length: model.layers }, () => new Map());
+    req.experts.forEach((e, i) => {
+      if (e.layer >= model.layers) throw bad(`experts[${i}] has layer ${e.layer} of ${model.layers}`);
+      if (req.expertOwner[e.expert] !== req.rank) throw bad(`experts[${i}] is expert ${e.expert}, owned by rank ${req.expertOwner[e.expert]}, not by this rank ${req.rank}`);
+      if (experts[e.layer].has(e.expert)) throw bad(`expert ${e.expert} of layer ${e.layer} arrived twice`);
+      const w = {};
+      for (const p of e.params) w[p.name] = f32FromMsg(p.tensor, `LoadShard.experts[${i}] ${p.name}`);
+      for (const [name, shape] of Object.entries(expertShapes)) {
+        if (!w[name]) throw bad(`experts[${i}] (layer ${e.layer}, expert ${e.expert}) has no ${name}`);
+        if (w[name].shape.join() !== shape.join()) throw bad(`experts[${i}] ${name} has shape [${w[name].shape}], expected [${shape}]`);
+      }
+      experts[e.layer].set(e.expert, w);
+    });
+    const owned = req.expertOwner.filter((r) => r === req.rank).length;
+    experts.forEach((layer, l) => {
+      if (layer.size !== owned) throw bad(`layer ${l} carries ${layer.size} experts but this rank owns ${owned}`);
+    });
+    // ascending expert id in every layer: the order of the optimizer state and of the work
+    const sorted = experts.map((layer) => new Map([...layer].sort(([a], [b]) => a - b)));
+
+    const names = denseNames(model);
+    const trainable = names.filter((n) => !n.endsWith('router_bias'));
+    // resuming from a checkpoint: the AdamW state of every trained parameter this rank holds, by name
+    const shapeOf = new Map([...dense].map(([n, t]) => [n, t.shape]));
+    sorted.forEach((layer, l) => layer.forEach((w, id) => ['w1', 'w3', 'w2'].forEach((k) => shapeOf.set(`layers.${l}.experts.${id}.${k}`, w[k].shape))));
+    const state = req.optimizerState;
+    let restored;
+    if (state && (state.step > 0 || state.m.length > 0 || state.v.length > 0)) {
+      if (state.step === 0) throw bad(`optimizer_state: step is 0 but it carries ${state.m.length} first moments`);
+      const byName = (list, what) =>
+        new Map(list.map((t, i) => {
+          const shape = shapeOf.get(t.name);
+          if (!shape || t.name.endsWith('router_bias')) throw bad(`optimizer_state.${what}: ${t.name} is not a trained parameter of this shard`);
+          const value = f32FromMsg(t.tensor, `LoadShard.optimizer_state.${what}[${i}] ${t.name}`);
+          if (value.data.length !== shape.reduce((a, b) => a * b, 1)) throw bad(`optimizer_state.${what}: ${t.name} has ${value.data.length} values, the parameter ${shape}`);
+          return [t.name, value.data];
+        }));
+      const m = byName(state.m, 'm'), v = byName(state.v, 'v');
+      const pick = (names, from, what) =>
+        names.map((name) => {
+          if (!from.has(name)) throw bad(`optimizer_state.${what} of ${name} is missing`);
+          return from.get(name);
+        });
+      const order = optimizerNames(trainable, sorted);
+      restored = { t: state.step, dense: [pick(order.dense, m, 'm'), pick(order.dense, v, 'v')], experts: [pick(order.experts, m, 'm'), pick(order.experts, v, 'v')] };
+    }
+
+    this.links?.close();
+    this.mailbox.open(req.runId, req.rank, req.worldSize);
+    this.links = new PeerLinks({ PeerClient: this.proto.Peer, runId: req.runId, rank: req.rank, peers: req.peerAddresses, grpcOptions: GRPC_OPTIONS });
+    const adamDense = new M.AdamW(req.optimizer);
+    const adamExperts = new M.AdamW(req.optimizer);
+    if (restored) {
+      adamDense.restore(restored.t, ...restored.dense);
+      adamExperts.restore(restored.t, ...restored.experts);
+    }
+    this.shard = {
+      runId: req.runId,
+      rank: req.rank,
+      worldSize: req.worldSize,
+      owner: [...req.expertOwner],
+      model,
+      seqLen: req.seqLen,
+      dense,
+      names,
+      trainable,
+      experts: sorted,
+      adamDense,
+      adamExperts,
+    };
+    this.state = 'loaded';
+    this.log(`worker ${this.id}: run ${req.runId}, rank ${req.rank} of ${req.worldSize}`);
+    return { paramChecksum: this.checksum() };
+  }
+
+  checksum() {
+    return M.checksum(this.shard.names.map((n) => this.shard.dense.get(n).data));
+  }
+
+  fetchParams(req) {
+    const s = this.shard;
+    if (!s) throw new WrongState(`FetchParams: worker ${this.id} has no shard loaded`);
+    if (req.runId && req.runId !== s.runId) throw new WrongState(`FetchParams: run ${req.runId} is not the loaded run ${s.runId}`);
+    let optimizerState = null;
+    if (req.includeOptimizerState) {
+      // AdamW state by parameter name, each with its parameter's shape (step 0, empty: not stepped yet)
+      const names = optimizerNames(s.trainable, s.experts);
+      const shape = (name) => {
+        const e = /^layers\.(\d+)\.experts\.(\d+)\.(w[123])$/.exec(name);
+        return e ? s.experts[Number(e[1])].get(Number(e[2]))[e[3]].shape : s.dense.get(name).shape;
+      };
+      const named = (list, adam, what) => (adam[what] ?? []).map((data, i) => ({ name: list[i], tensor: f32Msg({ shape: shape(list[i]), data }) }));
+      optimizerState = {
+        step: s.adamDense.t,
+        m: [...named(names.dense, s.adamDense, 'm'), ...named(names.experts, s.adamExperts, 'm')],
+        v: [...named(names.dense, s.adamDense, 'v'), ...named(names.experts, s.adamExperts, 'v')],
+      };
+    }
+    return {
+      optimizerState,
+      denseParams: s.names.map((name) => ({ name, tensor: f32Msg(s.dense.get(name)) })),
+      experts: s.experts.flatMap((layer, l) =>
+        [...layer].map(([expert, w]) => ({ layer: l, expert, params: ['w1', 'w3', 'w2'].map((name) => ({ name, tensor: f32Msg(w[name]) })) })),
+      ),
+    };
+  }
+
+  // ---------------------------------------------------------------- RunStep
+
+  async runStep(req, deadline) {
+    const s = this.shard;
+    if (!s) throw new WrongState(`RunStep: worker ${this.id} has no shard loaded; call LoadShard first`);
+    if (req.runId !== s.runId) throw new WrongState(`RunStep: run ${req.runId} is not the loaded run ${s.runId}`);
+    if (this.state === 'running') throw new WrongState(`RunStep: step ${this.step} is still running`);
+    const inputs = i32FromMsg(req.inputs, 'RunStep.inputs');
+    const targets = i32FromMsg(req.targets, 'RunStep.targets');
+    if (inputs.length !== targets.length) throw new InvalidRequest(`RunStep: ${inputs.length} inputs but ${targets.length} targets`);
+    if (inputs.length % s.seqLen !== 0) throw new InvalidRequest(`RunStep: ${inputs.length} tokens is not a whole number of sequences of ${s.seqLen}`);
+    for (const [what, list] of [['inputs', inputs], ['targets', targets]]) {
+      const i = list.findIndex((t) => t < 0 || t >= s.model.vocabSize);
+      if (i >= 0) throw new InvalidRequest(`RunStep.${what}[${i}]=${list[i]} is outside the vocabulary 0..${s.model.vocabSize - 1}`);
+    }
+    if (req.globalTokens < inputs.length || req.globalSequences < inputs.length / s.seqLen) {
+      throw new InvalidRequest(`RunStep: global_tokens=${req.globalTokens}, global_sequences=${req.globalSequences} are smaller than this worker's slice`);
+    }
+    const o = req.options ?? {};
+    const codecOf = (dtype, allowed, what) => {
+      const codec = !dtype || dtype === 'DTYPE_UNSPECIFIED' ? 'F32' : dtype;
+      if (!allowed.includes(codec)) throw new InvalidRequest(`RunStep: ${what} codec ${dtype} is not one of ${allowed.join(', ')}`);
+      return codec;
+    };
+    const settings = {
+      chunks: o.schedule === 'OVERLAPPED' ? Math.max(1, o.chunks) : 1,
+      dispatchCodec: codecOf(o.dispatchCodec, ['F32', 'BF16', 'FP8_E4M3'], 'dispatch'),
+      combineCodec: codecOf(o.combineCodec, ['F32', 'BF16'], 'combine'),
+      // every wait for a peer ends by the peer timeout, and before the call's own deadline
+      timeoutMs: Math.max(100, Math.round(Math.min(this.options.peerTimeoutMs ?? 30_000, (new Date(deadline).getTime() - Date.now()) * 0.9 || Infinity))),
+      recordTimeline: o.recordTimeline,
+    };
+    this.state = 'running';
+    this.step = req.step;
+    this.mailbox.prune(req.step);
+    try {
+      return await this.runStepOps({ step: req.step, inputs, targets, globalTokens: req.globalTokens, globalSequences: req.globalSequences }, settings);
+    } finally {
+      this.state = 'loaded';
+    }
+  }
+
+  /**
+   * One training step, op by op. Per layer: route; per chunk: dispatch, experts, combine; shared
+   * experts; the residual. Then loss and head backward, and per layer in reverse: combine
+   * backward, per chunk the backward all-to-alls around the experts' backward; router and norm
+   * backward. Then the all-reduce of dense gradients + expert counts, and the update. Ops run
+   * one after another (no overlap): the frames and their keys are what the schedule asks for.
+   */
+  async runStepOps(batch, settings) {
+    const s = this.shard;
+    const { model, dense, owner } = s;
+    const net = { rank: s.rank, worldSize: s.worldSize, mailbox: this.mailbox, links: this.links };
+    const H = model.hiddenSize, k = model.topK, E = model.routedExperts, T = batch.inputs.length;
+    const C = settings.chunks;
+    const bytesBefore = this.links.bytesSent;
+    const t0 = performance.now();
+    const timeline = [];
+    const op = async (name, stream, direction, layer, chunk, fn) => {
+      const start = performance.now() - t0;
+      const before = this.links.bytesSent;
+      try {
+        return await fn();
+      } catch (error) {
+        const where = `${name}${layer >= 0 ? ` layer ${layer}` : ''}${chunk >= 0 ? ` chunk ${chunk}` : ''}`;
+        throw new StepFailed(`rank ${s.rank}, step ${batch.step}, op ${where}: ${error.message}`);
+      } finally {
+        if (settings.recordTimeline) {
+          timeline.push({ name, stream, layer, chunk, startMs: start, endMs: performance.now() - t0, bytesSent: this.links.bytesSent - before, direction });
+        }
+      }
+    };
+    const key = (layer, chunk, phase) => ({ step: batch.step, layer, chunk, phase });
+    const chunkSlots = (c) => [Math.floor((c * T) / C) * k, Math.floor(((c + 1) * T) / C) * k];
+    const p = (name) => dense.get(name);
+    const shared = (l) => Array.from({ length: model.sharedExperts }, (_, i) => ({ w1: p(`layers.${l}.shared.${i}.w1`), w3: p(`layers.${l}.shared.${i}.w3`), w2: p(`layers.${l}.shared.${i}.w2`) }));
+    const grads = new Map(s.trainable.map((n) => [n, new Float32Array(p(n).data.length)]));
+    const expertGrads = s.experts.map((layer) => new Map([...layer].map(([id, w]) => [id, { w1: new Float32Array(w.w1.data.length), w3: new Float32Array(w.w3.data.length), w2: new Float32Array(w.w2.data.length) }])));
+    const counts = new Int32Array(model.layers * E);
+    const tapes = [];
+
+    // ---- forward
+    let x = await op('begin', 'compute', 'forward', -1, -1, () => M.embed(batch.inputs, p('embedding')));
+    for (let l = 0; l < model.layers; l++) {
+      const tape = { x, work: [] };
+      tapes.push(tape);
+      await op('route', 'compute', 'forward', l, -1, () => {
+        tape.norm = M.rmsNorm(x, p(`layers.${l}.norm`), model.rmsEps);
+        tape.route = M.route(tape.norm.y, p(`layers.${l}.router`), p(`layers.${l}.router_bias`), model, s.seqLen, batch.globalSequences);
+        counts.set(tape.route.counts, l * E);
+        tape.layouts = Array.from({ length: C }, (_, c) => dispatchLayout(tape.route.expertIds, owner, s.worldSize, ...chunkSlots(c)));
+      });
+      const slotOutputs = new Float32Array(T * k * H);
+      tape.handles = [];
+      for (let c = 0; c < C; c++) {
+        const { received, handle } = await op('dispatch', 'comm', 'forward', l, c, () =>
+          dispatch(net, key(l, c, 'DISPATCH'), tape.layouts[c], tape.norm.y.data, H, {
+            rowOfSlot: (slot) => Math.floor(slot / k),
+            expertIds: tape.route.expertIds,
+            codec: settings.dispatchCodec,
+            timeoutMs: settings.timeoutMs,
+          }),
+        );
+        tape.handles[c] = handle;
+        const outputs = await op('experts', 'compute', 'forward', l, c, () => this.experts(l, received, tape.work, c));
+        await op('combine', 'comm', 'forward', l, c, () =>
+          combine(net, key(l, c, 'COMBINE'), handle, outputs, { codec: settings.combineCodec, timeoutMs: settings.timeoutMs, into: slotOutputs }),
+        );
+      }
+      await op('shared', 'compute', 'forward', l, -1, () => (tape.shared = M.sharedForward(shared(l), tape.norm.y)));
+      x = await op('post', 'compute', 'forward', l, -1, () => {
+        tape.slotOutputs = { shape: [T * k, H], data: slotOutputs };
+        return M.residualAdd(tape.x, tape.shared.y, M.combineSlots(tape.slotOutputs, tape.route.weights, k));
+      });
+    }
+
+    // ---- loss, head and final norm backward
+    let lossSum = 0;
+    let dx = await op('loss', 'compute', 'backward', -1, -1, () => {
+      const final = M.rmsNorm(x, p('final_norm'), model.rmsEps);
+      const logits = M.matmul(final.y, p('head'));
+      const ce = M.crossEntropy(logits, batch.targets, batch.globalTokens);
+      lossSum = ce.lossSum;
+      M.addInto(grads.get('head'), M.matmulTransA(final.y, ce.dLogits).data);
+      const back = M.rmsNormBackward(final.cache, M.matmulTransB(ce.dLogits, p('head')));
+      M.addInto(grads.get('final_norm'), back.dGain.data);
+      return back.dx;
+    });
+
+    // ---- backward, last layer first
+    for (let l = model.layers - 1; l >= 0; l--) {
+      const tape = tapes[l];
+      const dy = dx;
+      const comb = await op('post_bwd', 'compute', 'backward', l, -1, () => M.combineSlotsBackward(dy, tape.slotOutputs, tape.route.weights, k));
+      const dSlotInputs = new Float32Array(T * k * H);
+      for (let c = 0; c < C; c++) {
+        const { received, handle } = await op('combine_bwd', 'comm', 'backward', l, c, () =>
+          dispatch(net, key(l, c, 'COMBINE_BACKWARD'), tape.layouts[c], comb.dSlotOutputs.data, H, {
+            rowOfSlot: (slot) => slot,
+            expertIds: tape.route.expertIds,
+            codec: settings.combineCodec,
+            timeoutMs: settings.timeoutMs,
+          }),
+        );
+        const inputGrads = await op('experts_bwd', 'compute', 'backward', l, c, () => this.expertsBackward(l, received, tape.work[c], expertGrads[l]));
+        await op('dispatch_bwd', 'comm', 'backward', l, c, () =>
+          combine(net, key(l, c, 'DISPATCH_BACKWARD'), handle, inputGrads, { codec: settings.combineCodec, timeoutMs: settings.timeoutMs, into: dSlotInputs }),
+        );
+      }
+      const dhShared = await op('shared_bwd', 'compute', 'backward', l, -1, () => {
+        const back = M.sharedBackward(shared(l), tape.shared.caches, dy);
+        back.grads.forEach((g, i) => ['w1', 'w3', 'w2'].forEach((w) => M.addInto(grads.get(`layers.${l}.shared.${i}.${w}`), g[w].data)));
+        return back.dh;
+      });
+      dx = await op('route_bwd', 'compute', 'backward', l, -1, () => {
+        const router = M.routeBackward(tape.route.cache, comb.dWeights);
+        M.addInto(grads.get(`layers.${l}.router`), router.dRouter.data);
+        const dh = M.moeInputGrad(dhShared, router.dh, { shape: [T * k, H], data: dSlotInputs }, k);
+        const norm = M.rmsNormBackward(tape.norm.cache, dh);
+        M.addInto(grads.get(`layers.${l}.norm`), norm.dGain.data);
+        const next = M.zeros(dy.shape);
+        for (let i = 0; i < next.data.length; i++) next.data[i] = dy.data[i] + norm.dx.data[i];
+        return next;
+      });
+    }
+
+    // ---- gradients of the replicated params + expert counts, summed over ranks; the update
+    const flat = await op('grads', 'compute', 'update', -1, -1, () => {
+      M.addInto(grads.get('embedding'), M.embedBackward(batch.inputs, dx, model.vocabSize).data);
+      const total = s.trainable.reduce((n, name) => n + grads.get(name).length, 0) + counts.length;
+      const out = new Float32Array(total);
+      let offset = 0;
+      for (const name of s.trainable) {
+        out.set(grads.get(name), offset);
+        offset += grads.get(name).length;
+      }
+      out.set(counts, offset);
+      return out;
+    });
+    const reduced = await op('allreduce', 'comm', 'update', -1, -1, () => allReduceSum(net, key(-1, 0, 'ALLREDUCE'), flat, settings.timeoutMs));
+    await op('update', 'compute', 'update', -1, -1, () => {
+      let offset = 0;
+      const slices = s.trainable.map((name) => reduced.subarray(offset, (offset += p(name).data.length)));
+      s.adamDense.step(s.trainable.map((name) => p(name).data), slices);
+      const params = [], pg = [];
+      s.experts.forEach((layer, l) => {
+        for (const [id, w] of layer) {
+          const g = expertGrads[l].get(id);
+          params.push(w.w1.data, w.w3.data, w.w2.data);
+          pg.push(g.w1, g.w3, g.w2);
+        }
+      });
+      s.adamExperts.step(params, pg);
+      if (model.balancing === 'BIAS') {
+        for (let l = 0; l < model.layers; l++) M.updateRouterBias(p(`layers.${l}.router_bias`).data, reduced.subarray(offset + l * E, offset + (l + 1) * E), model.biasUpdateSpeed);
+      }
+    });
+
+    let auxLoss = 0;
+    for (const tape of tapes) auxLoss += tape.route.auxLoss;
+    return {
+      step: batch.step,
+      lossSum,
+      auxLoss,
+      expertCounts: [...counts],
+      paramChecksum: this.checksum(),
+      timeline,
+      bytesSent: this.links.bytesSent - bytesBefore,
+      stepMs: performance.now() - t0,
+    };
+  }
+
+  /**
+   * This rank's experts on the rows that arrived (by source rank): grouped by expert, ascending
+   * id, sources in rank order; returns the output rows by source, in the order they came.
+   */
+  experts(layer, received, work, chunk) {
+    const H = this.shard.model.hiddenSize;
+    const local = this.shard.experts[layer];
+    const groups = new Map();
+    received.forEach((from, i) =>
+      from.expertIds.forEach((expert, r) => {
+        if (!local.has(expert)) throw new Error(`received a row for expert ${expert} of layer ${layer} from rank ${from.source}, which this rank does not hold`);
+        if (!groups.has(expert)) groups.set(expert, []);
+        groups.get(expert).push([i, r]);
+      }),
+    );
+    const outputs = received.map((r) => new Float32Array(r.rows.length));
+    work[chunk] = [...groups].sort(([a], [b]) => a - b).map(([expert, rows]) => {
+      const input = M.zeros([rows.length, H]);
+      rows.forEach(([i, r], n) => input.data.set(received[i].rows.subarray(r * H, (r + 1) * H), n * H));
+      const out = M.expertForward(local.get(expert), input);
+      rows.forEach(([i, r], n) => outputs[i].set(out.y.data.subarray(n * H, (n + 1) * H), r * H));
+      return { expert, rows, cache: out.cache };
+    });
+    return outputs;
+  }
+
+  /** Backward of `experts` for one chunk: gradient rows arrive in the forward's order; expert grads accumulate. */
+  expertsBackward(layer, received, work, grads) {
+    const H = this.shard.model.hiddenSize;
+    const outputs = received.map((r) => new Float32Array(r.rows.length));
+    for (const { expert, rows, cache } of work ?? []) {
+      const dy = M.zeros([rows.length, H]);
+      rows.forEach(([i, r], n) => {
+        if (received[i].expertIds[r] !== expert) throw new Error(`backward row ${r} from rank ${received[i].source} is for expert ${received[i].expertIds[r]}, forward had expert ${expert}`);
+        dy.data.set(received[i].rows.subarray(r * H, (r + 1) * H), n * H);
+      });
+      const back = M.expertBackward(this.shard.experts[layer].get(expert), cache, dy);
+      const g = grads.get(expert);
+      M.addInto(g.w1, back.grads.w1.data);
+      M.addInto(g.w3, back.grads.w3.data);
+      M.addInto(g.w2, back.grads.w2.data);
+      rows.forEach(([i, r], n) => outputs[i].set(back.dx.data.subarray(n * H, (n + 1) * H), r * H));
+    }
+    return outputs;
+  }
+
+  async close() {
+    clearInterval(this.heartbeat);
+    this.links?.close();
+    this.mailbox.close('worker closing');
+    this.scheduler?.close();
+    await new Promise((resolve) => this.server.tryShutdown(resolve));
+  }
+}
+
+/** Command-line flags (unknown ones, such as the scheduler's --backend, are ignored). */
+export function parseArgs(argv) {
+  const value = (name) => {
+    const i = argv.indexOf(name);
+    return i >= 0 ? argv[i + 1] : undefined;
+  };
+  const number = (name) => (value(name) === undefined ? undefined : Number(value(name)));
+  const scheduler = value('--scheduler') ?? process.env.MOE_SCHEDULER;
+  if (!scheduler) throw new Error('usage: worker.mjs --scheduler <host:port> [--host h] [--port p] [--advertise host:port] [--worker-id id] [--peer-timeout ms]');
+  return {
+    scheduler,
+    host: value('--host'),
+    port: number('--port'),
+    advertise: value('--advertise'),
+    workerId: value('--worker-id'),
+    peerTimeoutMs: number('--peer-timeout'),
+    registerTimeoutMs: number('--register-timeout'),
+  };
+}
+
+export async function main(argv = process.argv.slice(2)) {
+  const worker = new PlainWorker(parseArgs(argv));
+  const stop = (signal) => {
+    worker.log(`worker ${worker.id}: ${signal}, stopping`);
+    worker.close().finally(() => process.exit(0));
+    setTimeout(() => process.exit(1), 5_000).unref();
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  await worker.start();
+  return worker;
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  main().catch((error) => {
+    console.error(error.message);
+    process.exit(1);
+  });
+}
