@@ -9,6 +9,7 @@
 import { writeFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { integer, jsonObject, nonNegativeNumber } from './cli-args';
 import { ConfigError, type ModelConfig, type TrainConfig } from '@moe/model';
 import { LocalCluster } from './cluster';
 import { loadCheckpoint } from './checkpoint';
@@ -25,26 +26,6 @@ import { registerConformanceCommand } from './conformance/index';
 
 export const EXIT = { ok: 0, failed: 1, badInput: 2, parity: 3, sigint: 130, sigterm: 143 } as const;
 
-const integer = (flag: string, min = 0) => (value: string) => {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${flag} must be an integer >= ${min}, got "${value}"`);
-  return n;
-};
-const positiveNumber = (flag: string) => (value: string) => {
-  const n = Number(value);
-  if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError(`${flag} must be a non-negative number, got "${value}"`);
-  return n;
-};
-const jsonObject = (flag: string) => (value: string): Record<string, unknown> => {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(value);
-  } catch (error) {
-    throw new InvalidArgumentError(`${flag} is not JSON: ${(error as Error).message}`);
-  }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new InvalidArgumentError(`${flag} must be a JSON object`);
-  return parsed as Record<string, unknown>;
-};
 const splitArgs = (text: string | undefined) => (text ? text.trim().split(/\s+/).filter(Boolean) : []);
 const placementArg = (value: string): Placement => {
   try {
@@ -330,8 +311,8 @@ export function buildProgram(run: { train: (f: TrainFlags) => Promise<number>; c
       .addOption(new Option('--combine-codec <codec>', 'wire format of combined outputs').choices(COMBINE_CODECS).default('f32'))
       .option('--placement <rule|ranks>', 'expert placement: contiguous, round-robin, or an owner rank per expert (0,0,1,1,...)', placementArg, 'contiguous')
       .option('--check-reference', 'train the single-process reference on the same batches and compare (exit 3 beyond tolerance)', false)
-      .option('--loss-tolerance <x>', 'max relative loss difference per step (default 1e-5; 5e-2 with a bf16 or fp8 codec)', positiveNumber('--loss-tolerance'))
-      .option('--param-tolerance <x>', 'max absolute parameter difference (default 1e-4; not checked with a bf16 or fp8 codec)', positiveNumber('--param-tolerance'))
+      .option('--loss-tolerance <x>', 'max relative loss difference per step (default 1e-5; 5e-2 with a bf16 or fp8 codec)', nonNegativeNumber('--loss-tolerance'))
+      .option('--param-tolerance <x>', 'max absolute parameter difference (default 1e-4; not checked with a bf16 or fp8 codec)', nonNegativeNumber('--param-tolerance'))
       .option('--seed <n>', 'seed of the initial parameters and of the data (overrides the config)', integer('--seed'))
       .option('--external-workers', 'start no workers: wait for --workers to register (moe worker --scheduler <host:port>)', false)
       .option('--step-timeout <ms>', 'deadline of each step', integer('--step-timeout', 1), 60_000)

@@ -17,5 +17,5 @@ export { WorkerNode, type WorkerNodeOptions } from './worker-node';
 export { buildSchedule, chunkTokenRange } from './schedule/build';
 export { formatSchedule, ScheduleError, type Op, type OpKind, type ScheduleSpec, type Stream } from './schedule/ops';
 export { StepExecutor, StepOpError, type StepOutcome, type StepSettings } from './schedule/executor';
-export type { OpRecordData } from './schedule/timeline';
+export type { OpRecordData } from '@moe/comm';
 export { FailedPreconditionError, InvalidRequestError } from './errors';

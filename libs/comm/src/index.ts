@@ -46,3 +46,6 @@ export * from './link';
 
 // loopback throughput (benchmarks): raw TCP vs the gRPC data plane between two processes
 export { measureGrpcLoopback, measureTcpLoopback, type GrpcLoopbackOptions, type LoopbackResult } from './bench/loopback';
+
+// op timeline of a step (the report's input)
+export { TimelineRecorder, type Direction as OpDirection, type OpRecordData, type Stream as OpStream } from './timeline/recorder';

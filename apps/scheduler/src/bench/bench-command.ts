@@ -1,7 +1,8 @@
 /** `moe bench`: flags, a progress bar, the table, and where the report went. */
 import { join, resolve } from 'node:path';
 import cliProgress from 'cli-progress';
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
+import { integer, nonNegativeNumber, numberList, positiveNumber } from '../cli-args';
 import { formatTable } from '../report/index';
 import { BENCH_DEFAULTS, BENCH_QUICK, runBench, type BenchOptions } from './run-bench';
 
@@ -23,20 +24,6 @@ interface BenchFlags {
   progress: boolean;
 }
 
-const numberList = (flag: string, integer: boolean) => (value: string) => {
-  const list = value.split(',').map((v) => Number(v.trim()));
-  if (list.length === 0 || list.some((n) => !Number.isFinite(n) || n <= 0 || (integer && !Number.isInteger(n)))) {
-    throw new InvalidArgumentError(`${flag} must be a comma-separated list of positive ${integer ? 'integers' : 'numbers'}, got "${value}"`);
-  }
-  return list;
-};
-const positive = (flag: string, integer: boolean) => (value: string) => {
-  const n = Number(value);
-  if (!Number.isFinite(n) || n < 0 || (integer && !Number.isInteger(n))) {
-    throw new InvalidArgumentError(`${flag} must be a non-negative ${integer ? 'integer' : 'number'}, got "${value}"`);
-  }
-  return n;
-};
 
 const timestamp = () => new Date().toISOString().replace(/[:.]/g, '-').replace('Z', '');
 
@@ -47,18 +34,18 @@ export function addBenchCommand(program: Command, onError: (error: unknown) => n
     .description(
       'benchmark the naive and overlapped all-to-all schedules on a local cluster of simulated GPUs (sim workers) over a sweep of compute-to-communication ratios; writes a report folder',
     )
-    .option('--workers <n>', 'sim worker processes', positive('--workers', true), BENCH_DEFAULTS.workers)
+    .option('--workers <n>', 'sim worker processes', integer('--workers', 1), BENCH_DEFAULTS.workers)
     .option('--ratios <list>', `compute-to-communication ratios (default ${BENCH_DEFAULTS.ratios.join(',')})`, numberList('--ratios', false))
     .option('--chunks <list>', `chunk counts of the overlapped schedule (default ${BENCH_DEFAULTS.chunks.join(',')}; --quick ${BENCH_QUICK.chunks!.join(',')})`, numberList('--chunks', true))
-    .option('--warmup <n>', `warm-up steps per run, not measured (default ${BENCH_DEFAULTS.warmupSteps})`, positive('--warmup', true))
-    .option('--steps <n>', `measured steps per run (default ${BENCH_DEFAULTS.measuredSteps}; --quick ${BENCH_QUICK.measuredSteps})`, positive('--steps', true))
+    .option('--warmup <n>', `warm-up steps per run, not measured (default ${BENCH_DEFAULTS.warmupSteps})`, integer('--warmup'))
+    .option('--steps <n>', `measured steps per run (default ${BENCH_DEFAULTS.measuredSteps}; --quick ${BENCH_QUICK.measuredSteps})`, integer('--steps', 1))
     .addOption(new Option('--dispatch-codec <codec>', 'wire format of dispatched tokens').choices(['f32', 'bf16', 'fp8']).default(BENCH_DEFAULTS.dispatchCodec))
     .addOption(new Option('--combine-codec <codec>', 'wire format of combined outputs and of gradients').choices(['f32', 'bf16']).default(BENCH_DEFAULTS.combineCodec))
     .option('--profile <name>', 'device profile the workers model: H800, H100, H200, A100', BENCH_DEFAULTS.profile)
-    .option('--hidden <n>', 'modeled hidden size: the width of every token row on the wire', positive('--hidden', true), BENCH_DEFAULTS.hiddenSize)
-    .option('--node-size <n>', 'workers per modeled node (NVLink inside, network between)', positive('--node-size', true), BENCH_DEFAULTS.nodeSize)
-    .option('--comm-target <ms>', `all-to-all time of one naive step, sets the time dilation (default ${BENCH_DEFAULTS.commTargetMs}; --quick ${BENCH_QUICK.commTargetMs})`, positive('--comm-target', false))
-    .option('--transport-seconds <s>', 'seconds of each raw TCP / gRPC loopback measurement (0 skips it)', positive('--transport-seconds', false))
+    .option('--hidden <n>', 'modeled hidden size: the width of every token row on the wire', integer('--hidden', 1), BENCH_DEFAULTS.hiddenSize)
+    .option('--node-size <n>', 'workers per modeled node (NVLink inside, network between)', integer('--node-size', 1), BENCH_DEFAULTS.nodeSize)
+    .option('--comm-target <ms>', `all-to-all time of one naive step, sets the time dilation (default ${BENCH_DEFAULTS.commTargetMs}; --quick ${BENCH_QUICK.commTargetMs})`, positiveNumber('--comm-target'))
+    .option('--transport-seconds <s>', 'seconds of each raw TCP / gRPC loopback measurement (0 skips it)', nonNegativeNumber('--transport-seconds'))
     .option('--quick', 'fewer chunk counts, steps and a shorter comm target: a run in well under a minute', false)
     .option('--out <dir>', 'report folder (default reports/<timestamp>)')
     .option('--no-progress', 'no progress bar')

@@ -9,7 +9,8 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import cliProgress from 'cli-progress';
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
+import { integer, jsonObject, numberList, positiveNumber } from '../cli-args';
 import { DEFAULT_PREFIX, DEFAULT_REDIS_URL, queueLocationFromEnv, redactUrl, type QueueLocation } from './connection';
 import { InvalidRunError, RedisUnavailableError, UnknownRunError } from './errors';
 import { RunQueue, SUBMIT_DEFAULTS, type RunOutcome, type RunRow } from './run-queue';
@@ -34,34 +35,6 @@ const withRedisHint = (onError: OnError): OnError => (error) => {
     return 1;
   }
   return onError(error);
-};
-
-const integer = (flag: string, min = 0) => (value: string) => {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${flag} must be an integer >= ${min}, got "${value}"`);
-  return n;
-};
-const positiveNumber = (flag: string) => (value: string) => {
-  const n = Number(value);
-  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`${flag} must be a positive number, got "${value}"`);
-  return n;
-};
-const numberList = (flag: string, int: boolean) => (value: string) => {
-  const list = value.split(',').map((v) => Number(v.trim()));
-  if (list.some((n) => !Number.isFinite(n) || n <= 0 || (int && !Number.isInteger(n)))) {
-    throw new InvalidArgumentError(`${flag} must be a comma-separated list of positive ${int ? 'integers' : 'numbers'}, got "${value}"`);
-  }
-  return list;
-};
-const jsonObject = (flag: string) => (value: string): Record<string, unknown> => {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(value);
-  } catch (error) {
-    throw new InvalidArgumentError(`${flag} is not JSON: ${(error as Error).message}`);
-  }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new InvalidArgumentError(`${flag} must be a JSON object`);
-  return parsed as Record<string, unknown>;
 };
 
 /** An integer environment variable, or `fallback` when unset. */

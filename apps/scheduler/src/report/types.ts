@@ -6,30 +6,13 @@
  * per second, `*_mbps` is 10^6 bytes per second. Ratios are plain numbers.
  */
 
-/** The two streams of a worker's step (a GPU's compute and communication streams). */
-export type Stream = 'compute' | 'comm';
-export type Direction = 'forward' | 'backward' | 'update';
-export type ScheduleName = 'naive' | 'overlapped';
+import type { OpDirection, OpRecordData, OpStream } from '@moe/comm';
 
-/**
- * One op of a worker's step, as it ran (the `OpRecord` of `RunStepResponse.timeline`).
- * Same shape as the worker's `OpRecordData`; `fromOpRecord` converts a wire record.
- */
-export interface OpRecordData {
-  /** Op kind: "dispatch", "experts", "combine", "combine_bwd", "allreduce", ... */
-  name: string;
-  stream: Stream;
-  /** -1 when not tied to a layer. */
-  layer: number;
-  /** -1 when not tied to a chunk. */
-  chunk: number;
-  /** ms from the worker's receipt of RunStep. */
-  startMs: number;
-  endMs: number;
-  /** Payload bytes this worker sent to peers in this op (comm ops; 0 for compute). */
-  bytesSent: number;
-  direction: Direction;
-}
+/** The two streams of a worker's step, and an op's direction: as the worker records them. */
+export type Stream = OpStream;
+export type Direction = OpDirection;
+export type { OpRecordData };
+export type ScheduleName = 'naive' | 'overlapped';
 
 /** One step as every worker ran it. */
 export interface StepSample {

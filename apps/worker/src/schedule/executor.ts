@@ -11,11 +11,12 @@ import {
   type Phase,
   type ReceivedRows,
   type Transport,
+  TimelineRecorder,
+  type OpRecordData,
 } from '@moe/comm';
 import type { Backend, ExpertRows, RouteOutput, StepBatch } from '../backend';
 import { chunkTokenRange } from './build';
 import type { Op } from './ops';
-import { TimelineRecorder, type OpRecordData } from './timeline';
 
 export interface StepSettings {
   dispatchCodec: CodecName;
@@ -235,7 +236,16 @@ export class StepExecutor {
           throw error instanceof StepOpError ? error : new StepOpError(op, batch.step, rank, error);
         }
         bytesSent += bytes;
-        timeline.record(op, t0, timeline.now(), bytes);
+        timeline.record({
+          name: op.kind,
+          stream: op.stream,
+          layer: op.layer,
+          chunk: op.chunk,
+          startMs: t0,
+          endMs: timeline.now(),
+          bytesSent: bytes,
+          direction: op.direction,
+        });
       });
       // A failure surfaces once, through Promise.all below; the dependants just stop.
       finished.catch(() => {});
