@@ -3,9 +3,10 @@
  * benchmark or the training, write the report under `<reportsDir>/<jobId>/`, and return the
  * job's result. Progress goes to `onProgress` as it happens.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { runBench } from '../bench/run-bench';
+import { CHECKPOINT_FILE, loadCheckpoint } from '../checkpoint';
 import { ParityError } from '../errors';
 import { formatParity } from '../parity';
 import type { SchedulerService } from '../rendezvous';
@@ -27,6 +28,9 @@ export interface RunContext {
   onProgress: (progress: RunProgress) => void;
   log: (line: string) => void;
 }
+
+/** Steps between checkpoints of a queued training run. */
+const TRAIN_CHECKPOINT_EVERY = 5;
 
 const median = (values: number[]) => {
   if (values.length === 0) return null;
@@ -100,7 +104,16 @@ export async function executeRun(run: ValidRun, ctx: RunContext): Promise<RunRes
     }
 
     const total = run.train.steps;
+    // Real-math runs keep a checkpoint under the job's folder; a retry (a worker was lost)
+    // continues from it instead of starting over. Simulated workers hold nothing to save.
+    const checkpointDir = workers.every((w) => w.backend !== 'sim') ? join(dir, 'checkpoint') : undefined;
+    const resume =
+      checkpointDir && ctx.attempt > 1 && existsSync(join(checkpointDir, CHECKPOINT_FILE)) ? loadCheckpoint(checkpointDir) : undefined;
+    if (resume) ctx.log(`job ${ctx.jobId}, attempt ${ctx.attempt}: continuing from the checkpoint after step ${resume.step}`);
     const result = await runTraining({
+      checkpointDir,
+      checkpointEvery: checkpointDir ? TRAIN_CHECKPOINT_EVERY : undefined,
+      resume,
       model: run.model,
       train: run.train,
       workers: run.workers,
