@@ -4,7 +4,7 @@
  * worker not heard from within `heartbeatTimeoutMs` is lost, and every listener hears of it.
  */
 import * as grpc from '@grpc/grpc-js';
-import { GRPC_OPTIONS, envToken, loadMoeProto, requireToken, type SchedulerHandlers } from '@moe/comm';
+import { GRPC_OPTIONS, envToken, loadMoeProto, requireToken, serverCredentials, type SchedulerHandlers } from '@moe/comm';
 import { RendezvousTimeoutError, WorkerLostError } from './errors';
 
 export interface RegisteredWorker {
@@ -96,7 +96,7 @@ export class SchedulerService {
     const host = this.options.host ?? '127.0.0.1';
     const wanted = `${host}:${this.options.port ?? 0}`;
     const port = await new Promise<number>((resolve, reject) =>
-      this.server.bindAsync(wanted, grpc.ServerCredentials.createInsecure(), (error, bound) =>
+      this.server.bindAsync(wanted, serverCredentials(), (error, bound) =>
         error ? reject(new Error(`scheduler: cannot bind ${wanted}: ${error.message}`)) : resolve(bound),
       ),
     );

@@ -22,6 +22,7 @@ import {
 } from '@moe/comm';
 import { denseParams, expertParams, type Batch, type ModelConfig, type ModelParams, type OptimizerConfig } from '@moe/model';
 import { sliceSequences, type SequenceRange } from './batch-split';
+import { formatFlightRecords } from './flight-recorder';
 import { ChecksumMismatchError, WorkerLostError, WorkerProcessExitError, WorkerRpcError } from './errors';
 import type { RunGuard } from './run-guard';
 import type { WorkerHandle } from './worker-client';
@@ -147,6 +148,8 @@ export interface StepMetrics {
   expertCounts: number[];
   /** [W] payload bytes each rank sent to its peers. */
   bytesSent: number[];
+  /** [W] each worker process's peak resident set size so far, bytes (0 from a worker that does not report it). */
+  peakRssBytes: number[];
   /** Checksum of the replicated dense parameters after the update (equal on every rank). */
   checksum: string;
   /** [W] each rank's op timeline (empty unless `recordTimeline`). */
@@ -212,6 +215,7 @@ export function gatherStep(step: number, replies: readonly RunStepResponseOut[],
     workerStepMs: replies.map((r) => r.stepMs),
     expertCounts,
     bytesSent: replies.map((r) => Number(r.bytesSent)),
+    peakRssBytes: replies.map((r) => Number(r.peakRssBytes ?? 0)),
     checksum,
     timelines: replies.map((r) => r.timeline),
   };
@@ -226,6 +230,9 @@ export interface StepDriverOptions {
 
 /** After a worker is lost in a step, at most this long for the others' RunSteps to say which op they were waiting on. */
 const LOST_SETTLE_MS = 3_000;
+
+/** Deadline of each FlightRecord asked after a failed step. */
+const FLIGHT_RECORD_TIMEOUT_MS = 2_000;
 
 /** After the first failure, how long the other ranks' calls get to settle, so the error can name them all. */
 const SETTLE_GRACE_MS = 250;
@@ -306,10 +313,11 @@ export class StepDriver {
     try {
       replies = await this.guard.run(allRanks(`RunStep of step ${step}`, calls));
     } catch (error) {
-      if (error === this.guard.failure && (error instanceof WorkerProcessExitError || error instanceof WorkerLostError)) {
-        throw await this.lostInStep(step, error, calls);
-      }
-      throw error;
+      const failure =
+        error === this.guard.failure && (error instanceof WorkerProcessExitError || error instanceof WorkerLostError)
+          ? await this.lostInStep(step, error, calls)
+          : error;
+      throw await this.withFlightRecords(failure);
     }
     return gatherStep(step, replies, model, performance.now() - started);
   }
@@ -344,6 +352,24 @@ export class StepDriver {
         ? new WorkerLostError(message, lost.workerId, lost.rank)
         : new WorkerProcessExitError(message, lost.workerId, lost.exitCode, lost.signal, lost.stderrTail);
     return Object.assign(error, { cause: lost, step }) as unknown as E;
+  }
+
+  /**
+   * A step failed or timed out: asks every rank that still answers (FLIGHT_RECORD_TIMEOUT_MS) for
+   * its flight recorder and appends the watchdog summary (which ranks entered which collective op
+   * and which did not) to the error's message as a last line. Workers without FlightRecord
+   * (it is optional in the contract) simply count as not answering; never throws.
+   */
+  private async withFlightRecords(error: unknown): Promise<unknown> {
+    if (!(error instanceof Error)) return error;
+    const records = await Promise.all(
+      this.workers.map((w) =>
+        typeof w.flightRecord === 'function' ? w.flightRecord(FLIGHT_RECORD_TIMEOUT_MS).catch(() => undefined) : Promise.resolve(undefined),
+      ),
+    );
+    const summary = formatFlightRecords(records);
+    if (summary) error.message = `${error.message}\n${summary}`;
+    return error;
   }
 
   /** Every rank's current parameters (and AdamW state when asked), index = rank. */

@@ -5,10 +5,12 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import {
+  channelCredentials,
   clientOptions,
   envToken,
   loadMoeProto,
   type FetchParamsResponseOut,
+  type FlightRecordResponseOut,
   type HealthResponseOut,
   type LoadShardRequest,
   type LoadShardResponseOut,
@@ -31,7 +33,7 @@ export class WorkerHandle {
     token: string | undefined = envToken(),
   ) {
     const proto = loadMoeProto();
-    this.client = new proto.moe.v1.Worker(address, grpc.credentials.createInsecure(), clientOptions(token || undefined));
+    this.client = new proto.moe.v1.Worker(address, channelCredentials(), clientOptions(token || undefined));
   }
 
   /** "rank 1 (worker w-1 at 127.0.0.1:40211)" */
@@ -75,6 +77,11 @@ export class WorkerHandle {
 
   health(timeoutMs: number): Promise<HealthResponseOut> {
     return this.call('Health', timeoutMs, (o, cb) => this.client.Health({}, o, cb));
+  }
+
+  /** The worker's flight recorder (its last ops); optional in the contract: may fail UNIMPLEMENTED. */
+  flightRecord(timeoutMs: number): Promise<FlightRecordResponseOut> {
+    return this.call('FlightRecord', timeoutMs, (o, cb) => this.client.FlightRecord({}, o, cb));
   }
 
   async shutdown(reason: string, timeoutMs: number): Promise<void> {

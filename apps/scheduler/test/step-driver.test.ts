@@ -74,12 +74,13 @@ describe('gathering a step', () => {
     timeline: [],
     bytesSent: 10,
     stepMs: 2,
+    peakRssBytes: 1 << 20,
     ...over,
   });
 
   it('sums losses and counts over ranks', () => {
     const m = gatherStep(4, [reply({ lossSum: 1.25 }), reply({ lossSum: 0.5, bytesSent: 20 })], model, 7);
-    expect(m).toMatchObject({ step: 4, loss: 1.75, auxLoss: 0.02, stepMs: 7, checksum: 'abc', bytesSent: [10, 20], workerStepMs: [2, 2] });
+    expect(m).toMatchObject({ step: 4, loss: 1.75, auxLoss: 0.02, stepMs: 7, checksum: 'abc', bytesSent: [10, 20], workerStepMs: [2, 2], peakRssBytes: [1 << 20, 1 << 20] });
     expect(m.expertCounts).toEqual(new Array(24).fill(2));
   });
 

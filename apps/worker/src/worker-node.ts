@@ -3,9 +3,11 @@ import * as grpc from '@grpc/grpc-js';
 import {
   GRPC_OPTIONS,
   GrpcTransport,
+  channelCredentials,
   clientOptions,
   envToken,
   requireToken,
+  serverCredentials,
   PeerMailbox,
   ShapedTransport,
   loadMoeProto,
@@ -19,6 +21,7 @@ import {
 import { ConfigError } from '@moe/model';
 import type { Backend, Shard } from './backend';
 import { StepExecutor, StepOpError } from './schedule/executor';
+import { FlightRecorder } from './schedule/flight-recorder';
 import { buildSchedule } from './schedule/build';
 import type { Op } from './schedule/ops';
 import { FailedPreconditionError, InvalidRequestError } from './errors';
@@ -87,6 +90,8 @@ export class WorkerNode {
   private transport?: Transport;
   private executor?: StepExecutor;
   private readonly schedules = new Map<string, Op[]>();
+  /** The last ops of this worker's steps, running ones included; served by FlightRecord. */
+  private readonly flight = new FlightRecorder(256);
   private currentStep = 0;
   address = '';
   private closed = false;
@@ -109,7 +114,7 @@ export class WorkerNode {
     this.server.addService(proto.moe.v1.Worker.service, requireToken(this.handlers(), this.token, 'Worker', log));
     const host = this.options.host ?? '127.0.0.1';
     const port = await new Promise<number>((resolve, reject) =>
-      this.server.bindAsync(`${host}:${this.options.port ?? 0}`, grpc.ServerCredentials.createInsecure(), (error, bound) =>
+      this.server.bindAsync(`${host}:${this.options.port ?? 0}`, serverCredentials(), (error, bound) =>
         error ? reject(new Error(`worker ${this.id}: cannot bind ${host}:${this.options.port ?? 0}: ${error.message}`)) : resolve(bound),
       ),
     );
@@ -121,7 +126,7 @@ export class WorkerNode {
 
   private async register(): Promise<void> {
     const proto = loadMoeProto();
-    this.scheduler = new proto.moe.v1.Scheduler(this.options.scheduler, grpc.credentials.createInsecure(), clientOptions(this.token));
+    this.scheduler = new proto.moe.v1.Scheduler(this.options.scheduler, channelCredentials(), clientOptions(this.token));
     const give = Date.now() + (this.options.registerTimeoutMs ?? 30_000);
     let lastError = '';
     for (let attempt = 0; ; attempt++) {
@@ -215,6 +220,9 @@ export class WorkerNode {
       Health: (_call, callback) => {
         callback(null, { workerId: this.id, state: this.state, runId: this.shard?.runId ?? '', rank: this.shard?.rank ?? 0 });
       },
+      FlightRecord: (_call, callback) => {
+        callback(null, { workerId: this.id, rank: this.shard?.rank ?? 0, step: this.flight.lastStep, ops: this.flight.entries() });
+      },
       Shutdown: (call, callback) => {
         this.log(`worker ${this.id}: shutdown requested (${call.request.reason || 'no reason given'})`);
         callback(null, {});
@@ -232,7 +240,7 @@ export class WorkerNode {
     // A simulated device also models its links: sends are shaped to the modeled bandwidth.
     const link = this.options.backend.linkModel?.();
     this.transport = link ? new ShapedTransport(grpcTransport, link) : grpcTransport;
-    this.executor = new StepExecutor(this.options.backend, this.transport, shard.expertOwner);
+    this.executor = new StepExecutor(this.options.backend, this.transport, shard.expertOwner, this.flight);
     this.shard = shard;
     this.state = 'loaded';
     this.log(`worker ${this.id}: run ${shard.runId}, rank ${shard.rank} of ${shard.worldSize}`);
@@ -266,6 +274,8 @@ export class WorkerNode {
         timeline: request.options?.recordTimeline ? outcome.timeline : [],
         bytesSent: outcome.bytesSent,
         stepMs: outcome.stepMs,
+        // maxRSS is in KiB; the peak of this process so far (bounded-memory checks compare it across routings).
+        peakRssBytes: process.resourceUsage().maxRSS * 1024,
       };
     } finally {
       this.state = 'loaded';

@@ -31,6 +31,7 @@ export { PeerMailbox, RunMismatchError, type InboundConnection, type PeerMailbox
 export { peerServiceHandlers } from './grpc/peer-service';
 export { undecodableReason } from './grpc/tolerant-deserialize';
 export { TOKEN_ENV, TOKEN_METADATA_KEY, clientOptions, envToken, requireToken, tokenInterceptor, tokenProblem } from './grpc/cluster-token';
+export { TLS_CA_ENV, TLS_CERT_ENV, TLS_KEY_ENV, TlsConfigError, channelCredentials, serverCredentials, tlsEnabled, tlsFromEnv, type TlsFiles } from './grpc/tls';
 export { MalformedFrameError } from './grpc/frame-message';
 
 // all-to-all

@@ -62,15 +62,17 @@ export function applyUpdate(
 /**
  * Trains `model` on the Markov chain (vocabSize, train.dataSeed) for options.steps ?? train.steps
  * steps of train.batchSequences x train.seqLen tokens, from initParams(model). Deterministic.
- * onStep(step, loss) is called after each step with the step's CE mean.
+ * onStep(step, loss) is called after each step with the step's CE mean. `mutateParams` may edit the
+ * initial parameters in place before the first step (e.g. to force a routing).
  */
 export function trainReference(
   model: ModelConfig,
   train: TrainConfig,
-  options: { onStep?: (step: number, loss: number) => void; steps?: number } = {},
+  options: { onStep?: (step: number, loss: number) => void; steps?: number; mutateParams?: (params: ModelParams) => void } = {},
 ): ReferenceResult {
   const chain = new MarkovChain(model.vocabSize, train.dataSeed);
   const params = initParams(model);
+  options.mutateParams?.(params);
   const optimizer = new AdamW(train.optimizer);
   const steps = options.steps ?? train.steps;
   const losses: number[] = [];

@@ -9,6 +9,8 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import {
+  channelCredentials,
+  serverCredentials,
   GRPC_OPTIONS,
   loadMoeProto,
   type LoadShardRequest,
@@ -41,7 +43,7 @@ export class SilentPeer {
       },
     });
     const port = await new Promise<number>((resolve, reject) =>
-      this.server.bindAsync(`${host}:0`, grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
+      this.server.bindAsync(`${host}:0`, serverCredentials(), (e, p) => (e ? reject(e) : resolve(p))),
     );
     this.address = `${host}:${port}`;
     return this.address;
@@ -65,7 +67,7 @@ export class FrameProbe {
   private ended?: string;
 
   constructor(address: string, hello: { runId: string; source: number; connection: number }) {
-    this.client = new (loadMoeProto().moe.v1.Peer)(address, grpc.credentials.createInsecure(), GRPC_OPTIONS);
+    this.client = new (loadMoeProto().moe.v1.Peer)(address, channelCredentials(), GRPC_OPTIONS);
     this.call = this.client.Exchange();
     this.call.on('data', (ack: PeerAckOut) => {
       if (this.waiter) {
@@ -115,7 +117,7 @@ export type Outcome<T> = { ok: true; value: T } | { ok: false; code: number; det
 export class RawWorker {
   private readonly client: WorkerClient;
   constructor(address: string) {
-    this.client = new (loadMoeProto().moe.v1.Worker)(address, grpc.credentials.createInsecure(), GRPC_OPTIONS);
+    this.client = new (loadMoeProto().moe.v1.Worker)(address, channelCredentials(), GRPC_OPTIONS);
   }
   private call<T>(invoke: (o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, v?: T) => void) => void, timeoutMs: number): Promise<Outcome<T>> {
     return new Promise((resolve) =>

@@ -16,6 +16,7 @@ import {
 } from '@moe/comm';
 import type { Backend, ExpertRows, RouteOutput, StepBatch } from '../backend';
 import { chunkTokenRange } from './build';
+import type { OpObserver } from './flight-recorder';
 import type { Op } from './ops';
 
 export interface StepSettings {
@@ -80,6 +81,8 @@ export class StepExecutor {
     private readonly backend: Backend,
     private readonly transport: Transport,
     private readonly expertOwner: readonly number[],
+    /** Told of every op's start and end (the worker's flight recorder). */
+    private readonly observer?: OpObserver,
   ) {}
 
   async run(ops: readonly Op[], batch: StepBatch, settings: StepSettings): Promise<StepOutcome> {
@@ -229,12 +232,15 @@ export class StepExecutor {
       const start = op.stream === 'compute' ? Promise.all([computeTail, deps]) : deps;
       const finished = start.then(async () => {
         const t0 = timeline.now();
+        const flight = this.observer?.opStart(batch.step, op);
         let bytes: number;
         try {
           bytes = await runOp(op);
         } catch (error) {
+          if (flight) this.observer!.opEnd(flight, error instanceof StepOpError ? error.cause : error);
           throw error instanceof StepOpError ? error : new StepOpError(op, batch.step, rank, error);
         }
+        if (flight) this.observer!.opEnd(flight);
         bytesSent += bytes;
         timeline.record({
           name: op.kind,

@@ -35,9 +35,12 @@ export async function trainInProcess(options: {
   chunks?: number;
   dispatchCodec?: CodecName;
   combineCodec?: CodecName;
+  /** Edits the initial parameters in place before the shards are built (e.g. to force a routing). */
+  mutateParams?: (params: ReturnType<typeof initParams>) => void;
 }): Promise<InProcessRun> {
   const { model, train, owner, world } = options;
   const init = initParams(model);
+  options.mutateParams?.(init);
   const transports = createInMemoryTransports(world);
   const backends = Array.from({ length: world }, () => new CpuBackend({ inline: true }));
   const clone = (t: Tensor): Tensor => ({ shape: [...t.shape], data: new Float32Array(t.data) });

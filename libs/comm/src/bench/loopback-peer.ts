@@ -43,7 +43,7 @@ async function grpcSink(options: PeerMailboxOptions): Promise<void> {
     server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
   );
   const address = `127.0.0.1:${port}`;
-  const transport = new GrpcTransport({ runId: 'loopback', rank: 1, peers: ['', address], mailbox });
+  const transport = new GrpcTransport({ runId: 'loopback', rank: 1, peers: ['', address], mailbox, credentials: grpc.credentials.createInsecure() });
   send({ address });
   let first = 0;
   let last = 0;

@@ -1,5 +1,6 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
+import * as grpc from '@grpc/grpc-js';
 import { encodeRows } from '../codec/rows';
 import { GrpcTransport } from '../grpc/grpc-transport';
 import { PeerMailbox } from '../grpc/peer-mailbox';
@@ -112,6 +113,7 @@ export async function measureGrpcLoopback(messageBytes: number, seconds: number,
     peers: ['', address],
     mailbox: new PeerMailbox(),
     connectionsPerPeer: connections,
+    credentials: grpc.credentials.createInsecure(), // the sink binds plaintext on 127.0.0.1
     ...(options.maxFrameBytes ? { maxFrameBytes: options.maxFrameBytes } : {}),
     ...(options.ackWindow ? { ackWindow: options.ackWindow } : {}),
   });

@@ -1,4 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
+import { channelCredentials } from './tls';
 import { RankRangeError, PeerUnreachableError, TransportClosedError } from '../transport/errors';
 import type { FrameKey } from '../transport/frame-key';
 import { checkOutgoing, payloadBytes } from '../transport/payload';
@@ -63,7 +64,7 @@ export class GrpcTransport implements Transport {
     this.options = {
       ...GRPC_TRANSPORT_DEFAULTS,
       ...options,
-      credentials: options.credentials ?? grpc.credentials.createInsecure(),
+      credentials: options.credentials ?? channelCredentials(),
     } as GrpcTransport['options'];
     for (const [name, value] of [
       ['connectionsPerPeer', this.options.connectionsPerPeer],

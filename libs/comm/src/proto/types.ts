@@ -23,6 +23,8 @@ export type { FetchParamsResponse, FetchParamsResponse__Output as FetchParamsRes
 export type { OptimizerState as OptimizerStateMsg, OptimizerState__Output as OptimizerStateMsgOut } from '../generated/moe/v1/OptimizerState';
 export type { HealthRequest } from '../generated/moe/v1/HealthRequest';
 export type { HealthResponse, HealthResponse__Output as HealthResponseOut } from '../generated/moe/v1/HealthResponse';
+export type { FlightOp, FlightOp__Output as FlightOpOut } from '../generated/moe/v1/FlightOp';
+export type { FlightRecordResponse, FlightRecordResponse__Output as FlightRecordResponseOut } from '../generated/moe/v1/FlightRecordResponse';
 export type { ShutdownRequest } from '../generated/moe/v1/ShutdownRequest';
 export type { ShutdownResponse } from '../generated/moe/v1/ShutdownResponse';
 export type { Frame, Frame__Output as FrameOut } from '../generated/moe/v1/Frame';

@@ -50,3 +50,34 @@ export function seededExpertIds(tokens: number, k: number, experts: number, seed
   }
   return ids;
 }
+
+/**
+ * Fully skewed routing: every token's k slots go to experts of the hottest rank (rank 0, or the
+ * lowest rank owning experts). When that rank owns fewer than k experts, each token takes all of
+ * them and its remaining slots spill to the next ranks' experts (whole ranks, in rank order, only
+ * as many as needed), since top-k picks distinct experts. Draws are uniform within each group.
+ * `expertOwner[e]` is expert e's rank. Same layout as seededExpertIds.
+ */
+export function skewedExpertIds(tokens: number, k: number, expertOwner: readonly number[], seed: number): Int32Array {
+  const experts = expertOwner.length;
+  if (!(k >= 1 && k <= experts)) throw new RangeError(`top_k=${k} must be in [1, experts=${experts}]`);
+  const byRank = [...expertOwner.keys()].sort((a, b) => expertOwner[a]! - expertOwner[b]! || a - b);
+  const hot = byRank.filter((e) => expertOwner[e] === expertOwner[byRank[0]!]);
+  const hotK = Math.min(k, hot.length);
+  const spillK = k - hotK;
+  // The spill group: the next whole ranks' experts until they cover the slots left.
+  let n = hot.length;
+  while (n - hot.length < spillK) {
+    const rank = expertOwner[byRank[n]!]!;
+    while (n < experts && expertOwner[byRank[n]!] === rank) n++;
+  }
+  const spill = byRank.slice(hot.length, n);
+  const hotIds = seededExpertIds(tokens, hotK, hot.length, seed);
+  const spillIds = spillK > 0 ? seededExpertIds(tokens, spillK, spill.length, mixSeed(seed, 1)) : new Int32Array(0);
+  const ids = new Int32Array(tokens * k);
+  for (let t = 0; t < tokens; t++) {
+    for (let j = 0; j < hotK; j++) ids[t * k + j] = hot[hotIds[t * hotK + j]!]!;
+    for (let j = 0; j < spillK; j++) ids[t * k + hotK + j] = spill[spillIds[t * spillK + j]!]!;
+  }
+  return ids;
+}

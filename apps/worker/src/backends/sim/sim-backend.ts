@@ -4,7 +4,7 @@ import type { Backend, ExpertRows, ParamsSnapshot, RouteOutput, Shard, StepBatch
 import { CpuCompute } from '../cpu-compute';
 import { linkModelOf } from './devices';
 import { CostModel, type OpCost } from './modeled-model';
-import { mixSeed, seededExpertIds } from './seeded-routing';
+import { mixSeed, seededExpertIds, skewedExpertIds } from './seeded-routing';
 import { parseSimOptions, type SimOptions } from './sim-options';
 
 /** The compute ops a sim step models; the same names as the schedule's compute OpKinds. */
@@ -59,6 +59,8 @@ interface ShardInfo {
   experts: number;
   topK: number;
   vocab: number;
+  /** [E] each routed expert's rank. */
+  expertOwner: readonly number[];
 }
 
 export interface SimBackendOptions {
@@ -74,7 +76,8 @@ export interface SimBackendOptions {
  *
  * Shapes (T = tokensPerRank or the real batch's tokens, k = the real top-k, S = T*k,
  * H = the modeled hidden size): `route` gives h [T, H] (cheap deterministic values) and expert ids
- * [S] drawn uniformly over the real model's routed experts, so their real owners receive the rows;
+ * [S] drawn uniformly over the real model's routed experts (or, with `routing: "skewed"`, all from
+ * rank 0's experts), so their real owners receive the rows;
  * `experts` returns its input rows (same sizes); `combineOutputsBackward` gives [S, H].
  * The executor must size its slot arrays from `route`'s output when tokensPerRank differs from
  * the batch.
@@ -133,6 +136,7 @@ export class SimBackend implements Backend {
       experts: model.routedExperts,
       topK: model.topK,
       vocab: model.vocabSize,
+      expertOwner: [...shard.expertOwner],
     };
     this.denseGradLength = compute
       .snapshot()
@@ -197,7 +201,11 @@ export class SimBackend implements Backend {
     const { options, shard, costs } = this.loaded();
     const step = this.inStep('route').step;
     await this.run('route', layer, -1, costs.route(this.tokens));
-    const expertIds = seededExpertIds(this.tokens, shard.topK, shard.experts, mixSeed(options.seed, shard.rank, step, layer));
+    const seed = mixSeed(options.seed, shard.rank, step, layer);
+    const expertIds =
+      options.routing === 'skewed'
+        ? skewedExpertIds(this.tokens, shard.topK, shard.expertOwner, seed)
+        : seededExpertIds(this.tokens, shard.topK, shard.experts, seed);
     const counts = this.counts.subarray(layer * shard.experts, (layer + 1) * shard.experts);
     for (const e of expertIds) counts[e]!++;
     return { h: this.rows(this.tokens), expertIds };

@@ -59,6 +59,12 @@ export const simOptionsSchema = z.strictObject({
   seed: z.int().optional(),
   /** Link sharing of the modeled network, see LinkSharing in @moe/comm; default "port". */
   linkSharing: z.enum(['port', 'pair']).optional(),
+  /**
+   * Routing of the simulated tokens; default "uniform". "skewed": every token's top-k slots go to
+   * the experts of rank 0 (k distinct ones, spilling to the next ranks' experts only when rank 0
+   * owns fewer than k), the worst case of a hot rank.
+   */
+  routing: z.enum(['uniform', 'skewed']).optional(),
 });
 
 export type SimOptionsInput = z.input<typeof simOptionsSchema>;
@@ -75,6 +81,7 @@ export interface SimOptions {
   latencyScale: number;
   seed: number;
   linkSharing: 'port' | 'pair';
+  routing: 'uniform' | 'skewed';
 }
 
 /**
@@ -125,5 +132,6 @@ export function parseSimOptions(input: unknown, defaultProfile?: string): SimOpt
     latencyScale: o.latencyScale ?? 1,
     seed: o.seed ?? 0,
     linkSharing: o.linkSharing ?? 'port',
+    routing: o.routing ?? 'uniform',
   };
 }
