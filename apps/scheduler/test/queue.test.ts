@@ -49,7 +49,8 @@ async function finished(id: string, timeoutMs = 30_000): Promise<Job> {
   for (;;) {
     const job = (await queue.getJob(id))!;
     const state = await job.getState();
-    if (state === 'completed' || state === 'failed') return job;
+    // the job may have ended between the two reads: fetch it again to see its final fields
+    if (state === 'completed' || state === 'failed') return (await queue.getJob(id))!;
     if (Date.now() > give) throw new Error(`job ${id} still ${state} after ${timeoutMs} ms; serve said:\n${serve.output.slice(-3_000)}`);
     await sleep(100);
   }

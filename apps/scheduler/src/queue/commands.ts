@@ -371,7 +371,12 @@ const clip = (text: string, n: number) => (text.length > n ? `${text.slice(0, n 
 function outcomeText(row: RunRow): string {
   if (row.cancelRequested) return 'cancel requested';
   if (row.result) return `${summaryLine(row.result)}; report ${row.result.report.dir}`;
-  if (row.failedReason) return row.state === 'failed' ? row.failedReason : `last attempt: ${row.failedReason}`;
+  if (row.failedReason) {
+    // A table row is one line: the first line of the reason (details such as the flight
+    // recorder's summary follow on later lines; `moe runs <id>` shows them whole).
+    const reason = row.failedReason.split('\n')[0]!;
+    return row.state === 'failed' ? reason : `last attempt: ${reason}`;
+  }
   return '';
 }
 
