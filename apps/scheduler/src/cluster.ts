@@ -5,6 +5,7 @@
  * through the parent guard each child preloads, even this process being killed.
  */
 import { RendezvousTimeoutError } from './errors';
+import { RunGuard } from './run-guard';
 import { SchedulerService, type RegisteredWorker } from './rendezvous';
 import { WorkerProcess } from './worker-process';
 
@@ -49,8 +50,8 @@ export interface LocalClusterOptions extends SchedulerSettings {
 
 export class LocalCluster implements Cluster {
   workers: RegisteredWorker[] = [];
-  private readonly listeners = new Set<(error: Error) => void>();
-  private failure?: Error;
+  /** The first worker failure, handed to every run on this cluster. */
+  private readonly failures = new RunGuard();
   private stopping?: Promise<void>;
   private readonly killAll = () => this.processes.forEach((p) => p.kill());
   private readonly unsubscribe: (() => void)[] = [];
@@ -139,18 +140,12 @@ export class LocalCluster implements Cluster {
   }
 
   private fail(error: Error): void {
-    if (this.failure || this.stopping) return;
-    this.failure = error;
-    for (const listener of [...this.listeners]) listener(error);
+    if (this.stopping) return;
+    this.failures.fail(error);
   }
 
   onFailure(listener: (error: Error) => void): () => void {
-    if (this.failure) {
-      listener(this.failure);
-      return () => {};
-    }
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
+    return this.failures.onFailure(listener);
   }
 
   /** "rank 0: w-2 at 127.0.0.1:40211 (cpu, pid 1234)" per line. */
@@ -166,7 +161,6 @@ export class LocalCluster implements Cluster {
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       this.unsubscribe.forEach((off) => off());
-      this.listeners.clear();
       await Promise.all(this.processes.map((p) => p.stop(this.options.stopGraceMs ?? 5_000)));
       await this.scheduler.close();
       process.off('exit', this.killAll);

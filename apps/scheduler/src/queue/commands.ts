@@ -477,6 +477,18 @@ async function cancelCommand(jobId: string, flags: LocationFlags, onError: OnErr
 }
 
 /** Adds `serve`, `submit bench|train`, `runs` and `cancel` to `program`; each action sets `process.exitCode`. */
+/** The action of `submit bench|train`: build the job from the flags and submit it; bad input exits 2. */
+function submitAction<F extends SubmitFlags>(jobData: (flags: F) => RunJobData, onError: OnError) {
+  return async (flags: F) => {
+    try {
+      process.exitCode = await submitCommand(jobData(flags), flags, onError);
+    } catch (error) {
+      console.error(`moe: invalid input: ${(error as Error).message}`);
+      process.exitCode = 2;
+    }
+  };
+}
+
 export function addQueueCommands(program: Command, reportError: OnError): void {
   const onError = withRedisHint(reportError);
   locationOptions(
@@ -514,14 +526,7 @@ export function addQueueCommands(program: Command, reportError: OnError): void {
       .option('--node-size <n>', 'workers per modeled node', integer('--node-size', 1))
       .option('--comm-target <ms>', 'all-to-all time of one naive step', positiveNumber('--comm-target'))
       .option('--transport-seconds <s>', 'seconds of each loopback measurement (0 skips)', (v) => (v === '0' ? 0 : positiveNumber('--transport-seconds')(v))),
-  ).action(async (flags: BenchSubmitFlags) => {
-    try {
-      process.exitCode = await submitCommand(benchJobData(flags), flags, onError);
-    } catch (error) {
-      console.error(`moe: invalid input: ${(error as Error).message}`);
-      process.exitCode = 2;
-    }
-  });
+  ).action(submitAction(benchJobData, onError));
 
   submitOptions(
     submit
@@ -538,14 +543,7 @@ export function addQueueCommands(program: Command, reportError: OnError): void {
       .option('--check-reference', 'compare with the single-process reference trainer (the run fails beyond tolerance)', false)
       .option('--backend-options <json>', 'sent to every worker in LoadShard, e.g. \'{"profile":"H800","dilation":1}\' for sim', jsonObject('--backend-options'))
       .option('--step-timeout <ms>', 'deadline of each step', integer('--step-timeout', 1)),
-  ).action(async (flags: TrainSubmitFlags) => {
-    try {
-      process.exitCode = await submitCommand(trainJobData(flags), flags, onError);
-    } catch (error) {
-      console.error(`moe: invalid input: ${(error as Error).message}`);
-      process.exitCode = 2;
-    }
-  });
+  ).action(submitAction(trainJobData, onError));
 
   locationOptions(
     program
