@@ -48,6 +48,18 @@ interface ClusterFlags {
   token?: string;
 }
 
+/** The scheduler's address, liveness and rendezvous settings, as the cluster flags give them. */
+function schedulerSettingsOf(flags: ClusterFlags) {
+  return {
+    host: flags.host,
+    port: flags.port,
+    heartbeatIntervalMs: flags.heartbeatInterval,
+    heartbeatTimeoutMs: flags.heartbeatTimeout,
+    rendezvousTimeoutMs: flags.rendezvousTimeout,
+    token: flags.token,
+  };
+}
+
 interface TrainFlags extends ClusterFlags {
   steps?: number;
   config?: string;
@@ -193,12 +205,7 @@ async function trainCommand(flags: TrainFlags): Promise<number> {
       placement: flags.placement,
       external: flags.externalWorkers,
       scheduler: {
-        host: flags.host,
-        port: flags.port,
-        heartbeatIntervalMs: flags.heartbeatInterval,
-        heartbeatTimeoutMs: flags.heartbeatTimeout,
-        rendezvousTimeoutMs: flags.rendezvousTimeout,
-        token: flags.token,
+        ...schedulerSettingsOf(flags),
         log: (line) => (flags.verbose || flags.externalWorkers || line.startsWith('scheduler listening') ? console.error(line) : undefined),
       },
       backend: flags.backend,
@@ -259,12 +266,7 @@ async function clusterCommand(flags: ClusterFlags): Promise<number> {
       workers: flags.workers,
       backend: flags.backend,
       workerArgs: splitArgs(flags.workerArgs),
-      host: flags.host,
-      port: flags.port,
-      heartbeatIntervalMs: flags.heartbeatInterval,
-      heartbeatTimeoutMs: flags.heartbeatTimeout,
-      rendezvousTimeoutMs: flags.rendezvousTimeout,
-      token: flags.token,
+      ...schedulerSettingsOf(flags),
       echoWorkerOutput: flags.verbose,
       log: flags.verbose ? log : undefined,
       abort: controller.signal,

@@ -1,9 +1,10 @@
-import { TINY_MODEL, TINY_TRAIN, denseParams, expertParams, initParams, parseModelConfig, type ModelConfig, type Tensor } from '@moe/model';
+import { TINY_MODEL, TINY_TRAIN, initParams, parseModelConfig, type ModelConfig } from '@moe/model';
 import { describe, expect, it } from 'vitest';
 import type { Shard, StepBatch } from '../src/backend';
 import { createBackend } from '../src/backends/create-backend';
 import { SimBackend, SimOptionsError, SimShapeError, UnknownDeviceProfileError, parseSimOptions } from '../src/backends/sim/index';
 import { InvalidRequestError } from '../src/errors';
+import { shardOf as shardFor } from './support/shard';
 
 const model = parseModelConfig({ ...TINY_MODEL, routedExperts: 8, topK: 2, layers: 2 });
 const WORLD = 4;
@@ -11,28 +12,7 @@ const OWNER = [0, 0, 1, 1, 2, 2, 3, 3];
 
 /** Rank `rank`'s shard of a fresh tiny model, with `backendOptions`. */
 function shardOf(rank: number, backendOptions: Record<string, unknown>, config: ModelConfig = model): Shard {
-  const init = initParams(config);
-  const clone = (t: Tensor): Tensor => ({ shape: [...t.shape], data: new Float32Array(t.data) });
-  return {
-    runId: 'sim-test',
-    rank,
-    worldSize: WORLD,
-    peers: [],
-    model: config,
-    optimizer: TINY_TRAIN.optimizer,
-    expertOwner: OWNER,
-    dense: new Map(denseParams(init).map((p) => [p.name, clone(p.tensor)])),
-    experts: init.experts.map(
-      (layer) =>
-        new Map(
-          layer.flatMap((e, id) =>
-            OWNER[id] === rank ? [[id, new Map(expertParams(e).map((p) => [p.name, clone(p.tensor)]))] as const] : [],
-          ),
-        ),
-    ),
-    seqLen: 16,
-    backendOptions,
-  };
+  return shardFor({ init: initParams(config), model: config, optimizer: TINY_TRAIN.optimizer, owner: OWNER, rank, world: WORLD, seqLen: 16, runId: 'sim-test', backendOptions });
 }
 
 const batchOf = (step: number, tokens: number): StepBatch => ({

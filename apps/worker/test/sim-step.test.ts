@@ -3,13 +3,14 @@
  * transports wrapped in ShapedTransports (the modeled H800 links), as a worker process would.
  */
 import { ShapedTransport, createInMemoryTransports, type HostBoundReport, type Transport } from '@moe/comm';
-import { TINY_MODEL, TINY_TRAIN, denseParams, expertParams, initParams, parseModelConfig, type Tensor } from '@moe/model';
+import { TINY_MODEL, TINY_TRAIN, initParams, parseModelConfig } from '@moe/model';
 import { describe, expect, it } from 'vitest';
 import type { Shard, StepBatch } from '../src/backend';
 import { CostModel, SimBackend, computeScaleForRatio, estimateStep, resolveModeledModel, type ModeledModelInput } from '../src/backends/sim/index';
 import { buildSchedule } from '../src/schedule/build';
 import { StepExecutor, type StepOutcome, type StepSettings } from '../src/schedule/executor';
 import type { Op } from '../src/schedule/ops';
+import { shardOf as shardFor } from './support/shard';
 
 const WORLD = 4;
 const NODE_SIZE = 2; // two modeled nodes of two GPUs: each rank has one NVLink peer and two IB peers
@@ -32,28 +33,7 @@ const MODELED: ModeledModelInput = {
 };
 
 function shardOf(rank: number, backendOptions: Record<string, unknown>): Shard {
-  const init = initParams(model);
-  const clone = (t: Tensor): Tensor => ({ shape: [...t.shape], data: new Float32Array(t.data) });
-  return {
-    runId: 'sim-step',
-    rank,
-    worldSize: WORLD,
-    peers: [],
-    model,
-    optimizer: TINY_TRAIN.optimizer,
-    expertOwner: OWNER,
-    dense: new Map(denseParams(init).map((p) => [p.name, clone(p.tensor)])),
-    experts: init.experts.map(
-      (layer) =>
-        new Map(
-          layer.flatMap((e, id) =>
-            OWNER[id] === rank ? [[id, new Map(expertParams(e).map((p) => [p.name, clone(p.tensor)]))] as const] : [],
-          ),
-        ),
-    ),
-    seqLen: 16,
-    backendOptions,
-  };
+  return shardFor({ init: initParams(model), model, optimizer: TINY_TRAIN.optimizer, owner: OWNER, rank, world: WORLD, seqLen: 16, runId: 'sim-step', backendOptions });
 }
 
 const batchOf = (step: number, tokens: number): StepBatch => ({

@@ -432,11 +432,29 @@ interface RunsFlags extends LocationFlags {
   progress: boolean;
 }
 
-async function runsCommand(jobId: string | undefined, flags: RunsFlags, onError: OnError): Promise<number> {
+/**
+ * Connects to the queue, runs `use`, and closes: an unknown run id exits 2, other errors go to
+ * `onError`.
+ */
+async function withRunQueue(flags: LocationFlags, onError: OnError, use: (runs: RunQueue) => Promise<number>): Promise<number> {
   let runs: RunQueue | undefined;
   try {
     runs = await RunQueue.connect(locationOf(flags));
-    if (jobId && flags.wait) return await followAndPrint(runs, jobId, flags);
+    return await use(runs);
+  } catch (error) {
+    if (error instanceof UnknownRunError) {
+      console.error(`moe: ${error.message}`);
+      return 2;
+    }
+    return onError(error);
+  } finally {
+    await runs?.close();
+  }
+}
+
+function runsCommand(jobId: string | undefined, flags: RunsFlags, onError: OnError): Promise<number> {
+  return withRunQueue(flags, onError, async (runs) => {
+    if (jobId && flags.wait) return followAndPrint(runs, jobId, flags);
     if (jobId) {
       const row = await runs.get(jobId);
       console.log(flags.json ? JSON.stringify(row, null, 2) : formatRun(row));
@@ -445,38 +463,19 @@ async function runsCommand(jobId: string | undefined, flags: RunsFlags, onError:
       console.log(flags.json ? JSON.stringify(rows, null, 2) : formatRuns(rows));
     }
     return 0;
-  } catch (error) {
-    if (error instanceof UnknownRunError) {
-      console.error(`moe: ${error.message}`);
-      return 2;
-    }
-    return onError(error);
-  } finally {
-    await runs?.close();
-  }
+  });
 }
 
-async function cancelCommand(jobId: string, flags: LocationFlags, onError: OnError): Promise<number> {
-  let runs: RunQueue | undefined;
-  try {
-    runs = await RunQueue.connect(locationOf(flags));
+function cancelCommand(jobId: string, flags: LocationFlags, onError: OnError): Promise<number> {
+  return withRunQueue(flags, onError, async (runs) => {
     const state = await runs.cancel(jobId);
     if (state === 'completed' || state === 'failed') console.log(`run ${jobId} already ${state}; nothing to cancel`);
     else if (state === 'active') console.log(`run ${jobId} is running: cancel sent; it stops now and fails as cancelled (no retry)`);
     else console.log(`run ${jobId} is ${state}: it fails as cancelled when a service picks it up (no retry)`);
     return 0;
-  } catch (error) {
-    if (error instanceof UnknownRunError) {
-      console.error(`moe: ${error.message}`);
-      return 2;
-    }
-    return onError(error);
-  } finally {
-    await runs?.close();
-  }
+  });
 }
 
-/** Adds `serve`, `submit bench|train`, `runs` and `cancel` to `program`; each action sets `process.exitCode`. */
 /** The action of `submit bench|train`: build the job from the flags and submit it; bad input exits 2. */
 function submitAction<F extends SubmitFlags>(jobData: (flags: F) => RunJobData, onError: OnError) {
   return async (flags: F) => {
@@ -489,6 +488,7 @@ function submitAction<F extends SubmitFlags>(jobData: (flags: F) => RunJobData, 
   };
 }
 
+/** Adds `serve`, `submit bench|train`, `runs` and `cancel` to `program`; each action sets `process.exitCode`. */
 export function addQueueCommands(program: Command, reportError: OnError): void {
   const onError = withRedisHint(reportError);
   locationOptions(

@@ -12,8 +12,8 @@ import {
   type Tensor,
   type TrainConfig,
 } from '@moe/model';
-import type { Shard } from '../../src/backend';
 import { CpuBackend } from '../../src/backends/cpu-backend';
+import { shardOf } from './shard';
 import { buildSchedule } from '../../src/schedule/build';
 import { StepExecutor } from '../../src/schedule/executor';
 import type { ScheduleKind } from '../../src/schedule/ops';
@@ -43,26 +43,8 @@ export async function trainInProcess(options: {
   options.mutateParams?.(init);
   const transports = createInMemoryTransports(world);
   const backends = Array.from({ length: world }, () => new CpuBackend({ inline: true }));
-  const clone = (t: Tensor): Tensor => ({ shape: [...t.shape], data: new Float32Array(t.data) });
   for (let rank = 0; rank < world; rank++) {
-    const shard: Shard = {
-      runId: 'in-process',
-      rank,
-      worldSize: world,
-      peers: [],
-      model,
-      optimizer: train.optimizer,
-      expertOwner: owner,
-      dense: new Map(denseParams(init).map((p) => [p.name, clone(p.tensor)])),
-      experts: init.experts.map(
-        (layer) =>
-          new Map(
-            layer.flatMap((e, id) => (owner[id] === rank ? [[id, new Map(expertParams(e).map((p) => [p.name, clone(p.tensor)]))] as const] : [])),
-          ),
-      ),
-      seqLen: train.seqLen,
-      backendOptions: {},
-    };
+    const shard = shardOf({ init, model, optimizer: train.optimizer, owner, rank, world, seqLen: train.seqLen, runId: 'in-process' });
     await backends[rank]!.load(shard);
   }
   const executors = backends.map((b, rank) => new StepExecutor(b, transports[rank]!, owner));
