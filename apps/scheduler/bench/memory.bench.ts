@@ -10,7 +10,7 @@
  */
 import { parseArgs } from 'node:util';
 import { parseModelConfig, parseTrainConfig, TINY_MODEL, TINY_TRAIN } from '@moe/model';
-import { runTraining, type TrainingResult } from '../src/train-run';
+import { runTraining, type TrainingResult } from '../src/run/train-run';
 
 const { values } = parseArgs({
   options: {

@@ -9,18 +9,18 @@
 import { writeFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { integer, jsonObject, nonNegativeNumber } from './cli-args';
+import { integer, jsonObject, nonNegativeNumber } from './commands/flags';
 import { ConfigError, type ModelConfig, type TrainConfig } from '@moe/model';
-import { LocalCluster } from './cluster';
-import { loadCheckpoint } from './checkpoint';
+import { LocalCluster } from './control/local-cluster';
+import { loadCheckpoint } from './run/checkpoint';
 import { BatchSplitError, CheckpointError, ConfigFileError, InterruptedError, PlacementError } from './errors';
-import { formatParity, tolerancesForCodecs } from './parity';
-import { parsePlacement, type Placement } from './planner';
-import { loadRunConfig } from './run-config';
-import { COMBINE_CODECS, DISPATCH_CODECS, SCHEDULES, type CombineCodecName, type DispatchCodecName, type ScheduleName, type StepMetrics } from './step-driver';
-import { runTraining, type RunInfo, type TrainingResult } from './train-run';
+import { formatParity, tolerancesForCodecs } from './run/parity';
+import { parsePlacement, type Placement } from '@moe/placement';
+import { loadRunConfig } from './run/run-config';
+import { COMBINE_CODECS, DISPATCH_CODECS, SCHEDULES, type CombineCodecName, type DispatchCodecName, type ScheduleName, type StepMetrics } from './run/step-driver';
+import { runTraining, type RunInfo, type TrainingResult } from './run/train-run';
 import { WORKER_MAIN } from './paths';
-import { addBenchCommand } from './bench/bench-command';
+import { addBenchCommand } from './commands/bench';
 import { addQueueCommands } from './queue/index';
 import { registerConformanceCommand } from './conformance/index';
 

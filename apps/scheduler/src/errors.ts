@@ -3,15 +3,8 @@
  * names in its message. Callers catch the class, not the string.
  */
 
-/** A placement that cannot work: bad counts, a rank outside the world, a malformed list. */
-export class PlacementError extends Error {
-  override readonly name = 'PlacementError';
-}
-
-/** The batch cannot be split over the workers (e.g. fewer sequences than workers). */
-export class BatchSplitError extends Error {
-  override readonly name = 'BatchSplitError';
-}
+// Placement and batch-split errors belong to the planner's lib; re-exported so callers catch them here too.
+export { BatchSplitError, PlacementError } from '@moe/placement';
 
 /** Fewer workers than needed registered before the rendezvous timeout. */
 export class RendezvousTimeoutError extends Error {

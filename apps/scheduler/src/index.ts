@@ -1,13 +1,13 @@
 // The scheduler's public face: what tests, benches and other tools import.
 export * from './errors';
-export { planExperts, parsePlacement, expertsPerRank, PLACEMENT_RULES, type Placement } from './planner';
-export { splitSequences, sliceSequences, type SequenceRange } from './batch-split';
-export { SchedulerService, describeWorkers, type RegisteredWorker, type SchedulerServiceOptions } from './rendezvous';
-export { WorkerHandle } from './worker-client';
-export { WorkerProcess, type WorkerProcessOptions } from './worker-process';
-export { LocalCluster, type Cluster, type LocalClusterOptions, type SchedulerSettings } from './cluster';
-export { ExternalCluster } from './external-cluster';
-export { RunGuard } from './run-guard';
+export { planExperts, parsePlacement, expertsPerRank, PLACEMENT_RULES, type Placement } from '@moe/placement';
+export { splitSequences, sliceSequences, type SequenceRange } from '@moe/placement';
+export { SchedulerService, describeWorkers, type RegisteredWorker, type SchedulerServiceOptions } from './control/rendezvous';
+export { WorkerHandle } from './control/worker-client';
+export { WorkerProcess, type WorkerProcessOptions } from './control/worker-process';
+export { LocalCluster, type Cluster, type LocalClusterOptions, type SchedulerSettings } from './control/local-cluster';
+export { ExternalCluster } from './control/external-cluster';
+export { RunGuard } from './control/run-guard';
 export {
   StepDriver,
   loadShardRequests,
@@ -26,7 +26,7 @@ export {
   type ScheduleName,
   type DispatchCodecName,
   type CombineCodecName,
-} from './step-driver';
+} from './run/step-driver';
 export {
   assembleParams,
   checkParity,
@@ -41,8 +41,8 @@ export {
   type ParamComparison,
   type ParityReport,
   type ParityTolerances,
-} from './parity';
-export { loadRunConfig, resolveRunConfig, type RunConfig, type RunConfigOverrides } from './run-config';
-export { runTraining, type TrainingOptions, type TrainingResult, type RunInfo } from './train-run';
+} from './run/parity';
+export { loadRunConfig, resolveRunConfig, type RunConfig, type RunConfigOverrides } from './run/run-config';
+export { runTraining, type TrainingOptions, type TrainingResult, type RunInfo } from './run/train-run';
 export { REPO_ROOT, WORKER_MAIN } from './paths';
-export { saveCheckpoint, loadCheckpoint, gatherOptimizerState, optimizerStateForRank, CHECKPOINT_FILE, type Checkpoint, type OptimizerSnapshot } from './checkpoint';
+export { saveCheckpoint, loadCheckpoint, gatherOptimizerState, optimizerStateForRank, CHECKPOINT_FILE, type Checkpoint, type OptimizerSnapshot } from './run/checkpoint';

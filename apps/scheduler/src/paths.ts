@@ -8,4 +8,4 @@ export const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 export const WORKER_MAIN = fileURLToPath(new URL('../../worker/src/main.ts', import.meta.url));
 
 /** Preloaded into every worker process this scheduler starts: it exits when its parent dies. */
-export const PARENT_GUARD = fileURLToPath(new URL('./parent-guard.mjs', import.meta.url));
+export const PARENT_GUARD = fileURLToPath(new URL('./control/parent-guard.mjs', import.meta.url));

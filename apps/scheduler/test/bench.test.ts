@@ -2,8 +2,8 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { BENCH_DEFAULTS, runBench } from '../src/bench/run-bench';
-import { validateReport, validateTrace } from '../src/report/index';
+import { BENCH_DEFAULTS, runBench } from '../src/run/run-bench';
+import { validateReport, validateTrace } from '@moe/report';
 
 const out = mkdtempSync(join(tmpdir(), 'moe-bench-test-'));
 afterAll(() => rmSync(out, { recursive: true, force: true }));

@@ -7,10 +7,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { initParams, parseModelConfig, TINY_MODEL, TINY_TRAIN, type TrainConfig } from '@moe/model';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CHECKPOINT_FILE, loadCheckpoint, saveCheckpoint } from '../src/checkpoint';
-import { LocalCluster } from '../src/cluster';
+import { CHECKPOINT_FILE, loadCheckpoint, saveCheckpoint } from '../src/run/checkpoint';
+import { LocalCluster } from '../src/control/local-cluster';
 import { CheckpointError } from '../src/errors';
-import { runTraining } from '../src/train-run';
+import { runTraining } from '../src/run/train-run';
 
 const model = parseModelConfig({ ...TINY_MODEL, hiddenSize: 16, expertFfnSize: 16, routedExperts: 4, layers: 2 });
 const train: TrainConfig = { ...TINY_TRAIN, batchSequences: 4, seqLen: 16, steps: 6 };

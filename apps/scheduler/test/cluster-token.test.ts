@@ -7,10 +7,10 @@ import * as grpc from '@grpc/grpc-js';
 import { clientOptions, GRPC_OPTIONS, loadMoeProto } from '@moe/comm';
 import { parseModelConfig, TINY_MODEL, TINY_TRAIN } from '@moe/model';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LocalCluster } from '../src/cluster';
+import { LocalCluster } from '../src/control/local-cluster';
 import { WorkerRpcError } from '../src/errors';
-import { runTraining } from '../src/train-run';
-import { WorkerHandle } from '../src/worker-client';
+import { runTraining } from '../src/run/train-run';
+import { WorkerHandle } from '../src/control/worker-client';
 
 const TOKEN = 'test-token-4f1c';
 const model = parseModelConfig({ ...TINY_MODEL, hiddenSize: 8, expertFfnSize: 8, routedExperts: 4, layers: 1 });

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
-import { LocalCluster } from '../src/cluster';
+import { LocalCluster } from '../src/control/local-cluster';
 import { RendezvousTimeoutError, WorkerProcessExitError } from '../src/errors';
 import { REPO_ROOT } from '../src/paths';
 

@@ -11,11 +11,11 @@ import * as grpc from '@grpc/grpc-js';
 import { decodeRows, encodeRows, GRPC_OPTIONS, GrpcTransport, PeerMailbox, type CodecName } from '@moe/comm';
 import { parseModelConfig, TINY_MODEL, TINY_TRAIN, type TrainConfig } from '@moe/model';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Cluster } from '../src/cluster';
+import type { Cluster } from '../src/control/local-cluster';
 import { REPO_ROOT } from '../src/paths';
-import { SchedulerService, type RegisteredWorker } from '../src/rendezvous';
-import { runTraining, type TrainingResult } from '../src/train-run';
-import { WorkerProcess } from '../src/worker-process';
+import { SchedulerService, type RegisteredWorker } from '../src/control/rendezvous';
+import { runTraining, type TrainingResult } from '../src/run/train-run';
+import { WorkerProcess } from '../src/control/worker-process';
 
 const TIMEOUT = 60_000;
 const train: TrainConfig = { ...TINY_TRAIN, steps: 10 };

@@ -5,9 +5,9 @@
  */
 import { parseModelConfig, TINY_MODEL, TINY_TRAIN, type ModelConfig, type TrainConfig } from '@moe/model';
 import { describe, expect, it } from 'vitest';
-import { expertsPerRank, type Placement } from '../src/planner';
-import type { StepSettings } from '../src/step-driver';
-import { runTraining, type TrainingResult } from '../src/train-run';
+import { expertsPerRank, type Placement } from '@moe/placement';
+import type { StepSettings } from '../src/run/step-driver';
+import { runTraining, type TrainingResult } from '../src/run/train-run';
 
 const train: TrainConfig = { ...TINY_TRAIN, steps: 20 };
 const TIMEOUT = 300_000;

@@ -1,6 +1,6 @@
 import type { FlightOpOut, FlightRecordResponseOut } from '@moe/comm';
 import { describe, expect, it } from 'vitest';
-import { formatFlightRecords, opLabel } from '../src/flight-recorder';
+import { formatFlightRecords, opLabel } from '../src/run/flight-recorder';
 
 let clock = 1_000;
 const op = (step: number, kind: string, layer: number, chunk: number, state = 'done', stream = 'comm'): FlightOpOut => ({
@@ -69,8 +69,8 @@ describe('flight recorder across real worker processes', () => {
   it('names the SIGSTOPped rank in the run error when the others time out', async () => {
     // Imported here so the pure tests above need no cluster.
     const { parseModelConfig, TINY_MODEL, TINY_TRAIN } = await import('@moe/model');
-    const { LocalCluster } = await import('../src/cluster');
-    const { runTraining } = await import('../src/train-run');
+    const { LocalCluster } = await import('../src/control/local-cluster');
+    const { runTraining } = await import('../src/run/train-run');
     const model = parseModelConfig({ ...TINY_MODEL, hiddenSize: 32, expertFfnSize: 64, routedExperts: 6, layers: 2 });
     const cluster = await LocalCluster.start({
       workers: 3,

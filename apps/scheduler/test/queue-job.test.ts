@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { BENCH_DEFAULTS, BENCH_QUICK } from '../src/bench/run-bench';
+import { BENCH_DEFAULTS, BENCH_QUICK } from '../src/run/run-bench';
 import { benchJobData, formatRuns, InvalidRunError, trainJobData, validateRunJob, type RunRow } from '../src/queue/index';
 
 function refusal(data: unknown): InvalidRunError {

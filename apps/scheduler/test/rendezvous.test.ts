@@ -2,7 +2,7 @@ import * as grpc from '@grpc/grpc-js';
 import { GRPC_OPTIONS, loadMoeProto, type SchedulerClient } from '@moe/comm';
 import { afterEach, describe, expect, it } from 'vitest';
 import { RendezvousTimeoutError, WorkerLostError } from '../src/errors';
-import { SchedulerService } from '../src/rendezvous';
+import { SchedulerService } from '../src/control/rendezvous';
 
 /** A worker as the scheduler sees it: a client that registers and heartbeats over real gRPC. */
 class FakeWorker {

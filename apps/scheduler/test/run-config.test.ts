@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { ConfigError, TINY_MODEL, TINY_TRAIN } from '@moe/model';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ConfigFileError } from '../src/errors';
-import { loadRunConfig, resolveRunConfig } from '../src/run-config';
+import { loadRunConfig, resolveRunConfig } from '../src/run/run-config';
 
 const dir = mkdtempSync(join(tmpdir(), 'moe-config-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

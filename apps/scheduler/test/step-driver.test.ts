@@ -2,12 +2,12 @@ import { fileURLToPath } from 'node:url';
 import type { RunStepResponseOut } from '@moe/comm';
 import { denseParams, initParams, MarkovChain, parseModelConfig, TINY_MODEL, TINY_TRAIN, type TrainConfig } from '@moe/model';
 import { afterEach, describe, expect, it } from 'vitest';
-import { splitSequences } from '../src/batch-split';
-import { LocalCluster } from '../src/cluster';
+import { splitSequences } from '@moe/placement';
+import { LocalCluster } from '../src/control/local-cluster';
 import { ChecksumMismatchError, WorkerLostError, WorkerProcessExitError, WorkerRpcError } from '../src/errors';
-import { planExperts } from '../src/planner';
-import { allRanks, assertSameChecksum, gatherStep, loadShardRequests, runStepRequests, stepOptionsMsg } from '../src/step-driver';
-import { runTraining } from '../src/train-run';
+import { planExperts } from '@moe/placement';
+import { allRanks, assertSameChecksum, gatherStep, loadShardRequests, runStepRequests, stepOptionsMsg } from '../src/run/step-driver';
+import { runTraining } from '../src/run/train-run';
 
 const FAKE_WORKER = fileURLToPath(new URL('./fixtures/fake-worker.ts', import.meta.url));
 const model = parseModelConfig({ ...TINY_MODEL, routedExperts: 8, topK: 2, layers: 3 });

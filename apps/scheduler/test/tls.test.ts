@@ -12,8 +12,8 @@ import * as grpc from '@grpc/grpc-js';
 import { channelCredentials, GRPC_OPTIONS, loadMoeProto, serverCredentials, TLS_CA_ENV, TLS_CERT_ENV, TLS_KEY_ENV, TlsConfigError } from '@moe/comm';
 import { parseModelConfig, TINY_MODEL, TINY_TRAIN } from '@moe/model';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LocalCluster } from '../src/cluster';
-import { runTraining } from '../src/train-run';
+import { LocalCluster } from '../src/control/local-cluster';
+import { runTraining } from '../src/run/train-run';
 
 const model = parseModelConfig({ ...TINY_MODEL, hiddenSize: 8, expertFfnSize: 8, routedExperts: 4, layers: 1 });
 const train = { ...TINY_TRAIN, batchSequences: 4, seqLen: 8, steps: 2 };

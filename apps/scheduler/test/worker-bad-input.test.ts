@@ -7,11 +7,11 @@ import * as grpc from '@grpc/grpc-js';
 import { GRPC_OPTIONS, i32TensorMsg, type LoadShardRequest } from '@moe/comm';
 import { initParams, MarkovChain, parseModelConfig, TINY_MODEL, TINY_TRAIN } from '@moe/model';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { splitSequences } from '../src/batch-split';
-import { LocalCluster } from '../src/cluster';
+import { splitSequences } from '@moe/placement';
+import { LocalCluster } from '../src/control/local-cluster';
 import { WorkerRpcError } from '../src/errors';
-import { DEFAULT_STEP_SETTINGS, loadShardRequests, runStepRequests, stepOptionsMsg } from '../src/step-driver';
-import { WorkerHandle } from '../src/worker-client';
+import { DEFAULT_STEP_SETTINGS, loadShardRequests, runStepRequests, stepOptionsMsg } from '../src/run/step-driver';
+import { WorkerHandle } from '../src/control/worker-client';
 
 const model = parseModelConfig({ ...TINY_MODEL, hiddenSize: 8, expertFfnSize: 8, routedExperts: 4, layers: 1 });
 const train = { ...TINY_TRAIN, batchSequences: 2, seqLen: 8 };

@@ -5,9 +5,9 @@
  */
 import { parseModelConfig, TINY_MODEL, TINY_TRAIN, type TrainConfig } from '@moe/model';
 import { afterAll, describe, expect, it } from 'vitest';
-import { LocalCluster } from '../src/cluster';
+import { LocalCluster } from '../src/control/local-cluster';
 import { WorkerProcessExitError } from '../src/errors';
-import { runTraining } from '../src/train-run';
+import { runTraining } from '../src/run/train-run';
 
 // Big enough that a step takes a few hundred ms, so the kill lands inside it.
 const model = parseModelConfig({ ...TINY_MODEL, hiddenSize: 32, expertFfnSize: 64, routedExperts: 6, layers: 4 });

@@ -9,7 +9,7 @@
  * All arrays are row-major Float32Array unless said otherwise.
  */
 import type { ModelConfig, NamedParam, OptimizerConfig, Tensor } from '@moe/model';
-import type { LinkModel } from '@moe/comm';
+import type { LinkModel } from '@moe/sim';
 
 /** Everything LoadShard hands a worker, decoded. */
 export interface Shard {

@@ -9,7 +9,7 @@ import {
 } from '@moe/comm';
 import { parseModelConfig, type ModelConfig, type Tensor } from '@moe/model';
 import type { NamedOptimizerState, Shard, StepBatch } from './backend';
-import type { ScheduleSpec } from './schedule/ops';
+import type { ScheduleSpec } from '@moe/schedule';
 import type { StepSettings } from './schedule/executor';
 import { InvalidRequestError } from './errors';
 

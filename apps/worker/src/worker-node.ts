@@ -19,11 +19,12 @@ import {
   undecodableReason,
 } from '@moe/comm';
 import { ConfigError } from '@moe/model';
+import { UnknownDeviceProfileError } from '@moe/sim';
 import type { Backend, Shard } from './backend';
 import { StepExecutor, StepOpError } from './schedule/executor';
 import { FlightRecorder } from './schedule/flight-recorder';
-import { buildSchedule } from './schedule/build';
-import type { Op } from './schedule/ops';
+import { buildSchedule } from '@moe/schedule';
+import type { Op } from '@moe/schedule';
 import { FailedPreconditionError, InvalidRequestError } from './errors';
 import { decodeShard, decodeStep } from './shard-decode';
 
@@ -65,7 +66,7 @@ function remainingMs(d: grpc.Deadline): number {
 function statusOf(error: unknown): grpc.StatusObject {
   const message = error instanceof Error ? error.message : String(error);
   const code =
-    error instanceof InvalidRequestError || error instanceof ConfigError || (error instanceof Error && error.name === 'TensorMessageError')
+    error instanceof InvalidRequestError || error instanceof ConfigError || error instanceof UnknownDeviceProfileError || (error instanceof Error && error.name === 'TensorMessageError')
       ? grpc.status.INVALID_ARGUMENT
       : error instanceof FailedPreconditionError
         ? grpc.status.FAILED_PRECONDITION

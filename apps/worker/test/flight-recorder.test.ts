@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { FlightRecorder } from '../src/schedule/flight-recorder';
-import type { Op } from '../src/schedule/ops';
+import type { Op } from '@moe/schedule';
 
 const op = (id: number, kind: Op['kind'], layer = 0, chunk = 0): Op =>
   ({ id, kind, layer, chunk, stream: kind === 'dispatch' || kind === 'combine' ? 'comm' : 'compute', deps: [], direction: 'forward' }) as Op;

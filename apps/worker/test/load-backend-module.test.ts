@@ -15,7 +15,7 @@ import { CpuBackend } from '../src/backends/cpu-backend';
 import { createBackend, loadBackend } from '../src/backends/create-backend';
 import { BackendModuleError, isPathSpec, loadBackendModule, resolveBackendModule } from '../src/backends/load-backend-module';
 import { SimBackend } from '../src/backends/sim/sim-backend';
-import { buildSchedule } from '../src/schedule/build';
+import { buildSchedule } from '@moe/schedule';
 import { StepExecutor } from '../src/schedule/executor';
 
 const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));

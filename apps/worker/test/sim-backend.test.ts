@@ -2,7 +2,8 @@ import { TINY_MODEL, TINY_TRAIN, initParams, parseModelConfig, type ModelConfig 
 import { describe, expect, it } from 'vitest';
 import type { Shard, StepBatch } from '../src/backend';
 import { createBackend } from '../src/backends/create-backend';
-import { SimBackend, SimOptionsError, SimShapeError, UnknownDeviceProfileError, parseSimOptions } from '../src/backends/sim/index';
+import { SimBackend, SimOptionsError, SimShapeError, parseSimOptions } from '../src/backends/sim/index';
+import { UnknownDeviceProfileError } from '@moe/sim';
 import { InvalidRequestError } from '../src/errors';
 import { shardOf as shardFor } from './support/shard';
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { seededExpertIds, skewedExpertIds } from '../src/backends/sim/seeded-routing';
+import { seededExpertIds, skewedExpertIds } from '@moe/sim';
 import { parseSimOptions } from '../src/backends/sim/sim-options';
 
 describe('sim routing option', () => {

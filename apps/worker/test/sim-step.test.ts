@@ -6,10 +6,11 @@ import { ShapedTransport, createInMemoryTransports, type HostBoundReport, type T
 import { TINY_MODEL, TINY_TRAIN, initParams, parseModelConfig } from '@moe/model';
 import { describe, expect, it } from 'vitest';
 import type { Shard, StepBatch } from '../src/backend';
-import { CostModel, SimBackend, computeScaleForRatio, estimateStep, resolveModeledModel, type ModeledModelInput } from '../src/backends/sim/index';
-import { buildSchedule } from '../src/schedule/build';
+import { SimBackend } from '../src/backends/sim/index';
+import { CostModel, computeScaleForRatio, estimateStep, resolveModeledModel, type ModeledModelInput } from '@moe/sim';
+import { buildSchedule } from '@moe/schedule';
 import { StepExecutor, type StepOutcome, type StepSettings } from '../src/schedule/executor';
-import type { Op } from '../src/schedule/ops';
+import type { Op } from '@moe/schedule';
 import { shardOf as shardFor } from './support/shard';
 
 const WORLD = 4;

@@ -1,21 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import {
-  LinkModelError,
-  ShapedTransport,
-  createInMemoryTransports,
-  decodeRows,
-  encodeRows,
-  TransportClosedError,
-  frameBytes,
-  linkClassOf,
-  modeledTransferMs,
-  validateLinkModel,
-  type FrameKey,
-  type IncomingFrame,
-  type LinkModel,
-  type OutgoingFrame,
-  type Transport,
-} from '../src/index';
+import { ShapedTransport, createInMemoryTransports, decodeRows, encodeRows, TransportClosedError, frameBytes, type FrameKey, type IncomingFrame, type OutgoingFrame, type Transport } from '../src/index';
+import { LinkModelError, linkClassOf, modeledTransferMs, validateLinkModel, type LinkModel } from '@moe/sim';
 
 /** A Transport that records when each frame was handed to it; `sendMs` makes its own sends slow. */
 class RecordingTransport implements Transport {

@@ -11,5 +11,5 @@ export {
   type ConformanceOptions,
   type ConformanceReport,
 } from './run';
-export { registerConformanceCommand, conformanceCommand } from './command';
+export { registerConformanceCommand, conformanceCommand } from '../commands/conformance';
 export { KIT_MODEL, KIT_MODEL_AUX, KIT_TRAIN, ReferenceStepper, denseChecksum } from './fixture';

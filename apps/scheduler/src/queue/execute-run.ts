@@ -5,12 +5,12 @@
  */
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { runBench } from '../bench/run-bench';
-import { CHECKPOINT_FILE, loadCheckpoint } from '../checkpoint';
+import { runBench } from '../run/run-bench';
+import { CHECKPOINT_FILE, loadCheckpoint } from '../run/checkpoint';
 import { ParityError } from '../errors';
-import { formatParity } from '../parity';
-import type { SchedulerService } from '../rendezvous';
-import { runTraining } from '../train-run';
+import { formatParity } from '../run/parity';
+import type { SchedulerService } from '../control/rendezvous';
+import { runTraining } from '../run/train-run';
 import { gatherWorkers } from './gather-workers';
 import { InvalidRunError } from './errors';
 import type { BenchRunSummary, RunProgress, RunResult, TrainRunSummary, ValidRun } from './run-job';

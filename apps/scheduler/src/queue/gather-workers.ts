@@ -4,9 +4,9 @@
  * marked lost (it registers again if it was only slow), and the next in line takes its place.
  */
 import { RendezvousTimeoutError } from '../errors';
-import { ExternalCluster } from '../external-cluster';
-import { describeWorkers, type SchedulerService } from '../rendezvous';
-import { WorkerHandle } from '../worker-client';
+import { ExternalCluster } from '../control/external-cluster';
+import { describeWorkers, type SchedulerService } from '../control/rendezvous';
+import { WorkerHandle } from '../control/worker-client';
 
 export interface GatherOptions {
   workers: number;

@@ -14,14 +14,14 @@
  */
 import { ConfigError, type ModelConfig, type TrainConfig } from '@moe/model';
 import { z } from 'zod';
-import { splitSequences } from '../batch-split';
-import { BENCH_DEFAULTS, BENCH_QUICK, type BenchOptions } from '../bench/run-bench';
+import { splitSequences } from '@moe/placement';
+import { BENCH_DEFAULTS, BENCH_QUICK, type BenchOptions } from '../run/run-bench';
 import { BatchSplitError, ConfigFileError, PlacementError } from '../errors';
-import type { ParityReport } from '../parity';
-import { planExperts, type Placement } from '../planner';
-import type { ReportSummary } from '../report/index';
-import { resolveRunConfig } from '../run-config';
-import type { StepSettings } from '../step-driver';
+import type { ParityReport } from '../run/parity';
+import { planExperts, type Placement } from '@moe/placement';
+import type { ReportSummary } from '@moe/report';
+import { resolveRunConfig } from '../run/run-config';
+import type { StepSettings } from '../run/step-driver';
 import { InvalidRunError } from './errors';
 
 export type RunKind = 'bench' | 'train';

@@ -23,7 +23,7 @@ import {
   WorkerProcessExitError,
   WorkerRpcError,
 } from '../errors';
-import { SchedulerService } from '../rendezvous';
+import { SchedulerService } from '../control/rendezvous';
 import { bullConnection, cancelChannel, cancelKey, connectRedis, QUEUE_NAME, redactUrl, type QueueLocation } from './connection';
 import { InvalidRunError, RunCancelledError, ServiceStoppingError } from './errors';
 import { executeRun } from './execute-run';

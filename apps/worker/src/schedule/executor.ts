@@ -15,9 +15,9 @@ import {
   type OpRecordData,
 } from '@moe/comm';
 import type { Backend, ExpertRows, RouteOutput, StepBatch } from '../backend';
-import { chunkTokenRange } from './build';
+import { chunkTokenRange } from '@moe/schedule';
 import type { OpObserver } from './flight-recorder';
-import type { Op } from './ops';
+import type { Op } from '@moe/schedule';
 
 export interface StepSettings {
   dispatchCodec: CodecName;

@@ -1,4 +1,4 @@
-import type { Op } from './ops';
+import type { Op } from '@moe/schedule';
 
 /** One op in the flight recorder; `state` is 'running' until it ends. */
 export interface FlightOpEntry {

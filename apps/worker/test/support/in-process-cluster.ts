@@ -14,9 +14,9 @@ import {
 } from '@moe/model';
 import { CpuBackend } from '../../src/backends/cpu-backend';
 import { shardOf } from './shard';
-import { buildSchedule } from '../../src/schedule/build';
+import { buildSchedule } from '@moe/schedule';
 import { StepExecutor } from '../../src/schedule/executor';
-import type { ScheduleKind } from '../../src/schedule/ops';
+import type { ScheduleKind } from '@moe/schedule';
 
 export interface InProcessRun {
   losses: number[];

@@ -1,7 +1,7 @@
 import { RankRangeError, TransportClosedError } from '../transport/errors';
 import type { FrameKey } from '../transport/frame-key';
 import type { IncomingFrame, OutgoingFrame, Transport } from '../transport/transport';
-import { linkClassOf, validateLinkModel, wireMs, type LinkClass, type LinkModel } from './link-model';
+import { linkClassOf, validateLinkModel, wireMs, type LinkClass, type LinkModel } from '@moe/sim';
 
 /**
  * What the shaping saw since the last reset, summed over the frames this rank sent to peers

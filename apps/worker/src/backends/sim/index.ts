@@ -1,27 +1,4 @@
-export {
-  DEVICE_PROFILES,
-  UnknownDeviceProfileError,
-  UnsupportedDtypeError,
-  deviceProfile,
-  linkModelOf,
-  peakFlops,
-  type DeviceProfile,
-  type Dtype,
-} from './devices';
-export {
-  CostModel,
-  DEEPSEEK_V3_LAYER,
-  computeScaleForRatio,
-  estimateStep,
-  resolveModeledModel,
-  type CostModelOptions,
-  type ModeledAttention,
-  type ModeledModel,
-  type ModeledModelInput,
-  type OpCost,
-  type StepEstimate,
-  type StepEstimateOptions,
-} from './modeled-model';
+// The `sim` backend: device timing from @moe/sim, real payload sizes on the real transport.
 export { SimOptionsError, parseSimOptions, simOptionsSchema, type SimOptions, type SimOptionsInput } from './sim-options';
 export {
   SimBackend,
@@ -31,4 +8,3 @@ export {
   type SimOpKind,
   type SimOpRecord,
 } from './sim-backend';
-export { mixSeed, seededExpertIds } from './seeded-routing';

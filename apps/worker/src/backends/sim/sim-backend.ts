@@ -1,10 +1,10 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { LinkModel } from '@moe/comm';
+import type { LinkModel } from '@moe/sim';
 import type { Backend, ExpertRows, ParamsSnapshot, RouteOutput, Shard, StepBatch, UpdateResult } from '../../backend';
 import { CpuCompute } from '../cpu-compute';
-import { linkModelOf } from './devices';
-import { CostModel, type OpCost } from './modeled-model';
-import { mixSeed, seededExpertIds, skewedExpertIds } from './seeded-routing';
+import { linkModelOf } from '@moe/sim';
+import { CostModel, type OpCost } from '@moe/sim';
+import { mixSeed, seededExpertIds, skewedExpertIds } from '@moe/sim';
 import { parseSimOptions, type SimOptions } from './sim-options';
 
 /** The compute ops a sim step models; the same names as the schedule's compute OpKinds. */

@@ -8,8 +8,8 @@
  */
 import { z } from 'zod';
 import { InvalidRequestError } from '../../errors';
-import { deviceProfile, type DeviceProfile } from './devices';
-import { resolveModeledModel, type ModeledModel } from './modeled-model';
+import { deviceProfile, type DeviceProfile } from '@moe/sim';
+import { resolveModeledModel, type ModeledModel } from '@moe/sim';
 
 const positiveInt = z.int().positive();
 

@@ -1,0 +1,108 @@
+/** `moe bench`: flags, a progress bar, the table, and where the report went. */
+import { join, resolve } from 'node:path';
+import cliProgress from 'cli-progress';
+import { Command, Option } from 'commander';
+import { integer, nonNegativeNumber, numberList, positiveNumber } from './flags';
+import { formatTable } from '@moe/report';
+import { BENCH_DEFAULTS, BENCH_QUICK, runBench, type BenchOptions } from '../run/run-bench';
+
+interface BenchFlags {
+  workers: number;
+  ratios?: number[];
+  chunks?: number[];
+  warmup?: number;
+  steps?: number;
+  profile: string;
+  dispatchCodec: BenchOptions['dispatchCodec'];
+  combineCodec: BenchOptions['combineCodec'];
+  hidden: number;
+  nodeSize: number;
+  commTarget?: number;
+  transportSeconds?: number;
+  quick: boolean;
+  out?: string;
+  progress: boolean;
+}
+
+
+const timestamp = () => new Date().toISOString().replace(/[:.]/g, '-').replace('Z', '');
+
+/** Adds `bench` to `program`; the action sets `process.exitCode`. */
+export function addBenchCommand(program: Command, onError: (error: unknown) => number): void {
+  program
+    .command('bench')
+    .description(
+      'benchmark the naive and overlapped all-to-all schedules on a local cluster of simulated GPUs (sim workers) over a sweep of compute-to-communication ratios; writes a report folder',
+    )
+    .option('--workers <n>', 'sim worker processes', integer('--workers', 1), BENCH_DEFAULTS.workers)
+    .option('--ratios <list>', `compute-to-communication ratios (default ${BENCH_DEFAULTS.ratios.join(',')})`, numberList('--ratios', false))
+    .option('--chunks <list>', `chunk counts of the overlapped schedule (default ${BENCH_DEFAULTS.chunks.join(',')}; --quick ${BENCH_QUICK.chunks!.join(',')})`, numberList('--chunks', true))
+    .option('--warmup <n>', `warm-up steps per run, not measured (default ${BENCH_DEFAULTS.warmupSteps})`, integer('--warmup'))
+    .option('--steps <n>', `measured steps per run (default ${BENCH_DEFAULTS.measuredSteps}; --quick ${BENCH_QUICK.measuredSteps})`, integer('--steps', 1))
+    .addOption(new Option('--dispatch-codec <codec>', 'wire format of dispatched tokens').choices(['f32', 'bf16', 'fp8']).default(BENCH_DEFAULTS.dispatchCodec))
+    .addOption(new Option('--combine-codec <codec>', 'wire format of combined outputs and of gradients').choices(['f32', 'bf16']).default(BENCH_DEFAULTS.combineCodec))
+    .option('--profile <name>', 'device profile the workers model: H800, H100, H200, A100', BENCH_DEFAULTS.profile)
+    .option('--hidden <n>', 'modeled hidden size: the width of every token row on the wire', integer('--hidden', 1), BENCH_DEFAULTS.hiddenSize)
+    .option('--node-size <n>', 'workers per modeled node (NVLink inside, network between)', integer('--node-size', 1), BENCH_DEFAULTS.nodeSize)
+    .option('--comm-target <ms>', `all-to-all time of one naive step, sets the time dilation (default ${BENCH_DEFAULTS.commTargetMs}; --quick ${BENCH_QUICK.commTargetMs})`, positiveNumber('--comm-target'))
+    .option('--transport-seconds <s>', 'seconds of each raw TCP / gRPC loopback measurement (0 skips it)', nonNegativeNumber('--transport-seconds'))
+    .option('--quick', 'fewer chunk counts, steps and a shorter comm target: a run in well under a minute', false)
+    .option('--out <dir>', 'report folder (default reports/<timestamp>)')
+    .option('--no-progress', 'no progress bar')
+    .action(async (flags: BenchFlags) => {
+      const preset = { ...BENCH_DEFAULTS, ...(flags.quick ? BENCH_QUICK : {}) };
+      const out = resolve(flags.out ?? join('reports', timestamp()));
+      const options: BenchOptions = {
+        ...preset,
+        workers: flags.workers,
+        ratios: flags.ratios ?? preset.ratios,
+        chunks: flags.chunks ?? preset.chunks,
+        warmupSteps: flags.warmup ?? preset.warmupSteps,
+        measuredSteps: flags.steps ?? preset.measuredSteps,
+        profile: flags.profile,
+        dispatchCodec: flags.dispatchCodec,
+        combineCodec: flags.combineCodec,
+        hiddenSize: flags.hidden,
+        nodeSize: flags.nodeSize,
+        commTargetMs: flags.commTarget ?? preset.commTargetMs,
+        transportSeconds: flags.transportSeconds ?? preset.transportSeconds,
+        out,
+        command: ['npx moe bench', ...process.argv.slice(3)].join(' '),
+      };
+      const showBar = flags.progress && process.stderr.isTTY;
+      const bar = new cliProgress.SingleBar(
+        { format: 'bench [{bar}] {value}/{total} runs | {label}', hideCursor: true, stream: process.stderr },
+        cliProgress.Presets.shades_classic,
+      );
+      let started = false;
+      const abort = new AbortController();
+      const onSignal = () => abort.abort(new Error('interrupted'));
+      process.once('SIGINT', onSignal);
+      process.once('SIGTERM', onSignal);
+      try {
+        const result = await runBench({
+          ...options,
+          signal: abort.signal,
+          log: (line) => (showBar && started ? undefined : console.error(line)),
+          onProgress: (done, total, label) => {
+            if (showBar) {
+              if (!started) bar.start(total, 0, { label });
+              started = true;
+              bar.update(done, { label });
+            } else console.error(`[${done}/${total}] ${label}`);
+          },
+        });
+        if (started) bar.stop();
+        console.log(formatTable(result.report));
+        console.log(`\nreport written to ${out}:`);
+        for (const file of Object.values(result.files)) console.log(`  ${file}`);
+        process.exitCode = 0;
+      } catch (error) {
+        if (started) bar.stop();
+        process.exitCode = onError(error);
+      } finally {
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
+      }
+    });
+}

@@ -1,0 +1,249 @@
+/**
+ * `moe bench`: a local cluster of `sim` workers, the naive schedule and the overlapped one over a
+ * sweep of chunk counts and of modeled compute-to-communication ratios, then a report.
+ *
+ * How a ratio is set: the sim backend models compute and links of a device profile, both slowed
+ * by one dilation factor. Two calibration runs (naive, compute scale 1, two dilations) separate
+ * the host transport's share of a step's comm time from the modeled links'; the dilation is then
+ * set so the modeled links of one naive step take `commTargetMs`, and each ratio r sets the sim's
+ * compute scale so that compute ≈ r × comm.
+ * The achieved ratio of every naive run is in the report (compute_ms / comm_ms).
+ */
+import { measureGrpcLoopback, measureTcpLoopback } from '@moe/comm';
+import { parseModelConfig, parseTrainConfig, TINY_MODEL, TINY_TRAIN, type ModelConfig, type TrainConfig } from '@moe/model';
+import { LocalCluster, type Cluster } from '../control/local-cluster';
+import {
+  buildReport,
+  collectEnvironment,
+  representativeSteps,
+  stepMetrics,
+  toStepSample,
+  writeReport,
+  type BenchReport,
+  type ReportFiles,
+  type RunSamples,
+} from '@moe/report';
+import type { StepMetrics } from './step-driver';
+import { runTraining, type TrainingResult } from './train-run';
+
+export interface BenchOptions {
+  /** Sim workers in the cluster. */
+  workers: number;
+  /** Compute-to-communication ratios to sweep. */
+  ratios: number[];
+  /** Chunk counts of the overlapped schedule. */
+  chunks: number[];
+  warmupSteps: number;
+  measuredSteps: number;
+  /** Wire codecs of the all-to-alls (DeepSeek-V3 dispatches in fp8 and combines in bf16). */
+  dispatchCodec: 'f32' | 'bf16' | 'fp8';
+  combineCodec: 'f32' | 'bf16';
+  /** Device profile the workers model. */
+  profile: string;
+  /** ms a naive step should spend in all-to-alls (sets the dilation). */
+  commTargetMs: number;
+  /** Modeled hidden size: the width of every row on the wire. */
+  hiddenSize: number;
+  /** Ranks per modeled node (intra-node links inside, inter-node between). */
+  nodeSize: number;
+  /** Seconds of each loopback throughput measurement (0 skips it). */
+  transportSeconds: number;
+  /** Folder for the report files. */
+  out: string;
+  /** The command line, recorded in the report for reproduction. */
+  command: string;
+  signal?: AbortSignal;
+  log?: (line: string) => void;
+  /** Called as runs finish: `done` of `total` runs, and what ran. */
+  onProgress?: (done: number, total: number, label: string) => void;
+  /** Called after every step of every run (calibration included). */
+  onStep?: (metrics: StepMetrics) => void;
+  /** Run on these registered `sim` workers (the first `workers`) instead of starting a local cluster; not stopped afterwards (`moe serve`). */
+  cluster?: Cluster;
+}
+
+export const BENCH_DEFAULTS: Omit<BenchOptions, 'out' | 'command'> = {
+  workers: 4,
+  ratios: [0.25, 0.5, 1, 2, 4],
+  chunks: [2, 4],
+  warmupSteps: 1,
+  measuredSteps: 3,
+  dispatchCodec: 'bf16',
+  combineCodec: 'bf16',
+  profile: 'H800',
+  commTargetMs: 250,
+  hiddenSize: 256,
+  nodeSize: 2,
+  transportSeconds: 1.5,
+};
+
+export const BENCH_QUICK: Partial<BenchOptions> = {
+  chunks: [2],
+  measuredSteps: 2,
+  commTargetMs: 150,
+  transportSeconds: 0.5,
+};
+
+export interface BenchResult {
+  report: BenchReport;
+  files: ReportFiles;
+  dilation: number;
+  /** compute_ms / comm_ms of the device at compute scale 1 (its natural ratio at these sizes). */
+  naturalRatio: number;
+}
+
+/** The real model the sim workers hold: only its experts and top-k matter to the simulation. */
+function benchConfigs(workers: number): { model: ModelConfig; train: TrainConfig } {
+  const model = parseModelConfig({ ...TINY_MODEL, routedExperts: 8, topK: 4, layers: 2, balancing: 'none' });
+  const train = parseTrainConfig({ ...TINY_TRAIN, batchSequences: 2 * workers, seqLen: 128, steps: 1 });
+  return { model, train };
+}
+
+/**
+ * The layer the sim workers model: DeepSeek-V3's attention shape scaled down by hidden/7168,
+ * experts twice as wide as the hidden size, a short context (512) and a small vocabulary (1024),
+ * so the bytes on the wire stay loopback-sized and the step's compute is mostly expert work, the
+ * work an overlapped schedule can hide all-to-alls behind. (Attention runs before the dispatch
+ * it feeds, and the optimizer after the last all-to-all: neither can hide them in this schedule.)
+ */
+function modeledModel(hiddenSize: number, routedExperts: number) {
+  const f = hiddenSize / 7168;
+  const dim = (v: number) => Math.max(8, Math.round(v * f));
+  return {
+    hiddenSize,
+    expertFfnSize: 2 * hiddenSize,
+    routedExperts,
+    sharedExperts: 1,
+    attention: { heads: dim(128), qLoraRank: dim(1536), kvLoraRank: dim(512), qkNopeHeadDim: 32, qkRopeHeadDim: 16, vHeadDim: 32 },
+    vocabSize: 1024,
+    seqLen: 512,
+  };
+}
+
+const median = (values: number[]) => {
+  const s = [...values].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+
+export async function runBench(options: BenchOptions): Promise<BenchResult> {
+  const log = options.log ?? (() => {});
+  if (options.workers % options.nodeSize !== 0 && options.workers > options.nodeSize) {
+    throw new RangeError(`--workers ${options.workers} is not a whole number of nodes of --node-size ${options.nodeSize}`);
+  }
+  const { model, train } = benchConfigs(options.workers);
+  const simOptions = (dilation: number, computeScale: number) => ({
+    profile: options.profile,
+    dilation,
+    computeScale,
+    nodeSize: options.nodeSize,
+    // One optimizer step per 16 micro-batches, as in large-batch MoE training: the update's
+    // memory-bound work is not what this benchmark is about.
+    accumulationSteps: 16,
+    // Payloads here are ~1/100 of a DeepSeek-V3 rank's (fewer tokens, narrower rows); latency
+    // scales with them so a frame stays bandwidth-bound as it is on the real cluster.
+    latencyScale: 0.01,
+    model: modeledModel(options.hiddenSize, model.routedExperts),
+  });
+  const schedules = [
+    { schedule: 'naive' as const, chunks: 1 },
+    ...options.chunks.map((chunks) => ({ schedule: 'overlapped' as const, chunks })),
+  ];
+  const total = 2 + options.ratios.length * schedules.length;
+  let done = 0;
+  const progress = (label: string) => options.onProgress?.(++done, total, label);
+
+  const cluster = options.cluster ?? (await LocalCluster.start({ workers: options.workers, backend: 'sim', abort: options.signal, log }));
+  try {
+    const run = (steps: number, backendOptions: Record<string, unknown>, schedule: { schedule: 'naive' | 'overlapped'; chunks: number }) =>
+      runTraining({
+        model,
+        train: { ...train, steps },
+        workers: options.workers,
+        cluster,
+        backend: 'sim',
+        backendOptions,
+        step: { ...schedule, dispatchCodec: options.dispatchCodec, combineCodec: options.combineCodec, recordTimeline: true },
+        signal: options.signal,
+        onStep: options.onStep && ((metrics) => options.onStep!(metrics)),
+      });
+    const commAndCompute = (result: TrainingResult) => {
+      const figures = result.steps.slice(1).map((s) => stepMetrics(toStepSample(s).timelines, s.stepMs));
+      return { comm: median(figures.map((f) => f.commMs)), compute: median(figures.map((f) => f.computeMs)) };
+    };
+
+    // Calibration. Measured comm time = host transport time + dilation x modeled link time, so two
+    // probes at different dilations separate the two; the dilation is then chosen so the modeled
+    // links alone take `commTargetMs` of a naive step, and host time is a small share on top.
+    const probes = [10_000, 40_000];
+    const measured: { comm: number; compute: number }[] = [];
+    for (const d of probes) {
+      measured.push(commAndCompute(await run(3, simOptions(d, 1), schedules[0]!)));
+      progress(`calibration at dilation ${d}: comm ${measured.at(-1)!.comm.toFixed(1)} ms`);
+    }
+    const slope = Math.max((measured[1]!.comm - measured[0]!.comm) / (probes[1]! - probes[0]!), 1e-6);
+    const hostCommMs = Math.max(0, measured[0]!.comm - slope * probes[0]!);
+    const dilation = Math.max(1, options.commTargetMs / slope);
+    // Compute scales with the dilation exactly (timers), so the natural ratio follows from a probe.
+    const computeAt = (d: number) => (measured[1]!.compute * d) / probes[1]!;
+    const base = { comm: hostCommMs + slope * dilation, compute: computeAt(dilation) };
+    const naturalRatio = base.compute / base.comm;
+    log(
+      `calibrated: dilation ${dilation.toFixed(0)} gives ${(slope * dilation).toFixed(1)} ms of modeled link time a naive step ` +
+        `(+ ${hostCommMs.toFixed(1)} ms host transport); compute ${base.compute.toFixed(1)} ms at scale 1 (natural ratio ${naturalRatio.toFixed(2)})`,
+    );
+
+    const runs: RunSamples[] = [];
+    for (const ratio of options.ratios) {
+      const computeScale = (ratio * base.comm) / base.compute;
+      for (const schedule of schedules) {
+        const result = await run(options.warmupSteps + options.measuredSteps, simOptions(dilation, computeScale), schedule);
+        runs.push({
+          schedule: schedule.schedule,
+          chunks: schedule.chunks,
+          ratio,
+          warmupSteps: options.warmupSteps,
+          steps: result.steps.map((s) => toStepSample(s)),
+          workerIds: result.workers.map((w) => w.workerId),
+        });
+        progress(`ratio ${ratio}: ${schedule.schedule}${schedule.schedule === 'overlapped' ? ` C${schedule.chunks}` : ''}`);
+      }
+    }
+
+    let transport: { tcpMbps: number; grpcMbps: number } | null = null;
+    if (options.transportSeconds > 0) {
+      log('measuring raw TCP and gRPC loopback throughput between two processes (1 MiB messages)');
+      const tcp = await measureTcpLoopback(1 << 20, options.transportSeconds);
+      const grpc = await measureGrpcLoopback(1 << 20, options.transportSeconds);
+      transport = { tcpMbps: tcp.mbPerSecond, grpcMbps: grpc.mbPerSecond };
+    }
+
+    const report = buildReport({
+      config: {
+        command: options.command,
+        workers: options.workers,
+        profile: options.profile,
+        dispatch_codec: options.dispatchCodec,
+        combine_codec: options.combineCodec,
+        ratios: options.ratios,
+        chunks: options.chunks,
+        warmup_steps: options.warmupSteps,
+        measured_steps: options.measuredSteps,
+        dilation,
+        natural_ratio: naturalRatio,
+        comm_target_ms: options.commTargetMs,
+        host_comm_ms: hostCommMs,
+        modeled: simOptions(dilation, 1).model,
+        node_size: options.nodeSize,
+        model,
+        train: { batchSequences: train.batchSequences, seqLen: train.seqLen },
+      },
+      runs,
+      transport,
+      environment: collectEnvironment(),
+    });
+    const files = await writeReport(options.out, report, ...representativeSteps(report, runs));
+    return { report, files, dilation, naturalRatio };
+  } finally {
+    if (!options.cluster) await cluster.stop();
+  }
+}

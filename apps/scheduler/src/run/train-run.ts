@@ -1,0 +1,255 @@
+/**
+ * One training run, top to bottom: plan the experts and the batch split, gather the workers
+ * (a local cluster of child processes unless given one), load the shards, drive the steps,
+ * fetch the parameters, stop what was started, and optionally check parity with the reference.
+ */
+import { randomUUID } from 'node:crypto';
+import { initParams, MarkovChain, trainReference, type ModelConfig, type ModelParams, type TrainConfig } from '@moe/model';
+import { splitSequences, type SequenceRange } from '@moe/placement';
+import { LocalCluster, type Cluster, type SchedulerSettings } from '../control/local-cluster';
+import { ExternalCluster } from '../control/external-cluster';
+import { gatherOptimizerState, optimizerStateForRank, saveCheckpoint, type Checkpoint } from './checkpoint';
+import { CheckpointError } from '../errors';
+import { assembleParams, checkParity, type ParityReport, type ParityTolerances } from './parity';
+import { planExperts, type Placement } from '@moe/placement';
+import type { RegisteredWorker } from '../control/rendezvous';
+import { RunGuard } from '../control/run-guard';
+import {
+  DEFAULT_STEP_SETTINGS,
+  loadShardRequests,
+  runStepRequests,
+  stepOptionsMsg,
+  StepDriver,
+  type StepMetrics,
+  type StepSettings,
+} from './step-driver';
+import { WorkerHandle } from '../control/worker-client';
+
+export interface TrainingOptions {
+  model: ModelConfig;
+  train: TrainConfig;
+  /** Workers in the run (W). */
+  workers: number;
+  /** Schedule, chunks, codecs, timeline; the rest of `DEFAULT_STEP_SETTINGS`. */
+  step?: Partial<StepSettings>;
+  /** Expert placement: a rule or an owner rank per expert. Default contiguous. */
+  placement?: Placement;
+  /** Run on these registered workers (the first `workers` of them) instead of starting any; not stopped afterwards. */
+  cluster?: Cluster;
+  /** Start no workers: serve the scheduler and wait for `workers` started elsewhere (`moe worker`). */
+  external?: boolean;
+  /** Scheduler address, heartbeats, rendezvous timeout. */
+  scheduler?: SchedulerSettings;
+  /** Backend of locally started workers. Default "cpu". */
+  backend?: string;
+  /** Sent to every worker as LoadShard.backend_options_json (sim: profile, dilation, ...). */
+  backendOptions?: Record<string, unknown>;
+  /** More flags for locally started workers. */
+  workerArgs?: readonly string[];
+  /** Log every line locally started workers print. */
+  echoWorkerOutput?: boolean;
+  /** Deadline of each RunStep. Default 60 000 ms. */
+  stepTimeoutMs?: number;
+  /** Deadline of LoadShard and FetchParams. Default 60 000 ms. */
+  rpcTimeoutMs?: number;
+  /** Train the reference too and compare (`result.parity`). */
+  checkReference?: boolean;
+  tolerances?: ParityTolerances;
+  /** Aborting stops the run (and the workers it started); the run rejects with the signal's reason. */
+  signal?: AbortSignal;
+  runId?: string;
+  /** Save a checkpoint (`<dir>/checkpoint.moe`) every `checkpointEvery` steps. */
+  checkpointDir?: string;
+  checkpointEvery?: number;
+  /**
+   * Continue a stopped run from this checkpoint (`loadCheckpoint`): its parameters and AdamW
+   * state, from step `resume.step` to `train.steps`. The model and the batch must be the
+   * checkpoint's. `losses` then holds the checkpoint's losses followed by the new ones.
+   */
+  resume?: Checkpoint;
+  /** Called once the shards are loaded, before the first step. */
+  onReady?: (run: RunInfo) => void;
+  /** Called after every step. */
+  onStep?: (metrics: StepMetrics, run: RunInfo) => void;
+  log?: (line: string) => void;
+}
+
+export interface RunInfo {
+  runId: string;
+  schedulerAddress: string;
+  /** The run's workers, index = rank. */
+  workers: RegisteredWorker[];
+  /** [E] owner rank of each global expert. */
+  owner: number[];
+  /** [W] each rank's block of sequences. */
+  ranges: SequenceRange[];
+  settings: StepSettings;
+  /** Entropy rate of the data (nats per token): the lowest mean loss a perfect model reaches. */
+  entropy: number;
+  /** Dense-parameter checksum after LoadShard. */
+  initialChecksum: string;
+}
+
+export interface TrainingResult extends RunInfo {
+  /** [S] mean cross-entropy of each step's global batch. */
+  losses: number[];
+  /** [S] auxiliary loss of each step. */
+  auxLosses: number[];
+  steps: StepMetrics[];
+  /** Final parameters: dense from rank 0, each expert from its owner. */
+  params: ModelParams;
+  /** Wall time of the steps (first RunStep sent to last reply of the last step), ms. */
+  trainMs: number;
+  /** Present with `checkReference`. */
+  parity?: ParityReport;
+  reference?: { losses: number[]; auxLosses: number[] };
+}
+
+function settingsOf(step: Partial<StepSettings> | undefined): StepSettings {
+  const s = { ...DEFAULT_STEP_SETTINGS, ...step };
+  if (!Number.isInteger(s.chunks) || s.chunks < 1) throw new RangeError(`chunks=${s.chunks} must be a positive integer`);
+  return s;
+}
+
+/**
+ * Trains `train.steps` steps of `model` on `workers` workers and returns the losses, the step
+ * metrics and the final parameters. Everything it started is stopped before it returns or throws.
+ *
+ * @throws PlacementError / BatchSplitError before anything starts, when the plan cannot work;
+ *   RendezvousTimeoutError, WorkerProcessExitError, WorkerLostError, WorkerRpcError,
+ *   ChecksumMismatchError when the run breaks; the signal's reason when aborted
+ */
+export async function runTraining(options: TrainingOptions): Promise<TrainingResult> {
+  const { model, train, resume } = options;
+  const log = options.log ?? (() => {});
+  const settings = settingsOf(options.step);
+  if (resume) checkResumable(resume, model, train);
+  const every = options.checkpointEvery ?? 0;
+  if (options.checkpointDir && (!Number.isInteger(every) || every < 1)) {
+    throw new RangeError(`checkpointEvery=${options.checkpointEvery} must be a positive integer when checkpointDir is set`);
+  }
+  const owner = planExperts(model.routedExperts, options.workers, options.placement ?? 'contiguous');
+  const ranges = splitSequences(train.batchSequences, options.workers);
+  const runId = options.runId ?? `run-${randomUUID().slice(0, 8)}`;
+
+  const schedulerSettings = { ...options.scheduler, log: options.scheduler?.log ?? options.log };
+  const cluster: Cluster =
+    options.cluster ??
+    (options.external
+      ? await ExternalCluster.start({ ...schedulerSettings, workers: options.workers, abort: options.signal })
+      : await LocalCluster.start({
+          ...schedulerSettings,
+          workers: options.workers,
+          backend: options.backend,
+          workerArgs: options.workerArgs,
+          echoWorkerOutput: options.echoWorkerOutput,
+          abort: options.signal,
+        }));
+  const ownCluster = !options.cluster;
+  const guard = new RunGuard();
+  const unwatch = [guard.watch(options.signal), cluster.onFailure((error) => guard.fail(error))];
+  let handles: WorkerHandle[] = [];
+
+  let result: TrainingResult;
+  try {
+    if (cluster.workers.length < options.workers) {
+      throw new RangeError(`the cluster has ${cluster.workers.length} workers but the run asks for ${options.workers}`);
+    }
+    const workers = cluster.workers.slice(0, options.workers);
+    handles = workers.map((w, rank) => new WorkerHandle(rank, w.workerId, w.address, cluster.scheduler.token ?? ''));
+    const driver = new StepDriver(handles, guard, {
+      stepTimeoutMs: options.stepTimeoutMs ?? 60_000,
+      rpcTimeoutMs: options.rpcTimeoutMs ?? 60_000,
+    });
+
+    const shardRequests = loadShardRequests(
+      {
+        runId,
+        model,
+        optimizer: train.optimizer,
+        seqLen: train.seqLen,
+        owner,
+        peers: workers.map((w) => w.address),
+        backendOptions: options.backendOptions,
+      },
+      resume?.params ?? initParams(model),
+    );
+    if (resume) shardRequests.forEach((r, rank) => (r.optimizerState = optimizerStateForRank(resume.optimizer, owner, rank)));
+    const initialChecksum = await driver.loadShards(shardRequests);
+    const chain = new MarkovChain(model.vocabSize, train.dataSeed);
+    const info: RunInfo = {
+      runId,
+      schedulerAddress: cluster.scheduler.address,
+      workers,
+      owner,
+      ranges,
+      settings,
+      entropy: chain.entropy,
+      initialChecksum,
+    };
+    options.onReady?.(info);
+
+    const stepOptions = stepOptionsMsg(settings);
+    const steps: StepMetrics[] = [];
+    const trainStart = performance.now();
+    const firstStep = resume?.step ?? 0;
+    const losses = [...(resume?.losses ?? [])];
+    const auxLosses = [...(resume?.auxLosses ?? [])];
+    for (let step = firstStep; step < train.steps; step++) {
+      const batch = chain.batch(step, train.batchSequences, train.seqLen);
+      const metrics = await driver.runStep(step, runStepRequests(runId, step, batch, ranges, stepOptions), model);
+      steps.push(metrics);
+      losses.push(metrics.loss);
+      auxLosses.push(metrics.auxLoss);
+      options.onStep?.(metrics, info);
+      if (options.checkpointDir && (step + 1) % every === 0) {
+        const replies = await driver.fetchParams(runId, true);
+        const path = saveCheckpoint(options.checkpointDir, {
+          runId,
+          step: step + 1,
+          model,
+          train,
+          losses,
+          auxLosses,
+          params: assembleParams(model, replies, owner),
+          optimizer: gatherOptimizerState(replies),
+        });
+        log(`checkpoint after step ${step + 1}: ${path}`);
+      }
+    }
+    const trainMs = performance.now() - trainStart;
+    const params = assembleParams(model, await driver.fetchParams(runId), owner);
+    result = {
+      ...info,
+      losses,
+      auxLosses,
+      steps,
+      params,
+      trainMs,
+    };
+  } finally {
+    unwatch.forEach((off) => off());
+    handles.forEach((h) => h.close());
+    if (ownCluster) await cluster.stop();
+  }
+
+  if (options.checkReference) {
+    log('training the single-process reference on the same batches');
+    const reference = trainReference(model, train);
+    result.reference = { losses: reference.losses, auxLosses: reference.auxLosses };
+    result.parity = checkParity(result, reference, options.tolerances);
+  }
+  return result;
+}
+
+/** A checkpoint continues only the same model on the same batches with the same optimizer. */
+function checkResumable(resume: Checkpoint, model: ModelConfig, train: TrainConfig): void {
+  const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+  if (!same(resume.model, model)) throw new CheckpointError(`the checkpoint's model ${JSON.stringify(resume.model)} is not this run's ${JSON.stringify(model)}`);
+  for (const key of ['batchSequences', 'seqLen', 'dataSeed', 'optimizer'] as const) {
+    if (!same(resume.train[key], train[key])) {
+      throw new CheckpointError(`the checkpoint's train.${key}=${JSON.stringify(resume.train[key])} differs from this run's ${JSON.stringify(train[key])}`);
+    }
+  }
+  if (resume.step > train.steps) throw new CheckpointError(`the checkpoint is after step ${resume.step}, past this run's ${train.steps} steps`);
+}

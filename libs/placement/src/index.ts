@@ -1,0 +1,4 @@
+// Where experts live and which sequences each rank gets: pure functions of counts, no I/O.
+export * from './errors';
+export * from './placement';
+export * from './batch-split';
