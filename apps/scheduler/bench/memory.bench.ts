@@ -9,6 +9,7 @@
  * with the bytes the hot rank receives per step.
  */
 import { parseArgs } from 'node:util';
+import { NAIVE } from '@moe/schedule';
 import { parseModelConfig, parseTrainConfig, TINY_MODEL, TINY_TRAIN } from '@moe/model';
 import { runTraining, type TrainingResult } from '../src/run/train-run';
 
@@ -43,7 +44,7 @@ async function run(routing: 'uniform' | 'skewed'): Promise<TrainingResult> {
       routing,
       model: { hiddenSize, expertFfnSize: 2 * hiddenSize, routedExperts: model.routedExperts },
     },
-    step: { schedule: 'naive', chunks: 1, dispatchCodec: 'f32', combineCodec: 'f32' },
+    step: { schedule: NAIVE },
     stepTimeoutMs: 120_000,
   });
 }

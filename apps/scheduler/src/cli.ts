@@ -14,10 +14,11 @@ import { ConfigError, type ModelConfig, type TrainConfig } from '@moe/model';
 import { LocalCluster } from './control/local-cluster';
 import { loadCheckpoint } from './run/checkpoint';
 import { BatchSplitError, CheckpointError, ConfigFileError, InterruptedError, PlacementError } from './errors';
-import { formatParity, tolerancesForCodecs } from './run/parity';
+import { formatParity } from './run/parity';
 import { parsePlacement, type Placement } from '@moe/placement';
 import { loadRunConfig } from './run/run-config';
-import { COMBINE_CODECS, DISPATCH_CODECS, SCHEDULES, type CombineCodecName, type DispatchCodecName, type ScheduleName, type StepMetrics } from './run/step-driver';
+import { COMBINE_CODECS, DEFAULT_STEP_SETTINGS, describeStepSettings, ScheduleError, DISPATCH_CODECS, SCHEDULE_NAMES, type CombineCodecName, type DispatchCodecName } from '@moe/schedule';
+import type { StepMetrics } from './run/step-driver';
 import { runTraining, type RunInfo, type TrainingResult } from './run/train-run';
 import { WORKER_MAIN } from './paths';
 import { addBenchCommand } from './commands/bench';
@@ -63,7 +64,7 @@ function schedulerSettingsOf(flags: ClusterFlags) {
 interface TrainFlags extends ClusterFlags {
   steps?: number;
   config?: string;
-  schedule: ScheduleName;
+  schedule: string;
   chunks?: number;
   dispatchCodec: DispatchCodecName;
   combineCodec: CombineCodecName;
@@ -115,7 +116,7 @@ function interruptOn(controller: AbortController): () => void {
 
 function exitCodeOf(error: unknown): number {
   if (error instanceof InterruptedError) return error.signal === 'SIGINT' ? EXIT.sigint : EXIT.sigterm;
-  if (error instanceof ConfigError || error instanceof ConfigFileError || error instanceof CheckpointError || error instanceof PlacementError || error instanceof BatchSplitError) {
+  if (error instanceof ConfigError || error instanceof ConfigFileError || error instanceof CheckpointError || error instanceof PlacementError || error instanceof BatchSplitError || error instanceof ScheduleError) {
     return EXIT.badInput;
   }
   return EXIT.failed;
@@ -153,7 +154,7 @@ function printRun(run: RunInfo, model: ModelConfig, train: TrainConfig): void {
   const s = run.settings;
   console.log(
     `run ${run.runId}: ${model.layers} layers x ${model.routedExperts} experts (top-${model.topK}), batch ${train.batchSequences} x ${train.seqLen} tokens, ` +
-      `${s.schedule}${s.schedule === 'overlapped' ? ` (${s.chunks} chunks)` : ''} schedule, dispatch ${s.dispatchCodec}, combine ${s.combineCodec}`,
+      describeStepSettings(s),
   );
   console.log(`data entropy ${run.entropy.toFixed(4)} nats/token: the loss a perfect model reaches`);
 }
@@ -197,7 +198,7 @@ async function trainCommand(flags: TrainFlags): Promise<number> {
       workers: flags.workers,
       step: {
         schedule: flags.schedule,
-        chunks: flags.chunks ?? (flags.schedule === 'overlapped' ? 2 : 1),
+        chunks: flags.chunks,
         dispatchCodec: flags.dispatchCodec,
         combineCodec: flags.combineCodec,
         recordTimeline: flags.timeline,
@@ -221,11 +222,7 @@ async function trainCommand(flags: TrainFlags): Promise<number> {
       checkpointDir: flags.checkpointDir ?? (flags.checkpointEvery ? flags.resume : undefined),
       checkpointEvery: flags.checkpointEvery ?? (flags.checkpointDir ? 10 : undefined),
       resume,
-      tolerances: {
-        ...tolerancesForCodecs(flags.dispatchCodec, flags.combineCodec),
-        ...(flags.lossTolerance !== undefined ? { loss: flags.lossTolerance } : {}),
-        ...(flags.paramTolerance !== undefined ? { param: flags.paramTolerance } : {}),
-      },
+      tolerances: { loss: flags.lossTolerance, param: flags.paramTolerance },
       signal: controller.signal,
       log: (line) => console.error(line),
       onReady: (run) => printRun(run, model, train),
@@ -307,7 +304,7 @@ export function buildProgram(run: { train: (f: TrainFlags) => Promise<number>; c
       .description('start a local cluster (or wait for external workers), train, print every step, optionally check parity')
       .option('-s, --steps <n>', 'training steps (default: the config\'s train.steps)', integer('--steps', 0))
       .option('-c, --config <file>', 'JSON { "model": {...}, "train": {...} }; fields left out keep the tiny defaults')
-      .addOption(new Option('--schedule <name>', 'step schedule').choices(SCHEDULES).default('naive'))
+      .addOption(new Option('--schedule <name>', 'step schedule').choices(SCHEDULE_NAMES).default(DEFAULT_STEP_SETTINGS.schedule))
       .option('--chunks <n>', 'micro-batches per step, overlapped schedule (default 2)', integer('--chunks', 1))
       .addOption(new Option('--dispatch-codec <codec>', 'wire format of dispatched tokens').choices(DISPATCH_CODECS).default('f32'))
       .addOption(new Option('--combine-codec <codec>', 'wire format of combined outputs').choices(COMBINE_CODECS).default('f32'))

@@ -14,18 +14,9 @@ export {
   runStepRequests,
   gatherStep,
   assertSameChecksum,
-  stepOptionsMsg,
-  DEFAULT_STEP_SETTINGS,
-  SCHEDULES,
-  DISPATCH_CODECS,
-  COMBINE_CODECS,
-  type StepSettings,
   type StepMetrics,
   type ShardPlan,
   type StepDriverOptions,
-  type ScheduleName,
-  type DispatchCodecName,
-  type CombineCodecName,
 } from './run/step-driver';
 export {
   assembleParams,

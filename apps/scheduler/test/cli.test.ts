@@ -59,7 +59,11 @@ describe('moe', () => {
     expect((await moe(['frobnicate'])).code).toBe(2);
     const bad = await moe(['train', '--schedule', 'fastest']);
     expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain("argument 'fastest' is invalid");
     expect(bad.stderr).toContain('Allowed choices are naive, overlapped');
+    const chunkedNaive = await moe(['train', '--schedule', 'naive', '--chunks', '3']);
+    expect(chunkedNaive.code).toBe(2);
+    expect(chunkedNaive.stderr).toContain('chunks=3: schedule naive does not chunk');
   });
 
   it('a config that cannot work names the field and the rule, and exits 2 before starting anything', async () => {

@@ -6,7 +6,7 @@
 import { parseModelConfig, TINY_MODEL, TINY_TRAIN, type ModelConfig, type TrainConfig } from '@moe/model';
 import { describe, expect, it } from 'vitest';
 import { expertsPerRank, type Placement } from '@moe/placement';
-import type { StepSettings } from '../src/run/step-driver';
+import type { StepSettings } from '@moe/schedule';
 import { runTraining, type TrainingResult } from '../src/run/train-run';
 
 const train: TrainConfig = { ...TINY_TRAIN, steps: 20 };

@@ -10,7 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { splitSequences } from '@moe/placement';
 import { LocalCluster } from '../src/control/local-cluster';
 import { WorkerRpcError } from '../src/errors';
-import { DEFAULT_STEP_SETTINGS, loadShardRequests, runStepRequests, stepOptionsMsg } from '../src/run/step-driver';
+import { DEFAULT_STEP_SETTINGS, stepOptionsToWire } from '@moe/schedule';
+import { loadShardRequests, runStepRequests } from '../src/run/step-driver';
 import { WorkerHandle } from '../src/control/worker-client';
 
 const model = parseModelConfig({ ...TINY_MODEL, hiddenSize: 8, expertFfnSize: 8, routedExperts: 4, layers: 1 });
@@ -39,7 +40,7 @@ const goodShard = (runId = 'run-good'): LoadShardRequest =>
   )[0]!;
 
 const goodStep = (runId = 'run-good', step = 0) =>
-  runStepRequests(runId, step, new MarkovChain(model.vocabSize, train.dataSeed).batch(step, 2, 8), splitSequences(2, 1), stepOptionsMsg(DEFAULT_STEP_SETTINGS))[0]!;
+  runStepRequests(runId, step, new MarkovChain(model.vocabSize, train.dataSeed).batch(step, 2, 8), splitSequences(2, 1), stepOptionsToWire(DEFAULT_STEP_SETTINGS))[0]!;
 
 /** The call's failure: its gRPC status name and message. */
 async function refusal(call: Promise<unknown>): Promise<{ status: string; message: string }> {
@@ -108,6 +109,15 @@ describe('a worker refuses bad requests and keeps serving', () => {
     const ragged = goodStep();
     ragged.inputs = i32TensorMsg(new Int32Array(5));
     expect(await refusal(worker.runStep(ragged, MS))).toMatchObject({ status: 'INVALID_ARGUMENT', message: expect.stringMatching(/5 inputs but 16 targets/) });
+    const unknownName = goodStep();
+    unknownName.options = { ...unknownName.options, scheduleName: 'zigzag' };
+    expect(await refusal(worker.runStep(unknownName, MS))).toMatchObject({ status: 'INVALID_ARGUMENT', message: expect.stringMatching(/unknown schedule "zigzag" \(RunStep\.options\.schedule_name\)/) });
+    const unknownEnum = goodStep();
+    unknownEnum.options = { ...unknownEnum.options, scheduleName: '', schedule: 7 as never };
+    expect(await refusal(worker.runStep(unknownEnum, MS))).toMatchObject({ status: 'INVALID_ARGUMENT', message: expect.stringMatching(/unknown schedule "7" \(RunStep\.options\.schedule\)/) });
+    const chunkedNaive = goodStep();
+    chunkedNaive.options = { ...chunkedNaive.options, chunks: 3 };
+    expect(await refusal(worker.runStep(chunkedNaive, MS))).toMatchObject({ status: 'INVALID_ARGUMENT', message: expect.stringMatching(/chunks=3: schedule naive does not chunk/) });
     expect(await refusal(worker.runStep(goodStep('run-other'), MS))).toMatchObject({ status: 'FAILED_PRECONDITION', message: expect.stringMatching(/run run-other is not the loaded run run-good/) });
     expect(await refusal(worker.fetchParams('run-other', MS))).toMatchObject({ status: 'FAILED_PRECONDITION', message: expect.stringMatching(/run-other is not the loaded run/) });
 

@@ -16,6 +16,6 @@ export { BUILTIN_BACKENDS, createBackend, loadBackend, UnknownBackendError } fro
 export { WorkerNode, type WorkerNodeOptions } from './worker-node';
 export { buildSchedule, chunkTokenRange } from '@moe/schedule';
 export { formatSchedule, ScheduleError, type Op, type OpKind, type ScheduleSpec, type Stream } from '@moe/schedule';
-export { StepExecutor, StepOpError, type StepOutcome, type StepSettings } from './schedule/executor';
+export { StepExecutor, StepOpError, type StepOutcome, type ExecuteSettings } from './schedule/executor';
 export type { OpRecordData } from '@moe/comm';
 export { FailedPreconditionError, InvalidRequestError } from './errors';

@@ -2,15 +2,14 @@ import {
   int32FromMsg,
   modelConfigFromMsg,
   namedTensorsFromMsg,
-  type CodecName,
   type LoadShardRequestOut,
   type OptimizerStateMsgOut,
   type RunStepRequestOut,
 } from '@moe/comm';
 import { parseModelConfig, type ModelConfig, type Tensor } from '@moe/model';
 import type { NamedOptimizerState, Shard, StepBatch } from './backend';
-import type { ScheduleSpec } from '@moe/schedule';
-import type { StepSettings } from './schedule/executor';
+import { ScheduleError, stepSettingsFromWire, type ScheduleSpec, type StepSettings } from '@moe/schedule';
+import type { ExecuteSettings } from './schedule/executor';
 import { InvalidRequestError } from './errors';
 
 
@@ -159,15 +158,12 @@ function decodeOptimizerState(
   return { t: msg.step, m, v };
 }
 
-const DISPATCH_CODECS: Record<string, CodecName> = { F32: 'f32', DTYPE_UNSPECIFIED: 'f32', BF16: 'bf16', FP8_E4M3: 'fp8' };
-const COMBINE_CODECS: Record<string, CodecName> = { F32: 'f32', DTYPE_UNSPECIFIED: 'f32', BF16: 'bf16' };
-
 /** RunStep as a batch, a schedule and settings, checked against the loaded shard. */
 export function decodeStep(
   req: RunStepRequestOut,
   shard: Shard,
   timeoutMs: number,
-): { batch: StepBatch; schedule: ScheduleSpec; settings: StepSettings } {
+): { batch: StepBatch; schedule: ScheduleSpec; settings: ExecuteSettings } {
   const inputs = int32FromMsg(req.inputs, 'RunStep.inputs');
   const targets = int32FromMsg(req.targets, 'RunStep.targets');
   if (inputs.length !== targets.length) {
@@ -189,13 +185,13 @@ export function decodeStep(
       `RunStep: global_tokens=${req.globalTokens}, global_sequences=${req.globalSequences} are smaller than this worker's slice (${inputs.length} tokens)`,
     );
   }
-  const options = req.options;
-  const kind = options?.schedule === 'OVERLAPPED' ? 'overlapped' : 'naive';
-  const chunks = kind === 'overlapped' ? Math.max(1, options?.chunks ?? 1) : 1;
-  const dispatchCodec = DISPATCH_CODECS[options?.dispatchCodec ?? 'F32'];
-  const combineCodec = COMBINE_CODECS[options?.combineCodec ?? 'F32'];
-  if (!dispatchCodec) throw new InvalidRequestError(`RunStep: dispatch codec ${options?.dispatchCodec} is not one of F32, BF16, FP8_E4M3`);
-  if (!combineCodec) throw new InvalidRequestError(`RunStep: combine codec ${options?.combineCodec} is not one of F32, BF16`);
+  let step: StepSettings;
+  try {
+    step = stepSettingsFromWire(req.options, 'RunStep.options');
+  } catch (error) {
+    if (error instanceof ScheduleError) throw new InvalidRequestError(error.message);
+    throw error;
+  }
   return {
     batch: {
       step: req.step,
@@ -204,7 +200,7 @@ export function decodeStep(
       globalTokens: req.globalTokens,
       globalSequences: req.globalSequences,
     },
-    schedule: { kind, chunks, layers: shard.model.layers },
-    settings: { dispatchCodec, combineCodec, timeoutMs },
+    schedule: { kind: step.schedule, chunks: step.chunks, layers: shard.model.layers },
+    settings: { dispatchCodec: step.dispatchCodec, combineCodec: step.combineCodec, timeoutMs },
   };
 }

@@ -3,7 +3,7 @@ import { FlightRecorder } from '../src/schedule/flight-recorder';
 import type { Op } from '@moe/schedule';
 
 const op = (id: number, kind: Op['kind'], layer = 0, chunk = 0): Op =>
-  ({ id, kind, layer, chunk, stream: kind === 'dispatch' || kind === 'combine' ? 'comm' : 'compute', deps: [], direction: 'forward' }) as Op;
+  ({ id, kind, layer, chunk, stream: kind === 'dispatch' || kind === 'combine' ? 'comm' : 'compute', deps: [], direction: 'forward', microBatch: 0 }) as Op;
 
 describe('FlightRecorder', () => {
   it('keeps the last N ops oldest first, running ones included, failed ones with their error', () => {

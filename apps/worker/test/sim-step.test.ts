@@ -9,7 +9,7 @@ import type { Shard, StepBatch } from '../src/backend';
 import { SimBackend } from '../src/backends/sim/index';
 import { CostModel, computeScaleForRatio, estimateStep, resolveModeledModel, type ModeledModelInput } from '@moe/sim';
 import { buildSchedule } from '@moe/schedule';
-import { StepExecutor, type StepOutcome, type StepSettings } from '../src/schedule/executor';
+import { StepExecutor, type StepOutcome, type ExecuteSettings } from '../src/schedule/executor';
 import type { Op } from '@moe/schedule';
 import { shardOf as shardFor } from './support/shard';
 
@@ -17,7 +17,7 @@ const WORLD = 4;
 const NODE_SIZE = 2; // two modeled nodes of two GPUs: each rank has one NVLink peer and two IB peers
 const OWNER = [0, 0, 1, 1, 2, 2, 3, 3];
 const model = parseModelConfig({ ...TINY_MODEL, routedExperts: 8, topK: 2, layers: 2 });
-const SETTINGS: StepSettings = { dispatchCodec: 'f32', combineCodec: 'f32', timeoutMs: 30_000 };
+const SETTINGS: ExecuteSettings = { dispatchCodec: 'f32', combineCodec: 'f32', timeoutMs: 30_000 };
 
 /**
  * A MoE-heavy modeled layer, small enough for loopback: rows are 512 f32 values (2 KB), 8 routed

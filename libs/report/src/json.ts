@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import os from 'node:os';
+import { isScheduleName, SCHEDULE_NAMES } from '@moe/schedule';
 import { aggregateRuns, headlineRatio, ratiosOf, summarizeSettings } from './metrics';
 import {
   REPORT_SCHEMA,
@@ -182,8 +183,8 @@ export function validateReport(value: unknown): string[] {
         p.push(`${at}: expected an object, got ${describe(row)}`);
         return;
       }
-      if (row.schedule !== 'naive' && row.schedule !== 'overlapped') {
-        p.push(`${at}.schedule: expected "naive" or "overlapped", got ${JSON.stringify(row.schedule)}`);
+      if (typeof row.schedule !== 'string' || !isScheduleName(row.schedule)) {
+        p.push(`${at}.schedule: expected one of ${SCHEDULE_NAMES.map((n) => JSON.stringify(n)).join(', ')}, got ${JSON.stringify(row.schedule)}`);
       }
       checkNumber(p, `${at}.chunks`, row.chunks, { min: 1, integer: true });
       checkNumber(p, `${at}.ratio`, row.ratio, { min: 0 });

@@ -12,7 +12,8 @@ import type { OpDirection, OpRecordData, OpStream } from '@moe/comm';
 export type Stream = OpStream;
 export type Direction = OpDirection;
 export type { OpRecordData };
-export type ScheduleName = 'naive' | 'overlapped';
+/** A registered schedule's name (`@moe/schedule`'s SCHEDULE_NAMES). */
+export type ScheduleName = string;
 
 /** One step as every worker ran it. */
 export interface StepSample {

@@ -40,16 +40,17 @@ export interface Op {
   /** -1 when the op is not tied to a layer or chunk. */
   layer: number;
   chunk: number;
+  /** Index of the step's micro-batch the op works on (0 when the step has one). */
+  microBatch: number;
   /** Ids of the ops that must finish before this one starts (always earlier in the list). */
   deps: number[];
 }
 
-export type ScheduleKind = 'naive' | 'overlapped';
-
 export interface ScheduleSpec {
-  kind: ScheduleKind;
+  /** A registered schedule's name (`SCHEDULE_NAMES`). */
+  kind: string;
   layers: number;
-  /** Micro-batches per layer; 1 for naive. */
+  /** Token chunks per layer; 1 for a schedule that does not chunk. */
   chunks: number;
 }
 
@@ -57,14 +58,10 @@ export class ScheduleError extends Error {
   override readonly name = 'ScheduleError';
 }
 
-/** `experts L1 C0 [compute] <- dispatch L1 C0` etc., one line an op. */
-export function formatSchedule(ops: readonly Op[]): string {
-  const label = (op: Op) =>
-    `${op.kind}${op.layer >= 0 ? ` L${op.layer}` : ''}${op.chunk >= 0 ? ` C${op.chunk}` : ''}`;
-  return ops
-    .map((op) => {
-      const deps = op.deps.map((d) => label(ops[d]!)).join(', ');
-      return `${String(op.id).padStart(3)} ${op.stream.padEnd(7)} ${label(op).padEnd(22)}${deps ? ` <- ${deps}` : ''}`;
-    })
-    .join('\n');
+/** True for the ops that move data between ranks. */
+export const isCommKind = (kind: OpKind): boolean => COMM_KINDS.has(kind);
+
+/** Token range [begin, end) of chunk `chunk` when `tokens` tokens are split into `chunks` parts. */
+export function chunkTokenRange(tokens: number, chunks: number, chunk: number): { begin: number; end: number } {
+  return { begin: Math.floor((chunk * tokens) / chunks), end: Math.floor(((chunk + 1) * tokens) / chunks) };
 }

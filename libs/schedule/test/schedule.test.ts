@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { buildSchedule, chunkTokenRange } from '../src/build';
-import { formatSchedule, ScheduleError, type Op } from '../src/ops';
+import { buildSchedule, chunkTokenRange, formatSchedule, ScheduleError, type Op } from '../src';
 
 const computeOrder = (ops: Op[]) =>
   ops.filter((op) => op.stream === 'compute').map((op) => `${op.kind}${op.layer >= 0 ? op.layer : ''}${op.chunk >= 0 ? `.${op.chunk}` : ''}`);

@@ -10,6 +10,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import cliProgress from 'cli-progress';
 import { Command, Option } from 'commander';
+import { COMBINE_CODECS, DISPATCH_CODECS, SCHEDULE_NAMES, type CombineCodecName, type DispatchCodecName } from '@moe/schedule';
 import { integer, jsonObject, numberList, positiveNumber } from './flags';
 import { DEFAULT_PREFIX, DEFAULT_REDIS_URL, queueLocationFromEnv, redactUrl, type QueueLocation } from '../queue/connection';
 import { InvalidRunError, RedisUnavailableError, UnknownRunError } from '../queue/errors';
@@ -132,10 +133,10 @@ interface BenchSubmitFlags extends SubmitFlags {
 interface TrainSubmitFlags extends SubmitFlags {
   steps?: number;
   seed?: number;
-  schedule?: 'naive' | 'overlapped';
+  schedule?: string;
   chunks?: number;
-  dispatchCodec?: 'f32' | 'bf16' | 'fp8';
-  combineCodec?: 'f32' | 'bf16';
+  dispatchCodec?: DispatchCodecName;
+  combineCodec?: CombineCodecName;
   placement?: string;
   checkReference: boolean;
   backendOptions?: Record<string, unknown>;
@@ -436,10 +437,10 @@ export function addQueueCommands(program: Command, reportError: OnError): void {
       .option('-c, --config <file>', 'JSON { "model": {...}, "train": {...} } as for moe train')
       .option('-s, --steps <n>', "training steps (default: the config's train.steps)", integer('--steps'))
       .option('--seed <n>', 'seed of the parameters and the data', integer('--seed'))
-      .addOption(new Option('--schedule <name>', 'step schedule').choices(['naive', 'overlapped']))
+      .addOption(new Option('--schedule <name>', 'step schedule').choices(SCHEDULE_NAMES))
       .option('--chunks <n>', 'micro-batches per step, overlapped schedule', integer('--chunks', 1))
-      .addOption(new Option('--dispatch-codec <codec>', 'wire format of dispatched tokens').choices(['f32', 'bf16', 'fp8']))
-      .addOption(new Option('--combine-codec <codec>', 'wire format of combined outputs').choices(['f32', 'bf16']))
+      .addOption(new Option('--dispatch-codec <codec>', 'wire format of dispatched tokens').choices(DISPATCH_CODECS))
+      .addOption(new Option('--combine-codec <codec>', 'wire format of combined outputs').choices(COMBINE_CODECS))
       .option('--placement <rule|ranks>', 'contiguous, round-robin, or an owner rank per expert (0,0,1,1,...)')
       .option('--check-reference', 'compare with the single-process reference trainer (the run fails beyond tolerance)', false)
       .option('--backend-options <json>', 'sent to every worker in LoadShard, e.g. \'{"profile":"H800","dilation":1}\' for sim', jsonObject('--backend-options'))

@@ -14,7 +14,8 @@ import { initParams, type ModelConfig, type Tensor } from '@moe/model';
 import { splitSequences } from '@moe/placement';
 import { compareParams, expertParamName, namedParams } from '../run/parity';
 import { SchedulerService, type RegisteredWorker } from '../control/rendezvous';
-import { loadShardRequests, runStepRequests, stepOptionsMsg, type StepSettings } from '../run/step-driver';
+import { NAIVE, OVERLAPPED, resolveStepSettings, stepOptionsToWire, type StepSettingsInput } from '@moe/schedule';
+import { loadShardRequests, runStepRequests } from '../run/step-driver';
 import { WorkerHandle } from '../control/worker-client';
 import { WorkerProcess } from '../control/worker-process';
 import { denseChecksum, KIT_MODEL, KIT_MODEL_AUX, KIT_TRAIN, ReferenceStepper } from './fixture';
@@ -331,9 +332,9 @@ class Kit {
    * One step of `run` on both ranks; checks the replies' shapes and that the replicas agree, and
    * (unless modeled) the loss against the reference. Returns the two replies, index = rank.
    */
-  private async step(run: Run, step: number, settings: Partial<StepSettings>, lossTolerance = LOSS_TOLERANCE): Promise<{ replies: RunStepResponseOut[]; loss: number; expected: number }> {
+  private async step(run: Run, step: number, settings: StepSettingsInput, lossTolerance = LOSS_TOLERANCE): Promise<{ replies: RunStepResponseOut[]; loss: number; expected: number }> {
     const batch = run.reference.batch(step);
-    const options = stepOptionsMsg({ schedule: 'naive', chunks: 1, dispatchCodec: 'f32', combineCodec: 'f32', recordTimeline: false, ...settings });
+    const options = stepOptionsToWire(resolveStepSettings(settings));
     const requests = runStepRequests(run.runId, step, batch, splitSequences(KIT_TRAIN.batchSequences, 2), options);
     const [target, peer] = await Promise.allSettled([
       run.target.runStep(requests[run.rank]!, this.rpcMs),
@@ -490,8 +491,8 @@ class Kit {
   }
 
   private async checkRunStep(run: Run): Promise<string> {
-    const naive = await this.step(run, 0, { schedule: 'naive' });
-    const overlapped = await this.step(run, 1, { schedule: 'overlapped', chunks: 2 });
+    const naive = await this.step(run, 0, { schedule: NAIVE });
+    const overlapped = await this.step(run, 1, { schedule: OVERLAPPED, chunks: 2 });
     const sent = Number(naive.replies[run.rank]!.bytesSent);
     if (this.modeled) return `2 steps; replicas agree (checksum ${overlapped.replies[run.rank]!.paramChecksum}); ${sent} bytes sent in step 0`;
     const diff = (s: { loss: number; expected: number }) => relative(s.loss, s.expected).toExponential(1);
@@ -528,7 +529,7 @@ class Kit {
   }
 
   private async checkCodecs(run: Run): Promise<string> {
-    const s = await this.step(run, 2, { schedule: 'overlapped', chunks: 2, dispatchCodec: 'fp8', combineCodec: 'bf16' }, CODEC_LOSS_TOLERANCE);
+    const s = await this.step(run, 2, { schedule: OVERLAPPED, chunks: 2, dispatchCodec: 'fp8', combineCodec: 'bf16' }, CODEC_LOSS_TOLERANCE);
     return this.modeled ? 'the step ran; replicas agree' : `loss ${s.loss.toFixed(6)} vs float32 reference ${s.expected.toFixed(6)} (tolerance ${CODEC_LOSS_TOLERANCE} relative); replicas agree`;
   }
 
@@ -586,11 +587,11 @@ class Kit {
     // a rank holding no expert: it receives empty DISPATCH frames and sends empty COMBINE frames
     const none = this.plan(KIT_MODEL, [0, 0, 0, 0], 1, this.peerAddress);
     await this.load(none);
-    await this.step(none, 0, { schedule: 'overlapped', chunks: 2 });
+    await this.step(none, 0, { schedule: OVERLAPPED, chunks: 2 });
     // a rank holding every expert: the other way round, on the other branches of the math
     const all = this.plan(KIT_MODEL_AUX, [0, 0, 0, 0], 0, this.peerAddress);
     await this.load(all);
-    await this.step(all, 0, { schedule: 'naive' });
+    await this.step(all, 0, { schedule: NAIVE });
     return 'a run where it holds no expert (rank 1, overlapped) and one where it holds all 4 (rank 0, sigmoid + aux loss) both trained';
   }
 
@@ -600,7 +601,7 @@ class Kit {
     await this.load(run);
     const deadlineMs = this.o.deadlineMs ?? 5_000;
     const batch = run.reference.batch(7);
-    const request = runStepRequests(run.runId, 7, batch, splitSequences(KIT_TRAIN.batchSequences, 2), stepOptionsMsg({ schedule: 'naive', chunks: 1, dispatchCodec: 'f32', combineCodec: 'f32', recordTimeline: false }))[0]!;
+    const request = runStepRequests(run.runId, 7, batch, splitSequences(KIT_TRAIN.batchSequences, 2), stepOptionsToWire(resolveStepSettings()))[0]!;
     const raw = new RawWorker(this.address);
     const started = performance.now();
     const outcome = await raw.runStep(request, deadlineMs).finally(() => raw.close());
@@ -624,7 +625,7 @@ class Kit {
   private async checkAfterFailure(): Promise<string> {
     const run = this.plan(KIT_MODEL, [0, 1, 0, 1], 0, this.peerAddress);
     await this.load(run);
-    const s = await this.step(run, 0, { schedule: 'naive' });
+    const s = await this.step(run, 0, { schedule: NAIVE });
     return this.modeled ? 'a new run trained a step' : `a new run trained a step: loss ${s.loss.toFixed(6)} (reference ${s.expected.toFixed(6)})`;
   }
 }

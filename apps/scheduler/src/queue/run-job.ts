@@ -18,10 +18,10 @@ import { splitSequences } from '@moe/placement';
 import { BENCH_DEFAULTS, BENCH_QUICK, type BenchOptions } from '../run/run-bench';
 import { BatchSplitError, ConfigFileError, PlacementError } from '../errors';
 import type { ParityReport } from '../run/parity';
-import { planExperts, type Placement } from '@moe/placement';
+import { planExperts, PLACEMENT_RULES, type Placement } from '@moe/placement';
 import type { ReportSummary } from '@moe/report';
 import { resolveRunConfig } from '../run/run-config';
-import type { StepSettings } from '../run/step-driver';
+import { COMBINE_CODECS, DISPATCH_CODECS, resolveStepSettings, SCHEDULE_NAMES, StepSettingsError, type StepSettings } from '@moe/schedule';
 import { InvalidRunError } from './errors';
 
 export type RunKind = 'bench' | 'train';
@@ -60,11 +60,11 @@ export const trainJobSchema = z.strictObject({
   config: z.record(z.string(), z.unknown()).optional(),
   steps: z.int().nonnegative().optional(),
   seed: z.int().nonnegative().optional(),
-  schedule: z.enum(['naive', 'overlapped']).optional(),
+  schedule: z.enum(SCHEDULE_NAMES as [string, ...string[]]).optional(),
   chunks: positiveInt.optional(),
-  dispatchCodec: z.enum(['f32', 'bf16', 'fp8']).optional(),
-  combineCodec: z.enum(['f32', 'bf16']).optional(),
-  placement: z.union([z.enum(['contiguous', 'round-robin']), z.array(z.int().nonnegative())]).optional(),
+  dispatchCodec: z.enum(DISPATCH_CODECS).optional(),
+  combineCodec: z.enum(COMBINE_CODECS).optional(),
+  placement: z.union([z.enum(PLACEMENT_RULES), z.array(z.int().nonnegative())]).optional(),
   checkReference: z.boolean().optional(),
   tolerances: z.strictObject({ loss: z.number().nonnegative().optional(), param: z.number().nonnegative().optional() }).optional(),
   /** Sent to every worker in LoadShard (sim workers need `profile` and `dilation`). */
@@ -155,9 +155,12 @@ export function validateRunJob(data: unknown): ValidRun {
     if (error instanceof BatchSplitError) throw new InvalidRunError(`invalid run: workers: ${error.message}`, 'workers');
     throw error;
   }
-  const schedule = job.schedule ?? 'naive';
-  if (schedule === 'naive' && job.chunks !== undefined && job.chunks !== 1) {
-    throw new InvalidRunError(`invalid run: chunks: ${job.chunks} chunks need schedule "overlapped" (naive runs 1)`, 'chunks');
+  let step: StepSettings;
+  try {
+    step = resolveStepSettings({ schedule: job.schedule, chunks: job.chunks, dispatchCodec: job.dispatchCodec, combineCodec: job.combineCodec });
+  } catch (error) {
+    if (error instanceof StepSettingsError) throw new InvalidRunError(`invalid run: ${error.field}: ${error.message}`, error.field);
+    throw error;
   }
   return {
     kind: 'train',
@@ -165,13 +168,7 @@ export function validateRunJob(data: unknown): ValidRun {
     rendezvousTimeoutMs: job.rendezvousTimeoutMs,
     model,
     train,
-    step: {
-      schedule,
-      chunks: job.chunks ?? (schedule === 'overlapped' ? 2 : 1),
-      dispatchCodec: job.dispatchCodec ?? 'f32',
-      combineCodec: job.combineCodec ?? 'f32',
-      recordTimeline: false,
-    },
+    step,
     placement,
     checkReference: job.checkReference ?? false,
     tolerances: job.tolerances,

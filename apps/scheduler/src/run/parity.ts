@@ -24,6 +24,15 @@ export const DEFAULT_PARAM_TOLERANCE = 1e-4;
  */
 export const LOSSY_CODEC_LOSS_TOLERANCE = 5e-2;
 
+/** A run's parity tolerances: those of its codecs, with each one `overrides` sets in its place. */
+export function parityTolerances(
+  settings: { dispatchCodec: string; combineCodec: string },
+  overrides: ParityTolerances = {},
+): Required<ParityTolerances> {
+  const base = tolerancesForCodecs(settings.dispatchCodec, settings.combineCodec);
+  return { loss: overrides.loss ?? base.loss, param: overrides.param ?? base.param };
+}
+
 /** Tolerances that fit the run's wire codecs: exact parity for f32, the stated loss bound otherwise. */
 export function tolerancesForCodecs(dispatchCodec: string, combineCodec: string): Required<ParityTolerances> {
   const lossy = dispatchCodec !== 'f32' || combineCodec !== 'f32';

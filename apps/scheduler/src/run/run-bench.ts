@@ -10,6 +10,7 @@
  * The achieved ratio of every naive run is in the report (compute_ms / comm_ms).
  */
 import { measureGrpcLoopback, measureTcpLoopback } from '@moe/comm';
+import { NAIVE, OVERLAPPED, stepSettingsLabel } from '@moe/schedule';
 import { parseModelConfig, parseTrainConfig, TINY_MODEL, TINY_TRAIN, type ModelConfig, type TrainConfig } from '@moe/model';
 import { LocalCluster, type Cluster } from '../control/local-cluster';
 import {
@@ -145,8 +146,8 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     model: modeledModel(options.hiddenSize, model.routedExperts),
   });
   const schedules = [
-    { schedule: 'naive' as const, chunks: 1 },
-    ...options.chunks.map((chunks) => ({ schedule: 'overlapped' as const, chunks })),
+    { schedule: NAIVE, chunks: 1 },
+    ...options.chunks.map((chunks) => ({ schedule: OVERLAPPED, chunks })),
   ];
   const total = 2 + options.ratios.length * schedules.length;
   let done = 0;
@@ -154,7 +155,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
 
   const cluster = options.cluster ?? (await LocalCluster.start({ workers: options.workers, backend: 'sim', abort: options.signal, log }));
   try {
-    const run = (steps: number, backendOptions: Record<string, unknown>, schedule: { schedule: 'naive' | 'overlapped'; chunks: number }) =>
+    const run = (steps: number, backendOptions: Record<string, unknown>, schedule: { schedule: string; chunks: number }) =>
       runTraining({
         model,
         train: { ...train, steps },
@@ -205,7 +206,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
           steps: result.steps.map((s) => toStepSample(s)),
           workerIds: result.workers.map((w) => w.workerId),
         });
-        progress(`ratio ${ratio}: ${schedule.schedule}${schedule.schedule === 'overlapped' ? ` C${schedule.chunks}` : ''}`);
+        progress(`ratio ${ratio}: ${stepSettingsLabel(schedule)}`);
       }
     }
 

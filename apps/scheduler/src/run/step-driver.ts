@@ -27,45 +27,6 @@ import { ChecksumMismatchError, WorkerLostError, WorkerProcessExitError, WorkerR
 import type { RunGuard } from '../control/run-guard';
 import type { WorkerHandle } from '../control/worker-client';
 
-export type ScheduleName = 'naive' | 'overlapped';
-export type DispatchCodecName = 'f32' | 'bf16' | 'fp8';
-export type CombineCodecName = 'f32' | 'bf16';
-
-export const SCHEDULES: readonly ScheduleName[] = ['naive', 'overlapped'];
-export const DISPATCH_CODECS: readonly DispatchCodecName[] = ['f32', 'bf16', 'fp8'];
-export const COMBINE_CODECS: readonly CombineCodecName[] = ['f32', 'bf16'];
-
-/** How every step of a run is executed. */
-export interface StepSettings {
-  schedule: ScheduleName;
-  /** Micro-batches per step; `overlapped` only (naive always sends 1). */
-  chunks: number;
-  dispatchCodec: DispatchCodecName;
-  combineCodec: CombineCodecName;
-  /** Ask workers for their op timeline (OpRecord list) every step. */
-  recordTimeline: boolean;
-}
-
-export const DEFAULT_STEP_SETTINGS: StepSettings = {
-  schedule: 'naive',
-  chunks: 1,
-  dispatchCodec: 'f32',
-  combineCodec: 'f32',
-  recordTimeline: false,
-};
-
-const CODEC_WIRE = { f32: 'F32', bf16: 'BF16', fp8: 'FP8_E4M3' } as const;
-
-export function stepOptionsMsg(s: StepSettings): StepOptions {
-  return {
-    schedule: s.schedule === 'overlapped' ? 'OVERLAPPED' : 'NAIVE',
-    chunks: s.schedule === 'overlapped' ? s.chunks : 1,
-    dispatchCodec: CODEC_WIRE[s.dispatchCodec],
-    combineCodec: CODEC_WIRE[s.combineCodec],
-    recordTimeline: s.recordTimeline,
-  };
-}
-
 export interface ShardPlan {
   runId: string;
   model: ModelConfig;

@@ -3,6 +3,7 @@
  * (a local cluster of child processes unless given one), load the shards, drive the steps,
  * fetch the parameters, stop what was started, and optionally check parity with the reference.
  */
+import { resolveStepSettings, stepOptionsToWire, type StepSettings, type StepSettingsInput } from '@moe/schedule';
 import { randomUUID } from 'node:crypto';
 import { initParams, MarkovChain, trainReference, type ModelConfig, type ModelParams, type TrainConfig } from '@moe/model';
 import { splitSequences, type SequenceRange } from '@moe/placement';
@@ -10,18 +11,15 @@ import { LocalCluster, type Cluster, type SchedulerSettings } from '../control/l
 import { ExternalCluster } from '../control/external-cluster';
 import { gatherOptimizerState, optimizerStateForRank, saveCheckpoint, type Checkpoint } from './checkpoint';
 import { CheckpointError } from '../errors';
-import { assembleParams, checkParity, type ParityReport, type ParityTolerances } from './parity';
+import { assembleParams, checkParity, parityTolerances, type ParityReport, type ParityTolerances } from './parity';
 import { planExperts, type Placement } from '@moe/placement';
 import type { RegisteredWorker } from '../control/rendezvous';
 import { RunGuard } from '../control/run-guard';
 import {
-  DEFAULT_STEP_SETTINGS,
   loadShardRequests,
   runStepRequests,
-  stepOptionsMsg,
   StepDriver,
   type StepMetrics,
-  type StepSettings,
 } from './step-driver';
 import { WorkerHandle } from '../control/worker-client';
 
@@ -31,7 +29,7 @@ export interface TrainingOptions {
   /** Workers in the run (W). */
   workers: number;
   /** Schedule, chunks, codecs, timeline; the rest of `DEFAULT_STEP_SETTINGS`. */
-  step?: Partial<StepSettings>;
+  step?: StepSettingsInput;
   /** Expert placement: a rule or an owner rank per expert. Default contiguous. */
   placement?: Placement;
   /** Run on these registered workers (the first `workers` of them) instead of starting any; not stopped afterwards. */
@@ -54,6 +52,7 @@ export interface TrainingOptions {
   rpcTimeoutMs?: number;
   /** Train the reference too and compare (`result.parity`). */
   checkReference?: boolean;
+  /** Overrides of the run's parity tolerances (by default those of its codecs, `parityTolerances`). */
   tolerances?: ParityTolerances;
   /** Aborting stops the run (and the workers it started); the run rejects with the signal's reason. */
   signal?: AbortSignal;
@@ -105,12 +104,6 @@ export interface TrainingResult extends RunInfo {
   reference?: { losses: number[]; auxLosses: number[] };
 }
 
-function settingsOf(step: Partial<StepSettings> | undefined): StepSettings {
-  const s = { ...DEFAULT_STEP_SETTINGS, ...step };
-  if (!Number.isInteger(s.chunks) || s.chunks < 1) throw new RangeError(`chunks=${s.chunks} must be a positive integer`);
-  return s;
-}
-
 /**
  * Trains `train.steps` steps of `model` on `workers` workers and returns the losses, the step
  * metrics and the final parameters. Everything it started is stopped before it returns or throws.
@@ -122,7 +115,7 @@ function settingsOf(step: Partial<StepSettings> | undefined): StepSettings {
 export async function runTraining(options: TrainingOptions): Promise<TrainingResult> {
   const { model, train, resume } = options;
   const log = options.log ?? (() => {});
-  const settings = settingsOf(options.step);
+  const settings = resolveStepSettings(options.step);
   if (resume) checkResumable(resume, model, train);
   const every = options.checkpointEvery ?? 0;
   if (options.checkpointDir && (!Number.isInteger(every) || every < 1)) {
@@ -189,7 +182,7 @@ export async function runTraining(options: TrainingOptions): Promise<TrainingRes
     };
     options.onReady?.(info);
 
-    const stepOptions = stepOptionsMsg(settings);
+    const stepOptions = stepOptionsToWire(settings);
     const steps: StepMetrics[] = [];
     const trainStart = performance.now();
     const firstStep = resume?.step ?? 0;
@@ -237,7 +230,8 @@ export async function runTraining(options: TrainingOptions): Promise<TrainingRes
     log('training the single-process reference on the same batches');
     const reference = trainReference(model, train);
     result.reference = { losses: reference.losses, auxLosses: reference.auxLosses };
-    result.parity = checkParity(result, reference, options.tolerances);
+    // The policy lives here, not in a command: the CLI and the queue check the same way.
+    result.parity = checkParity(result, reference, parityTolerances(settings, options.tolerances));
   }
   return result;
 }

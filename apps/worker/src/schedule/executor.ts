@@ -19,7 +19,7 @@ import { chunkTokenRange } from '@moe/schedule';
 import type { OpObserver } from './flight-recorder';
 import type { Op } from '@moe/schedule';
 
-export interface StepSettings {
+export interface ExecuteSettings {
   dispatchCodec: CodecName;
   /** Codec of the combine and of both backward all-to-alls (gradients). */
   combineCodec: CodecName;
@@ -85,7 +85,7 @@ export class StepExecutor {
     private readonly observer?: OpObserver,
   ) {}
 
-  async run(ops: readonly Op[], batch: StepBatch, settings: StepSettings): Promise<StepOutcome> {
+  async run(ops: readonly Op[], batch: StepBatch, settings: ExecuteSettings): Promise<StepOutcome> {
     const timeline = new TimelineRecorder();
     const layers: LayerState[] = [];
     const layer = (l: number): LayerState =>

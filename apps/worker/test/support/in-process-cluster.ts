@@ -16,7 +16,6 @@ import { CpuBackend } from '../../src/backends/cpu-backend';
 import { shardOf } from './shard';
 import { buildSchedule } from '@moe/schedule';
 import { StepExecutor } from '../../src/schedule/executor';
-import type { ScheduleKind } from '@moe/schedule';
 
 export interface InProcessRun {
   losses: number[];
@@ -31,7 +30,7 @@ export async function trainInProcess(options: {
   train: TrainConfig;
   owner: number[];
   world: number;
-  schedule: ScheduleKind;
+  schedule: string;
   chunks?: number;
   dispatchCodec?: CodecName;
   combineCodec?: CodecName;

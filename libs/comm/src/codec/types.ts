@@ -6,12 +6,14 @@
  *   consecutive values of the row-major array (the last block may be shorter);
  *   scale = amax(block) / 448, and a value decodes as e4m3(byte) * scale.
  */
-export type CodecName = 'f32' | 'bf16' | 'fp8';
+import { CODEC_WIRE, type CodecName } from '@moe/schedule';
+
+export type { CodecName };
 
 /** The wire dtype of each codec (proto `DType`). */
 export type RowDType = 'F32' | 'BF16' | 'FP8_E4M3';
 
-export const CODEC_DTYPE: Record<CodecName, RowDType> = { f32: 'F32', bf16: 'BF16', fp8: 'FP8_E4M3' };
+export const CODEC_DTYPE: Readonly<Record<CodecName, RowDType>> = CODEC_WIRE;
 
 /** Values per float32 scale in the fp8 codec. */
 export const FP8_BLOCK_SIZE = 128;

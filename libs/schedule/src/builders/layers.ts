@@ -1,30 +1,23 @@
-import { COMM_KINDS, ScheduleError, type Direction, type Op, type OpKind, type ScheduleSpec } from './ops';
+import { isCommKind, type Direction, type Op, type OpKind, type ScheduleSpec } from '../ops';
 
 /**
- * Builds the op list of one training step.
+ * The op list of one training step over `spec.layers` MoE layers, the all-to-alls either waited
+ * for (`overlap` false: naive) or pipelined in `spec.chunks` chunks behind compute (`overlap` true).
  *
- * - `naive`: per layer, dispatch everything and wait, run the experts, combine everything and
+ * - naive: per layer, dispatch everything and wait, run the experts, combine everything and
  *   wait, then the shared experts; the backward mirrors it. Compute waits for every all-to-all.
- * - `overlapped`: each layer's tokens in `chunks` micro-batches. The shared experts run while
- *   chunk 0 is dispatched; chunk c's experts run while chunk c+1 is dispatched and chunk c-1
- *   combined; the backward all-to-alls overlap the same way. All chunks' dispatches are issued
- *   together, in chunk order: the links carry them first in, first out (a real NIC queues sends
- *   back to back), so chunk 0 arrives first and the later ones pipeline behind it instead of
- *   each paying a full round trip after the previous one.
+ * - overlapped: the shared experts run while chunk 0 is dispatched; chunk c's experts run while
+ *   chunk c+1 is dispatched and chunk c-1 combined; the backward all-to-alls overlap the same way.
+ *   All chunks' dispatches are issued together, in chunk order: the links carry them first in,
+ *   first out (a real NIC queues sends back to back), so chunk 0 arrives first and the later ones
+ *   pipeline behind it instead of each paying a full round trip after the previous one.
  */
-export function buildSchedule(spec: ScheduleSpec): Op[] {
-  if (!Number.isInteger(spec.layers) || spec.layers < 1) {
-    throw new ScheduleError(`layers=${spec.layers} must be a positive integer (schedule.layers)`);
-  }
-  if (!Number.isInteger(spec.chunks) || spec.chunks < 1) {
-    throw new ScheduleError(`chunks=${spec.chunks} must be a positive integer (schedule.chunks)`);
-  }
-  const overlap = spec.kind === 'overlapped';
+export function buildLayeredStep(spec: ScheduleSpec, overlap: boolean): Op[] {
   const chunks = overlap ? spec.chunks : 1;
   const ops: Op[] = [];
   const add = (kind: OpKind, direction: Direction, layer: number, chunk: number, deps: number[]): number => {
     const id = ops.length;
-    ops.push({ id, kind, stream: COMM_KINDS.has(kind) ? 'comm' : 'compute', direction, layer, chunk, deps });
+    ops.push({ id, kind, stream: isCommKind(kind) ? 'comm' : 'compute', direction, layer, chunk, microBatch: 0, deps });
     return id;
   };
 
@@ -66,9 +59,4 @@ export function buildSchedule(spec: ScheduleSpec): Op[] {
   const allReduce = add('allreduce', 'update', -1, -1, [grads]);
   add('update', 'update', -1, -1, [allReduce]);
   return ops;
-}
-
-/** Token range [begin, end) of chunk `chunk` when `tokens` tokens are split into `chunks` parts. */
-export function chunkTokenRange(tokens: number, chunks: number, chunk: number): { begin: number; end: number } {
-  return { begin: Math.floor((chunk * tokens) / chunks), end: Math.floor(((chunk + 1) * tokens) / chunks) };
 }
