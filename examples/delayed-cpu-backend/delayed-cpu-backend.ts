@@ -36,11 +36,14 @@ export class DelayedBackend implements Backend {
   /** Total artificial delay so far, ms (for tests and logs). */
   delayedMs = 0;
 
+  /** Micro-batches: every call forwards its micro-batch index, so the inner backend keeps them apart. */
+  readonly maxMicroBatches?: number;
   /** Checkpoints: the inner backend's AdamW state, when it keeps one. */
   readonly optimizerState?: Backend['optimizerState'];
 
   constructor(private readonly inner: Backend) {
     this.optimizerState = inner.optimizerState?.bind(inner);
+    this.maxMicroBatches = inner.maxMicroBatches;
   }
 
   private async delay(rows: readonly ExpertRows[]): Promise<void> {
@@ -63,36 +66,36 @@ export class DelayedBackend implements Backend {
   beginStep(...a: Parameters<Backend['beginStep']>) {
     return this.inner.beginStep(...a);
   }
-  route(layer: number) {
-    return this.inner.route(layer);
+  route(...a: Parameters<Backend['route']>) {
+    return this.inner.route(...a);
   }
-  sharedExperts(layer: number) {
-    return this.inner.sharedExperts(layer);
+  sharedExperts(...a: Parameters<Backend['sharedExperts']>) {
+    return this.inner.sharedExperts(...a);
   }
-  async experts(layer: number, chunk: number, rows: ExpertRows[]) {
-    const out = await this.inner.experts(layer, chunk, rows);
-    await this.delay(rows);
+  async experts(...a: Parameters<Backend['experts']>) {
+    const out = await this.inner.experts(...a);
+    await this.delay(a[2]);
     return out;
   }
-  combineOutputs(layer: number, slotOutputs: Float32Array) {
-    return this.inner.combineOutputs(layer, slotOutputs);
+  combineOutputs(...a: Parameters<Backend['combineOutputs']>) {
+    return this.inner.combineOutputs(...a);
   }
-  lossAndHeadBackward() {
-    return this.inner.lossAndHeadBackward();
+  lossAndHeadBackward(...a: Parameters<Backend['lossAndHeadBackward']>) {
+    return this.inner.lossAndHeadBackward(...a);
   }
-  combineOutputsBackward(layer: number) {
-    return this.inner.combineOutputsBackward(layer);
+  combineOutputsBackward(...a: Parameters<Backend['combineOutputsBackward']>) {
+    return this.inner.combineOutputsBackward(...a);
   }
-  async expertsBackward(layer: number, chunk: number, gradRows: ExpertRows[]) {
-    const out = await this.inner.expertsBackward(layer, chunk, gradRows);
-    await this.delay(gradRows);
+  async expertsBackward(...a: Parameters<Backend['expertsBackward']>) {
+    const out = await this.inner.expertsBackward(...a);
+    await this.delay(a[2]);
     return out;
   }
-  sharedExpertsBackward(layer: number) {
-    return this.inner.sharedExpertsBackward(layer);
+  sharedExpertsBackward(...a: Parameters<Backend['sharedExpertsBackward']>) {
+    return this.inner.sharedExpertsBackward(...a);
   }
-  routeBackward(layer: number, dSlotInputs: Float32Array) {
-    return this.inner.routeBackward(layer, dSlotInputs);
+  routeBackward(...a: Parameters<Backend['routeBackward']>) {
+    return this.inner.routeBackward(...a);
   }
   gradientsToReduce() {
     return this.inner.gradientsToReduce();

@@ -4,7 +4,12 @@
  * so a backend never touches the network. Built-in backends: `cpu` (real math of `@moe/model`,
  * off the main thread) and `sim` (modeled device time). Custom backends implement the same.
  *
- * Shapes: T = tokens this worker holds in the step, k = top-k, S = T*k slots (slot s = t*k + j),
+ * Micro-batches: a step may split this worker's batch into M micro-batches (StepOptions.
+ * micro_batches); every per-micro-batch method takes the micro-batch's index last, and a backend
+ * keeps the state of each (several may be between forward and backward at once: `fb-overlap`).
+ * Gradients accumulate over the step's micro-batches; `gradientsToReduce` and `applyUpdate` run once.
+ *
+ * Shapes: T = tokens this worker holds in the micro-batch, k = top-k, S = T*k slots (slot s = t*k + j),
  * H = `hiddenSize` of the backend (the columns of every row that crosses the wire).
  * All arrays are row-major Float32Array unless said otherwise.
  */
@@ -55,6 +60,15 @@ export interface StepBatch {
   globalSequences: number;
 }
 
+/** One micro-batch of this worker's step: what `beginStep` is given. */
+export interface MicroBatch extends StepBatch {
+  /** Index in the step, 0..microBatches-1. Micro-batch 0 starts the step: gradients are zeroed. */
+  microBatch: number;
+  microBatches: number;
+  /** Tokens this worker holds over the whole step (every micro-batch). */
+  stepTokens: number;
+}
+
 /** Rows that arrived from one source rank for this worker's experts. */
 export interface ExpertRows {
   source: number;
@@ -87,6 +101,11 @@ export interface Backend {
   readonly name: string;
   /** Device profile it models ("" for real compute). */
   readonly deviceProfile: string;
+  /**
+   * The most micro-batches a step may hold: a backend that keeps state per micro-batch (the
+   * `microBatch` argument of its methods) says so here; absent: 1. Advertised at Register.
+   */
+  readonly maxMicroBatches?: number;
 
   /** Takes the shard; returns the checksum of the replicated dense parameters. */
   load(shard: Shard): Promise<string>;
@@ -95,31 +114,31 @@ export interface Backend {
   /** top-k of the loaded model. Valid after `load`. */
   topK(): number;
 
-  /** Starts a step: embeds the tokens. */
-  beginStep(batch: StepBatch): Promise<void>;
+  /** Starts a micro-batch: embeds its tokens (micro-batch 0 also starts the step: zeroes the gradients). */
+  beginStep(batch: MicroBatch): Promise<void>;
   /** RMSNorm and router of `layer`: the rows to dispatch and their experts. */
-  route(layer: number): Promise<RouteOutput>;
+  route(layer: number, microBatch: number): Promise<RouteOutput>;
   /** Shared experts of `layer` on all T tokens (runs while the dispatch is in flight). */
-  sharedExperts(layer: number): Promise<void>;
+  sharedExperts(layer: number, microBatch: number): Promise<void>;
   /** This worker's experts on the rows of one chunk; returns output rows by source, same order. */
-  experts(layer: number, chunk: number, rows: ExpertRows[]): Promise<Float32Array[]>;
+  experts(layer: number, chunk: number, rows: ExpertRows[], microBatch: number): Promise<Float32Array[]>;
   /** Weighted sum of the slot outputs [S, H] plus shared output and residual: the layer's output. */
-  combineOutputs(layer: number, slotOutputs: Float32Array): Promise<void>;
-  /** Final norm, head, cross-entropy and their backward; the loss of this worker's tokens. */
-  lossAndHeadBackward(): Promise<{ lossSum: number; auxLoss: number }>;
+  combineOutputs(layer: number, slotOutputs: Float32Array, microBatch: number): Promise<void>;
+  /** Final norm, head, cross-entropy and their backward; the loss of this micro-batch's tokens (global divisors). */
+  lossAndHeadBackward(microBatch: number): Promise<{ lossSum: number; auxLoss: number }>;
   /** Backward of `combineOutputs`: the gradient of every slot output [S, H]. */
-  combineOutputsBackward(layer: number): Promise<Float32Array>;
+  combineOutputsBackward(layer: number, microBatch: number): Promise<Float32Array>;
   /** Backward of `experts` for one chunk: input-gradient rows by source; expert grads accumulate. */
-  expertsBackward(layer: number, chunk: number, gradRows: ExpertRows[]): Promise<Float32Array[]>;
+  expertsBackward(layer: number, chunk: number, gradRows: ExpertRows[], microBatch: number): Promise<Float32Array[]>;
   /** Backward of `sharedExperts`. */
-  sharedExpertsBackward(layer: number): Promise<void>;
+  sharedExpertsBackward(layer: number, microBatch: number): Promise<void>;
   /** Backward of `route` and the norm, given every slot's input gradient [S, H]. */
-  routeBackward(layer: number, dSlotInputs: Float32Array): Promise<void>;
-  /** Embedding backward; returns the flat vector to all-reduce: dense gradients then counts. */
+  routeBackward(layer: number, dSlotInputs: Float32Array, microBatch: number): Promise<void>;
+  /** Once per step, after every micro-batch's backward: embedding backward; returns the flat vector to all-reduce: dense gradients then counts. */
   gradientsToReduce(): Promise<Float32Array>;
   /** AdamW on dense params (with the reduced gradients) and on local experts; bias balancing. */
   applyUpdate(reduced: Float32Array): Promise<UpdateResult>;
-  /** Per-expert token counts this worker routed in the step, [layers * E]. */
+  /** Per-expert token counts this worker routed in the step (every micro-batch), [layers * E]. */
   expertCounts(): Promise<Int32Array>;
   /** Current parameters (dense and this worker's experts). */
   snapshot(): Promise<ParamsSnapshot>;

@@ -7,7 +7,9 @@ import {
   type RunStepRequestOut,
 } from '@moe/comm';
 import { parseModelConfig, type ModelConfig, type Tensor } from '@moe/model';
-import type { NamedOptimizerState, Shard, StepBatch } from './backend';
+import { BatchSplitError } from '@moe/placement';
+import type { MicroBatch, NamedOptimizerState, Shard, StepBatch } from './backend';
+import { microBatchesOf } from './schedule/micro-batches';
 import { ScheduleError, stepSettingsFromWire, type ScheduleSpec, type StepSettings } from '@moe/schedule';
 import type { ExecuteSettings } from './schedule/executor';
 import { InvalidRequestError } from './errors';
@@ -163,7 +165,8 @@ export function decodeStep(
   req: RunStepRequestOut,
   shard: Shard,
   timeoutMs: number,
-): { batch: StepBatch; schedule: ScheduleSpec; settings: ExecuteSettings } {
+  maxMicroBatches = 1,
+): { batch: StepBatch; microBatches: MicroBatch[]; schedule: ScheduleSpec; settings: ExecuteSettings } {
   const inputs = int32FromMsg(req.inputs, 'RunStep.inputs');
   const targets = int32FromMsg(req.targets, 'RunStep.targets');
   if (inputs.length !== targets.length) {
@@ -192,15 +195,23 @@ export function decodeStep(
     if (error instanceof ScheduleError) throw new InvalidRequestError(error.message);
     throw error;
   }
+  if (step.microBatches > maxMicroBatches) {
+    throw new InvalidRequestError(
+      `RunStep.options.micro_batches=${step.microBatches}: this worker's backend keeps at most ${maxMicroBatches} micro-batch${maxMicroBatches === 1 ? '' : 'es'} apart`,
+    );
+  }
+  const batch: StepBatch = { step: req.step, inputs, targets, globalTokens: req.globalTokens, globalSequences: req.globalSequences };
+  let microBatches: MicroBatch[];
+  try {
+    microBatches = microBatchesOf(batch, shard.seqLen, step.microBatches);
+  } catch (error) {
+    if (error instanceof BatchSplitError) throw new InvalidRequestError(`RunStep: ${error.message}`);
+    throw error;
+  }
   return {
-    batch: {
-      step: req.step,
-      inputs,
-      targets,
-      globalTokens: req.globalTokens,
-      globalSequences: req.globalSequences,
-    },
-    schedule: { kind: step.schedule, chunks: step.chunks, layers: shard.model.layers },
+    batch,
+    microBatches,
+    schedule: { kind: step.schedule, chunks: step.chunks, layers: shard.model.layers, microBatches: step.microBatches },
     settings: { dispatchCodec: step.dispatchCodec, combineCodec: step.combineCodec, timeoutMs },
   };
 }

@@ -23,7 +23,7 @@ import { UnknownDeviceProfileError } from '@moe/sim';
 import type { Backend, Shard } from './backend';
 import { StepExecutor, StepOpError } from './schedule/executor';
 import { FlightRecorder } from './schedule/flight-recorder';
-import { buildSchedule } from '@moe/schedule';
+import { buildSchedule, SCHEDULE_NAMES } from '@moe/schedule';
 import type { Op } from '@moe/schedule';
 import { FailedPreconditionError, InvalidRequestError } from './errors';
 import { decodeShard, decodeStep } from './shard-decode';
@@ -140,6 +140,9 @@ export class WorkerNode {
               backend: this.options.backend.name,
               deviceProfile: this.options.backend.deviceProfile,
               pid: process.pid,
+              // The executor runs every registered schedule on any backend; micro-batches need a backend that keeps their state apart.
+              schedules: [...SCHEDULE_NAMES],
+              maxMicroBatches: this.options.backend.maxMicroBatches ?? 1,
             },
             { deadline: deadline(5_000) },
             (error, response) => (error || !response ? reject(error ?? new Error('empty reply')) : resolve(response)),
@@ -258,14 +261,14 @@ export class WorkerNode {
     // A wait for peers never outlives the caller's deadline: the step fails with the op and the
     // missing ranks named before the scheduler gives up on this worker.
     const peerTimeoutMs = Math.max(1, Math.min(this.options.peerTimeoutMs ?? 30_000, deadlineMs - 50));
-    const { batch, schedule, settings } = decodeStep(request, shard, peerTimeoutMs);
-    const scheduleKey = `${schedule.kind}/${schedule.chunks}/${schedule.layers}`;
+    const { batch, microBatches, schedule, settings } = decodeStep(request, shard, peerTimeoutMs, this.options.backend.maxMicroBatches ?? 1);
+    const scheduleKey = `${schedule.kind}/${schedule.chunks}/${schedule.layers}/${schedule.microBatches}`;
     let ops = this.schedules.get(scheduleKey);
     if (!ops) this.schedules.set(scheduleKey, (ops = buildSchedule(schedule)));
     this.state = 'running';
     this.currentStep = batch.step;
     try {
-      const outcome = await this.executor.run(ops, batch, settings);
+      const outcome = await this.executor.run(ops, microBatches, settings);
       return {
         step: batch.step,
         lossSum: outcome.lossSum,

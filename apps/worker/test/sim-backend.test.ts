@@ -1,6 +1,6 @@
 import { TINY_MODEL, TINY_TRAIN, initParams, parseModelConfig, type ModelConfig } from '@moe/model';
 import { describe, expect, it } from 'vitest';
-import type { Shard, StepBatch } from '../src/backend';
+import type { MicroBatch, Shard } from '../src/backend';
 import { createBackend } from '../src/backends/create-backend';
 import { SimBackend, SimOptionsError, SimShapeError, parseSimOptions } from '../src/backends/sim/index';
 import { UnknownDeviceProfileError } from '@moe/sim';
@@ -16,8 +16,11 @@ function shardOf(rank: number, backendOptions: Record<string, unknown>, config: 
   return shardFor({ init: initParams(config), model: config, optimizer: TINY_TRAIN.optimizer, owner: OWNER, rank, world: WORLD, seqLen: 16, runId: 'sim-test', backendOptions });
 }
 
-const batchOf = (step: number, tokens: number): StepBatch => ({
+const batchOf = (step: number, tokens: number): MicroBatch => ({
   step,
+  microBatch: 0,
+  microBatches: 1,
+  stepTokens: tokens,
   inputs: Int32Array.from({ length: tokens }, (_, i) => i % model.vocabSize),
   targets: Int32Array.from({ length: tokens }, (_, i) => (i + 1) % model.vocabSize),
   globalTokens: tokens * WORLD,

@@ -11,7 +11,7 @@ export { f32ToBf16Bits, bf16BitsToF32 } from './codec/bf16';
 export { f32ToE4m3, e4m3ToF32, E4M3_MAX, E4M3_NAN } from './codec/fp8-e4m3';
 
 // keys, frames, transports
-export { keyString, isPhase, PHASES, type FrameKey, type Phase } from './transport/frame-key';
+export { keyString, isPhase, microBatchOf, frameId, PHASES, type FrameKey, type Phase } from './transport/frame-key';
 export type { IncomingFrame, OutgoingFrame, Transport } from './transport/transport';
 export {
   DuplicateFrameError,

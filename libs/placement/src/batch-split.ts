@@ -49,3 +49,31 @@ export function splitSequences(sequences: number, workers: number, allowEmpty = 
 export function sliceSequences(tokens: Int32Array, seqLen: number, range: SequenceRange): Int32Array {
   return tokens.slice(range.first * seqLen, (range.first + range.count) * seqLen);
 }
+
+/**
+ * Splits one rank's block of `sequences` sequences into `microBatches` micro-batches: contiguous,
+ * sizes differing by at most one, the larger first (the same rule as splitSequences). The one
+ * definition of a micro-batch: the scheduler checks it before a run, the worker slices by it.
+ *
+ * @returns [microBatches] ranges, relative to the rank's block, covering 0..sequences-1 once
+ * @throws BatchSplitError when a micro-batch would be empty (fewer sequences than micro-batches)
+ */
+export function splitMicroBatches(sequences: number, microBatches: number): SequenceRange[] {
+  if (!Number.isInteger(microBatches) || microBatches < 1) throw new BatchSplitError(`microBatches=${microBatches} must be a positive integer`);
+  if (sequences < microBatches) {
+    throw new BatchSplitError(
+      `microBatches=${microBatches} exceeds the ${sequences} sequence${sequences === 1 ? '' : 's'} a worker holds; every micro-batch needs at least one ` +
+        '(raise train.batchSequences, or use fewer micro-batches or fewer workers)',
+    );
+  }
+  return splitSequences(sequences, microBatches);
+}
+
+/**
+ * The tokens of micro-batch `range` of a rank's block laid out sequence after sequence.
+ * @param tokens [count * L] the rank's tokens (inputs or targets)
+ * @returns [range.count * L] a view (no copy)
+ */
+export function microBatchTokens(tokens: Int32Array, seqLen: number, range: SequenceRange): Int32Array {
+  return tokens.subarray(range.first * seqLen, (range.first + range.count) * seqLen);
+}

@@ -99,6 +99,7 @@ export function fromOpRecord(record: OpRecordOut): OpRecordData {
     stream: record.stream as Stream,
     layer: record.layer,
     chunk: record.chunk,
+    microBatch: record.microBatch ?? 0,
     startMs,
     endMs,
     bytesSent: Number(record.bytesSent),

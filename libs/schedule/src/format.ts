@@ -1,6 +1,6 @@
 import type { Op } from './ops';
 
-/** `experts L1 C0` (plus ` M1` when the op belongs to micro-batch 1). */
+/** `experts L1 C0` (plus ` M1` when the op belongs to micro-batch 1; micro-batch 0 and step-wide ops print none). */
 export function opLabel(op: Pick<Op, 'kind' | 'layer' | 'chunk' | 'microBatch'>): string {
   return `${op.kind}${op.layer >= 0 ? ` L${op.layer}` : ''}${op.chunk >= 0 ? ` C${op.chunk}` : ''}${op.microBatch > 0 ? ` M${op.microBatch}` : ''}`;
 }

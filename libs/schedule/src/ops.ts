@@ -40,7 +40,7 @@ export interface Op {
   /** -1 when the op is not tied to a layer or chunk. */
   layer: number;
   chunk: number;
-  /** Index of the step's micro-batch the op works on (0 when the step has one). */
+  /** Index of the step's micro-batch the op works on (0 when the step has one); -1 for the step's update ops (grads, allreduce, update). */
   microBatch: number;
   /** Ids of the ops that must finish before this one starts (always earlier in the list). */
   deps: number[];
@@ -52,6 +52,8 @@ export interface ScheduleSpec {
   layers: number;
   /** Token chunks per layer; 1 for a schedule that does not chunk. */
   chunks: number;
+  /** Micro-batches the step's batch is split into (gradients accumulate over them); 1 when absent. */
+  microBatches?: number;
 }
 
 export class ScheduleError extends Error {

@@ -1,3 +1,4 @@
+import { fbOverlap } from './builders/fb-overlap';
 import { naive } from './builders/naive';
 import { overlapped } from './builders/overlapped';
 import { ScheduleError, type Op, type ScheduleSpec } from './ops';
@@ -29,7 +30,7 @@ export class UnknownScheduleError extends ScheduleError {
 }
 
 // A new schedule is one more builder in this list, and nothing else.
-const BUILDERS: readonly ScheduleBuilder[] = [naive, overlapped];
+const BUILDERS: readonly ScheduleBuilder[] = [naive, overlapped, fbOverlap];
 
 const BY_NAME = new Map(BUILDERS.map((b) => [b.name, b]));
 
@@ -39,6 +40,7 @@ export const SCHEDULE_NAMES: readonly string[] = BUILDERS.map((b) => b.name);
 /** The names of the built-in schedules, for code that picks one (a bench, the conformance kit). */
 export const NAIVE = naive.name;
 export const OVERLAPPED = overlapped.name;
+export const FB_OVERLAP = fbOverlap.name;
 
 /** The baseline every comparison is made against. */
 export const BASELINE_SCHEDULE = NAIVE;
@@ -67,6 +69,10 @@ export function buildSchedule(spec: ScheduleSpec): Op[] {
   }
   if (!Number.isInteger(spec.chunks) || spec.chunks < 1) {
     throw new ScheduleError(`chunks=${spec.chunks} must be a positive integer (schedule.chunks)`);
+  }
+  const microBatches = spec.microBatches ?? 1;
+  if (!Number.isInteger(microBatches) || microBatches < 1) {
+    throw new ScheduleError(`microBatches=${microBatches} must be a positive integer (schedule.microBatches)`);
   }
   // A schedule that does not chunk runs 1 whatever the spec says; the settings refuse such a count
   // where a person asked for it (resolveStepSettings).

@@ -8,6 +8,8 @@ export interface StepSettings {
   schedule: string;
   /** Token chunks per layer: the schedule's default when not asked for; 1 for a schedule that does not chunk. */
   chunks: number;
+  /** Micro-batches each worker splits its share of the step's batch into; gradients accumulate over them, one update per step. */
+  microBatches: number;
   dispatchCodec: DispatchCodecName;
   combineCodec: CombineCodecName;
   /** Ask workers for their op timeline (OpRecord list) every step. */
@@ -17,10 +19,14 @@ export interface StepSettings {
 export const DEFAULT_STEP_SETTINGS: Readonly<StepSettings> = Object.freeze({
   schedule: BASELINE_SCHEDULE,
   chunks: 1,
+  microBatches: 1,
   dispatchCodec: 'f32',
   combineCodec: 'f32',
   recordTimeline: false,
 });
+
+/** More micro-batches than this make frames too small to measure anything but overhead. */
+export const MAX_MICRO_BATCHES = 64;
 
 /** Step settings that cannot work; `field` names the setting (`chunks`, `dispatchCodec`, ...). */
 export class StepSettingsError extends ScheduleError {
@@ -40,6 +46,8 @@ export type StepSettingsInput = { [K in keyof StepSettings]?: StepSettings[K] | 
  * - the schedule is registered (UnknownScheduleError otherwise);
  * - chunks is a positive integer, the schedule's default when absent; a schedule that does not
  *   chunk refuses any count but 1;
+ * - microBatches is a positive integer at most MAX_MICRO_BATCHES, 1 when absent (any schedule
+ *   runs any count; a worker must also hold at least that many sequences, checked where the batch is split);
  * - the dispatch codec is one of DISPATCH_CODECS, the combine codec one of COMBINE_CODECS.
  * @throws StepSettingsError naming the field and the value
  */
@@ -53,6 +61,10 @@ export function resolveStepSettings(input: StepSettingsInput = {}): StepSettings
   if (!builder.chunked && chunks !== 1) {
     throw new StepSettingsError(`chunks=${chunks}: schedule ${schedule} does not chunk (it runs 1); chunks need a chunked schedule`, 'chunks');
   }
+  const microBatches = input.microBatches ?? DEFAULT_STEP_SETTINGS.microBatches;
+  if (!Number.isInteger(microBatches) || microBatches < 1 || microBatches > MAX_MICRO_BATCHES) {
+    throw new StepSettingsError(`microBatches=${microBatches} must be an integer from 1 to ${MAX_MICRO_BATCHES}`, 'microBatches');
+  }
   const dispatchCodec = input.dispatchCodec ?? DEFAULT_STEP_SETTINGS.dispatchCodec;
   if (!(DISPATCH_CODECS as readonly string[]).includes(dispatchCodec)) {
     throw new StepSettingsError(`dispatch codec ${JSON.stringify(dispatchCodec)} is not one of ${DISPATCH_CODECS.join(', ')}`, 'dispatchCodec');
@@ -61,16 +73,18 @@ export function resolveStepSettings(input: StepSettingsInput = {}): StepSettings
   if (!(COMBINE_CODECS as readonly string[]).includes(combineCodec)) {
     throw new StepSettingsError(`combine codec ${JSON.stringify(combineCodec)} is not one of ${COMBINE_CODECS.join(', ')}`, 'combineCodec');
   }
-  return { schedule, chunks, dispatchCodec, combineCodec, recordTimeline: input.recordTimeline ?? DEFAULT_STEP_SETTINGS.recordTimeline };
+  return { schedule, chunks, microBatches, dispatchCodec, combineCodec, recordTimeline: input.recordTimeline ?? DEFAULT_STEP_SETTINGS.recordTimeline };
 }
 
 /** `overlapped (2 chunks), dispatch fp8, combine bf16`: the settings as a person reads them. */
 export function describeStepSettings(s: StepSettings): string {
   const chunks = scheduleBuilder(s.schedule).chunked ? ` (${s.chunks} chunks)` : '';
-  return `${s.schedule}${chunks} schedule, dispatch ${s.dispatchCodec}, combine ${s.combineCodec}`;
+  const microBatches = s.microBatches > 1 ? `, ${s.microBatches} micro-batches` : '';
+  return `${s.schedule}${chunks} schedule${microBatches}, dispatch ${s.dispatchCodec}, combine ${s.combineCodec}`;
 }
 
-/** `overlapped C2` / `naive`: a short run label for progress lines and reports. */
-export function stepSettingsLabel(s: Pick<StepSettings, 'schedule' | 'chunks'>): string {
-  return scheduleBuilder(s.schedule).chunked ? `${s.schedule} C${s.chunks}` : s.schedule;
+/** `overlapped C2` / `naive` / `fb-overlap C1 M4`: a short run label for progress lines and reports. */
+export function stepSettingsLabel(s: Pick<StepSettings, 'schedule' | 'chunks'> & { microBatches?: number }): string {
+  const label = scheduleBuilder(s.schedule).chunked ? `${s.schedule} C${s.chunks}` : s.schedule;
+  return (s.microBatches ?? 1) > 1 ? `${label} M${s.microBatches}` : label;
 }

@@ -10,6 +10,7 @@ export interface StepOptionsWire {
   schedule?: string | number;
   scheduleName?: string;
   chunks?: number;
+  microBatches?: number;
   dispatchCodec?: string | number;
   combineCodec?: string | number;
   recordTimeline?: boolean;
@@ -27,6 +28,7 @@ export function stepOptionsToWire(s: StepSettings) {
     schedule: builder.wireEnum ?? 'SCHEDULE_UNSPECIFIED',
     scheduleName: builder.name,
     chunks: builder.chunked ? s.chunks : 1,
+    microBatches: s.microBatches,
     dispatchCodec: CODEC_WIRE[s.dispatchCodec],
     combineCodec: CODEC_WIRE[s.combineCodec],
     recordTimeline: s.recordTimeline,
@@ -35,7 +37,7 @@ export function stepOptionsToWire(s: StepSettings) {
 
 /**
  * `StepOptions` as checked settings: `schedule_name` when set, else the enum (UNSPECIFIED means
- * naive); chunks 0 means the schedule's default. An unknown schedule or codec is refused, named.
+ * naive); chunks 0 means the schedule's default; micro_batches 0 (a scheduler that predates it) means 1. An unknown schedule or codec is refused, named.
  * @throws UnknownScheduleError, StepSettingsError
  */
 export function stepSettingsFromWire(msg: StepOptionsWire | null | undefined, where = 'StepOptions'): StepSettings {
@@ -59,6 +61,7 @@ export function stepSettingsFromWire(msg: StepOptionsWire | null | undefined, wh
     return resolveStepSettings({
       schedule,
       chunks: options.chunks ? options.chunks : undefined,
+      microBatches: options.microBatches ? options.microBatches : undefined,
       dispatchCodec: codec(options.dispatchCodec, 'dispatchCodec') as DispatchCodecName,
       combineCodec: codec(options.combineCodec, 'combineCodec') as CombineCodecName,
       recordTimeline: options.recordTimeline ?? false,

@@ -1,5 +1,6 @@
 import { Worker } from 'node:worker_threads';
-import type { Backend, ExpertRows, NamedOptimizerState, ParamsSnapshot, RouteOutput, Shard, StepBatch, UpdateResult } from '../backend';
+import type { Backend, ExpertRows, MicroBatch, NamedOptimizerState, ParamsSnapshot, RouteOutput, Shard, UpdateResult } from '../backend';
+import { MAX_MICRO_BATCHES } from '@moe/schedule';
 import { CpuCompute } from './cpu-compute';
 import type { ComputeMethod, ThreadRequest, ThreadResponse } from './thread-protocol';
 
@@ -23,6 +24,7 @@ export class ComputeThreadError extends Error {
 export class CpuBackend implements Backend {
   readonly name = 'cpu';
   readonly deviceProfile = '';
+  readonly maxMicroBatches = MAX_MICRO_BATCHES;
   private readonly thread?: Worker;
   private readonly inline?: CpuCompute;
   private nextId = 0;
@@ -78,35 +80,35 @@ export class CpuBackend implements Backend {
   topK(): number {
     return this.k;
   }
-  beginStep(batch: StepBatch): Promise<void> {
+  beginStep(batch: MicroBatch): Promise<void> {
     return this.call('beginStep', batch);
   }
-  route(layer: number): Promise<RouteOutput> {
-    return this.call('route', layer);
+  route(layer: number, microBatch: number): Promise<RouteOutput> {
+    return this.call('route', layer, microBatch);
   }
-  sharedExperts(layer: number): Promise<void> {
-    return this.call('sharedExperts', layer);
+  sharedExperts(layer: number, microBatch: number): Promise<void> {
+    return this.call('sharedExperts', layer, microBatch);
   }
-  experts(layer: number, chunk: number, rows: ExpertRows[]): Promise<Float32Array[]> {
-    return this.call('experts', layer, chunk, rows);
+  experts(layer: number, chunk: number, rows: ExpertRows[], microBatch: number): Promise<Float32Array[]> {
+    return this.call('experts', layer, chunk, rows, microBatch);
   }
-  combineOutputs(layer: number, slotOutputs: Float32Array): Promise<void> {
-    return this.call('combineOutputs', layer, slotOutputs);
+  combineOutputs(layer: number, slotOutputs: Float32Array, microBatch: number): Promise<void> {
+    return this.call('combineOutputs', layer, slotOutputs, microBatch);
   }
-  lossAndHeadBackward(): Promise<{ lossSum: number; auxLoss: number }> {
-    return this.call('lossAndHeadBackward');
+  lossAndHeadBackward(microBatch: number): Promise<{ lossSum: number; auxLoss: number }> {
+    return this.call('lossAndHeadBackward', microBatch);
   }
-  combineOutputsBackward(layer: number): Promise<Float32Array> {
-    return this.call('combineOutputsBackward', layer);
+  combineOutputsBackward(layer: number, microBatch: number): Promise<Float32Array> {
+    return this.call('combineOutputsBackward', layer, microBatch);
   }
-  expertsBackward(layer: number, chunk: number, gradRows: ExpertRows[]): Promise<Float32Array[]> {
-    return this.call('expertsBackward', layer, chunk, gradRows);
+  expertsBackward(layer: number, chunk: number, gradRows: ExpertRows[], microBatch: number): Promise<Float32Array[]> {
+    return this.call('expertsBackward', layer, chunk, gradRows, microBatch);
   }
-  sharedExpertsBackward(layer: number): Promise<void> {
-    return this.call('sharedExpertsBackward', layer);
+  sharedExpertsBackward(layer: number, microBatch: number): Promise<void> {
+    return this.call('sharedExpertsBackward', layer, microBatch);
   }
-  routeBackward(layer: number, dSlotInputs: Float32Array): Promise<void> {
-    return this.call('routeBackward', layer, dSlotInputs);
+  routeBackward(layer: number, dSlotInputs: Float32Array, microBatch: number): Promise<void> {
+    return this.call('routeBackward', layer, dSlotInputs, microBatch);
   }
   gradientsToReduce(): Promise<Float32Array> {
     return this.call('gradientsToReduce');

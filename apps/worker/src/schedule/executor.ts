@@ -14,7 +14,8 @@ import {
   TimelineRecorder,
   type OpRecordData,
 } from '@moe/comm';
-import type { Backend, ExpertRows, RouteOutput, StepBatch } from '../backend';
+import type { Backend, ExpertRows, MicroBatch, RouteOutput, StepBatch } from '../backend';
+import { wholeBatch } from './micro-batches';
 import { chunkTokenRange } from '@moe/schedule';
 import type { OpObserver } from './flight-recorder';
 import type { Op } from '@moe/schedule';
@@ -46,14 +47,16 @@ export class StepOpError extends Error {
     readonly rank: number,
     override readonly cause: unknown,
   ) {
-    const where = `${op.kind}${op.layer >= 0 ? ` layer ${op.layer}` : ''}${op.chunk >= 0 ? ` chunk ${op.chunk}` : ''}`;
+    const where = `${op.kind}${op.microBatch > 0 ? ` micro-batch ${op.microBatch}` : ''}${op.layer >= 0 ? ` layer ${op.layer}` : ''}${op.chunk >= 0 ? ` chunk ${op.chunk}` : ''}`;
     super(`rank ${rank}, step ${step}, op ${where}: ${cause instanceof Error ? cause.message : String(cause)}`);
   }
 }
 
-/** What one layer carries between its ops during a step. */
+/** What one layer of one micro-batch carries between its ops during a step. */
 interface LayerState {
   route?: RouteOutput;
+  /** S = T*k slots of the micro-batch (from route's expert ids). */
+  slots: number;
   layouts: DispatchLayout[];
   handles: DispatchHandle[];
   received: ReceivedRows[][];
@@ -85,11 +88,25 @@ export class StepExecutor {
     private readonly observer?: OpObserver,
   ) {}
 
-  async run(ops: readonly Op[], batch: StepBatch, settings: ExecuteSettings): Promise<StepOutcome> {
+  /**
+   * @param batch this worker's micro-batches of the step, in order (`microBatchesOf`); a plain
+   *   StepBatch is a step of one micro-batch. The ops' micro-batch indices must be below their count.
+   */
+  async run(ops: readonly Op[], batch: StepBatch | readonly MicroBatch[], settings: ExecuteSettings): Promise<StepOutcome> {
+    const microBatches = 'length' in batch ? batch : wholeBatch(batch);
+    const step = microBatches[0]!.step;
+    const needed = Math.max(0, ...ops.map((op) => op.microBatch + 1));
+    if (needed !== microBatches.length) {
+      throw new Error(`rank ${this.transport.rank}, step ${step}: the schedule has ${needed} micro-batches but the step was split into ${microBatches.length}`);
+    }
     const timeline = new TimelineRecorder();
-    const layers: LayerState[] = [];
-    const layer = (l: number): LayerState =>
-      (layers[l] ??= {
+    // State per (micro-batch, layer): two micro-batches may be between forward and backward at once.
+    const layers = new Map<string, LayerState>();
+    const layer = (mb: number, l: number): LayerState => {
+      const id = `${mb}/${l}`;
+      let state = layers.get(id);
+      if (!state) layers.set(id, (state = {
+        slots: 0,
         layouts: [],
         handles: [],
         received: [],
@@ -97,32 +114,37 @@ export class StepExecutor {
         backwardHandles: [],
         backwardReceived: [],
         expertInputGrads: [],
-      });
+      }));
+      return state;
+    };
     const chunkCount = Math.max(1, ...ops.map((op) => op.chunk + 1));
     const hidden = this.backend.hiddenSize();
     const topK = this.backend.topK();
-    const tokens = batch.inputs.length;
-    const slots = tokens * topK;
     const { rank, worldSize } = this.transport;
-    const key = (op: Op, phase: Phase): FrameKey => ({ step: batch.step, layer: op.layer, chunk: Math.max(0, op.chunk), phase });
+    const key = (op: Op, phase: Phase): FrameKey => ({ step, microBatch: Math.max(0, op.microBatch), layer: op.layer, chunk: Math.max(0, op.chunk), phase });
     const wireBytes = (layout: DispatchLayout, codec: CodecName) =>
       layout.slotsTo.reduce((sum, s, dest) => (dest === rank ? sum : sum + encodedBytes(s.length, hidden, codec)), 0);
 
-    let loss = { lossSum: 0, auxLoss: 0 };
+    // Summed over micro-batches: each one's loss is already divided by the global batch's tokens.
+    const loss = { lossSum: 0, auxLoss: 0 };
     let gradients: Float32Array = new Float32Array(0);
     let reduced: Float32Array = new Float32Array(0);
     let checksum = '';
     let bytesSent = 0;
 
     const runOp = async (op: Op): Promise<number> => {
-      const s = op.layer >= 0 ? layer(op.layer) : undefined;
+      const s = op.layer >= 0 ? layer(op.microBatch, op.layer) : undefined;
+      const mb = op.microBatch;
       switch (op.kind) {
         case 'begin':
-          await this.backend.beginStep(batch);
+          await this.backend.beginStep(microBatches[mb]!);
           return 0;
         case 'route': {
-          const route = await this.backend.route(op.layer);
+          const route = await this.backend.route(op.layer, mb);
           s!.route = route;
+          // Sized from the router's output: a sim backend may model more tokens than the batch holds.
+          s!.slots = route.expertIds.length;
+          const tokens = s!.slots / topK;
           for (let c = 0; c < chunkCount; c++) {
             const range = chunkTokenRange(tokens, chunkCount, c);
             s!.layouts[c] = dispatchLayout(route.expertIds, this.expertOwner, worldSize, {
@@ -130,7 +152,7 @@ export class StepExecutor {
               end: range.end * topK,
             });
           }
-          s!.slotOutputs = new Float32Array(slots * hidden);
+          s!.slotOutputs = new Float32Array(s!.slots * hidden);
           return 0;
         }
         case 'dispatch': {
@@ -146,10 +168,10 @@ export class StepExecutor {
           return wireBytes(layout, settings.dispatchCodec);
         }
         case 'shared':
-          await this.backend.sharedExperts(op.layer);
+          await this.backend.sharedExperts(op.layer, mb);
           return 0;
         case 'experts':
-          s!.expertOutputs[op.chunk] = await this.backend.experts(op.layer, op.chunk, toExpertRows(s!.received[op.chunk]!));
+          s!.expertOutputs[op.chunk] = await this.backend.experts(op.layer, op.chunk, toExpertRows(s!.received[op.chunk]!), mb);
           return 0;
         case 'combine': {
           const handle = s!.handles[op.chunk]!;
@@ -161,14 +183,17 @@ export class StepExecutor {
           return receivedBytes(handle, rank, hidden, settings.combineCodec);
         }
         case 'post':
-          await this.backend.combineOutputs(op.layer, s!.slotOutputs!);
+          await this.backend.combineOutputs(op.layer, s!.slotOutputs!, mb);
           return 0;
-        case 'loss':
-          loss = await this.backend.lossAndHeadBackward();
+        case 'loss': {
+          const part = await this.backend.lossAndHeadBackward(mb);
+          loss.lossSum += part.lossSum;
+          loss.auxLoss += part.auxLoss;
           return 0;
+        }
         case 'post_bwd':
-          s!.dSlotOutputs = await this.backend.combineOutputsBackward(op.layer);
-          s!.dSlotInputs = new Float32Array(slots * hidden);
+          s!.dSlotOutputs = await this.backend.combineOutputsBackward(op.layer, mb);
+          s!.dSlotInputs = new Float32Array(s!.slots * hidden);
           return 0;
         case 'combine_bwd': {
           const layout = s!.layouts[op.chunk]!;
@@ -194,6 +219,7 @@ export class StepExecutor {
             op.layer,
             op.chunk,
             toExpertRows(s!.backwardReceived[op.chunk]!),
+            mb,
           );
           return 0;
         case 'dispatch_bwd': {
@@ -206,10 +232,12 @@ export class StepExecutor {
           return receivedBytes(handle, rank, hidden, settings.combineCodec);
         }
         case 'shared_bwd':
-          await this.backend.sharedExpertsBackward(op.layer);
+          await this.backend.sharedExpertsBackward(op.layer, mb);
           return 0;
         case 'route_bwd':
-          await this.backend.routeBackward(op.layer, s!.dSlotInputs!);
+          await this.backend.routeBackward(op.layer, s!.dSlotInputs!, mb);
+          // This micro-batch's layer is done: let its activations go.
+          layers.delete(`${mb}/${op.layer}`);
           return 0;
         case 'grads':
           gradients = await this.backend.gradientsToReduce();
@@ -232,13 +260,13 @@ export class StepExecutor {
       const start = op.stream === 'compute' ? Promise.all([computeTail, deps]) : deps;
       const finished = start.then(async () => {
         const t0 = timeline.now();
-        const flight = this.observer?.opStart(batch.step, op);
+        const flight = this.observer?.opStart(step, op);
         let bytes: number;
         try {
           bytes = await runOp(op);
         } catch (error) {
           if (flight) this.observer!.opEnd(flight, error instanceof StepOpError ? error.cause : error);
-          throw error instanceof StepOpError ? error : new StepOpError(op, batch.step, rank, error);
+          throw error instanceof StepOpError ? error : new StepOpError(op, step, rank, error);
         }
         if (flight) this.observer!.opEnd(flight);
         bytesSent += bytes;
@@ -247,6 +275,7 @@ export class StepExecutor {
           stream: op.stream,
           layer: op.layer,
           chunk: op.chunk,
+          microBatch: op.microBatch,
           startMs: t0,
           endMs: timeline.now(),
           bytesSent: bytes,

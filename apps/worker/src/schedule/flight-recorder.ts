@@ -6,6 +6,8 @@ export interface FlightOpEntry {
   kind: string;
   layer: number;
   chunk: number;
+  /** -1 for the step's update ops. */
+  microBatch: number;
   stream: string;
   state: 'running' | 'done' | 'failed';
   /** Wall clock, ms since the epoch. */
@@ -41,6 +43,7 @@ export class FlightRecorder implements OpObserver {
       kind: op.kind,
       layer: op.layer,
       chunk: op.chunk,
+      microBatch: op.microBatch,
       stream: op.stream,
       state: 'running',
       startMs: Date.now(),

@@ -3,7 +3,7 @@ import { toTensorMsg } from '../codec/tensor-msg';
 import { DTYPE_BYTES, type RowDType } from '../codec/types';
 import { MAX_PAYLOAD_VALUES } from '../codec/validate';
 import type { FrameOut, PeerAck, PeerMessage } from '../proto/types';
-import { isPhase, keyString, type FrameKey } from '../transport/frame-key';
+import { isPhase, keyString, microBatchOf, type FrameKey } from '../transport/frame-key';
 import type { OutgoingFrame } from '../transport/transport';
 
 /** A Frame message that cannot be accepted: the message names the field and the numbers. */
@@ -42,6 +42,7 @@ export function framePartMessages(key: FrameKey, source: number, frame: Outgoing
     messages.push({
       frame: {
         step: key.step,
+        microBatch: microBatchOf(key),
         layer: key.layer,
         chunk: key.chunk,
         phase: key.phase,
@@ -84,6 +85,7 @@ export interface FramePart {
 export function ackOf(frame: Partial<FrameOut> | null | undefined, error = ''): PeerAck {
   return {
     step: Number(frame?.step ?? 0),
+    microBatch: Number(frame?.microBatch ?? 0),
     layer: Number(frame?.layer ?? 0),
     chunk: Number(frame?.chunk ?? 0),
     phase: isPhase(frame?.phase) ? frame.phase : 'PHASE_UNSPECIFIED',
@@ -99,7 +101,7 @@ export function ackOf(frame: Partial<FrameOut> | null | undefined, error = ''): 
  */
 export function parseFramePart(frame: FrameOut, streamSource: number): FramePart {
   if (!isPhase(frame.phase)) throw new MalformedFrameError(`unknown phase ${String(frame.phase)}`);
-  const key: FrameKey = { step: frame.step, layer: frame.layer, chunk: frame.chunk, phase: frame.phase };
+  const key: FrameKey = { step: frame.step, microBatch: frame.microBatch, layer: frame.layer, chunk: frame.chunk, phase: frame.phase };
   const parts = frame.parts || 1;
   const part = frame.part;
   const what = `${keyString(key)} part ${part} of ${parts}`;

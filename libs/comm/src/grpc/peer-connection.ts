@@ -2,7 +2,7 @@ import * as grpc from '@grpc/grpc-js';
 import { GRPC_OPTIONS, loadMoeProto } from '../proto/load';
 import { tokenInterceptor } from './cluster-token';
 import type { PeerAckOut, PeerClient, PeerMessage } from '../proto/types';
-import { keyString, type FrameKey } from '../transport/frame-key';
+import { keyString, microBatchOf, type FrameKey } from '../transport/frame-key';
 import { PeerRefusedError, PeerUnreachableError, TransportClosedError } from '../transport/errors';
 
 export interface PeerConnectionOptions {
@@ -110,8 +110,15 @@ export class PeerConnection {
     const { key, part } = next;
     if (ack.error) {
       next.reject(new PeerRefusedError(this.o.dest, key, ack.error));
-    } else if (ack.step !== key.step || ack.layer !== key.layer || ack.chunk !== key.chunk || ack.phase !== key.phase || ack.part !== part) {
-      const got = `step ${ack.step} layer ${ack.layer} chunk ${ack.chunk} ${ack.phase} part ${ack.part}`;
+    } else if (
+      ack.step !== key.step ||
+      (ack.microBatch ?? 0) !== microBatchOf(key) ||
+      ack.layer !== key.layer ||
+      ack.chunk !== key.chunk ||
+      ack.phase !== key.phase ||
+      ack.part !== part
+    ) {
+      const got = `step ${ack.step} micro-batch ${ack.microBatch ?? 0} layer ${ack.layer} chunk ${ack.chunk} ${ack.phase} part ${ack.part}`;
       next.reject(new PeerRefusedError(this.o.dest, key, `acknowledged ${got} where part ${part} of ${keyString(key)} was next`));
     } else {
       next.resolve();

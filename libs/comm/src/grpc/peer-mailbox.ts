@@ -1,6 +1,6 @@
 import { DEFAULT_MAILBOX_BYTES, FrameStore } from '../transport/frame-store';
 import { DuplicateFrameError, PeerUnreachableError, RankRangeError, TransportClosedError } from '../transport/errors';
-import type { FrameKey } from '../transport/frame-key';
+import { frameId, type FrameKey } from '../transport/frame-key';
 import { copyFrame, payloadBytes } from '../transport/payload';
 import type { IncomingFrame, OutgoingFrame } from '../transport/transport';
 import { int32View } from '../codec/endian';
@@ -54,7 +54,6 @@ interface Assembly {
   expertIds?: Uint8Array;
 }
 
-const frameId = (source: number, k: FrameKey): string => `${source}/${k.step}/${k.layer}/${k.chunk}/${k.phase}`;
 
 /**
  * The receiving end of the data plane on one worker: the Peer service puts frames (and parts of

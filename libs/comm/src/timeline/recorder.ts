@@ -14,6 +14,8 @@ export interface OpRecordData {
   layer: number;
   /** -1 when not tied to a chunk. */
   chunk: number;
+  /** The step's micro-batch; -1 for the step's update ops; absent: 0 (a step of one micro-batch). */
+  microBatch?: number;
   startMs: number;
   endMs: number;
   /** Payload bytes this worker sent to peers in this op (comm ops; 0 for compute). */

@@ -1,4 +1,4 @@
-import type { FrameKey } from './frame-key';
+import { frameId, type FrameKey } from './frame-key';
 import { DuplicateFrameError, ReceiveTimeoutError, StaleFrameError, TransportClosedError } from './errors';
 import type { IncomingFrame } from './transport';
 
@@ -23,7 +23,6 @@ interface Admission {
 /** Default bound of the bytes a rank holds for frames nobody has taken yet. */
 export const DEFAULT_MAILBOX_BYTES = 1024 * 1024 * 1024;
 
-const frameId = (source: number, k: FrameKey): string => `${source}/${k.step}/${k.layer}/${k.chunk}/${k.phase}`;
 
 /**
  * The frames that have arrived at one rank, keyed by (step, layer, chunk, phase, source), and

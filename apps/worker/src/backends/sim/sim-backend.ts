@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { LinkModel } from '@moe/sim';
-import type { Backend, ExpertRows, ParamsSnapshot, RouteOutput, Shard, StepBatch, UpdateResult } from '../../backend';
+import type { Backend, ExpertRows, MicroBatch, ParamsSnapshot, RouteOutput, Shard, UpdateResult } from '../../backend';
+import { MAX_MICRO_BATCHES } from '@moe/schedule';
 import { CpuCompute } from '../cpu-compute';
 import { linkModelOf } from '@moe/sim';
 import { CostModel, type OpCost } from '@moe/sim';
@@ -28,6 +29,8 @@ export interface SimOpRecord {
   /** -1 when the op is not tied to a layer or chunk. */
   layer: number;
   chunk: number;
+  /** The step's micro-batch; -1 for the step's update ops. */
+  microBatch: number;
   /** FLOPs of all dtypes, and HBM bytes, of the modeled op. */
   flops: number;
   bytes: number;
@@ -84,6 +87,7 @@ export interface SimBackendOptions {
  */
 export class SimBackend implements Backend {
   readonly name = 'sim';
+  readonly maxMicroBatches = MAX_MICRO_BATCHES;
   private readonly defaultProfile?: string;
   private options?: SimOptions;
   private costs?: CostModel;
@@ -94,8 +98,8 @@ export class SimBackend implements Backend {
   private denseGradLength = 0;
   /** [H]: the pattern every row of h and of the gradients carries. */
   private rowPattern = new Float32Array(0);
-  private batch?: StepBatch;
-  private tokens = 0;
+  /** The step's micro-batches begun so far, and the tokens each one models. */
+  private microBatches = new Map<number, { batch: MicroBatch; tokens: number }>();
   /** [layers * E] experts routed this step. */
   private counts = new Int32Array(0);
   private records: SimOpRecord[] = [];
@@ -188,75 +192,90 @@ export class SimBackend implements Backend {
     });
   }
 
-  async beginStep(batch: StepBatch): Promise<void> {
+  /**
+   * Micro-batch 0 starts the step (counts and records reset). With `tokensPerRank`, a micro-batch
+   * models its share of those tokens, in proportion to the sequences it holds.
+   */
+  async beginStep(batch: MicroBatch): Promise<void> {
     const { options, shard, costs } = this.loaded();
-    this.batch = batch;
-    this.tokens = options.tokensPerRank ?? batch.inputs.length;
-    this.counts = new Int32Array(shard.layers * shard.experts);
-    this.records = [];
-    await this.run('begin', -1, -1, costs.begin(this.tokens));
+    const index = batch.microBatch ?? 0;
+    if (index === 0) {
+      this.microBatches.clear();
+      this.counts = new Int32Array(shard.layers * shard.experts);
+      this.records = [];
+    }
+    const stepTokens = batch.stepTokens ?? batch.inputs.length;
+    const tokens = options.tokensPerRank === undefined ? batch.inputs.length : Math.round((options.tokensPerRank * batch.inputs.length) / stepTokens);
+    this.microBatches.set(index, { batch, tokens });
+    await this.run('begin', -1, -1, index, costs.begin(tokens));
   }
 
-  async route(layer: number): Promise<RouteOutput> {
+  async route(layer: number, microBatch = 0): Promise<RouteOutput> {
     const { options, shard, costs } = this.loaded();
-    const step = this.inStep('route').step;
-    await this.run('route', layer, -1, costs.route(this.tokens));
-    const seed = mixSeed(options.seed, shard.rank, step, layer);
+    const { batch, tokens } = this.inStep('route', microBatch);
+    await this.run('route', layer, -1, microBatch, costs.route(tokens));
+    // Micro-batch 0 keeps the seed a step of one micro-batch has always had.
+    const seed = mixSeed(microBatch === 0 ? options.seed : mixSeed(options.seed, microBatch), shard.rank, batch.step, layer);
     const expertIds =
       options.routing === 'skewed'
-        ? skewedExpertIds(this.tokens, shard.topK, shard.expertOwner, seed)
-        : seededExpertIds(this.tokens, shard.topK, shard.experts, seed);
+        ? skewedExpertIds(tokens, shard.topK, shard.expertOwner, seed)
+        : seededExpertIds(tokens, shard.topK, shard.experts, seed);
     const counts = this.counts.subarray(layer * shard.experts, (layer + 1) * shard.experts);
     for (const e of expertIds) counts[e]!++;
-    return { h: this.rows(this.tokens), expertIds };
+    return { h: this.rows(tokens), expertIds };
   }
 
-  async sharedExperts(layer: number): Promise<void> {
-    return this.run('shared', layer, -1, this.loaded().costs.shared(this.tokens));
+  async sharedExperts(layer: number, microBatch = 0): Promise<void> {
+    return this.run('shared', layer, -1, microBatch, this.loaded().costs.shared(this.inStep('sharedExperts', microBatch).tokens));
   }
 
-  async experts(layer: number, chunk: number, rows: ExpertRows[]): Promise<Float32Array[]> {
+  async experts(layer: number, chunk: number, rows: ExpertRows[], microBatch = 0): Promise<Float32Array[]> {
     const n = this.checkRows('experts', layer, chunk, rows);
-    await this.run('experts', layer, chunk, this.loaded().costs.experts(n));
+    await this.run('experts', layer, chunk, microBatch, this.loaded().costs.experts(n));
     return rows.map((r) => r.rows);
   }
 
-  async combineOutputs(layer: number, slotOutputs: Float32Array): Promise<void> {
-    this.checkSlots('combineOutputs', layer, slotOutputs);
-    return this.run('post', layer, -1, this.loaded().costs.post(this.tokens, this.slots()));
+  async combineOutputs(layer: number, slotOutputs: Float32Array, microBatch = 0): Promise<void> {
+    const { tokens } = this.inStep('combineOutputs', microBatch);
+    this.checkSlots('combineOutputs', layer, microBatch, slotOutputs);
+    return this.run('post', layer, -1, microBatch, this.loaded().costs.post(tokens, this.slots(microBatch)));
   }
 
-  /** Sim does no learning: a fixed ln(vocab) per token (this rank's share of the global mean), no aux loss. */
-  async lossAndHeadBackward(): Promise<{ lossSum: number; auxLoss: number }> {
+  /** Sim does no learning: a fixed ln(vocab) per token (this micro-batch's share of the global mean), no aux loss. */
+  async lossAndHeadBackward(microBatch = 0): Promise<{ lossSum: number; auxLoss: number }> {
     const { shard, costs } = this.loaded();
-    const batch = this.inStep('lossAndHeadBackward');
-    await this.run('loss', -1, -1, costs.loss(this.tokens));
+    const { batch, tokens } = this.inStep('lossAndHeadBackward', microBatch);
+    await this.run('loss', -1, -1, microBatch, costs.loss(tokens));
     return { lossSum: (Math.log(shard.vocab) * batch.inputs.length) / Math.max(1, batch.globalTokens), auxLoss: 0 };
   }
 
-  async combineOutputsBackward(layer: number): Promise<Float32Array> {
-    await this.run('post_bwd', layer, -1, this.loaded().costs.postBackward(this.tokens, this.slots()));
-    return this.rows(this.slots());
+  async combineOutputsBackward(layer: number, microBatch = 0): Promise<Float32Array> {
+    const { tokens } = this.inStep('combineOutputsBackward', microBatch);
+    await this.run('post_bwd', layer, -1, microBatch, this.loaded().costs.postBackward(tokens, this.slots(microBatch)));
+    return this.rows(this.slots(microBatch));
   }
 
-  async expertsBackward(layer: number, chunk: number, gradRows: ExpertRows[]): Promise<Float32Array[]> {
+  async expertsBackward(layer: number, chunk: number, gradRows: ExpertRows[], microBatch = 0): Promise<Float32Array[]> {
     const n = this.checkRows('expertsBackward', layer, chunk, gradRows);
-    await this.run('experts_bwd', layer, chunk, this.loaded().costs.expertsBackward(n));
+    await this.run('experts_bwd', layer, chunk, microBatch, this.loaded().costs.expertsBackward(n));
     return gradRows.map((r) => r.rows);
   }
 
-  async sharedExpertsBackward(layer: number): Promise<void> {
-    return this.run('shared_bwd', layer, -1, this.loaded().costs.sharedBackward(this.tokens));
+  async sharedExpertsBackward(layer: number, microBatch = 0): Promise<void> {
+    return this.run('shared_bwd', layer, -1, microBatch, this.loaded().costs.sharedBackward(this.inStep('sharedExpertsBackward', microBatch).tokens));
   }
 
-  async routeBackward(layer: number, dSlotInputs: Float32Array): Promise<void> {
-    this.checkSlots('routeBackward', layer, dSlotInputs);
-    return this.run('route_bwd', layer, -1, this.loaded().costs.routeBackward(this.tokens));
+  async routeBackward(layer: number, dSlotInputs: Float32Array, microBatch = 0): Promise<void> {
+    const { tokens } = this.inStep('routeBackward', microBatch);
+    this.checkSlots('routeBackward', layer, microBatch, dSlotInputs);
+    return this.run('route_bwd', layer, -1, microBatch, this.loaded().costs.routeBackward(tokens));
   }
 
   /** [dense trainable params (zeros) + layers*E counts]: the real model's layout, so the all-reduce matches cpu's. */
   async gradientsToReduce(): Promise<Float32Array> {
-    await this.run('grads', -1, -1, this.loaded().costs.grads(this.tokens));
+    // The embedding backward of every micro-batch's tokens.
+    const tokens = [...this.microBatches.values()].reduce((n, m) => n + m.tokens, 0);
+    await this.run('grads', -1, -1, -1, this.loaded().costs.grads(tokens));
     const flat = new Float32Array(this.denseGradLength + this.counts.length);
     flat.set(this.counts, this.denseGradLength);
     return flat;
@@ -267,7 +286,7 @@ export class SimBackend implements Backend {
     if (reduced.length !== expected) {
       throw new SimShapeError(`applyUpdate: reduced gradients have ${reduced.length} values, expected ${expected}`);
     }
-    await this.run('update', -1, -1, this.loaded().costs.update());
+    await this.run('update', -1, -1, -1, this.loaded().costs.update());
     return { checksum: this.checksum };
   }
 
@@ -290,13 +309,14 @@ export class SimBackend implements Backend {
     return { options: this.options, costs: this.costs, shard: this.shard };
   }
 
-  private inStep(method: string): StepBatch {
-    if (!this.batch) throw new SimStateError(`sim backend: ${method} before beginStep`);
-    return this.batch;
+  private inStep(method: string, microBatch: number): { batch: MicroBatch; tokens: number } {
+    const state = this.microBatches.get(microBatch);
+    if (!state) throw new SimStateError(`sim backend: ${method} of micro-batch ${microBatch} before its beginStep`);
+    return state;
   }
 
-  private slots(): number {
-    return this.tokens * this.loaded().shard.topK;
+  private slots(microBatch: number): number {
+    return this.inStep('slots', microBatch).tokens * this.loaded().shard.topK;
   }
 
   /** [count, H] rows of the row pattern. */
@@ -323,11 +343,11 @@ export class SimBackend implements Backend {
     return n;
   }
 
-  private checkSlots(method: string, layer: number, values: Float32Array): void {
-    const expected = this.slots() * this.hiddenSize();
+  private checkSlots(method: string, layer: number, microBatch: number, values: Float32Array): void {
+    const expected = this.slots(microBatch) * this.hiddenSize();
     if (values.length !== expected) {
       throw new SimShapeError(
-        `${method} layer ${layer}: ${values.length} values, expected S=${this.slots()} slots x H=${this.hiddenSize()} = ${expected}`,
+        `${method} layer ${layer} micro-batch ${microBatch}: ${values.length} values, expected S=${this.slots(microBatch)} slots x H=${this.hiddenSize()} = ${expected}`,
       );
     }
   }
@@ -338,7 +358,7 @@ export class SimBackend implements Backend {
    * previous op's end starts at that op's modeled end, so timer overshoot does not add up over a
    * step; an op issued after an idle gap (the device waited on communication) starts when issued.
    */
-  private run(kind: SimOpKind, layer: number, chunk: number, cost: OpCost): Promise<void> {
+  private run(kind: SimOpKind, layer: number, chunk: number, microBatch: number, cost: OpCost): Promise<void> {
     const costs = this.loaded().costs;
     const modeledMs = costs.ms(cost);
     const flops = Object.values(cost.flops).reduce((a, b) => a + (b ?? 0), 0);
@@ -348,7 +368,7 @@ export class SimBackend implements Backend {
       this.modeledEnd = start + modeledMs;
       await waitUntil(this.modeledEnd);
       this.lastEnd = performance.now();
-      this.records.push({ kind, layer, chunk, flops, bytes: cost.bytes, modeledMs, measuredMs: this.lastEnd - issued });
+      this.records.push({ kind, layer, chunk, microBatch, flops, bytes: cost.bytes, modeledMs, measuredMs: this.lastEnd - issued });
     });
     this.device = op.catch(() => {});
     return op;

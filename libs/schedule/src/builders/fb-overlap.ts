@@ -1,0 +1,70 @@
+import type { Op, ScheduleSpec } from '../ops';
+import type { ScheduleBuilder } from '../registry';
+import { OpList, type PassShape } from './op-list';
+import { backwardExperts, backwardPass, backwardPost, backwardRoute, forwardExperts, forwardPass, forwardRoute, updatePhase } from './passes';
+
+/**
+ * One forward and one backward, of two different micro-batches, interleaved layer by layer:
+ * F(f) walks layers up while B(b) walks them down, so each one's all-to-alls travel while the
+ * other one computes (DeepSeek-V3's DualPipe pairing, section 3.2.1). One unit, F at layer u and
+ * B at layer L-1-u, on the compute stream in this order (what runs on the comm stream meanwhile):
+ *
+ *   B post_bwd                  ->  B's output gradients leave (combine_bwd)
+ *   F route                     ->  F's dispatch leaves; B's combine_bwd still in flight
+ *   F shared                       (F dispatch, B combine_bwd in flight)
+ *   B experts_bwd, per chunk    ->  B's input gradients go back (dispatch_bwd); F dispatch in flight
+ *   B shared_bwd                   (B dispatch_bwd in flight): weight-gradient work fills the gap
+ *   F experts, per chunk        ->  F's combine leaves
+ *   B route_bwd                    (F combine in flight)
+ *   F post
+ *
+ * Returns the F micro-batch's loss op and the B micro-batch's last route backward.
+ */
+function pairedPass(list: OpList, f: number, b: number, layers: number, shape: PassShape, bLoss: number): { loss: number; backward: number } {
+  let fUp = list.add('begin', 'forward', -1, -1, f, []);
+  let bUp = bLoss;
+  for (let u = 0; u < layers; u++) {
+    const bLayer = layers - 1 - u;
+    // The shared backward comes later here (after the experts' backward), so B's post is built without it.
+    const bw = backwardPost(list, b, bLayer, { ...shape, overlap: false }, bUp);
+    const fw = forwardRoute(list, f, u, shape, fUp);
+    const dispatchBackwards = backwardExperts(list, b, bLayer, shape, bw);
+    bw.sharedBackward = list.add('shared_bwd', 'backward', bLayer, -1, b, [bw.postBackward]);
+    fUp = forwardExperts(list, f, u, shape, fw, () => {
+      bUp = backwardRoute(list, b, bLayer, shape, bw, dispatchBackwards);
+    });
+  }
+  const loss = list.add('loss', 'backward', -1, -1, f, [fUp]);
+  return { loss, backward: bUp };
+}
+
+/**
+ * F(0); for i = 1..M-1 the forward of micro-batch i paired with the backward of micro-batch i-1;
+ * then B(M-1); then the one all-reduce and update of the step. The unpaired F(0) and B(M-1) run
+ * as the overlapped schedule runs a pass (chunks pipelined, shared experts behind the all-to-alls).
+ */
+export function buildFbOverlapStep(spec: ScheduleSpec): Op[] {
+  const shape: PassShape = { chunks: spec.chunks, overlap: true };
+  const M = spec.microBatches ?? 1;
+  const list = new OpList();
+  const backwards: number[] = [];
+  let loss = forwardPass(list, 0, spec.layers, shape);
+  for (let i = 1; i < M; i++) {
+    const pair = pairedPass(list, i, i - 1, spec.layers, shape, loss);
+    backwards.push(pair.backward);
+    loss = pair.loss;
+  }
+  backwards.push(backwardPass(list, M - 1, spec.layers, shape, loss));
+  updatePhase(list, backwards);
+  return list.ops;
+}
+
+export const fbOverlap: ScheduleBuilder = {
+  name: 'fb-overlap',
+  summary: "micro-batch i's forward paired with micro-batch i-1's backward: each one's all-to-alls travel while the other computes",
+  chunked: true,
+  // Chunks inside a pair add compute cost and little hiding (the other micro-batch already hides
+  // the all-to-alls); they help the unpaired first forward and last backward.
+  defaultChunks: 1,
+  build: buildFbOverlapStep,
+};
