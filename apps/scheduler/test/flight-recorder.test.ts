@@ -8,6 +8,7 @@ const op = (step: number, kind: string, layer: number, chunk: number, state = 'd
   kind,
   layer,
   chunk,
+  microBatch: 0,
   stream,
   state,
   startMs: (clock += 1),

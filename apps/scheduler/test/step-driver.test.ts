@@ -55,7 +55,7 @@ describe('RunStep requests', () => {
   it("hand each rank its contiguous block of whole sequences, with the global batch's divisors", () => {
     const batch = new MarkovChain(model.vocabSize, 3).batch(0, 5, 4);
     const ranges = splitSequences(5, 2);
-    const requests = runStepRequests('r1', 0, batch, ranges, stepOptionsToWire({ schedule: 'naive', chunks: 4, dispatchCodec: 'bf16', combineCodec: 'f32', recordTimeline: false }));
+    const requests = runStepRequests('r1', 0, batch, ranges, stepOptionsToWire({ schedule: 'naive', chunks: 4, microBatches: 1, dispatchCodec: 'bf16', combineCodec: 'f32', recordTimeline: false }));
     const ints = (b: Buffer | Uint8Array | string | undefined) => [...new Int32Array(new Uint8Array(b as Uint8Array).buffer)];
     expect(ints(requests[0]!.inputs!.data as Buffer)).toEqual([...batch.inputs.slice(0, 12)]);
     expect(ints(requests[1]!.targets!.data as Buffer)).toEqual([...batch.targets.slice(12, 20)]);

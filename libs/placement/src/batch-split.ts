@@ -53,20 +53,19 @@ export function sliceSequences(tokens: Int32Array, seqLen: number, range: Sequen
 /**
  * Splits one rank's block of `sequences` sequences into `microBatches` micro-batches: contiguous,
  * sizes differing by at most one, the larger first (the same rule as splitSequences). The one
- * definition of a micro-batch: the scheduler checks it before a run, the worker slices by it.
+ * definition of a micro-batch: the worker slices its batch by it.
+ *
+ * A rank holding fewer sequences than micro-batches gets empty ones at the end (8 sequences on 4
+ * ranks in 4 micro-batches: 1, 1, 0, 0 on every rank). An empty micro-batch still runs every op
+ * and sends its empty frames, so every rank runs the same op list and nothing waits forever.
  *
  * @returns [microBatches] ranges, relative to the rank's block, covering 0..sequences-1 once
- * @throws BatchSplitError when a micro-batch would be empty (fewer sequences than micro-batches)
  */
 export function splitMicroBatches(sequences: number, microBatches: number): SequenceRange[] {
   if (!Number.isInteger(microBatches) || microBatches < 1) throw new BatchSplitError(`microBatches=${microBatches} must be a positive integer`);
-  if (sequences < microBatches) {
-    throw new BatchSplitError(
-      `microBatches=${microBatches} exceeds the ${sequences} sequence${sequences === 1 ? '' : 's'} a worker holds; every micro-batch needs at least one ` +
-        '(raise train.batchSequences, or use fewer micro-batches or fewer workers)',
-    );
-  }
-  return splitSequences(sequences, microBatches);
+  if (!Number.isInteger(sequences) || sequences < 0) throw new BatchSplitError(`a rank's ${sequences} sequences must be a whole number`);
+  if (sequences === 0) return Array.from({ length: microBatches }, () => ({ first: 0, count: 0 }));
+  return splitSequences(sequences, microBatches, true);
 }
 
 /**

@@ -5,6 +5,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { GRPC_OPTIONS, envToken, loadMoeProto, requireToken, serverCredentials, type SchedulerHandlers } from '@moe/comm';
+import { capabilitiesFromRegister } from '@moe/schedule';
 import { RendezvousTimeoutError, WorkerLostError } from '../errors';
 
 export interface RegisteredWorker {
@@ -14,6 +15,9 @@ export interface RegisteredWorker {
   backend: string;
   deviceProfile: string;
   pid: number;
+  /** Schedules it runs and the most micro-batches it keeps apart (a run checks them: checkWorkersRun). */
+  schedules: string[];
+  maxMicroBatches: number;
   /** Registration order, 0-based: the rank it gets when a run takes all workers in order. */
   order: number;
   registeredAt: number;
@@ -45,6 +49,12 @@ export interface SchedulerServiceOptions {
 
 type LostListener = (worker: RegisteredWorker, error: WorkerLostError) => void;
 type RegisterListener = (worker: RegisteredWorker) => void;
+
+/** What a Register says the worker can run, the defaults of an older worker filled in. */
+function capabilities(r: { workerId: string; schedules?: string[]; maxMicroBatches?: number }): { schedules: string[]; maxMicroBatches: number } {
+  const c = capabilitiesFromRegister(r);
+  return { schedules: [...c.schedules], maxMicroBatches: c.maxMicroBatches };
+}
 
 /** Registered workers as "w-1 at 127.0.0.1:40211, ...". */
 export function describeWorkers(workers: readonly RegisteredWorker[]): string {
@@ -124,7 +134,7 @@ export class SchedulerService {
         const known = this.workers.get(r.workerId);
         if (known && !known.lost) {
           // The same process registering again (it missed our reply, or we restarted): keep its place.
-          Object.assign(known, { address: r.address, backend: r.backend, deviceProfile: r.deviceProfile, pid: r.pid, lastSeen: now });
+          Object.assign(known, { address: r.address, backend: r.backend, deviceProfile: r.deviceProfile, pid: r.pid, lastSeen: now, ...capabilities(r) });
         } else {
           const worker: RegisteredWorker = {
             workerId: r.workerId,
@@ -132,6 +142,7 @@ export class SchedulerService {
             backend: r.backend,
             deviceProfile: r.deviceProfile,
             pid: r.pid,
+            ...capabilities(r),
             order: this.nextOrder++,
             registeredAt: now,
             lastSeen: now,

@@ -3,7 +3,7 @@
  * (a local cluster of child processes unless given one), load the shards, drive the steps,
  * fetch the parameters, stop what was started, and optionally check parity with the reference.
  */
-import { resolveStepSettings, stepOptionsToWire, type StepSettings, type StepSettingsInput } from '@moe/schedule';
+import { checkWorkersRun, resolveStepSettings, stepOptionsToWire, type StepSettings, type StepSettingsInput } from '@moe/schedule';
 import { randomUUID } from 'node:crypto';
 import { initParams, MarkovChain, trainReference, type ModelConfig, type ModelParams, type TrainConfig } from '@moe/model';
 import { splitSequences, type SequenceRange } from '@moe/placement';
@@ -149,6 +149,7 @@ export async function runTraining(options: TrainingOptions): Promise<TrainingRes
       throw new RangeError(`the cluster has ${cluster.workers.length} workers but the run asks for ${options.workers}`);
     }
     const workers = cluster.workers.slice(0, options.workers);
+    checkWorkersRun(workers, settings);
     handles = workers.map((w, rank) => new WorkerHandle(rank, w.workerId, w.address, cluster.scheduler.token ?? ''));
     const driver = new StepDriver(handles, guard, {
       stepTimeoutMs: options.stepTimeoutMs ?? 60_000,

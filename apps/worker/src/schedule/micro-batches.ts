@@ -4,7 +4,7 @@ import type { MicroBatch, StepBatch } from '../backend';
 /**
  * This worker's step batch as `count` micro-batches of whole sequences, split by the one rule of
  * `@moe/placement` (splitMicroBatches). Inputs and targets are views of the batch's arrays.
- * @throws BatchSplitError when the worker holds fewer sequences than `count`
+ * (fewer sequences than `count`: the last micro-batches are empty, see splitMicroBatches).
  */
 export function microBatchesOf(batch: StepBatch, seqLen: number, count: number): MicroBatch[] {
   const sequences = batch.inputs.length / seqLen;
