@@ -149,6 +149,22 @@ function checkSetting(p: Problems, path: string, v: unknown): void {
   }
   checkNumber(p, `${path}.ratio`, v.ratio, { min: 0 });
   for (const k of SETTING_FIELDS) checkNumber(p, `${path}.${k}`, v[k], { nullable: true });
+  if (!Array.isArray(v.schedules)) {
+    p.push(`${path}.schedules: expected an array, got ${describe(v.schedules)}`);
+    return;
+  }
+  v.schedules.forEach((s: unknown, i) => {
+    const at = `${path}.schedules[${i}]`;
+    if (!isObject(s)) {
+      p.push(`${at}: expected an object, got ${describe(s)}`);
+      return;
+    }
+    checkString(p, `${at}.schedule`, s.schedule);
+    checkNumber(p, `${at}.chunks`, s.chunks, { min: 1, integer: true });
+    for (const k of ['step_ms', 'exposed_comm_share'] as const) checkNumber(p, `${at}.${k}`, s[k], { min: 0 });
+    checkNumber(p, `${at}.overhead`, s.overhead);
+    for (const k of ['speedup', 'efficiency'] as const) checkNumber(p, `${at}.${k}`, s[k], { nullable: true, min: 0 });
+  });
 }
 
 /**

@@ -5,6 +5,7 @@ import {
   type Range,
   type ResultRow,
   type RunSamples,
+  type ScheduleSummary,
   type SettingSummary,
 } from './types';
 
@@ -201,7 +202,7 @@ export function aggregateRuns(runs: readonly RunSamples[]): ResultRow[] {
     const setting = measured.filter((r) => r.ratio === ratio);
     const naive = setting.find((r) => r.schedule === 'naive');
     const ideal = naive ? Math.max(naive.compute_ms.median, naive.comm_ms.median) : null;
-    const best = bestOverlapped(setting);
+    const winners = new Set(schedulesOf(setting).map((schedule) => bestOf(setting, schedule)));
     for (const row of setting) {
       const { algbw_gbps, bytes_per_step, slowest_rank, ...times } = row;
       rows.push({
@@ -212,18 +213,23 @@ export function aggregateRuns(runs: readonly RunSamples[]): ResultRow[] {
         algbw_gbps,
         bytes_per_step,
         slowest_rank,
-        winner: row === best,
+        winner: winners.has(row),
       });
     }
   }
   return rows;
 }
 
-/** The overlapped row of one setting with the smallest median step (fewer chunks on a tie). */
-function bestOverlapped<T extends MeasuredRow>(setting: readonly T[]): T | undefined {
+/** The schedules of a setting other than naive, in row order (each one's rows compete for `winner`). */
+function schedulesOf(setting: readonly Pick<MeasuredRow, 'schedule'>[]): string[] {
+  return [...new Set(setting.map((r) => r.schedule))].filter((s) => s !== 'naive');
+}
+
+/** The row of `schedule` in one setting with the smallest median step (fewer chunks on a tie). */
+function bestOf<T extends MeasuredRow>(setting: readonly T[], schedule: string): T | undefined {
   let best: T | undefined;
   for (const row of setting) {
-    if (row.schedule !== 'overlapped') continue;
+    if (row.schedule !== schedule) continue;
     if (!best || row.step_ms.median < best.step_ms.median) best = row;
   }
   return best;
@@ -239,8 +245,19 @@ export function summarizeSettings(rows: readonly ResultRow[]): SettingSummary[] 
   return ratiosOf(rows).map((ratio) => {
     const setting = rows.filter((r) => r.ratio === ratio);
     const naive = setting.find((r) => r.schedule === 'naive');
-    const best = setting.find((r) => r.winner);
+    const best = setting.find((r) => r.winner && r.schedule === 'overlapped');
     const ideal = naive?.ideal_ms ?? null;
+    const schedules: ScheduleSummary[] = setting
+      .filter((r) => r.schedule === 'naive' || r.winner)
+      .map((r) => ({
+        schedule: r.schedule,
+        chunks: r.chunks,
+        step_ms: r.step_ms.median,
+        speedup: r.speedup,
+        efficiency: r.efficiency,
+        overhead: r.overhead,
+        exposed_comm_share: r.comm_ms.median > 0 ? r.exposed_comm_ms.median / r.comm_ms.median : 0,
+      }));
     return {
       ratio,
       naive_step_ms: naive?.step_ms.median ?? null,
@@ -251,6 +268,7 @@ export function summarizeSettings(rows: readonly ResultRow[]): SettingSummary[] 
       overhead_naive: naive?.overhead ?? null,
       overhead_overlapped: best?.overhead ?? null,
       winning_chunks: best?.chunks ?? null,
+      schedules,
     };
   });
 }

@@ -8,9 +8,10 @@ import { ReportError, type Direction, type OpRecordData, type StepSample, type S
  */
 export const ALL_TO_ALL_OPS: ReadonlySet<string> = new Set(['dispatch', 'combine', 'combine_bwd', 'dispatch_bwd']);
 
-/** `dispatch L1 C2`; the layer and chunk are left out when -1 (as the worker's formatSchedule). */
-export function opLabel(op: Pick<OpRecordData, 'name' | 'layer' | 'chunk'>): string {
-  return `${op.name}${op.layer >= 0 ? ` L${op.layer}` : ''}${op.chunk >= 0 ? ` C${op.chunk}` : ''}`;
+/** `dispatch L1 C2` (` M1` for micro-batch 1); the layer and chunk are left out when -1, micro-batch 0 too (as the worker's formatSchedule). */
+export function opLabel(op: Pick<OpRecordData, 'name' | 'layer' | 'chunk' | 'microBatch'>): string {
+  const mb = op.microBatch ?? 0;
+  return `${op.name}${op.layer >= 0 ? ` L${op.layer}` : ''}${op.chunk >= 0 ? ` C${op.chunk}` : ''}${mb > 0 ? ` M${mb}` : ''}`;
 }
 
 /** What an op is drawn as: its family (one colour), and a short tag for labels. */

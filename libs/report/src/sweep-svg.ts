@@ -10,7 +10,8 @@ export interface SweepSvgOptions {
 }
 
 interface Series {
-  key: 'naive' | 'overlapped' | 'ideal';
+  /** 'naive', 'ideal', or a schedule's name (its best run). */
+  key: string;
   label: string;
   colour: string;
   /** Horizontal offset in px so whiskers of series at one ratio do not hide each other. */
@@ -20,15 +21,23 @@ interface Series {
 
 const MARGIN = { left: 72, right: 24, top: 76, bottom: 64 };
 
+/** Colour and horizontal offset of each schedule other than naive, in the order they appear. */
+const SCHEDULE_STYLES = [
+  { colour: '#0072B2', dx: 7 },
+  { colour: '#CC79A7', dx: 14 },
+  { colour: '#56B4E9', dx: -14 },
+];
+
 function marker(key: Series['key'], x: number, y: number, colour: string): string {
-  if (key === 'overlapped') return `<rect ${attrs({ x: x - 4.5, y: y - 4.5, width: 9, height: 9, fill: colour })}/>`;
+  if (key === 'fb-overlap') return `<path ${attrs({ d: `M${n(x)},${n(y - 5.5)} L${n(x + 5.5)},${n(y + 4.5)} L${n(x - 5.5)},${n(y + 4.5)} Z`, fill: colour })}/>`;
+  if (key !== 'naive' && key !== 'ideal') return `<rect ${attrs({ x: x - 4.5, y: y - 4.5, width: 9, height: 9, fill: colour })}/>`;
   if (key === 'ideal') return `<path ${attrs({ d: `M${n(x)},${n(y - 5.5)} L${n(x + 5.5)},${n(y)} L${n(x)},${n(y + 5.5)} L${n(x - 5.5)},${n(y)} Z`, fill: '#ffffff', stroke: colour, 'stroke-width': 1.8 })}/>`;
   return `<circle ${attrs({ cx: x, cy: y, r: 5, fill: colour })}/>`;
 }
 
 /**
  * `sweep.svg`: step time (median, whiskers min to max) against the compute-to-communication
- * ratio on a log2 axis, for the naive schedule, the best overlapped one (its chunk count
+ * ratio on a log2 axis, for the naive schedule, each other schedule's best run (its chunk count
  * beside each point) and the ideal (max of naive compute and comm). Every point is an element
  * of class `point <series>`.
  */
@@ -38,19 +47,26 @@ export function renderSweepSvg(report: BenchReport, options: SweepSvgOptions = {
   const ratios = ratiosOf(report.results);
   if (ratios.length === 0) throw new ReportError('renderSweepSvg: the report has no results to plot');
 
-  const series: Series[] = [
-    { key: 'naive', label: 'naive', colour: '#D55E00', dx: -7, points: [] },
-    { key: 'overlapped', label: 'overlapped (best chunk count)', colour: '#0072B2', dx: 7, points: [] },
-    { key: 'ideal', label: 'ideal: max(compute, comm) of naive', colour: '#009E73', dx: 0, points: [] },
-  ];
+  const others = [...new Set(report.results.map((r) => r.schedule))].filter((s) => s !== 'naive');
+  const naiveSeries: Series = { key: 'naive', label: 'naive', colour: '#D55E00', dx: -7, points: [] };
+  const idealSeries: Series = { key: 'ideal', label: 'ideal: max(compute, comm) of naive', colour: '#009E73', dx: 0, points: [] };
+  const scheduleSeries: Series[] = others.map((schedule, i) => ({
+    key: schedule,
+    label: `${schedule} (best C)`,
+    ...SCHEDULE_STYLES[i % SCHEDULE_STYLES.length]!,
+    points: [],
+  }));
+  const series: Series[] = [naiveSeries, ...scheduleSeries, idealSeries];
   for (const ratio of ratios) {
     const rows = report.results.filter((r) => r.ratio === ratio);
     const naive = rows.find((r) => r.schedule === 'naive');
-    const best = rows.find((r) => r.winner);
-    if (naive) series[0]!.points.push({ ratio, range: naive.step_ms });
-    if (best) series[1]!.points.push({ ratio, range: best.step_ms, note: `C${best.chunks}` });
+    if (naive) naiveSeries.points.push({ ratio, range: naive.step_ms });
+    for (const s of scheduleSeries) {
+      const best = rows.find((r) => r.winner && r.schedule === s.key);
+      if (best) s.points.push({ ratio, range: best.step_ms, note: `C${best.chunks}` });
+    }
     const ideal = naive?.ideal_ms;
-    if (ideal != null) series[2]!.points.push({ ratio, range: { min: ideal, median: ideal, max: ideal } });
+    if (ideal != null) idealSeries.points.push({ ratio, range: { min: ideal, median: ideal, max: ideal } });
   }
 
   const plotW = width - MARGIN.left - MARGIN.right;

@@ -20,6 +20,13 @@ const AXIS = 30;
 const PANEL_GAP = 14;
 const CHAR = 0.6; // estimated glyph width, in font sizes
 const STREAMS: readonly Stream[] = ['compute', 'comm'];
+/** Colours of the strip under each bar that tells micro-batches apart (a step-wide op has none). */
+const MICRO_BATCH_COLOURS = ['#222222', '#E69F00', '#0072B2', '#D55E00', '#009E73', '#CC79A7', '#F0E442', '#56B4E9'];
+const STRIP = 3;
+const microBatchColour = (mb: number) => MICRO_BATCH_COLOURS[mb % MICRO_BATCH_COLOURS.length]!;
+/** The micro-batches a step's ops name (none below 0: those are the step's update ops). */
+const microBatchesIn = (panels: readonly StepTimeline[]): number =>
+  Math.max(0, ...panels.flatMap((p) => p.timelines.flatMap((ops) => ops.map((op) => (op.microBatch ?? 0) + 1))));
 
 /**
  * Puts each op in the first lane free at its start, so ops in flight together (several
@@ -49,11 +56,16 @@ function panelTitle(s: StepTimeline): string {
   return `${s.schedule}, ${chunks}: step ${s.step}, ratio ${fmtRatio(s.ratio)}, step_ms ${fmtMs(s.stepMs)}`;
 }
 
-function legend(x0: number, y0: number, width: number, families: readonly OpFamily[]): { svg: string[]; height: number } {
+function legend(x0: number, y0: number, width: number, families: readonly OpFamily[], microBatches: number): { svg: string[]; height: number } {
   const items: { label: string; swatch: string }[] = families.map((f) => ({
     label: FAMILY_NAMES[f],
     swatch: `<rect ${attrs({ width: 14, height: 10, fill: FAMILY_COLOURS[f], rx: 1.5 })}/>`,
   }));
+  if (microBatches > 1) {
+    for (let mb = 0; mb < microBatches; mb++) {
+      items.push({ label: `micro-batch ${mb} (strip, M${mb})`, swatch: `<rect ${attrs({ y: 7, width: 14, height: STRIP, fill: microBatchColour(mb) })}/>` });
+    }
+  }
   items.unshift(
     { label: 'forward: solid', swatch: `<rect ${attrs({ width: 14, height: 10, fill: '#4d4d4d', rx: 1.5 })}/>` },
     {
@@ -97,7 +109,8 @@ export function renderTimelineSvg(panels: readonly StepTimeline[], options: Time
   const body: string[] = [];
   const title = options.title ?? `Per-worker timeline: ${panels.map((p) => `${p.schedule} (${p.chunks} chunk${p.chunks === 1 ? '' : 's'})`).join(' vs ')}`;
   body.push(text(12, 22, title, { 'font-size': 15, 'font-weight': 'bold', fill: '#111111' }));
-  const leg = legend(12, 34, width - 24, familyOrder);
+  const microBatches = microBatchesIn(panels);
+  const leg = legend(12, 34, width - 24, familyOrder, microBatches);
   body.push(...leg.svg);
   let y = 34 + leg.height + 10;
 
@@ -135,12 +148,16 @@ export function renderTimelineSvg(panels: readonly StepTimeline[], options: Time
           const bx = x(op.startMs);
           const bw = Math.max(0.8, x(op.endMs) - bx);
           const by = row.top + row.lanes[i]! * (LANE + LANE_GAP);
+          const mb = op.microBatch ?? 0;
           const tip = `rank ${rank} ${op.stream}: ${opLabel(op)} (${op.direction}) ${fmtMs(op.startMs)}–${fmtMs(op.endMs)} ms, ${fmtMs(op.endMs - op.startMs)} ms${op.bytesSent > 0 ? `, ${op.bytesSent} bytes sent` : ''}`;
           bars.push(
-            `<rect ${attrs({ class: 'op', 'data-op': opLabel(op), x: bx, y: by, width: bw, height: LANE, fill, stroke: '#ffffff', 'stroke-width': 0.6 })}><title>${escapeXml(tip)}</title></rect>`,
+            `<rect ${attrs({ class: 'op', 'data-op': opLabel(op), x: bx, y: by, width: bw, height: LANE, fill, stroke: '#ffffff', 'stroke-width': 0.6, 'data-micro-batch': mb })}><title>${escapeXml(tip)}</title></rect>`,
           );
+          if (microBatches > 1 && mb >= 0) {
+            bars.push(`<rect ${attrs({ class: 'micro-batch', x: bx, y: by + LANE - STRIP, width: bw, height: STRIP, fill: microBatchColour(mb) })}/>`);
+          }
           if (backward) bars.push(`<rect ${attrs({ class: 'hatch', x: bx, y: by, width: bw, height: LANE, fill: 'url(#backward)' })}/>`);
-          const tag = opTag(op);
+          const tag = microBatches > 1 && mb >= 0 ? `${opTag(op)}m${mb}` : opTag(op);
           if (bw >= tag.length * 9 * CHAR + 4) {
             bars.push(
               text(bx + bw / 2, by + LANE / 2 + 3.2, tag, {

@@ -84,7 +84,7 @@ export function buildTrace(steps: readonly StepTimeline[], options: TraceOptions
           pid: rank,
           tid: STREAM_TIDS[op.stream],
           cat: `${step.schedule},${op.direction}`,
-          args: { ...where, kind: op.name, layer: op.layer, chunk: op.chunk, direction: op.direction, bytes: op.bytesSent },
+          args: { ...where, kind: op.name, layer: op.layer, chunk: op.chunk, micro_batch: op.microBatch ?? 0, direction: op.direction, bytes: op.bytesSent },
         });
       }
     });

@@ -28,7 +28,7 @@ export interface StepSample {
 /** Every step of one run: one (schedule, chunks, setting). */
 export interface RunSamples {
   schedule: ScheduleName;
-  /** Micro-batches per layer; 1 for naive. */
+  /** Token chunks per layer; 1 for naive. */
   chunks: number;
   /** The setting: compute-to-communication ratio the run was made to have (1 = headline). */
   ratio: number;
@@ -95,8 +95,23 @@ export interface ResultRow {
   bytes_per_step: number;
   /** Rank that was slowest (largest compute busy time) in most measured steps. */
   slowest_rank: number;
-  /** true on the overlapped row with the smallest median step of its setting. */
+  /** true on the row with the smallest median step among its schedule's rows of its setting (never on naive). */
   winner: boolean;
+}
+
+/** One schedule's best run of a setting (its winning chunk count), against that setting's naive run. */
+export interface ScheduleSummary {
+  schedule: ScheduleName;
+  chunks: number;
+  /** ms, median. */
+  step_ms: number;
+  /** naive step / this step; null without a naive run. */
+  speedup: number | null;
+  /** ideal / this step; null without a naive run. */
+  efficiency: number | null;
+  overhead: number;
+  /** exposed_comm_ms / comm_ms (medians): the share of this run's all-to-all time that compute did not hide. */
+  exposed_comm_share: number;
 }
 
 /** Headline figures of one setting: naive against its best overlapped run. */
@@ -114,6 +129,8 @@ export interface SettingSummary {
   overhead_overlapped: number | null;
   /** Chunk count of the best overlapped run. */
   winning_chunks: number | null;
+  /** Naive, then each other schedule's best run (overlapped, fb-overlap, ...), in result order. */
+  schedules: ScheduleSummary[];
 }
 
 /** The headline setting's figures at the top level, and every setting's in `settings`. */

@@ -74,12 +74,13 @@ export function medianStep(run: RunSamples): StepTimeline {
 
 /**
  * The steps worth drawing: at the report's headline ratio, a median step of the naive run and
- * one of the winning overlapped run (whichever of the two exist), naive first.
+ * one of each other schedule's winning run (whichever exist), in result order (naive first).
  */
 export function representativeSteps(report: BenchReport, runs: readonly RunSamples[]): StepTimeline[] {
   const ratio = report.summary.headline_ratio;
-  const chunks = report.summary.winning_chunks;
-  const naive = runs.find((r) => r.ratio === ratio && r.schedule === 'naive');
-  const overlapped = runs.find((r) => r.ratio === ratio && r.schedule === 'overlapped' && r.chunks === chunks);
-  return [naive, overlapped].filter((r): r is RunSamples => r !== undefined).map(medianStep);
+  const shown = report.results.filter((r) => r.ratio === ratio && (r.schedule === 'naive' || r.winner));
+  return shown
+    .map((row) => runs.find((r) => r.ratio === ratio && r.schedule === row.schedule && r.chunks === row.chunks))
+    .filter((r): r is RunSamples => r !== undefined)
+    .map(medianStep);
 }

@@ -104,7 +104,7 @@ describe('collectEnvironment', () => {
 
 describe('fromOpRecord', () => {
   it('converts a wire record and refuses an unknown stream by name', () => {
-    const record = { name: 'dispatch', stream: 'comm', layer: 1, chunk: 2, startMs: 1, endMs: 3, bytesSent: 64, direction: 'forward' };
+    const record = { name: 'dispatch', stream: 'comm', layer: 1, chunk: 2, microBatch: 0, startMs: 1, endMs: 3, bytesSent: 64, direction: 'forward' };
     expect(fromOpRecord(record)).toEqual(record);
     expect(() => fromOpRecord({ ...record, stream: 'gpu' })).toThrow(/stream="gpu"/);
     expect(() => fromOpRecord({ ...record, endMs: 0 })).toThrow(/not an interval/);
@@ -124,7 +124,7 @@ describe('report.md and the terminal table', () => {
 
   it('has the transport line, the figures and the exact command line', () => {
     expect(md).toContain('raw TCP 2000 MB/s, gRPC all-to-all 400 MB/s; gRPC reaches 0.20 of raw TCP');
-    expect(md).toContain('![Per-worker timeline of one naive and one overlapped step](timeline.svg)');
+    expect(md).toContain("![Per-worker timeline of one step of each schedule's best run](timeline.svg)");
     expect(md).toContain(`\`\`\`sh\n${command}\n\`\`\``);
   });
 
@@ -140,7 +140,7 @@ describe('report.md and the terminal table', () => {
 
 describe('toStepSample', () => {
   it('converts every rank\'s wire timeline, and names the ranks that sent none', () => {
-    const record = { name: 'combine', stream: 'comm', layer: 0, chunk: 0, startMs: 0, endMs: 2, bytesSent: 8, direction: 'forward' };
+    const record = { name: 'combine', stream: 'comm', layer: 0, chunk: 0, microBatch: 0, startMs: 0, endMs: 2, bytesSent: 8, direction: 'forward' };
     expect(toStepSample({ step: 3, stepMs: 5, timelines: [[record], [record]] }).timelines[1]).toEqual([record]);
     expect(() => toStepSample({ step: 3, stepMs: 5, timelines: [[record], [], []] })).toThrow(
       'step 3: ranks 1, 2 sent no timeline; a report needs every worker to record one (StepOptions.record_timeline)',

@@ -1,6 +1,7 @@
 /**
- * `moe bench`: a local cluster of `sim` workers, the naive schedule and the overlapped one over a
- * sweep of chunk counts and of modeled compute-to-communication ratios, then a report.
+ * `moe bench`: a local cluster of `sim` workers, the naive, overlapped and fb-overlap schedules
+ * over a sweep of chunk counts and of modeled compute-to-communication ratios, every run on the
+ * same global batch split into the same micro-batches, then a report.
  *
  * How a ratio is set: the sim backend models compute and links of a device profile, both slowed
  * by one dilation factor. Two calibration runs (naive, compute scale 1, two dilations) separate
@@ -10,7 +11,7 @@
  * The achieved ratio of every naive run is in the report (compute_ms / comm_ms).
  */
 import { measureGrpcLoopback, measureTcpLoopback } from '@moe/comm';
-import { NAIVE, OVERLAPPED, stepSettingsLabel } from '@moe/schedule';
+import { FB_OVERLAP, NAIVE, OVERLAPPED, stepSettingsLabel } from '@moe/schedule';
 import { parseModelConfig, parseTrainConfig, TINY_MODEL, TINY_TRAIN, type ModelConfig, type TrainConfig } from '@moe/model';
 import { LocalCluster, type Cluster } from '../control/local-cluster';
 import {
@@ -34,6 +35,12 @@ export interface BenchOptions {
   ratios: number[];
   /** Chunk counts of the overlapped schedule. */
   chunks: number[];
+  /** Chunk counts of the fb-overlap schedule. */
+  fbChunks: number[];
+  /** Micro-batches each worker splits its share of the global batch into, every schedule alike (gradients accumulate; one update a step). */
+  microBatches: number;
+  /** Tokens a rank models in a step (all its micro-batches): the rows the all-to-alls carry. */
+  tokensPerRank: number;
   warmupSteps: number;
   measuredSteps: number;
   /** Wire codecs of the all-to-alls (DeepSeek-V3 dispatches in fp8 and combines in bf16). */
@@ -67,6 +74,9 @@ export const BENCH_DEFAULTS: Omit<BenchOptions, 'out' | 'command'> = {
   workers: 4,
   ratios: [0.25, 0.5, 1, 2, 4],
   chunks: [2, 4],
+  fbChunks: [1, 2],
+  microBatches: 4,
+  tokensPerRank: 256,
   warmupSteps: 1,
   measuredSteps: 3,
   dispatchCodec: 'bf16',
@@ -80,6 +90,7 @@ export const BENCH_DEFAULTS: Omit<BenchOptions, 'out' | 'command'> = {
 
 export const BENCH_QUICK: Partial<BenchOptions> = {
   chunks: [2],
+  fbChunks: [1],
   measuredSteps: 2,
   commTargetMs: 150,
   transportSeconds: 0.5,
@@ -93,10 +104,14 @@ export interface BenchResult {
   naturalRatio: number;
 }
 
-/** The real model the sim workers hold: only its experts and top-k matter to the simulation. */
-function benchConfigs(workers: number): { model: ModelConfig; train: TrainConfig } {
+/**
+ * The real model the sim workers hold: only its experts and top-k matter to the simulation. The
+ * real batch only has to give every rank one sequence per micro-batch; the modeled tokens are
+ * `tokensPerRank`, shared out over the micro-batches by their sequences.
+ */
+function benchConfigs(workers: number, microBatches: number): { model: ModelConfig; train: TrainConfig } {
   const model = parseModelConfig({ ...TINY_MODEL, routedExperts: 8, topK: 4, layers: 2, balancing: 'none' });
-  const train = parseTrainConfig({ ...TINY_TRAIN, batchSequences: 2 * workers, seqLen: 128, steps: 1 });
+  const train = parseTrainConfig({ ...TINY_TRAIN, batchSequences: microBatches * workers, seqLen: 32, steps: 1 });
   return { model, train };
 }
 
@@ -131,15 +146,13 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
   if (options.workers % options.nodeSize !== 0 && options.workers > options.nodeSize) {
     throw new RangeError(`--workers ${options.workers} is not a whole number of nodes of --node-size ${options.nodeSize}`);
   }
-  const { model, train } = benchConfigs(options.workers);
+  const { model, train } = benchConfigs(options.workers, options.microBatches);
   const simOptions = (dilation: number, computeScale: number) => ({
     profile: options.profile,
     dilation,
     computeScale,
     nodeSize: options.nodeSize,
-    // One optimizer step per 16 micro-batches, as in large-batch MoE training: the update's
-    // memory-bound work is not what this benchmark is about.
-    accumulationSteps: 16,
+    tokensPerRank: options.tokensPerRank,
     // Payloads here are ~1/100 of a DeepSeek-V3 rank's (fewer tokens, narrower rows); latency
     // scales with them so a frame stays bandwidth-bound as it is on the real cluster.
     latencyScale: 0.01,
@@ -148,6 +161,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
   const schedules = [
     { schedule: NAIVE, chunks: 1 },
     ...options.chunks.map((chunks) => ({ schedule: OVERLAPPED, chunks })),
+    ...options.fbChunks.map((chunks) => ({ schedule: FB_OVERLAP, chunks })),
   ];
   const total = 2 + options.ratios.length * schedules.length;
   let done = 0;
@@ -163,7 +177,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
         cluster,
         backend: 'sim',
         backendOptions,
-        step: { ...schedule, dispatchCodec: options.dispatchCodec, combineCodec: options.combineCodec, recordTimeline: true },
+        step: { ...schedule, microBatches: options.microBatches, dispatchCodec: options.dispatchCodec, combineCodec: options.combineCodec, recordTimeline: true },
         signal: options.signal,
         onStep: options.onStep && ((metrics) => options.onStep!(metrics)),
       });
@@ -206,7 +220,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
           steps: result.steps.map((s) => toStepSample(s)),
           workerIds: result.workers.map((w) => w.workerId),
         });
-        progress(`ratio ${ratio}: ${stepSettingsLabel(schedule)}`);
+        progress(`ratio ${ratio}: ${stepSettingsLabel({ ...schedule, microBatches: options.microBatches })}`);
       }
     }
 
@@ -227,6 +241,11 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
         combine_codec: options.combineCodec,
         ratios: options.ratios,
         chunks: options.chunks,
+        fb_overlap_chunks: options.fbChunks,
+        schedules: schedules.map((s) => stepSettingsLabel(s)),
+        // Every run: the same global batch in the same micro-batches, one optimizer update a step.
+        micro_batches: options.microBatches,
+        tokens_per_rank: options.tokensPerRank,
         warmup_steps: options.warmupSteps,
         measured_steps: options.measuredSteps,
         dilation,

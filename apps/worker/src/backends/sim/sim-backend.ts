@@ -347,7 +347,7 @@ export class SimBackend implements Backend {
     const expected = this.slots(microBatch) * this.hiddenSize();
     if (values.length !== expected) {
       throw new SimShapeError(
-        `${method} layer ${layer} micro-batch ${microBatch}: ${values.length} values, expected S=${this.slots(microBatch)} slots x H=${this.hiddenSize()} = ${expected}`,
+        `${method} layer ${layer}${microBatch > 0 ? ` micro-batch ${microBatch}` : ''}: ${values.length} values, expected S=${this.slots(microBatch)} slots x H=${this.hiddenSize()} = ${expected}`,
       );
     }
   }
