@@ -61,6 +61,14 @@ interface LayerStep {
   dhShared?: Tensor;
 }
 
+/** One micro-batch's activations and the gradient flowing back through it. */
+interface MicroBatchStep {
+  batch: StepBatch;
+  layers: LayerStep[];
+  /** Gradient flowing into the output of the layer being differentiated. */
+  dx?: Tensor;
+}
+
 const tensorOf = (data: Float32Array, cols: number): Tensor => ({ shape: [data.length / cols, cols], data });
 
 function addInto(into: Float32Array, from: Float32Array): void {
@@ -93,11 +101,12 @@ export class CpuCompute {
   private denseGrads = new Map<string, Tensor>();
   private adamDense!: AdamW;
   private adamExperts!: AdamW;
-  private batch!: StepBatch;
-  private layers: LayerStep[] = [];
-  /** Gradient flowing into the output of the layer being differentiated. */
-  private dx!: Tensor;
-  private finalNormCache!: Cache<typeof rmsNorm>;
+  /**
+   * The step's micro-batches begun so far, each with its own activations: with fb-overlap two are
+   * between forward and backward at once. Gradients (denseGrads, expertGrads) are shared: every
+   * micro-batch adds into them.
+   */
+  private micro = new Map<number, MicroBatchStep>();
 
   load(shard: Shard): string {
     this.config = parseModelConfig(shard.model);
@@ -146,30 +155,39 @@ export class CpuCompute {
     return this.config.topK;
   }
 
-  beginStep(batch: StepBatch): void {
-    this.batch = batch;
-    this.layers = [];
+  /** Begins one micro-batch (`batch.microBatch`, 0 when absent); micro-batch 0 begins the step: gradients zeroed. */
+  beginStep(batch: StepBatch & { microBatch?: number }): void {
+    const mb = batch.microBatch ?? 0;
+    this.micro.set(mb, { batch, layers: [{ x: embed(batch.inputs, this.params.embedding) } as LayerStep] });
+    if (mb !== 0) return;
+    for (const other of [...this.micro.keys()]) if (other !== 0) this.micro.delete(other);
     this.denseGrads = new Map(this.named.filter((p) => p.trainable).map((p) => [p.name, zeros(p.tensor.shape)]));
     this.expertGrads = this.localExperts.map(
       (layer) =>
         new Map([...layer.entries()].map(([id, p]) => [id, { w1: zeros(p.w1.shape), w3: zeros(p.w3.shape), w2: zeros(p.w2.shape) }])),
     );
-    this.layers[0] = { x: embed(batch.inputs, this.params.embedding) } as LayerStep;
   }
 
-  route(layer: number): RouteOutput {
-    const s = this.layers[layer]!;
+  /** Micro-batch `mb` of this step, or an error naming it. */
+  private step(mb: number): MicroBatchStep {
+    const m = this.micro.get(mb);
+    if (!m) throw new Error(`micro-batch ${mb} was not begun this step`);
+    return m;
+  }
+
+  route(layer: number, mb = 0): RouteOutput {
+    const s = this.step(mb).layers[layer]!;
     const p = this.params.layers[layer]!;
     const norm = rmsNorm(s.x, p.norm, this.config.rmsEps);
     s.norm = norm.cache;
     s.h = norm.y;
-    s.route = route(norm.y, p, this.config, { seqLen: this.seqLen, globalSequences: this.batch.globalSequences });
+    s.route = route(norm.y, p, this.config, { seqLen: this.seqLen, globalSequences: this.step(mb).batch.globalSequences });
     s.work = [];
     return { h: norm.y.data, expertIds: s.route.expertIds };
   }
 
-  sharedExperts(layer: number): void {
-    const s = this.layers[layer]!;
+  sharedExperts(layer: number, mb = 0): void {
+    const s = this.step(mb).layers[layer]!;
     const out = sharedExpertsForward(this.params.layers[layer]!.shared, s.h);
     s.sharedCaches = out.caches;
     s.sharedOut = out.y;
@@ -195,7 +213,7 @@ export class CpuCompute {
       .map(([expert, l]) => ({ expert, sources: Int32Array.from(l.sources), rows: Int32Array.from(l.rows) }));
   }
 
-  experts(layer: number, chunk: number, rows: ExpertRows[]): Float32Array[] {
+  experts(layer: number, chunk: number, rows: ExpertRows[], mb = 0): Float32Array[] {
     const H = this.config.hiddenSize;
     const outputs = rows.map((r) => new Float32Array(r.rows.length));
     const work: ExpertWork[] = [];
@@ -212,46 +230,48 @@ export class CpuCompute {
       }
       work.push({ ...group, cache: out.cache });
     }
-    this.layers[layer]!.work[chunk] = work;
+    this.step(mb).layers[layer]!.work[chunk] = work;
     return outputs;
   }
 
-  combineOutputs(layer: number, slotOutputs: Float32Array): void {
-    const s = this.layers[layer]!;
+  combineOutputs(layer: number, slotOutputs: Float32Array, mb = 0): void {
+    const m = this.step(mb);
+    const s = m.layers[layer]!;
     const H = this.config.hiddenSize;
     s.slotOutputs = tensorOf(slotOutputs, H);
     const combined = combine(s.slotOutputs, s.route.weights, this.config.topK);
-    this.layers[layer + 1] = { x: residualAdd(s.x, s.sharedOut, combined) } as LayerStep;
+    m.layers[layer + 1] = { x: residualAdd(s.x, s.sharedOut, combined) } as LayerStep;
   }
 
-  lossAndHeadBackward(): { lossSum: number; auxLoss: number } {
-    const x = this.layers[this.config.layers]!.x;
+  lossAndHeadBackward(mb = 0): { lossSum: number; auxLoss: number } {
+    const m = this.step(mb);
+    const x = m.layers[this.config.layers]!.x;
     const norm = rmsNorm(x, this.params.finalNorm, this.config.rmsEps);
-    this.finalNormCache = norm.cache;
     const logits = headForward(norm.y, this.params.head);
-    const ce = crossEntropy(logits, this.batch.targets, this.batch.globalTokens);
+    const ce = crossEntropy(logits, m.batch.targets, m.batch.globalTokens);
     const head = headBackward(norm.y, this.params.head, ce.dLogits);
     addInto(this.denseGrads.get('head')!.data, head.dHead.data);
     const back = rmsNormBackward(norm.cache, head.dh);
     addInto(this.denseGrads.get('final_norm')!.data, back.dGain.data);
-    this.dx = back.dx;
+    m.dx = back.dx;
     let auxLoss = 0;
-    for (let l = 0; l < this.config.layers; l++) auxLoss += this.layers[l]!.route.auxLoss;
+    for (let l = 0; l < this.config.layers; l++) auxLoss += m.layers[l]!.route.auxLoss;
     return { lossSum: ce.lossSum, auxLoss };
   }
 
-  combineOutputsBackward(layer: number): Float32Array {
-    const s = this.layers[layer]!;
-    s.dy = this.dx;
+  combineOutputsBackward(layer: number, mb = 0): Float32Array {
+    const m = this.step(mb);
+    const s = m.layers[layer]!;
+    s.dy = m.dx!;
     const back = combineBackward(s.dy, s.slotOutputs!, s.route.weights, this.config.topK);
     s.dWeights = back.dWeights;
     return back.dSlotOutputs.data;
   }
 
-  expertsBackward(layer: number, chunk: number, gradRows: ExpertRows[]): Float32Array[] {
+  expertsBackward(layer: number, chunk: number, gradRows: ExpertRows[], mb = 0): Float32Array[] {
     const H = this.config.hiddenSize;
     const outputs = gradRows.map((r) => new Float32Array(r.rows.length));
-    for (const work of this.layers[layer]!.work[chunk] ?? []) {
+    for (const work of this.step(mb).layers[layer]!.work[chunk] ?? []) {
       const dy = zeros([work.rows.length, H]);
       for (let i = 0; i < work.rows.length; i++) {
         const from = gradRows[work.sources[i]!]!;
@@ -275,8 +295,8 @@ export class CpuCompute {
     return outputs;
   }
 
-  sharedExpertsBackward(layer: number): void {
-    const s = this.layers[layer]!;
+  sharedExpertsBackward(layer: number, mb = 0): void {
+    const s = this.step(mb).layers[layer]!;
     const back = sharedExpertsBackward(this.params.layers[layer]!.shared, s.sharedCaches, s.dy!);
     back.grads.forEach((g, i) => {
       for (const w of ['w1', 'w3', 'w2'] as const) {
@@ -286,8 +306,9 @@ export class CpuCompute {
     s.dhShared = back.dh;
   }
 
-  routeBackward(layer: number, dSlotInputs: Float32Array): void {
-    const s = this.layers[layer]!;
+  routeBackward(layer: number, dSlotInputs: Float32Array, mb = 0): void {
+    const m = this.step(mb);
+    const s = m.layers[layer]!;
     const router = routeBackward(s.route.cache, s.dWeights!);
     addInto(this.denseGrads.get(`layers.${layer}.router`)!.data, router.dRouter.data);
     const dh = moeInputGrad(s.dhShared!, router.dh, tensorOf(dSlotInputs, this.config.hiddenSize), this.config.topK);
@@ -295,13 +316,15 @@ export class CpuCompute {
     addInto(this.denseGrads.get(`layers.${layer}.norm`)!.data, norm.dGain.data);
     const dx = zeros(s.x.shape);
     for (let i = 0; i < dx.data.length; i++) dx.data[i] = s.dy!.data[i]! + norm.dx.data[i]!;
-    this.dx = dx;
+    m.dx = dx;
   }
 
-  /** Dense gradients (trainable, in `denseParams` order) followed by this step's expert counts. */
+  /** Dense gradients (trainable, in `denseParams` order) followed by this step's expert counts; every micro-batch's embedding backward first. */
   gradientsToReduce(): Float32Array {
-    const dEmbedding = embedBackward(this.batch.inputs, this.dx, this.config.vocabSize);
-    addInto(this.denseGrads.get('embedding')!.data, dEmbedding.data);
+    for (const m of this.micro.values()) {
+      const dEmbedding = embedBackward(m.batch.inputs, m.dx!, this.config.vocabSize);
+      addInto(this.denseGrads.get('embedding')!.data, dEmbedding.data);
+    }
     const counts = this.expertCounts();
     const total = [...this.denseGrads.values()].reduce((n, t) => n + t.data.length, 0) + counts.length;
     const flat = new Float32Array(total);
@@ -349,9 +372,11 @@ export class CpuCompute {
   expertCounts(): Int32Array {
     const E = this.config.routedExperts;
     const counts = new Int32Array(this.config.layers * E);
-    this.layers.forEach((s, l) => {
-      if (l < this.config.layers && s.route) counts.set(s.route.counts, l * E);
-    });
+    for (const m of this.micro.values()) {
+      m.layers.forEach((s, l) => {
+        if (l < this.config.layers && s.route) s.route.counts.forEach((c, e) => (counts[l * E + e]! += c));
+      });
+    }
     return counts;
   }
 

@@ -16,6 +16,8 @@ import { CpuBackend } from '../../src/backends/cpu-backend';
 import { shardOf } from './shard';
 import { buildSchedule } from '@moe/schedule';
 import { StepExecutor } from '../../src/schedule/executor';
+import { microBatchesOf } from '../../src/schedule/micro-batches';
+import { sliceSequences, splitSequences } from '@moe/placement';
 
 export interface InProcessRun {
   losses: number[];
@@ -32,6 +34,8 @@ export async function trainInProcess(options: {
   world: number;
   schedule: string;
   chunks?: number;
+  /** Micro-batches each rank splits its sequences into (gradients accumulate; one update a step). */
+  microBatches?: number;
   dispatchCodec?: CodecName;
   combineCodec?: CodecName;
   /** Edits the initial parameters in place before the shards are built (e.g. to force a routing). */
@@ -47,7 +51,9 @@ export async function trainInProcess(options: {
     await backends[rank]!.load(shard);
   }
   const executors = backends.map((b, rank) => new StepExecutor(b, transports[rank]!, owner));
-  const ops = buildSchedule({ kind: options.schedule, layers: model.layers, chunks: options.chunks ?? 1 });
+  const microBatches = options.microBatches ?? 1;
+  const ops = buildSchedule({ kind: options.schedule, layers: model.layers, chunks: options.chunks ?? 1, microBatches });
+  const ranges = splitSequences(train.batchSequences, world);
   const chain = new MarkovChain(model.vocabSize, train.dataSeed);
   const losses: number[] = [];
   const checksums: string[][] = [];
@@ -56,17 +62,16 @@ export async function trainInProcess(options: {
     const batch = chain.batch(step, train.batchSequences, train.seqLen);
     const outcomes = await Promise.all(
       executors.map((executor, rank) => {
-        const first = Math.floor((rank * train.batchSequences) / world) * train.seqLen;
-        const last = Math.floor(((rank + 1) * train.batchSequences) / world) * train.seqLen;
+        const rankBatch = {
+          step,
+          inputs: sliceSequences(batch.inputs, train.seqLen, ranges[rank]!),
+          targets: sliceSequences(batch.targets, train.seqLen, ranges[rank]!),
+          globalTokens: train.batchSequences * train.seqLen,
+          globalSequences: train.batchSequences,
+        };
         return executor.run(
           ops,
-          {
-            step,
-            inputs: batch.inputs.slice(first, last),
-            targets: batch.targets.slice(first, last),
-            globalTokens: train.batchSequences * train.seqLen,
-            globalSequences: train.batchSequences,
-          },
+          microBatchesOf(rankBatch, train.seqLen, microBatches),
           { dispatchCodec: options.dispatchCodec ?? 'f32', combineCodec: options.combineCodec ?? 'f32', timeoutMs: 10_000 },
         );
       }),
