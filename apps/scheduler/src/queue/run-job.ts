@@ -21,7 +21,7 @@ import type { ParityReport } from '../run/parity';
 import { planExperts, PLACEMENT_RULES, type Placement } from '@moe/placement';
 import type { ReportSummary } from '@moe/report';
 import { resolveRunConfig } from '../run/run-config';
-import { COMBINE_CODECS, DISPATCH_CODECS, resolveStepSettings, SCHEDULE_NAMES, StepSettingsError, type StepSettings } from '@moe/schedule';
+import { COMBINE_CODECS, DISPATCH_CODECS, MAX_MICRO_BATCHES, resolveStepSettings, SCHEDULE_NAMES, StepSettingsError, type StepSettings } from '@moe/schedule';
 import { InvalidRunError } from './errors';
 
 export type RunKind = 'bench' | 'train';
@@ -39,6 +39,10 @@ export const benchJobSchema = z.strictObject({
   quick: z.boolean().optional(),
   ratios: z.array(z.number().positive()).min(1).optional(),
   chunks: z.array(positiveInt).min(1).optional(),
+  /** Chunk counts of the fb-overlap schedule. */
+  fbChunks: z.array(positiveInt).min(1).optional(),
+  /** Micro-batches per step, every schedule alike. */
+  microBatches: z.int().min(1).max(MAX_MICRO_BATCHES).optional(),
   warmupSteps: z.int().nonnegative().optional(),
   measuredSteps: positiveInt.optional(),
   dispatchCodec: z.enum(['f32', 'bf16', 'fp8']).optional(),
@@ -62,6 +66,7 @@ export const trainJobSchema = z.strictObject({
   seed: z.int().nonnegative().optional(),
   schedule: z.enum(SCHEDULE_NAMES as [string, ...string[]]).optional(),
   chunks: positiveInt.optional(),
+  microBatches: positiveInt.optional(),
   dispatchCodec: z.enum(DISPATCH_CODECS).optional(),
   combineCodec: z.enum(COMBINE_CODECS).optional(),
   placement: z.union([z.enum(PLACEMENT_RULES), z.array(z.int().nonnegative())]).optional(),
@@ -157,7 +162,7 @@ export function validateRunJob(data: unknown): ValidRun {
   }
   let step: StepSettings;
   try {
-    step = resolveStepSettings({ schedule: job.schedule, chunks: job.chunks, dispatchCodec: job.dispatchCodec, combineCodec: job.combineCodec });
+    step = resolveStepSettings({ schedule: job.schedule, chunks: job.chunks, microBatches: job.microBatches, dispatchCodec: job.dispatchCodec, combineCodec: job.combineCodec });
   } catch (error) {
     if (error instanceof StepSettingsError) throw new InvalidRunError(`invalid run: ${error.field}: ${error.message}`, error.field);
     throw error;
