@@ -14,7 +14,7 @@ import { initParams, type ModelConfig, type Tensor } from '@moe/model';
 import { splitSequences } from '@moe/placement';
 import { compareParams, expertParamName, namedParams } from '../run/parity';
 import { SchedulerService, type RegisteredWorker } from '../control/rendezvous';
-import { NAIVE, OVERLAPPED, resolveStepSettings, stepOptionsToWire, type StepSettingsInput } from '@moe/schedule';
+import { FB_OVERLAP, NAIVE, OVERLAPPED, resolveStepSettings, stepOptionsToWire, type StepSettingsInput } from '@moe/schedule';
 import { loadShardRequests, runStepRequests } from '../run/step-driver';
 import { WorkerHandle } from '../control/worker-client';
 import { WorkerProcess } from '../control/worker-process';
@@ -28,7 +28,7 @@ export const CHECKS = [
   ['health', 'answers Health with its worker_id before any run'],
   ['load-shard-invalid', 'refuses impossible LoadShards with INVALID_ARGUMENT'],
   ['load-shard', 'takes a shard; param_checksum is the FNV-1a 64 of its dense parameters'],
-  ['run-step', 'trains steps with known inputs (naive; overlapped, 2 chunks) to the reference numbers'],
+  ['run-step', 'trains steps with known inputs (naive; overlapped, 2 chunks, or fb-overlap in 2 micro-batches when advertised) to the reference numbers'],
   ['fetch-params', 'FetchParams returns its dense parameters and its experts, equal to the reference'],
   ['codecs', 'exchanges FP8_E4M3 dispatch and BF16 combine frames'],
   ['malformed-frame', 'refuses malformed frames with PeerAck.error, echoing the key, and keeps the stream'],
@@ -492,11 +492,14 @@ class Kit {
 
   private async checkRunStep(run: Run): Promise<string> {
     const naive = await this.step(run, 0, { schedule: NAIVE });
-    const overlapped = await this.step(run, 1, { schedule: OVERLAPPED, chunks: 2 });
+    // A worker that advertises fb-overlap runs its second step as fb-overlap in 2 micro-batches
+    // (the codecs check still runs an overlapped step).
+    const fb = this.registered?.schedules.includes(FB_OVERLAP) ?? false;
+    const overlapped = await this.step(run, 1, fb ? { schedule: FB_OVERLAP, microBatches: 2 } : { schedule: OVERLAPPED, chunks: 2 });
     const sent = Number(naive.replies[run.rank]!.bytesSent);
     if (this.modeled) return `2 steps; replicas agree (checksum ${overlapped.replies[run.rank]!.paramChecksum}); ${sent} bytes sent in step 0`;
     const diff = (s: { loss: number; expected: number }) => relative(s.loss, s.expected).toExponential(1);
-    return `naive step: loss ${naive.loss.toFixed(6)} (reference ${naive.expected.toFixed(6)}, rel ${diff(naive)}); overlapped: ${overlapped.loss.toFixed(6)} (rel ${diff(overlapped)}); replicas agree`;
+    return `naive step: loss ${naive.loss.toFixed(6)} (reference ${naive.expected.toFixed(6)}, rel ${diff(naive)}); ${fb ? 'fb-overlap, 2 micro-batches' : 'overlapped'}: ${overlapped.loss.toFixed(6)} (rel ${diff(overlapped)}); replicas agree`;
   }
 
   private async checkFetchParams(run: Run): Promise<string> {
