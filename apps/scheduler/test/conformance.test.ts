@@ -38,6 +38,8 @@ describe('conformance kit: the built-in worker passes', () => {
       expect(report.backend).toBe('cpu');
       expect(report.modeled).toBe(false);
       expect(report.checks.find((c) => c.id === 'deadline')!.reason).toMatch(/ABORTED after \d+ ms: .*from rank 1/);
+      // it advertises fb-overlap, so its second step ran as fb-overlap in 2 micro-batches, to the reference's loss
+      expect(report.checks.find((c) => c.id === 'run-step')!.reason).toMatch(/fb-overlap, 2 micro-batches: \d/);
     },
     TIMEOUT,
   );
