@@ -76,7 +76,7 @@ export const BENCH_DEFAULTS: Omit<BenchOptions, 'out' | 'command'> = {
   chunks: [2, 4],
   fbChunks: [1, 2],
   microBatches: 4,
-  tokensPerRank: 256,
+  tokensPerRank: 1024,
   warmupSteps: 1,
   measuredSteps: 3,
   dispatchCodec: 'bf16',
