@@ -3,15 +3,15 @@
  * equal the reference trainer on the same global batch for every schedule (f32: loss 1e-5
  * relative, parameters 1e-4 absolute), on 3 and 4 ranks, with and without chunks.
  */
-import { parseModelConfig, TINY_MODEL, TINY_TRAIN, trainReference, type TrainConfig } from '@moe/model';
+import { namedParams, parseModelConfig, TINY_MODEL, TINY_TRAIN, trainReference, type TrainConfig } from '@moe/model';
 import { describe, expect, it } from 'vitest';
-import { maxAbsDiff, namedReferenceParams, trainInProcess } from './support/in-process-cluster';
+import { maxAbsDiff, trainInProcess } from './support/in-process-cluster';
 
 const model = parseModelConfig({ ...TINY_MODEL, routedExperts: 8, topK: 2, layers: 2 });
 // 12 sequences: 3 a rank on 4 ranks, 4/4/4 on 3; with 4 micro-batches some ranks have an empty one.
 const train: TrainConfig = { ...TINY_TRAIN, batchSequences: 12, seqLen: 8, steps: 4 };
 const reference = trainReference(model, train);
-const referenceParams = namedReferenceParams(reference.params);
+const referenceParams = namedParams(reference.params);
 const OWNERS: Record<number, number[]> = { 3: [0, 0, 0, 1, 1, 1, 2, 2], 4: [0, 0, 1, 1, 2, 2, 3, 3] };
 
 async function expectParity(options: { world: 3 | 4; schedule: string; chunks: number; microBatches: number }) {
