@@ -12,6 +12,9 @@ interface BenchFlags {
   workers: number;
   ratios?: number[];
   chunks?: number[];
+  fbChunks?: number[];
+  microBatches?: number;
+  tokensPerRank?: number;
   warmup?: number;
   steps?: number;
   profile: string;
@@ -34,11 +37,14 @@ export function addBenchCommand(program: Command, onError: OnError): void {
   program
     .command('bench')
     .description(
-      'benchmark the naive and overlapped all-to-all schedules on a local cluster of simulated GPUs (sim workers) over a sweep of compute-to-communication ratios; writes a report folder',
+      'benchmark the naive, overlapped and fb-overlap all-to-all schedules (same global batch, same micro-batches) on a local cluster of simulated GPUs (sim workers) over a sweep of compute-to-communication ratios; writes a report folder',
     )
     .option('--workers <n>', 'sim worker processes', integer('--workers', 1), BENCH_DEFAULTS.workers)
     .option('--ratios <list>', `compute-to-communication ratios (default ${BENCH_DEFAULTS.ratios.join(',')})`, numberList('--ratios', false))
     .option('--chunks <list>', `chunk counts of the overlapped schedule (default ${BENCH_DEFAULTS.chunks.join(',')}; --quick ${BENCH_QUICK.chunks!.join(',')})`, numberList('--chunks', true))
+    .option('--fb-chunks <list>', `chunk counts of the fb-overlap schedule (default ${BENCH_DEFAULTS.fbChunks.join(',')}; --quick ${BENCH_QUICK.fbChunks!.join(',')})`, numberList('--fb-chunks', true))
+    .option('--micro-batches <n>', `micro-batches per step, every schedule (default ${BENCH_DEFAULTS.microBatches})`, integer('--micro-batches', 1))
+    .option('--tokens-per-rank <n>', `modeled tokens a rank holds in a step, over all its micro-batches (default ${BENCH_DEFAULTS.tokensPerRank})`, integer('--tokens-per-rank', 1))
     .option('--warmup <n>', `warm-up steps per run, not measured (default ${BENCH_DEFAULTS.warmupSteps})`, integer('--warmup'))
     .option('--steps <n>', `measured steps per run (default ${BENCH_DEFAULTS.measuredSteps}; --quick ${BENCH_QUICK.measuredSteps})`, integer('--steps', 1))
     .addOption(new Option('--dispatch-codec <codec>', 'wire format of dispatched tokens').choices(DISPATCH_CODECS).default(BENCH_DEFAULTS.dispatchCodec))
@@ -59,6 +65,9 @@ export function addBenchCommand(program: Command, onError: OnError): void {
         workers: flags.workers,
         ratios: flags.ratios ?? preset.ratios,
         chunks: flags.chunks ?? preset.chunks,
+        fbChunks: flags.fbChunks ?? preset.fbChunks,
+        microBatches: flags.microBatches ?? preset.microBatches,
+        tokensPerRank: flags.tokensPerRank ?? preset.tokensPerRank,
         warmupSteps: flags.warmup ?? preset.warmupSteps,
         measuredSteps: flags.steps ?? preset.measuredSteps,
         profile: flags.profile,

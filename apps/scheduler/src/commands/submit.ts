@@ -29,6 +29,8 @@ interface BenchSubmitFlags extends SubmitFlags {
   quick: boolean;
   ratios?: number[];
   chunks?: number[];
+  fbChunks?: number[];
+  microBatches?: number;
   warmup?: number;
   steps?: number;
   profile?: string;
@@ -43,6 +45,7 @@ interface TrainSubmitFlags extends SubmitFlags {
   seed?: number;
   schedule?: string;
   chunks?: number;
+  microBatches?: number;
   dispatchCodec?: DispatchCodecName;
   combineCodec?: CombineCodecName;
   placement?: string;
@@ -75,6 +78,8 @@ export function benchJobData(flags: Partial<BenchSubmitFlags>): BenchJobData {
       quick: flags.quick || undefined,
       ratios: flags.ratios,
       chunks: flags.chunks,
+      fbChunks: flags.fbChunks,
+      microBatches: flags.microBatches,
       warmupSteps: flags.warmup,
       measuredSteps: flags.steps,
       profile: flags.profile,
@@ -99,6 +104,7 @@ export function trainJobData(flags: Partial<TrainSubmitFlags>): TrainJobData {
       seed: flags.seed,
       schedule: flags.schedule,
       chunks: flags.chunks,
+      microBatches: flags.microBatches,
       dispatchCodec: flags.dispatchCodec,
       combineCodec: flags.combineCodec,
       placement: placement === undefined ? undefined : /^[\d,\s]+$/.test(placement) ? placement.split(',').map(Number) : placement,
@@ -177,11 +183,13 @@ export function addSubmitCommand(program: Command, reportError: OnError): void {
   submitOptions(
     submit
       .command('bench')
-      .description('benchmark naive vs overlapped all-to-all on the registered sim workers (fields as moe bench)')
+      .description('benchmark naive, overlapped and fb-overlap all-to-all on the registered sim workers (fields as moe bench)')
       .option('-c, --config <file>', 'JSON object of bench fields: workers, quick, ratios, chunks, warmupSteps, measuredSteps, profile, commTargetMs, hiddenSize, nodeSize, transportSeconds')
       .option('--quick', "start from moe bench --quick's settings", false)
       .option('--ratios <list>', 'compute-to-communication ratios', numberList('--ratios', false))
       .option('--chunks <list>', 'chunk counts of the overlapped schedule', numberList('--chunks', true))
+      .option('--fb-chunks <list>', 'chunk counts of the fb-overlap schedule', numberList('--fb-chunks', true))
+      .option('--micro-batches <n>', 'micro-batches per step, every schedule', integer('--micro-batches', 1))
       .option('--warmup <n>', 'warm-up steps per run', integer('--warmup'))
       .option('--steps <n>', 'measured steps per run', integer('--steps', 1))
       .option('--profile <name>', 'device profile: H800, H100, H200, A100')
@@ -199,7 +207,8 @@ export function addSubmitCommand(program: Command, reportError: OnError): void {
       .option('-s, --steps <n>', "training steps (default: the config's train.steps)", integer('--steps'))
       .option('--seed <n>', 'seed of the parameters and the data', integer('--seed'))
       .addOption(new Option('--schedule <name>', 'step schedule').choices(SCHEDULE_NAMES))
-      .option('--chunks <n>', 'micro-batches per step, overlapped schedule', integer('--chunks', 1))
+      .option('--chunks <n>', 'token chunks per layer, chunked schedules', integer('--chunks', 1))
+      .option('--micro-batches <n>', 'micro-batches each worker splits its sequences into (default 1)', integer('--micro-batches', 1))
       .addOption(new Option('--dispatch-codec <codec>', 'wire format of dispatched tokens').choices(DISPATCH_CODECS))
       .addOption(new Option('--combine-codec <codec>', 'wire format of combined outputs').choices(COMBINE_CODECS))
       .option('--placement <rule|ranks>', 'contiguous, round-robin, or an owner rank per expert (0,0,1,1,...)')

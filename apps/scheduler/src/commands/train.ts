@@ -27,6 +27,7 @@ export interface TrainFlags extends ClusterFlags {
   config?: string;
   schedule: string;
   chunks?: number;
+  microBatches?: number;
   dispatchCodec: DispatchCodecName;
   combineCodec: CombineCodecName;
   placement: Placement;
@@ -110,6 +111,7 @@ export async function trainCommand(flags: TrainFlags): Promise<number> {
       step: {
         schedule: flags.schedule,
         chunks: flags.chunks,
+        microBatches: flags.microBatches,
         dispatchCodec: flags.dispatchCodec,
         combineCodec: flags.combineCodec,
         recordTimeline: flags.timeline,
@@ -173,7 +175,8 @@ export function addTrainCommand(program: Command, run: (flags: TrainFlags) => Pr
       .option('-s, --steps <n>', 'training steps (default: the config\'s train.steps)', integer('--steps', 0))
       .option('-c, --config <file>', 'JSON { "model": {...}, "train": {...} }; fields left out keep the tiny defaults')
       .addOption(new Option('--schedule <name>', 'step schedule').choices(SCHEDULE_NAMES).default(DEFAULT_STEP_SETTINGS.schedule))
-      .option('--chunks <n>', 'micro-batches per step, overlapped schedule (default 2)', integer('--chunks', 1))
+      .option('--chunks <n>', "token chunks per layer, chunked schedules (default: the schedule's: overlapped 2, fb-overlap 1)", integer('--chunks', 1))
+      .option('--micro-batches <n>', 'micro-batches each worker splits its sequences into; gradients accumulate, one update a step (default 1)', integer('--micro-batches', 1))
       .addOption(new Option('--dispatch-codec <codec>', 'wire format of dispatched tokens').choices(DISPATCH_CODECS).default(DEFAULT_STEP_SETTINGS.dispatchCodec))
       .addOption(new Option('--combine-codec <codec>', 'wire format of combined outputs').choices(COMBINE_CODECS).default(DEFAULT_STEP_SETTINGS.combineCodec))
       .option('--placement <rule|ranks>', 'expert placement: contiguous, round-robin, or an owner rank per expert (0,0,1,1,...)', placementArg, 'contiguous')
