@@ -30,6 +30,9 @@ export function loadProto() {
   return grpc.loadPackageDefinition(definition).moe.v1;
 }
 
+/** The schedules this worker runs, advertised at Register (RegisterRequest.schedules). */
+const SCHEDULES = ['naive', 'overlapped'];
+
 /** The wrong state for this call now (no shard, another run, busy): gRPC FAILED_PRECONDITION. */
 class WrongState extends Error {}
 
@@ -100,7 +103,8 @@ export class PlainWorker {
       try {
         const reply = await new Promise((resolve, reject) =>
           this.scheduler.Register(
-            { workerId: this.id, address: this.address, backend: 'plain-js', deviceProfile: '', pid: process.pid },
+            // It runs its ops one after another, one micro-batch a step: naive and overlapped only (not fb-overlap).
+            { workerId: this.id, address: this.address, backend: 'plain-js', deviceProfile: '', pid: process.pid, schedules: SCHEDULES, maxMicroBatches: 1 },
             { deadline: new Date(Date.now() + 5_000) },
             (e, r) => (e ? reject(e) : resolve(r)),
           ),
@@ -307,6 +311,8 @@ export class PlainWorker {
       throw new InvalidRequest(`RunStep: global_tokens=${req.globalTokens}, global_sequences=${req.globalSequences} are smaller than this worker's slice`);
     }
     const o = req.options ?? {};
+    if (o.scheduleName && !SCHEDULES.includes(o.scheduleName)) throw new InvalidRequest(`RunStep: schedule ${o.scheduleName} is not one this worker runs (${SCHEDULES.join(', ')})`);
+    if ((o.microBatches ?? 0) > 1) throw new InvalidRequest(`RunStep: micro_batches=${o.microBatches}, but this worker runs 1 micro-batch a step`);
     const codecOf = (dtype, allowed, what) => {
       const codec = !dtype || dtype === 'DTYPE_UNSPECIFIED' ? 'F32' : dtype;
       if (!allowed.includes(codec)) throw new InvalidRequest(`RunStep: ${what} codec ${dtype} is not one of ${allowed.join(', ')}`);
