@@ -9,12 +9,15 @@ const out = mkdtempSync(join(tmpdir(), 'moe-bench-test-'));
 afterAll(() => rmSync(out, { recursive: true, force: true }));
 
 describe('moe bench on a local cluster of sim workers', () => {
-  it('writes a valid report with a naive and an overlapped row per ratio, and a trace with every op', async () => {
+  it('writes a valid report with a naive, an overlapped and an fb-overlap row per ratio on the same micro-batches, and a trace with every op', async () => {
     const result = await runBench({
       ...BENCH_DEFAULTS,
       workers: 4,
       ratios: [0.5, 2],
       chunks: [2],
+      fbChunks: [1],
+      microBatches: 2,
+      tokensPerRank: 256,
       warmupSteps: 1,
       measuredSteps: 1,
       commTargetMs: 60,
@@ -26,8 +29,16 @@ describe('moe bench on a local cluster of sim workers', () => {
     expect(validateReport(report)).toEqual([]);
     for (const ratio of [0.5, 2]) {
       const rows = report.results.filter((r: { ratio: number }) => r.ratio === ratio);
-      expect(rows.map((r: { schedule: string }) => r.schedule).sort()).toEqual(['naive', 'overlapped']);
+      expect(rows.map((r: { schedule: string }) => r.schedule).sort()).toEqual(['fb-overlap', 'naive', 'overlapped']);
     }
+    expect(report.config).toMatchObject({ micro_batches: 2, tokens_per_rank: 256, schedules: ['naive', 'overlapped C2', 'fb-overlap C1'] });
+    expect(report.summary.schedules.map((s: { schedule: string }) => s.schedule).sort()).toEqual(['fb-overlap', 'naive', 'overlapped']);
+    // the timeline draws one panel a schedule, each micro-batch's ops marked
+    const svg = readFileSync(result.files.timelineSvg, 'utf8');
+    expect(svg.match(/<g class="panel"/g)).toHaveLength(3);
+    expect(svg).toContain('data-schedule="fb-overlap"');
+    expect(svg).toMatch(/<rect class="micro-batch"/);
+    expect(svg).toContain('>micro-batch 1 (strip, M1)</text>');
     expect(report.transport.tcp_mbps).toBeGreaterThan(0);
     expect(report.transport.grpc_mbps).toBeGreaterThan(0);
 
@@ -44,5 +55,5 @@ describe('moe bench on a local cluster of sim workers', () => {
     for (const file of [result.files.markdown, result.files.timelineSvg, result.files.sweepSvg]) {
       expect(readFileSync(file, 'utf8').length).toBeGreaterThan(100);
     }
-  }, 120_000);
+  }, 300_000);
 });
