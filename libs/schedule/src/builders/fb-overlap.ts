@@ -7,31 +7,35 @@ import { backwardExperts, backwardPass, backwardPost, backwardRoute, forwardExpe
  * One forward and one backward, of two different micro-batches, interleaved layer by layer:
  * F(f) walks layers up while B(b) walks them down, so each one's all-to-alls travel while the
  * other one computes (DeepSeek-V3's DualPipe pairing, section 3.2.1). One unit, F at layer u and
- * B at layer L-1-u, on the compute stream in this order (what runs on the comm stream meanwhile):
+ * B at layer L-1-u, on the compute stream in this order (what travels on the comm stream meanwhile):
  *
- *   B post_bwd                  ->  B's output gradients leave (combine_bwd)
- *   F route                     ->  F's dispatch leaves; B's combine_bwd still in flight
+ *   F route                     ->  F's dispatch leaves; B's output gradients (combine_bwd) in flight
  *   F shared                       (F dispatch, B combine_bwd in flight)
  *   B experts_bwd, per chunk    ->  B's input gradients go back (dispatch_bwd); F dispatch in flight
  *   B shared_bwd                   (B dispatch_bwd in flight): weight-gradient work fills the gap
  *   F experts, per chunk        ->  F's combine leaves
  *   B route_bwd                    (F combine in flight)
+ *   B post_bwd of the next unit ->  its combine_bwd leaves, to travel under F post and the next F route
  *   F post
  *
- * Returns the F micro-batch's loss op and the B micro-batch's last route backward.
+ * The pair starts with B's first post_bwd. Returns the F micro-batch's loss op and the B
+ * micro-batch's last route backward.
  */
 function pairedPass(list: OpList, f: number, b: number, layers: number, shape: PassShape, bLoss: number): { loss: number; backward: number } {
+  // B's shared backward comes after its experts' backward here, so its post is built without it.
+  const bShape = { ...shape, overlap: false };
   let fUp = list.add('begin', 'forward', -1, -1, f, []);
+  let bw = backwardPost(list, b, layers - 1, bShape, bLoss);
   let bUp = bLoss;
   for (let u = 0; u < layers; u++) {
     const bLayer = layers - 1 - u;
-    // The shared backward comes later here (after the experts' backward), so B's post is built without it.
-    const bw = backwardPost(list, b, bLayer, { ...shape, overlap: false }, bUp);
     const fw = forwardRoute(list, f, u, shape, fUp);
     const dispatchBackwards = backwardExperts(list, b, bLayer, shape, bw);
     bw.sharedBackward = list.add('shared_bwd', 'backward', bLayer, -1, b, [bw.postBackward]);
+    const current = bw;
     fUp = forwardExperts(list, f, u, shape, fw, () => {
-      bUp = backwardRoute(list, b, bLayer, shape, bw, dispatchBackwards);
+      bUp = backwardRoute(list, b, bLayer, shape, current, dispatchBackwards);
+      if (bLayer > 0) bw = backwardPost(list, b, bLayer - 1, bShape, bUp);
     });
   }
   const loss = list.add('loss', 'backward', -1, -1, f, [fUp]);
