@@ -61,7 +61,7 @@ describe('RunStep requests', () => {
     expect(ints(requests[1]!.targets!.data as Buffer)).toEqual([...batch.targets.slice(12, 20)]);
     expect(requests[1]!.inputs!.shape).toEqual([8]);
     for (const r of requests) expect(r).toMatchObject({ globalTokens: 20, globalSequences: 5 });
-    expect(requests[0]!.options).toEqual({ schedule: 'NAIVE', scheduleName: 'naive', chunks: 1, dispatchCodec: 'BF16', combineCodec: 'F32', recordTimeline: false });
+    expect(requests[0]!.options).toEqual({ schedule: 'NAIVE', scheduleName: 'naive', chunks: 1, microBatches: 1, dispatchCodec: 'BF16', combineCodec: 'F32', recordTimeline: false });
   });
 });
 
