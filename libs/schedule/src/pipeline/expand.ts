@@ -14,7 +14,7 @@
  *       compute: post_bwd(b) route(f) shared(f) experts_bwd(b) shared_bwd(b) experts(f) route_bwd(b) post(f)
  *       comm:    combine_bwd(b) dispatch(f) dispatch_bwd(b) combine(f)
  * (`~`: runs while the all-to-all before it is in flight.) Dense layers (DeepSeek-V3's first 3)
- * have no all-to-alls: their FFN is one `shared` op. The first stage embeds (`begin`) before its
+ * have no all-to-alls: their FFN is one `shared` op (and `shared_bwd`). The first stage embeds (`begin`) before its
  * forward and gathers embedding gradients (`grads`) after its backward; the last stage runs the
  * head and loss (`loss`, forward and backward) at the end of its forward.
  * A chunk that needs another rank's output waits for a `send_fwd`/`send_bwd` op on that rank (`from`).
@@ -119,9 +119,10 @@ export function expandPlan(plan: PipelinePlan, stageLayers: StageLayers): Pipeli
 
     const backwardLayer = (c: ChunkRef, layer: number, upstream: number, deferWeights: boolean): number => {
       if (stageLayers.dense.has(layer)) {
-        const denseBackward = add('shared_bwd', 'backward', layer, c, [upstream]);
-        if (deferWeights) ops[denseBackward]!.weightsDeferred = true;
-        return denseBackward;
+        const ffnBackward = add('shared_bwd', 'backward', layer, c, [upstream]);
+        const attentionBackward = add('route_bwd', 'backward', layer, c, [ffnBackward]);
+        if (deferWeights) for (const id of [ffnBackward, attentionBackward]) ops[id]!.weightsDeferred = true;
+        return attentionBackward;
       }
       const postBackward = add('post_bwd', 'backward', layer, c, [upstream]);
       const combineBackward = add('combine_bwd', 'backward', layer, c, [postBackward]);
