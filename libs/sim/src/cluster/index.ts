@@ -8,3 +8,4 @@ export * from './unit-tasks';
 export * from './simulate-cluster';
 export * from './presets';
 export * from './cost-estimate';
+export * from './simulate-step';

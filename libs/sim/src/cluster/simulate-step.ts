@@ -1,0 +1,129 @@
+/**
+ * The predicted step of a local run: one rank's op list (the same `Op[]` the workers execute,
+ * from @moe/schedule's buildSchedule) replayed on the engine with the `sim` backend's costs and
+ * links, so `moe bench` can print what the simulator expected beside what it measured.
+ *
+ * Symmetry: with uniform routing every rank expects the same rows, so one rank stands for all;
+ * its all-to-all ends when its own ports have sent its frames (every peer's do the same).
+ * Per all-to-all of chunk c (tokens t_c of the rank's T, S_c = t_c * k slots), each peer gets
+ * S_c / W rows: the node's other ranks over the intra port, the rest over the inter port, one
+ * frame each; every frame pays the (scaled) latency, pipelined, and its bytes on the port.
+ * The all-reduce is two exchanges (reduce-scatter and all-gather) of n/W f32 values a peer.
+ * What the model leaves out is named: `hostMsPerAllToAll` (the host transport's own time per
+ * all-to-all op) and `hostMsPerStep` (control plane: RunStep round trip, event-loop wake-ups), both
+ * measured by the caller on other runs than the one predicted.
+ */
+import { chunkTokenRange, type Op } from '@moe/schedule';
+import type { CostModel, OpCost } from '../cost-model';
+import { linkClassOf } from '../link-model';
+import { PORTS, runEngine, type PortUse, type SimTask } from './engine';
+import { total, uncovered, union, type Span } from './intervals';
+
+export interface StepPredictionInput {
+  ops: readonly Op[];
+  /** Built as the sim backend builds it (worldSize, layers, computeScale, dilation, accumulationSteps). */
+  costs: CostModel;
+  tokensPerRank: number;
+  topK: number;
+  worldSize: number;
+  nodeSize: number;
+  /** The sim option that scales link latencies (default 1). */
+  latencyScale: number;
+  /** Wire bytes of one row: dispatch (forward), and the combine and both backward all-to-alls. */
+  dispatchRowBytes: number;
+  combineRowBytes: number;
+  /** f32 values of the all-reduced vector. */
+  allReduceValues: number;
+  hostMsPerAllToAll?: number;
+  hostMsPerStep?: number;
+}
+
+export interface StepPrediction {
+  stepMs: number;
+  /** Busy time of the compute stream. */
+  computeMs: number;
+  /** Time at least one all-to-all was in flight. */
+  commMs: number;
+  /** Time the compute stream sat idle while an all-to-all was in flight. */
+  exposedCommMs: number;
+}
+
+const ALL_TO_ALL = new Set(['dispatch', 'combine', 'combine_bwd', 'dispatch_bwd']);
+
+export function predictStep(input: StepPredictionInput): StepPrediction {
+  const { costs: c, tokensPerRank: T, topK: k, worldSize: W } = input;
+  const profile = c.profile;
+  const dilation = c.options.dilation ?? 1;
+  const chunksOf = Math.max(1, ...input.ops.map((o) => o.chunk + 1));
+  const tokensIn = (chunk: number) => (chunk < 0 ? T : ((r) => r.end - r.begin)(chunkTokenRange(T, chunksOf, chunk)));
+  const peers = { intra: 0, inter: 0 };
+  for (let dest = 1; dest < W; dest++) peers[linkClassOf(0, dest, input.nodeSize)]++;
+
+  /** One frame to each peer of `bytesPerPeer`; ports per link class, latency pipelined. */
+  const exchange = (bytesPerPeer: number): { ms: number; wire: PortUse[] } => {
+    const wire: PortUse[] = [];
+    let latencyMs = 0;
+    for (const cls of ['intra', 'inter'] as const) {
+      if (peers[cls] === 0) continue;
+      const spec = profile[cls];
+      wire.push({ port: cls === 'intra' ? PORTS.nvlink : PORTS.nic, ms: ((peers[cls] * bytesPerPeer) / (spec.bandwidthGBps * 1e6)) * dilation });
+      latencyMs = Math.max(latencyMs, (spec.latencyUs * input.latencyScale * dilation) / 1e3);
+    }
+    return { ms: latencyMs + (input.hostMsPerAllToAll ?? 0), wire };
+  };
+
+  const compute = (op: Op): OpCost => {
+    const tokens = T;
+    const rows = tokensIn(op.chunk) * k;
+    switch (op.kind) {
+      case 'begin':
+        return c.begin(tokens);
+      case 'route':
+        return c.route(tokens);
+      case 'shared':
+        return c.shared(tokens);
+      case 'experts':
+        return c.experts(rows);
+      case 'post':
+        return c.post(tokens, tokens * k);
+      case 'loss':
+        return c.loss(tokens);
+      case 'post_bwd':
+        return c.postBackward(tokens, tokens * k);
+      case 'experts_bwd':
+        return c.expertsBackward(rows);
+      case 'shared_bwd':
+        return c.sharedBackward(tokens);
+      case 'route_bwd':
+        return c.routeBackward(tokens);
+      case 'grads':
+        return c.grads(tokens);
+      case 'update':
+        return c.update();
+      default:
+        throw new Error(`op ${op.id} (${op.kind}) is not a compute op`);
+    }
+  };
+
+  const tasks: SimTask[] = input.ops.map((op) => {
+    if (op.stream === 'compute') return { device: 0, stream: 'compute', ms: c.ms(compute(op)), deps: [...op.deps] };
+    if (op.kind === 'allreduce') {
+      const half = exchange((input.allReduceValues / W) * 4);
+      // Reduce-scatter then all-gather: the same frames twice, one after the other.
+      return { device: 0, stream: 'comm', ms: 2 * half.ms, wire: half.wire.map((w) => ({ ...w, ms: 2 * w.ms })), deps: [...op.deps] };
+    }
+    const rowBytes = op.kind === 'dispatch' ? input.dispatchRowBytes : input.combineRowBytes;
+    const { ms, wire } = exchange(((tokensIn(op.chunk) * k) / W) * rowBytes);
+    return { device: 0, stream: 'comm', ms, wire, deps: [...op.deps] };
+  });
+  const r = runEngine(tasks, { devices: 1 });
+  const busy: Span[] = [];
+  const comm: Span[] = [];
+  input.ops.forEach((op, i) => {
+    if (op.stream === 'compute') busy.push([r.start[i]!, r.end[i]!]);
+    else if (ALL_TO_ALL.has(op.kind)) comm.push([r.start[i]!, r.end[i]!]);
+  });
+  const busyU = union(busy);
+  const commU = union(comm);
+  return { stepMs: r.makespanMs + (input.hostMsPerStep ?? 0), computeMs: total(busyU), commMs: total(commU), exposedCommMs: uncovered(commU, busyU) };
+}
