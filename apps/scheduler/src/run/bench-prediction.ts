@@ -1,0 +1,82 @@
+/**
+ * What the cluster simulator predicts for each row of `moe bench`: the same op list the workers
+ * run (buildSchedule), the sim backend's cost model (same modeled layer, profile, compute scale,
+ * dilation and accumulation) and links (same node size, dilation and latency scale), on the
+ * engine's virtual clock (`predictStep` in @moe/sim).
+ *
+ * Two host costs the modeled device does not have are measured on the calibration runs, never on
+ * the rows predicted, and named in report.json's config:
+ * - host transport time of the all-to-alls (the calibration's `host_comm_ms` of a naive step,
+ *   spread over its 4 x layers all-to-alls);
+ * - control-plane time of a step: scheduler-measured step_ms minus the workers' op span (the
+ *   RunStep round trip and its wake-ups), the median over the calibration steps.
+ */
+import { buildSchedule, type Op } from '@moe/schedule';
+import { encodedBytes } from '@moe/comm';
+import { denseParams, initParams, type ModelConfig } from '@moe/model';
+import { CostModel, predictStep, resolveModeledModel, type ModeledModelInput, type StepPrediction } from '@moe/sim';
+import type { StepSample } from '@moe/report';
+
+export interface BenchPredictionSettings {
+  model: ModelConfig;
+  workers: number;
+  nodeSize: number;
+  profile: string;
+  dilation: number;
+  accumulationSteps: number;
+  latencyScale: number;
+  modeled: ModeledModelInput;
+  tokensPerRank: number;
+  dispatchCodec: 'f32' | 'bf16' | 'fp8';
+  combineCodec: 'f32' | 'bf16';
+  /** Host transport ms of one naive step's all-to-alls (calibrated). */
+  hostCommMs: number;
+  /** Control-plane ms a step (measured on the calibration steps, `controlPlaneMs`). */
+  hostStepMs: number;
+}
+
+/** Median over `steps` of step_ms minus the latest op end of any worker (ms). */
+export function controlPlaneMs(steps: readonly StepSample[]): number {
+  const gaps = steps.map((s) => s.stepMs - Math.max(...s.timelines.flatMap((ops) => ops.map((op) => op.endMs)))).sort((a, b) => a - b);
+  if (gaps.length === 0) return 0;
+  const mid = gaps.length >> 1;
+  return Math.max(0, gaps.length % 2 ? gaps[mid]! : (gaps[mid - 1]! + gaps[mid]!) / 2);
+}
+
+/** f32 values the sim backend all-reduces: the real model's trainable dense parameters and its expert counts. */
+function allReduceValues(model: ModelConfig): number {
+  const dense = denseParams(initParams(model)).filter((p) => p.trainable).reduce((n, p) => n + p.tensor.data.length, 0);
+  return dense + model.layers * model.routedExperts;
+}
+
+/** The predicted step of `schedule` at `computeScale` under `s`. */
+export function predictBenchRow(s: BenchPredictionSettings, schedule: { schedule: string; chunks: number }, computeScale: number): StepPrediction {
+  const modeled = resolveModeledModel(s.modeled);
+  const costs = new CostModel(modeled, s.profile, {
+    worldSize: s.workers,
+    layers: s.model.layers,
+    computeScale,
+    dilation: s.dilation,
+    accumulationSteps: s.accumulationSteps,
+  });
+  const ops: Op[] = buildSchedule({ kind: schedule.schedule, layers: s.model.layers, chunks: schedule.chunks });
+  const H = modeled.hiddenSize;
+  return predictStep({
+    ops,
+    costs,
+    tokensPerRank: s.tokensPerRank,
+    topK: s.model.topK,
+    worldSize: s.workers,
+    nodeSize: s.nodeSize,
+    latencyScale: s.latencyScale,
+    // Payload (fp8: data and block scales) plus the dispatch's expert id, an int32 a row.
+    dispatchRowBytes: encodedBytes(1, H, s.dispatchCodec) + 4,
+    combineRowBytes: encodedBytes(1, H, s.combineCodec),
+    allReduceValues: allReduceValues(s.model),
+    hostMsPerAllToAll: s.hostCommMs / (4 * s.model.layers),
+    hostMsPerStep: s.hostStepMs,
+  });
+}
+
+/** 1 - |predicted - measured| / measured: 1 is a perfect prediction. */
+export const alignment = (predicted: number, measured: number): number => 1 - Math.abs(predicted - measured) / measured;
