@@ -3,7 +3,7 @@ import { join, resolve } from 'node:path';
 import cliProgress from 'cli-progress';
 import { Command, Option } from 'commander';
 import { integer, nonNegativeNumber, numberList, positiveNumber } from './flags';
-import { formatTable } from '@moe/report';
+import { formatTable, predictionLine } from '@moe/report';
 import { BENCH_DEFAULTS, BENCH_QUICK, runBench, type BenchOptions } from '../run/run-bench';
 
 interface BenchFlags {
@@ -94,6 +94,8 @@ export function addBenchCommand(program: Command, onError: (error: unknown) => n
         });
         if (started) bar.stop();
         console.log(formatTable(result.report));
+        const predicted = predictionLine(result.report);
+        if (predicted) console.log(predicted);
         console.log(`\nreport written to ${out}:`);
         for (const file of Object.values(result.files)) console.log(`  ${file}`);
         process.exitCode = 0;

@@ -6,8 +6,9 @@
  *
  * Two host costs the modeled device does not have are measured on the calibration runs, never on
  * the rows predicted, and named in report.json's config:
- * - host transport time of the all-to-alls (the calibration's `host_comm_ms` of a naive step,
- *   spread over its 4 x layers all-to-alls);
+ * - host transport time of the all-to-alls: the calibration's `host_comm_ms` of a naive step over
+ *   the bytes a rank sends in it, charged per byte, one all-to-all at a time (a process's
+ *   transport serialises and copies frames on one thread);
  * - control-plane time of a step: scheduler-measured step_ms minus the workers' op span (the
  *   RunStep round trip and its wake-ups), the median over the calibration steps.
  */
@@ -61,6 +62,11 @@ export function predictBenchRow(s: BenchPredictionSettings, schedule: { schedule
   });
   const ops: Op[] = buildSchedule({ kind: schedule.schedule, layers: s.model.layers, chunks: schedule.chunks });
   const H = modeled.hiddenSize;
+  const dispatchRowBytes = encodedBytes(1, H, s.dispatchCodec) + 4;
+  const combineRowBytes = encodedBytes(1, H, s.combineCodec);
+  // Bytes a rank sends in a naive step's all-to-alls: per layer S (W-1)/W rows dispatched, and as many in each of the other three.
+  const leaving = ((s.tokensPerRank * s.model.topK * (s.workers - 1)) / s.workers) * s.model.layers;
+  const naiveBytes = leaving * (dispatchRowBytes + 3 * combineRowBytes);
   return predictStep({
     ops,
     costs,
@@ -70,10 +76,10 @@ export function predictBenchRow(s: BenchPredictionSettings, schedule: { schedule
     nodeSize: s.nodeSize,
     latencyScale: s.latencyScale,
     // Payload (fp8: data and block scales) plus the dispatch's expert id, an int32 a row.
-    dispatchRowBytes: encodedBytes(1, H, s.dispatchCodec) + 4,
-    combineRowBytes: encodedBytes(1, H, s.combineCodec),
+    dispatchRowBytes,
+    combineRowBytes,
     allReduceValues: allReduceValues(s.model),
-    hostMsPerAllToAll: s.hostCommMs / (4 * s.model.layers),
+    hostMsPerByte: naiveBytes > 0 ? s.hostCommMs / naiveBytes : 0,
     hostMsPerStep: s.hostStepMs,
   });
 }

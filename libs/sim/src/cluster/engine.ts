@@ -25,8 +25,8 @@ export interface PortUse {
   ms: number;
 }
 
-export const PORTS = { nvlink: 0, nic: 1 } as const;
-const PORT_COUNT = 2;
+export const PORTS = { nvlink: 0, nic: 1, host: 2 } as const;
+const PORT_COUNT = 3;
 
 export interface SimTask {
   device: number;
@@ -35,6 +35,11 @@ export interface SimTask {
   ms: number;
   /** comm only: the ports it serialises on. */
   wire?: PortUse[];
+  /**
+   * comm only: ms of host work after the wire (a local run's transport: serialising and copying
+   * frames), one op at a time per device, before the latency.
+   */
+  hostMs?: number;
   /** Ids (indexes in the task list) of the tasks that must end before this one starts. */
   deps: number[];
 }
@@ -143,6 +148,12 @@ export function runEngine(tasks: readonly SimTask[], options: EngineOptions): En
       portFree[slot] = begin + use.ms;
       wireStart = Math.min(wireStart, begin);
       wireEnd = Math.max(wireEnd, begin + use.ms);
+    }
+    if (t.hostMs) {
+      const slot = t.device * PORT_COUNT + PORTS.host;
+      const begin = Math.max(wireEnd, portFree[slot]!);
+      portFree[slot] = begin + t.hostMs;
+      wireEnd = begin + t.hostMs;
     }
     start[id] = now;
     if (share > 0 && wireStart < Infinity && wireEnd > wireStart) queue.push(wireStart, 'comm-start', id);

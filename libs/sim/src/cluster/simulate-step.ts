@@ -9,9 +9,9 @@
  * S_c / W rows: the node's other ranks over the intra port, the rest over the inter port, one
  * frame each; every frame pays the (scaled) latency, pipelined, and its bytes on the port.
  * The all-reduce is two exchanges (reduce-scatter and all-gather) of n/W f32 values a peer.
- * What the model leaves out is named: `hostMsPerAllToAll` (the host transport's own time per
- * all-to-all op) and `hostMsPerStep` (control plane: RunStep round trip, event-loop wake-ups), both
- * measured by the caller on other runs than the one predicted.
+ * What the model leaves out is named: `hostMsPerByte` (the host transport's own time per byte
+ * sent, one op at a time) and `hostMsPerStep` (control plane: RunStep round trip, event-loop
+ * wake-ups), both measured by the caller on other runs than the one predicted.
  */
 import { chunkTokenRange, type Op } from '@moe/schedule';
 import type { CostModel, OpCost } from '../cost-model';
@@ -34,7 +34,8 @@ export interface StepPredictionInput {
   combineRowBytes: number;
   /** f32 values of the all-reduced vector. */
   allReduceValues: number;
-  hostMsPerAllToAll?: number;
+  /** Host transport ms per byte a rank sends (measured elsewhere); taken one op at a time, after the wire. */
+  hostMsPerByte?: number;
   hostMsPerStep?: number;
 }
 
@@ -60,7 +61,7 @@ export function predictStep(input: StepPredictionInput): StepPrediction {
   for (let dest = 1; dest < W; dest++) peers[linkClassOf(0, dest, input.nodeSize)]++;
 
   /** One frame to each peer of `bytesPerPeer`; ports per link class, latency pipelined. */
-  const exchange = (bytesPerPeer: number): { ms: number; wire: PortUse[] } => {
+  const exchange = (bytesPerPeer: number): { ms: number; wire: PortUse[]; hostMs: number } => {
     const wire: PortUse[] = [];
     let latencyMs = 0;
     for (const cls of ['intra', 'inter'] as const) {
@@ -69,7 +70,7 @@ export function predictStep(input: StepPredictionInput): StepPrediction {
       wire.push({ port: cls === 'intra' ? PORTS.nvlink : PORTS.nic, ms: ((peers[cls] * bytesPerPeer) / (spec.bandwidthGBps * 1e6)) * dilation });
       latencyMs = Math.max(latencyMs, (spec.latencyUs * input.latencyScale * dilation) / 1e3);
     }
-    return { ms: latencyMs + (input.hostMsPerAllToAll ?? 0), wire };
+    return { ms: latencyMs, wire, hostMs: (W - 1) * bytesPerPeer * (input.hostMsPerByte ?? 0) };
   };
 
   const compute = (op: Op): OpCost => {
@@ -110,11 +111,11 @@ export function predictStep(input: StepPredictionInput): StepPrediction {
     if (op.kind === 'allreduce') {
       const half = exchange((input.allReduceValues / W) * 4);
       // Reduce-scatter then all-gather: the same frames twice, one after the other.
-      return { device: 0, stream: 'comm', ms: 2 * half.ms, wire: half.wire.map((w) => ({ ...w, ms: 2 * w.ms })), deps: [...op.deps] };
+      return { device: 0, stream: 'comm', ms: 2 * half.ms, wire: half.wire.map((w) => ({ ...w, ms: 2 * w.ms })), hostMs: 2 * half.hostMs, deps: [...op.deps] };
     }
     const rowBytes = op.kind === 'dispatch' ? input.dispatchRowBytes : input.combineRowBytes;
-    const { ms, wire } = exchange(((tokensIn(op.chunk) * k) / W) * rowBytes);
-    return { device: 0, stream: 'comm', ms, wire, deps: [...op.deps] };
+    const { ms, wire, hostMs } = exchange(((tokensIn(op.chunk) * k) / W) * rowBytes);
+    return { device: 0, stream: 'comm', ms, wire, hostMs, deps: [...op.deps] };
   });
   const r = runEngine(tasks, { devices: 1 });
   const busy: Span[] = [];
