@@ -79,6 +79,9 @@ export function buildSimulationReport(input: {
 const fmt = (v: number, digits = 1) => v.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
 const big = (v: number) => (v >= 1e12 ? `${fmt(v / 1e12)}T` : v >= 1e9 ? `${fmt(v / 1e9)}B` : v >= 1e6 ? `${fmt(v / 1e6, 2)}M` : fmt(v, 0));
 
+const hours = (h: number) => (h >= 1e5 ? `${fmt(h / 1e6, 3)}M` : fmt(h, 1));
+const dollars = (d: number) => (d >= 1e5 ? `$${fmt(d / 1e6, 2)}M` : `$${fmt(d, 2)}`);
+
 /** The lines `moe simulate` prints (and report.md repeats). */
 export function summaryLines(report: SimulationReport): string[] {
   const c = report.config;
@@ -92,7 +95,7 @@ export function summaryLines(report: SimulationReport): string[] {
     `exposed comm         ${fmt(res.exposed_comm_ms.mean)} ms a rank on average (${fmt(res.exposed_comm_ms.min)} - ${fmt(res.exposed_comm_ms.max)}), ${fmt((100 * res.exposed_comm_ms.mean) / res.step_ms)}% of the step`,
     `MFU                  ${fmt(100 * res.mfu_bf16_peak)}% of dense BF16 peak (${fmt(100 * res.mfu_gemm_peak)}% of the ${c.model.gemmDtype.toUpperCase()} peak)`,
     `tokens/s/GPU         ${fmt(res.tokens_per_second_per_gpu, 0)} (${big(res.tokens_per_step)} tokens a step)`,
-    `${big(res.cost.tokens)} tokens         ${fmt(res.cost.gpuHours / 1e6, 3)}M GPU-hours, ${fmt(res.cost.days)} days on ${res.cost.gpus} GPUs, $${fmt(res.cost.dollars / 1e6, 2)}M at $${res.cost.pricePerGpuHour}/GPU-hour`,
+    `${`${big(res.cost.tokens)} tokens`.padEnd(21)}${hours(res.cost.gpuHours)} GPU-hours, ${fmt(res.cost.days)} days on ${res.cost.gpus} GPUs, ${dollars(res.cost.dollars)} at $${res.cost.pricePerGpuHour}/GPU-hour`,
     `simulated in ${fmt(report.simulator.wall_ms / 1e3, 2)} s (${report.simulator.tasks} ops, ${report.simulator.events} events, peak RSS ${fmt(report.simulator.peak_rss_mib, 0)} MiB)`,
   ];
 }
