@@ -11,7 +11,7 @@
  */
 import type { PipelineOp } from '@moe/schedule';
 import { CostModel, type OpCost } from '../cost-model';
-import { PORTS, type PortUse } from './engine';
+import { PORTS, SimulationError, type PortUse } from './engine';
 import { allToAllTraffic } from './traffic';
 import type { ClusterSimConfig, ResolvedLayout } from './config';
 
@@ -91,7 +91,7 @@ export class OpCosts {
       case 'post':
         return c.post(this.T, this.slots);
       default:
-        throw new Error(`no forward cost for ${kind}`);
+        throw new SimulationError(`no forward cost for op kind ${kind}`);
     }
   }
 
@@ -141,7 +141,7 @@ export class OpCosts {
       case 'send_bwd':
         return this.transfer(this.T * this.config.model.hiddenSize * w.pipeline, this.layout.gpusPerStage >= this.layout.nodeSize);
       default:
-        throw new Error(`op kind ${op.kind} has no modeled time in a pipeline step`);
+        throw new SimulationError(`op kind ${op.kind} has no modeled time in a pipeline step`);
     }
   }
 

@@ -12,7 +12,7 @@
 import { expandPlan, pipelineSchedule, planMemory, splitLayers, type PipelineOp, type PipelinePlan } from '@moe/schedule';
 import { peakFlops } from '../devices';
 import { profileOf, resolveLayout, type ClusterSimConfig, type ResolvedLayout } from './config';
-import { runEngine, PORTS, type SimTask } from './engine';
+import { runEngine, type SimTask } from './engine';
 import { total, uncovered, union, type Span } from './intervals';
 import { OpCosts } from './op-costs';
 
@@ -168,4 +168,3 @@ export function simulateCluster(config: ClusterSimConfig): ClusterSimResult {
   };
 }
 
-export { PORTS };

@@ -16,7 +16,7 @@
 import { chunkTokenRange, type Op } from '@moe/schedule';
 import type { CostModel, OpCost } from '../cost-model';
 import { linkClassOf } from '../link-model';
-import { PORTS, runEngine, type PortUse, type SimTask } from './engine';
+import { PORTS, runEngine, SimulationError, type PortUse, type SimTask } from './engine';
 import { total, uncovered, union, type Span } from './intervals';
 
 export interface StepPredictionInput {
@@ -102,7 +102,7 @@ export function predictStep(input: StepPredictionInput): StepPrediction {
       case 'update':
         return c.update();
       default:
-        throw new Error(`op ${op.id} (${op.kind}) is not a compute op`);
+        throw new SimulationError(`op ${op.id} (${op.kind}) is on the compute stream but has no modeled cost`);
     }
   };
 

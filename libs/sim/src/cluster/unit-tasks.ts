@@ -4,7 +4,7 @@
  * level the bubble formulas are stated at: F, B, W and F&B are fixed op times.
  */
 import { type ChunkRef, type PipelinePlan, type PipelineUnit } from '@moe/schedule';
-import { runEngine, type EngineResult, type SimTask } from './engine';
+import { runEngine, SimulationError, type EngineResult, type SimTask } from './engine';
 
 export interface UnitTimes {
   /** Forward chunk. */
@@ -60,7 +60,7 @@ export function unitTasks(plan: PipelinePlan, times: UnitTimes, p2pMs = 0): { ta
     return tasks.push({ device: tasks[from]!.device, stream: 'comm', ms: p2pMs, deps: [from] }) - 1;
   };
   const need = (id: number | undefined, what: string): number => {
-    if (id === undefined) throw new Error(`${plan.schedule}: ${what} is never run`);
+    if (id === undefined) throw new SimulationError(`${plan.schedule}: ${what} is never run (the plan leaves out a chunk another one needs)`);
     return id;
   };
   const unitCount = unitOf.length;
