@@ -7,8 +7,9 @@
  * Two host costs the modeled device does not have are measured on the calibration runs, never on
  * the rows predicted, and named in report.json's config:
  * - host transport time of the all-to-alls: the calibration's `host_comm_ms` of a naive step over
- *   the bytes a rank sends in it, charged per byte, one all-to-all at a time (a process's
- *   transport serialises and copies frames on one thread);
+ *   the frames a rank sends in it, charged per frame, one all-to-all at a time (frames here are
+ *   tens of KiB, so a message's fixed cost dominates, and a process's transport works on one
+ *   thread): an overlapped run with C chunks sends C times the frames;
  * - control-plane time of a step: scheduler-measured step_ms minus the workers' op span (the
  *   RunStep round trip and its wake-ups), the median over the calibration steps.
  */
@@ -64,9 +65,8 @@ export function predictBenchRow(s: BenchPredictionSettings, schedule: { schedule
   const H = modeled.hiddenSize;
   const dispatchRowBytes = encodedBytes(1, H, s.dispatchCodec) + 4;
   const combineRowBytes = encodedBytes(1, H, s.combineCodec);
-  // Bytes a rank sends in a naive step's all-to-alls: per layer S (W-1)/W rows dispatched, and as many in each of the other three.
-  const leaving = ((s.tokensPerRank * s.model.topK * (s.workers - 1)) / s.workers) * s.model.layers;
-  const naiveBytes = leaving * (dispatchRowBytes + 3 * combineRowBytes);
+  // Frames a rank sends in a naive step's all-to-alls: 4 a layer, one to each other rank.
+  const naiveFrames = 4 * s.model.layers * (s.workers - 1);
   return predictStep({
     ops,
     costs,
@@ -79,7 +79,7 @@ export function predictBenchRow(s: BenchPredictionSettings, schedule: { schedule
     dispatchRowBytes,
     combineRowBytes,
     allReduceValues: allReduceValues(s.model),
-    hostMsPerByte: naiveBytes > 0 ? s.hostCommMs / naiveBytes : 0,
+    hostMsPerFrame: naiveFrames > 0 ? s.hostCommMs / naiveFrames : 0,
     hostMsPerStep: s.hostStepMs,
   });
 }
