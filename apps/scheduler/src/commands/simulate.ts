@@ -3,7 +3,8 @@ import { join, resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { integer, numberList, positiveNumber } from './flags';
 import { PIPELINE_SCHEDULE_NAMES } from '@moe/schedule';
-import { DEVICE_PROFILES, SIM_PRESETS, simPreset, simulateCluster, trainingCost, type ClusterSimConfig } from '@moe/sim';
+import { ClusterConfigError, DEVICE_PROFILES, SIM_PRESETS, simPreset, simulateCluster, trainingCost, type ClusterSimConfig } from '@moe/sim';
+import { EXIT, type OnError } from './exit';
 import { buildSimulationReport, summaryLines, writeSimulationReport } from '../simulate/simulate-report';
 
 interface SimulateFlags {
@@ -79,7 +80,7 @@ export function configFromFlags(flags: SimulateFlags): { config: ClusterSimConfi
   return { config, sources, tokens: flags.tokens ?? preset.trainingTokens, price: flags.price ?? preset.pricePerGpuHour };
 }
 
-export function addSimulateCommand(program: Command, onError: (error: unknown) => number): void {
+export function addSimulateCommand(program: Command, onError: OnError): void {
   program
     .command('simulate')
     .description('simulate one training step of a whole cluster (pipeline, expert and data parallel) on a virtual clock; prints step time, bubble, exposed communication, MFU, tokens/s/GPU and the cost of a training run; writes a report folder')
@@ -117,7 +118,11 @@ export function addSimulateCommand(program: Command, onError: (error: unknown) =
         for (const file of files) console.log(`  ${file}`);
         process.exitCode = 0;
       } catch (error) {
-        process.exitCode = onError(error);
+        if (error instanceof ClusterConfigError || error instanceof InvalidArgumentError) {
+          // A layout that does not divide or contradicting flags: bad input, like a bad schedule.
+          console.error(`moe: invalid input: ${error.message}`);
+          process.exitCode = EXIT.badInput;
+        } else process.exitCode = onError(error);
       }
     });
 }
