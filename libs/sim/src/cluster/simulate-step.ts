@@ -56,7 +56,10 @@ export function predictStep(input: StepPredictionInput): StepPrediction {
   const profile = c.profile;
   const dilation = c.options.dilation ?? 1;
   const chunksOf = Math.max(1, ...input.ops.map((o) => o.chunk + 1));
-  const tokensIn = (chunk: number) => (chunk < 0 ? T : ((r) => r.end - r.begin)(chunkTokenRange(T, chunksOf, chunk)));
+  // A schedule of M micro-batches (ops tagged 0..M-1) runs T/M of the rank's tokens in each op.
+  const microBatches = Math.max(1, ...input.ops.map((o) => o.microBatch + 1));
+  const perMicroBatch = T / microBatches;
+  const tokensIn = (chunk: number) => (chunk < 0 ? perMicroBatch : ((r) => r.end - r.begin)(chunkTokenRange(perMicroBatch, chunksOf, chunk)));
   const peers = { intra: 0, inter: 0 };
   for (let dest = 1; dest < W; dest++) peers[linkClassOf(0, dest, input.nodeSize)]++;
 
@@ -74,7 +77,7 @@ export function predictStep(input: StepPredictionInput): StepPrediction {
   };
 
   const compute = (op: Op): OpCost => {
-    const tokens = T;
+    const tokens = perMicroBatch;
     const rows = tokensIn(op.chunk) * k;
     switch (op.kind) {
       case 'begin':
