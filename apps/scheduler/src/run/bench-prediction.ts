@@ -4,16 +4,17 @@
  * dilation and accumulation) and links (same node size, dilation and latency scale), on the
  * engine's virtual clock (`predictStep` in @moe/sim).
  *
- * Two host costs the modeled device does not have are measured on the calibration runs, never on
+ * Three host costs the modeled device does not have are measured on the calibration runs, never on
  * the rows predicted, and named in report.json's config:
  * - host transport time of the all-to-alls: the calibration's `host_comm_ms` of a naive step over
  *   the frames a rank sends in it, charged per frame, one all-to-all at a time (frames here are
  *   tens of KiB, so a message's fixed cost dominates, and a process's transport works on one
  *   thread): an overlapped run with C chunks sends C times the frames;
  * - control-plane time of a step: scheduler-measured step_ms minus the workers' op span (the
- *   RunStep round trip and its wake-ups), the median over the calibration steps.
+ *   RunStep round trip and its wake-ups), the median over the calibration steps;
+ * - compute overshoot: the naive calibration's measured compute beyond the model, per compute op.
  */
-import { buildSchedule, type Op } from '@moe/schedule';
+import { buildSchedule, NAIVE, type Op } from '@moe/schedule';
 import { encodedBytes } from '@moe/comm';
 import { denseParams, initParams, type ModelConfig } from '@moe/model';
 import { CostModel, predictStep, resolveModeledModel, type ModeledModelInput, type StepPrediction } from '@moe/sim';
@@ -35,6 +36,8 @@ export interface BenchPredictionSettings {
   hostCommMs: number;
   /** Control-plane ms a step (measured on the calibration steps, `controlPlaneMs`). */
   hostStepMs: number;
+  /** Host ms a compute op takes beyond its model (measured on a calibration run, `computeOvershootMs`). */
+  hostComputeOpMs: number;
 }
 
 /** Median over `steps` of step_ms minus the latest op end of any worker (ms). */
@@ -43,6 +46,18 @@ export function controlPlaneMs(steps: readonly StepSample[]): number {
   if (gaps.length === 0) return 0;
   const mid = gaps.length >> 1;
   return Math.max(0, gaps.length % 2 ? gaps[mid]! : (gaps[mid - 1]! + gaps[mid]!) / 2);
+}
+
+/**
+ * Host ms a compute op takes beyond its model: the naive calibration run's measured compute_ms
+ * (at `dilation`, compute scale 1) minus the simulator's, over the step's compute ops. Timers
+ * fire late by up to a tick and the slowest worker's experts get a few more rows than the mean.
+ */
+export function computeOvershootMs(s: Omit<BenchPredictionSettings, 'hostComputeOpMs'>, dilation: number, measuredComputeMs: number): number {
+  const schedule = { schedule: NAIVE, chunks: 1 };
+  const predicted = predictBenchRow({ ...s, dilation, hostComputeOpMs: 0 }, schedule, 1).computeMs;
+  const ops = buildSchedule({ kind: NAIVE, layers: s.model.layers, chunks: 1 }).filter((o) => o.stream === 'compute').length;
+  return Math.max(0, (measuredComputeMs - predicted) / ops);
 }
 
 /** f32 values the sim backend all-reduces: the real model's trainable dense parameters and its expert counts. */
@@ -81,6 +96,7 @@ export function predictBenchRow(s: BenchPredictionSettings, schedule: { schedule
     allReduceValues: allReduceValues(s.model),
     hostMsPerFrame: naiveFrames > 0 ? s.hostCommMs / naiveFrames : 0,
     hostMsPerStep: s.hostStepMs,
+    hostMsPerComputeOp: s.hostComputeOpMs,
   });
 }
 

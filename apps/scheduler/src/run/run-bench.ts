@@ -28,7 +28,7 @@ import {
 } from '@moe/report';
 import type { StepMetrics } from './step-driver';
 import { runTraining, type TrainingResult } from './train-run';
-import { alignment, controlPlaneMs, predictBenchRow, type BenchPredictionSettings } from './bench-prediction';
+import { alignment, computeOvershootMs, controlPlaneMs, predictBenchRow, type BenchPredictionSettings } from './bench-prediction';
 
 export interface BenchOptions {
   /** Sim workers in the cluster. */
@@ -196,7 +196,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
 
     // The simulator's prediction of every row: same op lists, costs, links and dilation (bench-prediction.ts).
     const simulated = simOptions(dilation, 1);
-    const prediction: BenchPredictionSettings = {
+    const predictionBase = {
       model,
       workers: options.workers,
       nodeSize: options.nodeSize,
@@ -210,6 +210,10 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       combineCodec: options.combineCodec,
       hostCommMs,
       hostStepMs: controlPlaneMs(calibrationSteps),
+    };
+    const prediction: BenchPredictionSettings = {
+      ...predictionBase,
+      hostComputeOpMs: computeOvershootMs(predictionBase, probes[0]!, measured[0]!.compute),
     };
     const predictedMs = new Map<string, number>();
     const rowKey = (schedule: string, chunks: number, ratio: number) => `${schedule}/${chunks}/${ratio}`;
@@ -259,7 +263,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
         node_size: options.nodeSize,
         model,
         train: { batchSequences: train.batchSequences, seqLen: train.seqLen },
-        prediction: { host_comm_ms: hostCommMs, host_step_ms: prediction.hostStepMs },
+        prediction: { host_comm_ms: hostCommMs, host_step_ms: prediction.hostStepMs, host_compute_op_ms: prediction.hostComputeOpMs },
       },
       runs,
       transport,

@@ -88,7 +88,7 @@ export const LOCAL_BENCH_PRESET: SimPreset = {
       hiddenSize: 256,
       expertFfnSize: 512,
       routedExperts: 8,
-      attention: { heads: 5, qLoraRank: 55, kvLoraRank: 18, qkNopeHeadDim: 32, qkRopeHeadDim: 16, vHeadDim: 32 },
+      attention: { heads: 8, qLoraRank: 55, kvLoraRank: 18, qkNopeHeadDim: 32, qkRopeHeadDim: 16, vHeadDim: 32 },
       vocabSize: 1024,
       seqLen: 512,
       layers: 2,

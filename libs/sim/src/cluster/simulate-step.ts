@@ -37,6 +37,8 @@ export interface StepPredictionInput {
   /** Host transport ms per frame a rank sends (measured elsewhere); taken one op at a time, after the wire. */
   hostMsPerFrame?: number;
   hostMsPerStep?: number;
+  /** Host ms each compute op takes beyond its model (timer granularity and wake-ups), measured elsewhere. */
+  hostMsPerComputeOp?: number;
 }
 
 export interface StepPrediction {
@@ -110,7 +112,7 @@ export function predictStep(input: StepPredictionInput): StepPrediction {
   };
 
   const tasks: SimTask[] = input.ops.map((op) => {
-    if (op.stream === 'compute') return { device: 0, stream: 'compute', ms: c.ms(compute(op)), deps: [...op.deps] };
+    if (op.stream === 'compute') return { device: 0, stream: 'compute', ms: c.ms(compute(op)) + (input.hostMsPerComputeOp ?? 0), deps: [...op.deps] };
     if (op.kind === 'allreduce') {
       const half = exchange((input.allReduceValues / W) * 4);
       // Reduce-scatter then all-gather: the same frames twice, one after the other.
