@@ -58,7 +58,7 @@ function progressCell(row: RunRow): string {
 /** `moe runs <id>`: one run in full. */
 export function formatRun(row: RunRow, now = Date.now()): string {
   const lines: [string, string][] = [
-    ['run', `${row.id} (${row.kind})`],
+    ['run', `${row.runId ?? '(no run id yet)'} (${row.kind}, job ${row.id})`],
     ['state', row.state + (row.cancelRequested ? ' (cancel requested)' : '')],
     ['attempt', `${row.attemptsStarted} of ${row.attempts}`],
     ['progress', progressCell(row) + (row.progress?.workers ? ` on ${row.progress.workers.join(', ')}` : '')],
@@ -77,9 +77,10 @@ export function formatRun(row: RunRow, now = Date.now()): string {
 export function formatRuns(rows: readonly RunRow[], now = Date.now()): string {
   if (rows.length === 0) return 'no runs in the queue';
   const table = [
-    ['ID', 'KIND', 'STATE', 'ATTEMPT', 'PROGRESS', 'SUBMITTED', 'TOOK', 'OUTCOME'],
+    ['ID', 'RUN', 'KIND', 'STATE', 'ATTEMPT', 'PROGRESS', 'SUBMITTED', 'TOOK', 'OUTCOME'],
     ...rows.map((r) => [
       r.id,
+      r.runId ?? '-',
       r.kind,
       r.state,
       `${r.attemptsStarted}/${r.attempts}`,
