@@ -16,6 +16,8 @@
  *   `grpc.max_receive_message_length` (1 GiB), that bounds what requests can make a process hold.
  * Streaming calls (Peer.Exchange) are bounded by their own acknowledgement window instead.
  */
+import * as http2 from 'node:http2';
+import type { Http2Stream } from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
 import { tokenProblem } from './cluster-token';
 
@@ -67,6 +69,21 @@ class ReceiveSlots {
   }
 }
 
+/**
+ * After a refusal's trailers are out, resets the HTTP/2 stream with NO_ERROR: what RFC 9113
+ * (8.1) gives a server that answered before the request was complete, so the client stops
+ * sending its message instead of uploading the rest for the server to discard. grpc-js does not
+ * expose the stream; when its call object's layout changes, this does nothing (the rest of the
+ * message is then still discarded unread, only later).
+ */
+function stopUpload(call: unknown): void {
+  const stream = (call as { stream?: Http2Stream }).stream;
+  if (!stream || typeof stream.close !== 'function') return;
+  setImmediate(() => {
+    if (!stream.destroyed && !stream.closed) stream.close(http2.constants.NGHTTP2_NO_ERROR);
+  });
+}
+
 /** The interceptor: token on the metadata first, then a receive slot for unary requests. */
 export function serverGuard(options: ServerGuardOptions): grpc.ServerInterceptor {
   const token = options.token || undefined;
@@ -83,6 +100,7 @@ export function serverGuard(options: ServerGuardOptions): grpc.ServerInterceptor
               const [service, name] = method.path.replace(/^\/(moe\.v1\.)?/, '').split('/');
               options.log?.(`${service}: refused ${name} from ${call.getPeer()}: ${problem}`);
               intercepting.sendStatus({ code: grpc.status.UNAUTHENTICATED, details: `${service}.${name}: ${problem}`, metadata: new grpc.Metadata() });
+              stopUpload(call);
               return;
             }
             if (method.requestStream) {
