@@ -144,4 +144,16 @@ describe('runs are never mixed', () => {
     expect(failed.failedReason).toMatch(new RegExp(`CheckpointError: the checkpoint belongs to run ${other}, not to this run ${running.runId}`));
     expect(failed.attemptsMade).toBe(2); // the lost worker was retried once; the mismatch was not
   });
+
+  it('moe serve warns when it binds beyond loopback without a token, and not with one', async () => {
+    // Last in this file: a second service consumes the same queue while it runs.
+    const open = startMoe('moe serve (open)', ['serve', '--host', '0.0.0.0', '--port', '0', '--reports', reportsDir], { ...env, MOE_CLUSTER_TOKEN: '' });
+    await open.waitFor(/serve: scheduler listening/, 60_000);
+    await open.stop('SIGTERM', 10_000);
+    expect(open.output).toMatch(/serve: WARNING: the Scheduler service binds 0\.0\.0\.0, beyond loopback, without a cluster token: anyone who reaches it can register/);
+    const guarded = startMoe('moe serve (token)', ['serve', '--host', '0.0.0.0', '--port', '0', '--reports', reportsDir], { ...env, MOE_CLUSTER_TOKEN: 'a-token' });
+    await guarded.waitFor(/serve: scheduler listening/, 60_000);
+    await guarded.stop('SIGTERM', 10_000);
+    expect(guarded.output).not.toMatch(/WARNING/);
+  });
 });

@@ -73,3 +73,25 @@ describe('sizes are checked against memory before anything is allocated', () => 
     expect(run.stderr).not.toMatch(/RangeError|Invalid typed array length/);
   });
 });
+
+describe('every count of a job is bounded', () => {
+  it.each([
+    [{ kind: 'train', workers: 40_000 }, 'workers', /^invalid run: workers: Too big: expected number to be <=1024 \(got 40000\)$/],
+    [{ kind: 'train', steps: 1e12 }, 'steps', /Too big/],
+    [{ kind: 'train', chunks: 100_000 }, 'chunks', /Too big/],
+    [{ kind: 'bench', ratios: Array.from({ length: 100 }, () => 1) }, 'ratios', /Too big/],
+    [{ kind: 'bench', measuredSteps: 1e9 }, 'measuredSteps', /Too big/],
+    [{ kind: 'train', rpcTimeoutMs: 1e12 }, 'rpcTimeoutMs', /Too big/],
+  ])('%j is refused naming %s', (data, field, rule) => {
+    let error: unknown;
+    try {
+      validateRunJob(data);
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(InvalidRunError);
+    expect((error as InvalidRunError).field).toBe(field);
+    expect((error as Error).message).toMatch(rule);
+  });
+});
+

@@ -28,8 +28,22 @@ import { RUN_ID_PATTERN } from '../run/run-id';
 export type RunKind = 'bench' | 'train';
 export const RUN_KINDS: readonly RunKind[] = ['bench', 'train'];
 
-const positiveInt = z.int().positive();
-const ms = z.int().positive();
+/**
+ * Every count has an upper bound: a typo (`workers: 40000`, `steps: 1e12`) is refused naming the
+ * field, not discovered as a run that never ends or a host that runs out of memory.
+ */
+export const JOB_LIMITS = {
+  workers: 1_024,
+  steps: 10_000_000,
+  chunks: 256,
+  listEntries: 32,
+  ms: 24 * 3600 * 1000,
+  hiddenSize: 65_536,
+  transportSeconds: 600,
+} as const;
+
+const count = (max: number) => z.int().positive().max(max);
+const ms = z.int().positive().max(JOB_LIMITS.ms);
 /**
  * The run's id (`newRunId`): `RunQueue.submit` sets it; a job added without one gets one from
  * the service on its first attempt. Reports, checkpoints and progress live under it.
@@ -41,20 +55,20 @@ export const benchJobSchema = z.strictObject({
   kind: z.literal('bench'),
   runId: runId.optional(),
   /** Workers the run takes (the first registered). */
-  workers: positiveInt.optional(),
+  workers: count(JOB_LIMITS.workers).optional(),
   /** Start from `moe bench --quick`'s settings. */
   quick: z.boolean().optional(),
-  ratios: z.array(z.number().positive()).min(1).optional(),
-  chunks: z.array(positiveInt).min(1).optional(),
-  warmupSteps: z.int().nonnegative().optional(),
-  measuredSteps: positiveInt.optional(),
+  ratios: z.array(z.number().positive().max(1_000)).min(1).max(JOB_LIMITS.listEntries).optional(),
+  chunks: z.array(count(JOB_LIMITS.chunks)).min(1).max(JOB_LIMITS.listEntries).optional(),
+  warmupSteps: z.int().nonnegative().max(JOB_LIMITS.steps).optional(),
+  measuredSteps: count(JOB_LIMITS.steps).optional(),
   dispatchCodec: z.enum(['f32', 'bf16', 'fp8']).optional(),
   combineCodec: z.enum(['f32', 'bf16']).optional(),
   profile: z.string().min(1).optional(),
-  commTargetMs: z.number().positive().optional(),
-  hiddenSize: positiveInt.optional(),
-  nodeSize: positiveInt.optional(),
-  transportSeconds: z.number().nonnegative().optional(),
+  commTargetMs: z.number().positive().max(JOB_LIMITS.ms).optional(),
+  hiddenSize: count(JOB_LIMITS.hiddenSize).optional(),
+  nodeSize: count(JOB_LIMITS.workers).optional(),
+  transportSeconds: z.number().nonnegative().max(JOB_LIMITS.transportSeconds).optional(),
   /** How long to wait for the workers to register. Default: the service's. */
   rendezvousTimeoutMs: ms.optional(),
 });
@@ -63,13 +77,13 @@ export const benchJobSchema = z.strictObject({
 export const trainJobSchema = z.strictObject({
   kind: z.literal('train'),
   runId: runId.optional(),
-  workers: positiveInt.optional(),
+  workers: count(JOB_LIMITS.workers).optional(),
   /** `{ "model": {...}, "train": {...} }`, as `moe train --config` reads; left-out fields keep the tiny defaults. */
   config: z.record(z.string(), z.unknown()).optional(),
-  steps: z.int().nonnegative().optional(),
+  steps: z.int().nonnegative().max(JOB_LIMITS.steps).optional(),
   seed: z.int().nonnegative().optional(),
   schedule: z.enum(SCHEDULE_NAMES as [string, ...string[]]).optional(),
-  chunks: positiveInt.optional(),
+  chunks: count(JOB_LIMITS.chunks).optional(),
   dispatchCodec: z.enum(DISPATCH_CODECS).optional(),
   combineCodec: z.enum(COMBINE_CODECS).optional(),
   placement: z.union([z.enum(PLACEMENT_RULES), z.array(z.int().nonnegative())]).optional(),

@@ -139,6 +139,22 @@ class ProgressReporter {
   }
 }
 
+const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/;
+
+/**
+ * The warning `moe serve` prints when it binds beyond loopback without a cluster token: then
+ * anyone who reaches the port can register a worker (and receive model shards), and reach the
+ * workers that registered (FetchParams downloads the model). Undefined when there is nothing to say.
+ */
+export function unauthenticatedExposure(host: string, token: string | undefined): string | undefined {
+  if (token || LOOPBACK.test(host)) return undefined;
+  return (
+    `serve: WARNING: the Scheduler service binds ${host}, beyond loopback, without a cluster token: anyone who reaches it can ` +
+    'register as a worker and be sent model shards, and its workers answer anyone (FetchParams downloads the model). ' +
+    'Set MOE_CLUSTER_TOKEN (the same on every worker), and MOE_TLS_* on an untrusted network; see README, "What an unauthenticated cluster exposes"'
+  );
+}
+
 export class RunService {
   private worker?: Worker<RunJobData, RunResult>;
   private current?: { jobId: string; controller: AbortController };
@@ -183,6 +199,8 @@ export class RunService {
       subscriber.disconnect();
       throw error;
     }
+    const exposure = unauthenticatedExposure(options.host ?? '127.0.0.1', scheduler.token);
+    if (exposure) log(exposure);
     const service = new RunService(scheduler, subscriber, redis, options);
     subscriber.on('message', (_channel: string, jobId: string) => service.cancelActive(jobId));
     await subscriber.subscribe(cancelChannel(options));
