@@ -110,7 +110,7 @@ describe('moe runs', () => {
     );
     const lines = text.split('\n');
     expect(lines[0]).toMatch(/^ID\s+RUN\s+KIND\s+STATE\s+ATTEMPT\s+PROGRESS\s+SUBMITTED\s+TOOK\s+OUTCOME$/);
-    expect(lines[1]).toMatch(/^3\s+run-20261201-000003-000000000003\s+train\s+active\s+2\/3\s+step 4\/10\s+5s ago\s+running\s+last attempt: WorkerLostError/);
+    expect(lines[1]).toMatch(/^3\s+run-20261201-000003-000000000003\s+train\s+active\s+2\/3\s+4\/10 steps\s+5s ago\s+running\s+last attempt: WorkerLostError/);
     expect(lines[2]).toMatch(/^2\s+run-\S+\s+train\s+failed\s+1\/3\s+.*1\.00 s\s+invalid run: workers/);
     expect(lines[3]).toMatch(/^1\s+run-\S+\s+train\s+waiting\s+1\/3\s+-\s+5s ago\s+-\s+cancel requested$/);
     expect(formatRuns([])).toBe('no runs in the queue');

@@ -125,6 +125,8 @@ describe('the Scheduler service refuses what it cannot decode', () => {
       const payload = Buffer.from(Array.from({ length: 1 + Math.floor(random() * 64) }, () => Math.floor(random() * 256)));
       for (const method of ['Register', 'Heartbeat']) codes.push((await raw(s.address, method, payload)).code);
     }
+    // Nothing it serves is large: a 2 MiB request is refused, not read.
+    expect((await raw(s.address, 'Register', Buffer.alloc(2 * 1024 * 1024))).code).toBe(grpc.status.RESOURCE_EXHAUSTED);
     expect(codes.filter((c) => c === grpc.status.OK)).toEqual([]);
     expect(new Set(codes)).toEqual(new Set([grpc.status.INVALID_ARGUMENT]));
     expect(s.allWorkers()).toEqual([]);

@@ -55,6 +55,9 @@ export interface SchedulerServiceOptions {
   admit?: { ids?: readonly string[]; count?: number };
 }
 
+/** Largest request the Scheduler service reads (Register, Heartbeat, Deregister are far smaller). */
+export const SCHEDULER_MAX_REQUEST_BYTES = 1024 * 1024;
+
 type LostListener = (worker: RegisteredWorker, error: WorkerLostError) => void;
 type RegisterListener = (worker: RegisteredWorker) => void;
 
@@ -87,8 +90,13 @@ export class SchedulerService {
   constructor(private readonly options: SchedulerServiceOptions = {}) {
     this.token = options.token === undefined ? envToken() : options.token || undefined;
     // The token is checked on the call's metadata before its message is read (@moe/comm server-guard).
+    // Its requests are a few hundred bytes: 1 MiB bounds what any call can make it hold, so no
+    // receive slots are needed (a stranger stalling calls cannot hold up the workers' heartbeats).
     this.server = new grpc.Server(
-      guardedServerOptions(GRPC_OPTIONS, { token: this.token, log: (line) => (options.log ?? console.error)(`scheduler: ${line}`) }),
+      guardedServerOptions(
+        { ...GRPC_OPTIONS, 'grpc.max_receive_message_length': SCHEDULER_MAX_REQUEST_BYTES },
+        { token: this.token, log: (line) => (options.log ?? console.error)(`scheduler: ${line}`), maxConcurrentReceives: Number.POSITIVE_INFINITY },
+      ),
     );
     this.heartbeatIntervalMs = options.heartbeatIntervalMs ?? 1_000;
     this.heartbeatTimeoutMs = options.heartbeatTimeoutMs ?? 10_000;

@@ -52,7 +52,8 @@ function progressCell(row: RunRow): string {
   const p = row.progress;
   if (!p) return '-';
   if (p.phase === 'waiting') return 'waiting for workers';
-  return p.total ? `${p.unit} ${p.done}/${p.total}` : 'starting';
+  // A count of steps done, not a step index ("4/10 steps": steps 0 to 3 are done).
+  return p.total ? `${p.done}/${p.total} ${p.unit}s` : 'starting';
 }
 
 /** `moe runs <id>`: one run in full. */

@@ -28,7 +28,11 @@ export interface ServerGuardOptions {
   log?: (line: string) => void;
   /** Concurrent calls (HTTP/2 streams) per connection. Default 64. */
   maxStreamsPerConnection?: number;
-  /** Unary requests received at once, per process. Default 2. */
+  /**
+   * Unary requests received at once, per process. Default 2. A server whose requests are all
+   * small (it sets a small `grpc.max_receive_message_length`) passes Infinity: then a caller
+   * that stalls its calls holds up no one.
+   */
   maxConcurrentReceives?: number;
 }
 
@@ -103,7 +107,7 @@ export function serverGuard(options: ServerGuardOptions): grpc.ServerInterceptor
               stopUpload(call);
               return;
             }
-            if (method.requestStream) {
+            if (method.requestStream || !Number.isFinite(slots.size)) {
               nextMetadata(metadata);
               return;
             }
