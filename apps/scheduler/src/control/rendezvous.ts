@@ -58,6 +58,9 @@ export interface SchedulerServiceOptions {
 /** Largest request the Scheduler service reads (Register, Heartbeat, Deregister are far smaller). */
 export const SCHEDULER_MAX_REQUEST_BYTES = 1024 * 1024;
 
+/** How long a run waits for its workers to register unless told otherwise. */
+export const DEFAULT_RENDEZVOUS_TIMEOUT_MS = 60_000;
+
 type LostListener = (worker: RegisteredWorker, error: WorkerLostError) => void;
 type RegisterListener = (worker: RegisteredWorker) => void;
 
