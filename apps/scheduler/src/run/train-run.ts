@@ -219,7 +219,7 @@ export async function runTraining(options: TrainingOptions): Promise<TrainingRes
           params: assembleParams(model, replies, owner),
           optimizer: gatherOptimizerState(replies),
         });
-        log(`checkpoint after step ${step + 1}: ${path}`);
+        log(`checkpoint after step ${step} (${step + 1} steps done): ${path}`);
       }
     }
     const trainMs = performance.now() - trainStart;
