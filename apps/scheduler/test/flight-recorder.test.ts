@@ -130,5 +130,5 @@ describe('flight recorder across real worker processes', () => {
       if (stopped) process.kill(victim.pid!, 'SIGCONT');
       await cluster.stop();
     }
-  }, 30_000);
+  }, 90_000);
 });
