@@ -37,7 +37,8 @@ function startServe(): Proc {
 async function startWorker(id: string): Promise<Proc> {
   const proc = startMoe(id, ['worker', '--scheduler', `127.0.0.1:${schedulerPort}`, '--backend', 'sim', '--worker-id', id, '--peer-timeout', '2500'], env);
   workers.set(id, proc);
-  await serve.waitFor(new RegExp(`worker ${id} registered`));
+  // A loaded machine starts a worker process slowly.
+  await serve.waitFor(new RegExp(`worker ${id} registered`), 60_000);
   return proc;
 }
 
@@ -80,7 +81,7 @@ beforeAll(async () => {
   events = new QueueEvents('runs', { connection, prefix: redis.prefix });
   await events.waitUntilReady();
   events.on('progress', ({ jobId, data }) => progress.set(jobId, [...(progress.get(jobId) ?? []), data as unknown as RunProgress]));
-}, 60_000);
+}, 120_000);
 
 afterAll(async () => {
   await events?.close();
