@@ -64,6 +64,10 @@ describe('moe', () => {
     const chunkedNaive = await moe(['train', '--schedule', 'naive', '--chunks', '3']);
     expect(chunkedNaive.code).toBe(2);
     expect(chunkedNaive.stderr).toContain('chunks=3: schedule naive does not chunk');
+    // Every count has a bound: a typo is a usage error, not 100 000 processes.
+    const tooMany = await moe(['cluster', '--workers', '100000']);
+    expect(tooMany.code).toBe(2);
+    expect(tooMany.stderr).toContain('--workers must be at most 64, got "100000"');
   });
 
   it('a config that cannot work names the field and the rule, and exits 2 before starting anything', async () => {
@@ -126,5 +130,12 @@ describe('moe', () => {
     expect(printed.every(([index, done]) => done === index! + 1)).toBe(true);
     const failed = Number(/in step (\d+), rank 1 was lost/.exec(stderr)?.[1]);
     expect(failed, `${stdout}\n${stderr}`).toBe(printed.at(-1)![0]! + 1);
+  });
+
+  it('--steps 0 trains nothing and says so (no "median step NaN")', async () => {
+    const { code, stdout, stderr } = await moe(['train', '--workers', '2', '--steps', '0']);
+    expect(code, stderr).toBe(0);
+    expect(stdout).toMatch(/^trained no steps \(0 asked\); final loss - vs entropy \d+\.\d+$/m);
+    expect(stdout).not.toMatch(/NaN/);
   });
 });
