@@ -97,6 +97,10 @@ export interface ResultRow {
   slowest_rank: number;
   /** true on the row with the smallest median step among its schedule's rows of its setting (never on naive). */
   winner: boolean;
+  /** ms, the cluster simulator's step for this row (libs/sim predictStep); absent when not simulated. */
+  predicted_step_ms?: number;
+  /** 1 - |predicted - measured median| / measured median. */
+  alignment?: number;
 }
 
 /** One schedule's best run of a setting (its winning chunk count), against that setting's naive run. */

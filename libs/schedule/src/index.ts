@@ -7,3 +7,4 @@ export * from './format';
 export * from './registry';
 export * from './settings';
 export * from './wire';
+export * from './pipeline';
