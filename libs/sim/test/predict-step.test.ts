@@ -25,13 +25,13 @@ describe('predictStep', () => {
     expect(overlapped.stepMs).toBeLessThan(naive.stepMs);
   });
 
-  it('host transport time measured elsewhere is added per byte sent, and the control plane per step', () => {
+  it('host transport time measured elsewhere is added per frame sent, and the control plane per step', () => {
     const c = costs(1);
     const ops = buildSchedule({ kind: 'naive', layers: 2, chunks: 1 });
     const plain = predictStep({ ...base, costs: c, ops });
-    // An all-to-all sends 3 peers 256 x 4 / 4 rows of 1 KiB each: 1 ms of host time at this rate.
-    const host = predictStep({ ...base, costs: c, ops, hostMsPerByte: 1 / (3 * 256 * 1024), hostMsPerStep: 5 });
-    // 8 all-to-alls, each on the critical path of a naive step (the all-reduce here sends nothing), then the step's own.
-    expect(host.stepMs).toBeCloseTo(plain.stepMs + 8 + 5, 6);
+    // Every exchange sends one frame to each of 3 peers: 1 ms of host time at 1/3 ms a frame.
+    const host = predictStep({ ...base, costs: c, ops, hostMsPerFrame: 1 / 3, hostMsPerStep: 5 });
+    // 8 all-to-alls and the all-reduce's 2 exchanges, each on the critical path of a naive step, then the step's own.
+    expect(host.stepMs).toBeCloseTo(plain.stepMs + 8 + 2 + 5, 6);
   });
 });

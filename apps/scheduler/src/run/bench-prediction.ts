@@ -7,10 +7,9 @@
  * Three host costs the modeled device does not have are measured on the calibration runs, never on
  * the rows predicted, and named in report.json's config:
  * - host transport time of the all-to-alls: the calibration's `host_comm_ms` of a naive step over
- *   the bytes a rank sends in it, charged per byte, one all-to-all at a time (a process's
- *   transport works on one thread). Charging per frame instead (an overlapped run with C chunks
- *   sends C times the frames) over-predicted the overlapped rows' comm time about twofold on the
- *   busy machine; per byte came within 10%;
+ *   the frames a rank sends in it, charged per frame, one all-to-all at a time (frames here are
+ *   tens of KiB, so a message's fixed cost dominates, and a process's transport works on one
+ *   thread): an overlapped run with C chunks sends C times the frames;
  * - control-plane time of a step: scheduler-measured step_ms minus the workers' op span (the
  *   RunStep round trip and its wake-ups), the median over the calibration steps;
  * - compute overshoot: the naive calibration's measured compute beyond the model, per compute op.
@@ -81,9 +80,8 @@ export function predictBenchRow(s: BenchPredictionSettings, schedule: { schedule
   const H = modeled.hiddenSize;
   const dispatchRowBytes = encodedBytes(1, H, s.dispatchCodec) + 4;
   const combineRowBytes = encodedBytes(1, H, s.combineCodec);
-  // Bytes a rank sends in a naive step's all-to-alls: per layer S (W-1)/W rows dispatched, and as many in each of the other three.
-  const leaving = ((s.tokensPerRank * s.model.topK * (s.workers - 1)) / s.workers) * s.model.layers;
-  const naiveBytes = leaving * (dispatchRowBytes + 3 * combineRowBytes);
+  // Frames a rank sends in a naive step's all-to-alls: 4 a layer, one to each other rank.
+  const naiveFrames = 4 * s.model.layers * (s.workers - 1);
   return predictStep({
     ops,
     costs,
@@ -96,7 +94,7 @@ export function predictBenchRow(s: BenchPredictionSettings, schedule: { schedule
     dispatchRowBytes,
     combineRowBytes,
     allReduceValues: allReduceValues(s.model),
-    hostMsPerByte: naiveBytes > 0 ? s.hostCommMs / naiveBytes : 0,
+    hostMsPerFrame: naiveFrames > 0 ? s.hostCommMs / naiveFrames : 0,
     hostMsPerStep: s.hostStepMs,
     hostMsPerComputeOp: s.hostComputeOpMs,
   });

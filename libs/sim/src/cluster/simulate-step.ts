@@ -9,8 +9,8 @@
  * S_c / W rows: the node's other ranks over the intra port, the rest over the inter port, one
  * frame each; every frame pays the (scaled) latency, pipelined, and its bytes on the port.
  * The all-reduce is two exchanges (reduce-scatter and all-gather) of n/W f32 values a peer.
- * What the model leaves out is named: `hostMsPerByte` (the host transport's own time per byte
- * sent, one op at a time) and `hostMsPerStep` (control plane: RunStep round trip, event-loop
+ * What the model leaves out is named: `hostMsPerFrame` (the host transport's own time per frame
+ * sent, one op at a time: a local run's frames are small, so a message's fixed cost dominates) and `hostMsPerStep` (control plane: RunStep round trip, event-loop
  * wake-ups), both measured by the caller on other runs than the one predicted.
  */
 import { chunkTokenRange, type Op } from '@moe/schedule';
@@ -34,8 +34,8 @@ export interface StepPredictionInput {
   combineRowBytes: number;
   /** f32 values of the all-reduced vector. */
   allReduceValues: number;
-  /** Host transport ms per byte a rank sends (measured elsewhere); taken one op at a time, after the wire. */
-  hostMsPerByte?: number;
+  /** Host transport ms per frame a rank sends (measured elsewhere); taken one op at a time, after the wire. */
+  hostMsPerFrame?: number;
   hostMsPerStep?: number;
   /** Host ms each compute op takes beyond its model (timer granularity and wake-ups), measured elsewhere. */
   hostMsPerComputeOp?: number;
@@ -75,7 +75,7 @@ export function predictStep(input: StepPredictionInput): StepPrediction {
       wire.push({ port: cls === 'intra' ? PORTS.nvlink : PORTS.nic, ms: ((peers[cls] * bytesPerPeer) / (spec.bandwidthGBps * 1e6)) * dilation });
       latencyMs = Math.max(latencyMs, (spec.latencyUs * input.latencyScale * dilation) / 1e3);
     }
-    return { ms: latencyMs, wire, hostMs: (W - 1) * bytesPerPeer * (input.hostMsPerByte ?? 0) };
+    return { ms: latencyMs, wire, hostMs: (W - 1) * (input.hostMsPerFrame ?? 0) };
   };
 
   const compute = (op: Op): OpCost => {
