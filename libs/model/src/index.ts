@@ -48,6 +48,10 @@ export {
   sharedExpertsBackward,
   residualAdd,
   type ForwardBackwardResult,
+  type RoundRows,
+  type StepMirror,
+  type WireRounding,
 } from './model';
 export { trainReference, applyUpdate, optimizerOrder, type ReferenceResult } from './reference';
 export { MarkovChain, type MarkovChainOptions } from './data';
+export { wholeBatch, checkSplit, type BatchSplit, type TokenRange } from './batch-split';
