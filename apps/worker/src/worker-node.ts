@@ -23,6 +23,7 @@ import { UnknownDeviceProfileError } from '@moe/sim';
 import type { Backend, Shard } from './backend';
 import { StepExecutor, StepOpError } from './schedule/executor';
 import { FlightRecorder } from './schedule/flight-recorder';
+import type { PlantedFault } from './schedule/faults';
 import { buildSchedule } from '@moe/schedule';
 import type { Op } from '@moe/schedule';
 import { FailedPreconditionError, InvalidRequestError } from './errors';
@@ -50,6 +51,8 @@ export interface WorkerNodeOptions {
    * Default: `MOE_CLUSTER_TOKEN`; unset or empty: none.
    */
   token?: string;
+  /** A planted fault (tests only; `moe worker` reads env MOE_FAULT). */
+  fault?: PlantedFault;
 }
 
 type State = 'idle' | 'loaded' | 'running';
@@ -241,7 +244,7 @@ export class WorkerNode {
     // A simulated device also models its links: sends are shaped to the modeled bandwidth.
     const link = this.options.backend.linkModel?.();
     this.transport = link ? new ShapedTransport(grpcTransport, link) : grpcTransport;
-    this.executor = new StepExecutor(this.options.backend, this.transport, shard.expertOwner, this.flight);
+    this.executor = new StepExecutor(this.options.backend, this.transport, shard.expertOwner, this.flight, this.options.fault);
     this.shard = shard;
     this.state = 'loaded';
     this.log(`worker ${this.id}: run ${shard.runId}, rank ${shard.rank} of ${shard.worldSize}`);
