@@ -12,7 +12,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import type { CodecName } from '@moe/comm';
+import type { CombineCodecName, DispatchCodecName } from '@moe/schedule';
 import { parseModelConfig, parseTrainConfig, TINY_MODEL, TINY_TRAIN, trainReference } from '@moe/model';
 import { splitSequences } from '@moe/placement';
 import { namedParams } from '../src/run/parity';
@@ -32,7 +32,7 @@ const steps = Number(values.steps);
 const workers = Number(values.workers);
 const chunks = Number(values.chunks);
 const model = parseModelConfig({ ...TINY_MODEL, layers: Number(values.layers) });
-const MODES: [CodecName, CodecName][] = [
+const MODES: [DispatchCodecName, CombineCodecName][] = [
   ['bf16', 'f32'],
   ['fp8', 'f32'],
   ['f32', 'bf16'],
@@ -41,8 +41,8 @@ const MODES: [CodecName, CodecName][] = [
 ];
 
 interface Drift {
-  dispatchCodec: CodecName;
-  combineCodec: CodecName;
+  dispatchCodec: DispatchCodecName;
+  combineCodec: CombineCodecName;
   worstStepRelative: number;
   lastTenMeanRelative: number;
   maxParamAbsolute: number;

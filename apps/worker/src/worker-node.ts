@@ -317,6 +317,17 @@ export class WorkerNode {
     await this.transport?.close().catch(() => {});
     await this.options.backend.close().catch(() => {});
     this.scheduler?.close();
-    await new Promise<void>((resolve) => this.server.tryShutdown(() => resolve()));
+    // tryShutdown waits for every client to hang up; a caller that keeps its channel open (the
+    // scheduler, a peer) would keep the process alive after Shutdown, so force it after a grace.
+    await new Promise<void>((resolve) => {
+      const force = setTimeout(() => {
+        this.server.forceShutdown();
+        resolve();
+      }, 2_000);
+      this.server.tryShutdown(() => {
+        clearTimeout(force);
+        resolve();
+      });
+    });
   }
 }
