@@ -1,7 +1,7 @@
 import type { CodecName } from '@moe/comm';
-import { parseModelConfig, TINY_MODEL, TINY_TRAIN, trainReference } from '@moe/model';
+import { namedParams, parseModelConfig, TINY_MODEL, TINY_TRAIN, trainReference } from '@moe/model';
 import { describe, expect, it } from 'vitest';
-import { maxAbsDiff, mirrorOf, namedReferenceParams, trainInProcess } from './support/in-process-cluster';
+import { maxAbsDiff, mirrorOf, trainInProcess } from './support/in-process-cluster';
 
 // With the reference mirroring the run's codec round trips and summation order, a lossy run is
 // held to the f32 tolerances; how far it drifts from the f32 trajectory is measured by
@@ -15,7 +15,7 @@ async function runAndCompare(schedule: string, chunks: number, dispatchCodec: Co
   const run = await trainInProcess({ model, train, world, owner, schedule, chunks, dispatchCodec, combineCodec });
   const reference = trainReference(model, train, { mirror: mirrorOf({ train, world, chunks, dispatchCodec, combineCodec }) });
   const loss = Math.max(...run.losses.map((l, i) => Math.abs(l - reference.losses[i]!) / reference.losses[i]!));
-  return { run, loss, params: maxAbsDiff(run.params, namedReferenceParams(reference.params)) };
+  return { run, loss, params: maxAbsDiff(run.params, namedParams(reference.params)) };
 }
 
 describe('lossy wire codecs match the reference that rounds where they round, and put fewer bytes on the wire', () => {

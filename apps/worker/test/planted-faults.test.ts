@@ -4,10 +4,10 @@
  * the check runs at the f32 tolerances in every mode (loss 1e-5 relative, params 1e-4 absolute).
  */
 import type { CodecName } from '@moe/comm';
-import { parseModelConfig, TINY_MODEL, TINY_TRAIN, trainReference, type TrainConfig } from '@moe/model';
+import { namedParams, parseModelConfig, TINY_MODEL, TINY_TRAIN, trainReference, type TrainConfig } from '@moe/model';
 import { describe, expect, it } from 'vitest';
 import { FAULT_NAMES, faultFromEnv, UnknownFaultError, type FaultName } from '../src/schedule/faults';
-import { maxAbsDiff, mirrorOf, namedReferenceParams, trainInProcess } from './support/in-process-cluster';
+import { maxAbsDiff, mirrorOf, trainInProcess } from './support/in-process-cluster';
 
 const LOSS_TOLERANCE = 1e-5;
 const PARAM_TOLERANCE = 1e-4;
@@ -28,7 +28,7 @@ async function parityOf(dispatchCodec: CodecName, combineCodec: CodecName, fault
   const reference = trainReference(model, train, { mirror: mirrorOf({ train, world, chunks, ...codecs }) });
   const run = await trainInProcess({ model, train, world, owner, schedule: 'overlapped', chunks, ...codecs, ...(fault ? { fault } : {}) });
   const loss = Math.max(...run.losses.map((l, i) => Math.abs(l - reference.losses[i]!) / Math.abs(reference.losses[i]!)));
-  const params = maxAbsDiff(run.params, namedReferenceParams(reference.params)).max;
+  const params = maxAbsDiff(run.params, namedParams(reference.params)).max;
   return { loss, params, ok: loss <= LOSS_TOLERANCE && params <= PARAM_TOLERANCE };
 }
 
