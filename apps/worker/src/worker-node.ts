@@ -267,8 +267,11 @@ export class WorkerNode {
     if (!ops) this.schedules.set(scheduleKey, (ops = buildSchedule(schedule)));
     this.state = 'running';
     this.currentStep = batch.step;
+    const shaped = this.transport instanceof ShapedTransport ? this.transport : undefined;
+    shaped?.resetLinkStats();
     try {
       const outcome = await this.executor.run(ops, batch, settings);
+      const link = shaped?.hostBound();
       return {
         step: batch.step,
         lossSum: outcome.lossSum,
@@ -280,6 +283,8 @@ export class WorkerNode {
         stepMs: outcome.stepMs,
         // maxRSS is in KiB; the peak of this process so far (bounded-memory checks compare it across routings).
         peakRssBytes: process.resourceUsage().maxRSS * 1024,
+        // whether the host transport, not the modeled link, bound this step (bench rows say it)
+        ...(link ? { link: { frames: link.frames, bytes: link.bytes, modeledMs: link.modeledMs, hostMs: link.hostMs, lateMs: link.lateMs, hostBound: link.bound } } : {}),
       };
     } finally {
       this.state = 'loaded';
