@@ -55,5 +55,5 @@ describe('moe bench on a local cluster of sim workers', () => {
     for (const file of [result.files.markdown, result.files.timelineSvg, result.files.sweepSvg]) {
       expect(readFileSync(file, 'utf8').length).toBeGreaterThan(100);
     }
-  }, 120_000);
+  }, 240_000); // calibration, 4 runs and a transport probe on a loaded machine; no duration is asserted
 });
