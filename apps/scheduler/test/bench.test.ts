@@ -32,6 +32,15 @@ describe('moe bench on a local cluster of sim workers', () => {
     for (const row of report.results) expect(row.alignment).toBeCloseTo(1 - Math.abs(row.predicted_step_ms - row.step_ms.median) / row.step_ms.median, 5); // report.json rounds to 6 digits
     expect(report.transport.tcp_mbps).toBeGreaterThan(0);
     expect(report.transport.grpc_mbps).toBeGreaterThan(0);
+    // complete records: every setting that shapes a figure, what bound each row, what the transport line measured
+    expect(report.config).toMatchObject({ accumulation_steps: 16, latency_scale: 0.01, dilation: expect.any(Number) });
+    expect(Object.keys(report.config.compute_scales).map(Number).sort()).toEqual([0.5, 2]);
+    for (const row of report.results) {
+      expect(row.link, `${row.schedule} C${row.chunks} ratio ${row.ratio}`).toMatchObject({ host_bound: expect.any(Boolean), host_transport_ms: expect.any(Number), modeled_link_ms: expect.any(Number) });
+      expect(row.link.modeled_link_ms).toBeGreaterThan(0);
+    }
+    expect(report.transport.what).toMatch(/not an all-to-all/);
+    expect(readFileSync(result.files.markdown, 'utf8')).toMatch(/Measured: one raw TCP socket against one gRPC Peer\.Exchange stream/);
 
     const trace = JSON.parse(readFileSync(result.files.trace, 'utf8'));
     expect(validateTrace(trace)).toEqual([]);

@@ -7,6 +7,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import type { Backend } from './backend';
 import { loadBackend } from './backends/create-backend';
 import { WorkerNode } from './worker-node';
+import { FAULT_ENV, faultFromEnv, type PlantedFault } from './schedule/faults';
 
 const integer = (what: string) => (value: string) => {
   const n = Number(value);
@@ -61,7 +62,9 @@ function resolveAdvertise(advertise: string | undefined, host: string, port: num
 }
 
 let backend: Backend;
+let fault: PlantedFault | undefined;
 try {
+  fault = faultFromEnv();
   backend = await loadBackend(opts.backend);
 } catch (error) {
   console.error(`moe worker: ${(error as Error).name}: ${(error as Error).message}`);
@@ -78,7 +81,9 @@ const node = new WorkerNode({
   peerTimeoutMs: opts.peerTimeout,
   registerTimeoutMs: opts.registerTimeout,
   token: opts.token ?? '',
+  fault,
 });
+if (fault) console.error(`worker ${node.id}: PLANTED FAULT ${fault.name} (${FAULT_ENV}); this run is wrong on purpose`);
 
 const stop = (signal: string) => {
   console.log(`worker ${node.id}: ${signal}, stopping`);

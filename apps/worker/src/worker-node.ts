@@ -23,6 +23,7 @@ import { UnknownDeviceProfileError } from '@moe/sim';
 import type { Backend, Shard } from './backend';
 import { StepExecutor, StepOpError } from './schedule/executor';
 import { FlightRecorder } from './schedule/flight-recorder';
+import type { PlantedFault } from './schedule/faults';
 import { buildSchedule } from '@moe/schedule';
 import type { Op } from '@moe/schedule';
 import { FailedPreconditionError, InvalidRequestError, RegistrationRefusedError } from './errors';
@@ -50,6 +51,8 @@ export interface WorkerNodeOptions {
    * Default: `MOE_CLUSTER_TOKEN`; unset or empty: none.
    */
   token?: string;
+  /** A planted fault (tests only; `moe worker` reads env MOE_FAULT). */
+  fault?: PlantedFault;
   /** Called when the scheduler refuses this worker after it was registered (default: exit 1). */
   onRefused?: (error: Error) => void;
 }
@@ -261,7 +264,7 @@ export class WorkerNode {
     // A simulated device also models its links: sends are shaped to the modeled bandwidth.
     const link = this.options.backend.linkModel?.();
     this.transport = link ? new ShapedTransport(grpcTransport, link) : grpcTransport;
-    this.executor = new StepExecutor(this.options.backend, this.transport, shard.expertOwner, this.flight);
+    this.executor = new StepExecutor(this.options.backend, this.transport, shard.expertOwner, this.flight, this.options.fault);
     this.shard = shard;
     this.flight.runId = shard.runId;
     this.state = 'loaded';
@@ -285,8 +288,11 @@ export class WorkerNode {
     if (!ops) this.schedules.set(scheduleKey, (ops = buildSchedule(schedule)));
     this.state = 'running';
     this.currentStep = batch.step;
+    const shaped = this.transport instanceof ShapedTransport ? this.transport : undefined;
+    shaped?.resetLinkStats();
     try {
       const outcome = await this.executor.run(ops, batch, settings);
+      const link = shaped?.hostBound();
       return {
         step: batch.step,
         lossSum: outcome.lossSum,
@@ -298,6 +304,8 @@ export class WorkerNode {
         stepMs: outcome.stepMs,
         // maxRSS is in KiB; the peak of this process so far (bounded-memory checks compare it across routings).
         peakRssBytes: process.resourceUsage().maxRSS * 1024,
+        // whether the host transport, not the modeled link, bound this step (bench rows say it)
+        ...(link ? { link: { frames: link.frames, bytes: link.bytes, modeledMs: link.modeledMs, hostMs: link.hostMs, lateMs: link.lateMs, hostBound: link.bound } } : {}),
       };
     } finally {
       this.state = 'loaded';
@@ -356,6 +364,17 @@ export class WorkerNode {
     await this.transport?.close().catch(() => {});
     await this.options.backend.close().catch(() => {});
     this.scheduler?.close();
-    await new Promise<void>((resolve) => this.server.tryShutdown(() => resolve()));
+    // tryShutdown waits for every client to hang up; a caller that keeps its channel open (the
+    // scheduler, a peer) would keep the process alive after Shutdown, so force it after a grace.
+    await new Promise<void>((resolve) => {
+      const force = setTimeout(() => {
+        this.server.forceShutdown();
+        resolve();
+      }, 2_000);
+      this.server.tryShutdown(() => {
+        clearTimeout(force);
+        resolve();
+      });
+    });
   }
 }

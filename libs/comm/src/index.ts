@@ -4,9 +4,10 @@ export * from './proto/tensors';
 export * from './proto/config-msg';
 
 // wire codecs
-export { CODEC_DTYPE, DTYPE_BYTES, FP8_BLOCK_SIZE, type CodecName, type EncodedTensor, type RowDType } from './codec/types';
-export { encodeRows, decodeRows, encodedBytes } from './codec/rows';
+export { CODEC_DTYPE, DTYPE_BYTES, FP8_BLOCK_SIZE, fp8BlockSize, type CodecName, type EncodedTensor, type RowDType } from './codec/types';
+export { encodeRows, decodeRows, encodedBytes, roundTripRows } from './codec/rows';
 export { toTensorMsg, fromTensorMsg } from './codec/tensor-msg';
+export { codecRounding } from './codec/wire-rounding';
 export { f32ToBf16Bits, bf16BitsToF32 } from './codec/bf16';
 export { f32ToE4m3, e4m3ToF32, E4M3_MAX, E4M3_NAN } from './codec/fp8-e4m3';
 

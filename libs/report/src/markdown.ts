@@ -55,14 +55,26 @@ function headlineSentence(s: SettingSummary): string {
   );
 }
 
-/** The transport line: raw TCP against gRPC all-to-all bandwidth and their ratio. */
+/** The transport line: raw TCP against the gRPC Peer transport, their ratio, and what was measured. */
 export function transportLine(report: BenchReport): string {
   const t = report.transport;
   if (!t) return 'Transport bandwidth was not measured in this run.';
   return (
-    `Measured in the same run: raw TCP ${t.tcp_mbps.toFixed(0)} MB/s, gRPC all-to-all ${t.grpc_mbps.toFixed(0)} MB/s; ` +
-    `gRPC reaches ${t.ratio.toFixed(2)} of raw TCP (MB = 10^6 bytes).`
+    `Measured in the same run: raw TCP ${t.tcp_mbps.toFixed(0)} MB/s, gRPC ${t.grpc_mbps.toFixed(0)} MB/s; ` +
+    `gRPC reaches ${t.ratio.toFixed(2)} of raw TCP (MB = 10^6 bytes)` +
+    (t.what ? `. Measured: ${t.what}.` : '.') +
+    hostBoundText(report)
   );
+}
+
+/** Which rows the host transport, not the modeled links, bound (empty when no row says). */
+function hostBoundText(report: BenchReport): string {
+  const rows = report.results.filter((r) => r.link);
+  if (rows.length === 0) return '';
+  const bound = rows.filter((r) => r.link!.host_bound).map((r) => `${r.schedule}${r.chunks > 1 ? ` C${r.chunks}` : ''} at ratio ${r.ratio}`);
+  return bound.length === 0
+    ? ` The modeled links, not the host transport, bound every row's all-to-alls.`
+    : ` Bound by the host transport rather than the modeled links: ${bound.join(', ')}.`;
 }
 
 /** `report.md`: headline, the table per setting, every chunk count, transport, figures, how to reproduce. */

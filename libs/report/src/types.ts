@@ -101,6 +101,20 @@ export interface ResultRow {
   predicted_step_ms?: number;
   /** 1 - |predicted - measured median| / measured median. */
   alignment?: number;
+  /** What bound the row's all-to-alls: the modeled links or the host transport (absent when the workers do not shape links). */
+  link?: LinkRecord | null;
+}
+
+/** Modeled links against the host transport under them, over a row's measured steps. */
+export interface LinkRecord {
+  /** true when in most measured steps some rank's host transport added more than 10% to its modeled link time. */
+  host_bound: boolean;
+  /** Measured steps in which some rank was host-bound. */
+  host_bound_steps: number;
+  /** ms, median over steps of the largest per-rank time the host transport added on top of the model. */
+  host_transport_ms: number;
+  /** ms, median over steps of that rank's modeled link time (queueing + latency + bytes/bandwidth, summed over its frames). */
+  modeled_link_ms: number;
 }
 
 /** Headline figures of one setting: naive against its best overlapped run. */
@@ -127,8 +141,10 @@ export interface ReportSummary extends SettingSummary {
   settings: SettingSummary[];
 }
 
-/** All-to-all bandwidth of the host transport, measured in the same run. */
+/** Bandwidth of the host transport, measured in the same run (`what` says exactly what was measured). */
 export interface TransportBench {
+  /** What the two figures measure, in words. */
+  what?: string;
   /** 10^6 bytes/s over a raw TCP socket. */
   tcp_mbps: number;
   /** 10^6 bytes/s over the gRPC Peer transport. */

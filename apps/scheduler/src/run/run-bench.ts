@@ -28,6 +28,7 @@ import {
 } from '@moe/report';
 import type { StepMetrics } from './step-driver';
 import { runTraining, type TrainingResult } from './train-run';
+import { linkRecord, TRANSPORT_MEASURED } from './bench-records';
 import { alignment, computeOvershootMs, controlPlaneMs, predictBenchRow, type BenchPredictionSettings } from './bench-prediction';
 
 export interface BenchOptions {
@@ -130,6 +131,9 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     throw new RangeError(`--workers ${options.workers} is not a whole number of nodes of --node-size ${options.nodeSize}`);
   }
   const { model, train } = benchConfigs(options.workers);
+  // Settings of the sim workers that shape the figures but are not flags: stated once, recorded in config.
+  const accumulationSteps = 16;
+  const latencyScale = 0.01;
   const simOptions = (dilation: number, computeScale: number) => ({
     profile: options.profile,
     dilation,
@@ -137,10 +141,10 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     nodeSize: options.nodeSize,
     // One optimizer step per 16 micro-batches, as in large-batch MoE training: the update's
     // memory-bound work is not what this benchmark is about.
-    accumulationSteps: 16,
+    accumulationSteps,
     // Payloads here are ~1/100 of a DeepSeek-V3 rank's (fewer tokens, narrower rows); latency
     // scales with them so a frame stays bandwidth-bound as it is on the real cluster.
-    latencyScale: 0.01,
+    latencyScale,
     model: modeledModel(options.hiddenSize, model.routedExperts),
   });
   const schedules = [
@@ -220,6 +224,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     const rowKey = (schedule: string, chunks: number, ratio: number) => `${schedule}/${chunks}/${ratio}`;
 
     const runs: RunSamples[] = [];
+    const links = new Map<string, ReturnType<typeof linkRecord>>();
     for (const ratio of options.ratios) {
       const computeScale = (ratio * base.comm) / base.compute;
       for (const schedule of schedules) {
@@ -233,6 +238,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
           steps: result.steps.map((s) => toStepSample(s)),
           workerIds: result.workers.map((w) => w.workerId),
         });
+        links.set(`${schedule.schedule}/${schedule.chunks}/${ratio}`, linkRecord(result.steps.slice(options.warmupSteps)));
         progress(`ratio ${ratio}: ${stepSettingsLabel(schedule)}`);
       }
     }
@@ -262,6 +268,9 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
         host_comm_ms: hostCommMs,
         modeled: simOptions(dilation, 1).model,
         node_size: options.nodeSize,
+        accumulation_steps: accumulationSteps,
+        latency_scale: latencyScale,
+        compute_scales: Object.fromEntries(options.ratios.map((ratio) => [ratio, (ratio * base.comm) / base.compute])),
         model,
         train: { batchSequences: train.batchSequences, seqLen: train.seqLen },
         prediction: { host_comm_ms: hostCommMs, host_step_ms: prediction.hostStepMs, host_compute_op_ms: prediction.hostComputeOpMs },
@@ -270,6 +279,9 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       transport,
       environment: collectEnvironment(),
     });
+    // each row says what bound its all-to-alls; the transport line says what it measured
+    for (const row of report.results) row.link = links.get(`${row.schedule}/${row.chunks}/${row.ratio}`) ?? null;
+    if (report.transport) report.transport.what = TRANSPORT_MEASURED;
     for (const row of report.results) {
       const predicted = predictedMs.get(rowKey(row.schedule, row.chunks, row.ratio));
       if (predicted !== undefined) Object.assign(row, { predicted_step_ms: predicted, alignment: alignment(predicted, row.step_ms.median) });

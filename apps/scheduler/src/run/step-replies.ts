@@ -4,7 +4,7 @@
  *
  * Shapes: W = world size, E = routed experts, layers = MoE layers.
  */
-import type { OpRecordOut, RunStepResponseOut } from '@moe/comm';
+import type { LinkStatsOut, OpRecordOut, RunStepResponseOut } from '@moe/comm';
 import type { ModelConfig } from '@moe/model';
 import { ChecksumMismatchError, WorkerRpcError } from '../errors';
 
@@ -29,6 +29,8 @@ export interface StepMetrics {
   checksum: string;
   /** [W] each rank's op timeline (empty unless `recordTimeline`). */
   timelines: OpRecordOut[][];
+  /** [W] each rank's modeled links in the step (null from a worker without link shaping). */
+  link: (LinkStatsOut | null)[];
 }
 
 /**
@@ -93,5 +95,6 @@ export function gatherStep(step: number, replies: readonly RunStepResponseOut[],
     peakRssBytes: replies.map((r) => Number(r.peakRssBytes ?? 0)),
     checksum,
     timelines: replies.map((r) => r.timeline),
+    link: replies.map((r) => r.link ?? null),
   };
 }

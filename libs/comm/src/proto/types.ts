@@ -17,6 +17,7 @@ export type { LoadShardRequest, LoadShardRequest__Output as LoadShardRequestOut 
 export type { LoadShardResponse, LoadShardResponse__Output as LoadShardResponseOut } from '../generated/moe/v1/LoadShardResponse';
 export type { RunStepRequest, RunStepRequest__Output as RunStepRequestOut } from '../generated/moe/v1/RunStepRequest';
 export type { RunStepResponse, RunStepResponse__Output as RunStepResponseOut } from '../generated/moe/v1/RunStepResponse';
+export type { LinkStats, LinkStats__Output as LinkStatsOut } from '../generated/moe/v1/LinkStats';
 export type { OpRecord, OpRecord__Output as OpRecordOut } from '../generated/moe/v1/OpRecord';
 export type { FetchParamsRequest } from '../generated/moe/v1/FetchParamsRequest';
 export type { FetchParamsResponse, FetchParamsResponse__Output as FetchParamsResponseOut } from '../generated/moe/v1/FetchParamsResponse';
