@@ -34,6 +34,13 @@ export { TOKEN_ENV, TOKEN_METADATA_KEY, clientOptions, envToken, requireToken, t
 export { TLS_CA_ENV, TLS_CERT_ENV, TLS_KEY_ENV, TlsConfigError, channelCredentials, serverCredentials, tlsEnabled, tlsFromEnv, type TlsFiles } from './grpc/tls';
 export { MalformedFrameError } from './grpc/frame-message';
 
+// socket data plane (negotiated over Peer.DataPlanes; Exchange stays the contract every worker speaks)
+export { SocketTransport, DATA_PLANE_CHOICES, type DataPlaneChoice, type SocketTransportOptions } from './socket/socket-transport';
+export { PeerSocketServer, localHostId, type PeerSocketServerOptions } from './socket/socket-server';
+export { SocketLink, type SocketLinkOptions } from './socket/socket-link';
+export { askDataPlanes } from './socket/negotiate';
+export { SocketProtocolError } from './socket/records';
+
 // all-to-all
 export { exchange } from './alltoall/exchange';
 export { dispatchLayout, type DispatchLayout } from './alltoall/layout';
