@@ -149,7 +149,8 @@ export class RecordReader {
           out.push(this.finish(buf.subarray(off, off + need)));
           off += need;
         } else {
-          this.body = new Uint8Array(need);
+          // not zero-filled: every byte is written by the reads that follow
+          this.body = Buffer.allocUnsafeSlow(need);
           this.filled = 0;
         }
         continue;
