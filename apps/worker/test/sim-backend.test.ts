@@ -144,6 +144,7 @@ describe('SimBackend', () => {
     await backend.beginStep(batchOf(0, 16));
     const rows = [{ source: 1, rows: new Float32Array(30 * 64), expertIds: new Int32Array(30) }];
     const running = backend.experts(0, 0, rows);
+    await new Promise((resolve) => setTimeout(resolve, 2)); // issued: the device thread has it
     const blockedUntil = performance.now() + 400; // the data plane's loop busy framing bytes, say
     while (performance.now() < blockedUntil) {}
     await running;
