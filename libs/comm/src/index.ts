@@ -54,6 +54,8 @@ export * from './link';
 
 // loopback throughput (benchmarks): raw TCP vs the gRPC data plane between two processes
 export { measureGrpcLoopback, measureTcpLoopback, type GrpcLoopbackOptions, type LoopbackResult } from './bench/loopback';
+// the all-to-all between `world` processes on raw TCP and on every data plane, in one run
+export { measureAllToAll, type AllToAllOptions, type AllToAllPlane, type AllToAllResult } from './bench/alltoall';
 
 // op timeline of a step (the report's input)
 export { TimelineRecorder, type Direction as OpDirection, type OpRecordData, type Stream as OpStream } from './timeline/recorder';
