@@ -79,6 +79,12 @@ export class SocketLink {
     });
   }
 
+  /** Connects and shakes hands now, instead of on the first send. */
+  async open(): Promise<void> {
+    if (this.closed) throw new TransportClosedError(`rank ${this.o.source}: socket link to rank ${this.o.dest} is closed`);
+    await this.connect();
+  }
+
   /** Says goodbye (so the peer knows the end is clean) and closes the connection. */
   async close(): Promise<void> {
     if (this.closed) return;
@@ -135,7 +141,7 @@ export class SocketLink {
     }
     const unreachable = (why: string) => new PeerUnreachableError(dest, this.address, why);
     this.ready = new Promise<net.Socket>((resolve, reject) => {
-      const socket = this.open();
+      const socket = this.dial();
       const reader = new RecordReader();
       let welcomed = false;
       const timer = setTimeout(() => {
@@ -185,7 +191,7 @@ export class SocketLink {
     return this.ready;
   }
 
-  private open(): net.Socket {
+  private dial(): net.Socket {
     const e = this.o.endpoint;
     if (this.useUnix()) return net.connect({ path: e.unixPath });
     const colon = e.tcpAddress.lastIndexOf(':');

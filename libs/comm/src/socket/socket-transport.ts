@@ -50,6 +50,9 @@ export class SocketTransport implements Transport {
     this.grpc = new GrpcTransport(o);
     this.rank = this.grpc.rank;
     this.worldSize = this.grpc.worldSize;
+    // Ask every peer now, while the run is being set up, so the first step does not wait for it;
+    // a failure here is asked again (and reported) by the first send to that peer.
+    for (let dest = 0; dest < this.worldSize; dest++) if (dest !== this.rank) this.route(dest).catch(() => {});
   }
 
   async send(dest: number, key: FrameKey, frame: OutgoingFrame): Promise<void> {
@@ -62,6 +65,16 @@ export class SocketTransport implements Transport {
     if (route.plane === 'grpc') return this.grpc.send(dest, key, frame);
     await route.link.send(key, frame);
     this.socketSent += payloadBytes(frame.payload);
+  }
+
+  /**
+   * Resolves once every peer has been asked which plane it speaks and every socket link has
+   * shaken hands. Never rejects: a peer that failed is asked again, and its error reported, by
+   * the first send to it.
+   */
+  async ready(): Promise<void> {
+    const routes = [...Array(this.worldSize).keys()].filter((d) => d !== this.rank).map((d) => this.route(d));
+    await Promise.all(routes.map((r) => r.then((route) => (route.plane === 'socket' ? route.link.open() : undefined)).catch(() => {})));
   }
 
   receive(source: number, key: FrameKey, timeoutMs: number): Promise<IncomingFrame> {

@@ -54,6 +54,13 @@ export async function stopSocketWorld(world: SocketWorld): Promise<void> {
 
 let runs = 0;
 
+/** One SocketTransport per rank of `world`, for a fresh run id, once every link is set up (as after LoadShard). */
+export async function readySocketTransports(world: SocketWorld, options: Partial<SocketTransportOptions> = {}): Promise<SocketTransport[]> {
+  const transports = socketTransports(world, options);
+  await Promise.all(transports.map((t) => t.ready()));
+  return transports;
+}
+
 /** One SocketTransport per rank of `world`, for a fresh run id. */
 export function socketTransports(world: SocketWorld, options: Partial<SocketTransportOptions> = {}): SocketTransport[] {
   const runId = `socket-run-${++runs}`;
