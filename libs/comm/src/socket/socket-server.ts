@@ -28,6 +28,8 @@ export interface PeerSocketServerOptions {
 
 /** Frames a connection queues before it stops reading (the sender's window keeps it far below). */
 const PAUSE_AT = 16;
+/** How long a new connection may take to say hello (with its token) before it is closed. */
+const HELLO_TIMEOUT_MS = 10_000;
 /** Largest frame body a connection accepts (the gRPC path splits larger ones into parts). */
 const MAX_BODY_BYTES = 2 ** 31;
 
@@ -132,7 +134,11 @@ export class PeerSocketServer {
       socket.destroySoon?.();
     };
 
+    // A connection that never says hello is not held open for it.
+    const helloTimer = setTimeout(() => !hello && !failed && fail(`no hello within ${HELLO_TIMEOUT_MS} ms`), HELLO_TIMEOUT_MS);
+    helloTimer.unref();
     const greet = (r: ReadRecord): void => {
+      clearTimeout(helloTimer);
       if (r.record.kind !== 'hello') return fail(`expected a hello, got a ${r.record.kind} record`);
       const problem = tokenProblem(r.record.token, this.o.token);
       if (problem) return fail(problem);
@@ -185,6 +191,7 @@ export class PeerSocketServer {
     });
     socket.on('error', () => {}); // 'close' follows and says what matters
     socket.on('close', () => {
+      clearTimeout(helloTimer);
       this.sockets.delete(socket);
       untrack?.();
       // Ended without a bye: the sender went away mid-stream (killed, or its connection broke).

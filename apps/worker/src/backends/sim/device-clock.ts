@@ -2,7 +2,7 @@ import { Worker } from 'node:worker_threads';
 
 /** One op as the modeled device ran it, in performance.now() ms of the calling thread. */
 export interface DeviceSpan {
-  /** When the device started it: its issue, or the end of the op before it if that was later. */
+  /** When the device started it: when it took the op, or the modeled end of the op before it if that was later. */
   startMs: number;
   /** When the device's wait really ended (measured on the device's own thread). */
   endMs: number;
@@ -10,7 +10,9 @@ export interface DeviceSpan {
 
 /**
  * The device thread: ops run one at a time, in the order they come, each from
- * max(its issue, the modeled end of the op before it) until that start plus its duration.
+ * max(when the device takes it, the modeled end of the op before it) until that start plus its
+ * duration. The time the op's message took to reach the thread is launch latency (the device
+ * sat idle), not part of the op, as a GPU kernel's duration leaves out its launch.
  * It blocks on Atomics.wait (a futex: sub-ms wake-ups) and nothing else runs on it, so a busy
  * event loop elsewhere in the process cannot make an op late. Times are process.hrtime (one
  * monotonic clock for every thread of the process), in ms.
@@ -20,8 +22,8 @@ const { parentPort } = require('node:worker_threads');
 const nap = new Int32Array(new SharedArrayBuffer(4));
 const now = () => Number(process.hrtime.bigint()) / 1e6;
 let modeledEnd = -Infinity;
-parentPort.on('message', ({ id, issuedAt, ms }) => {
-  const start = Math.max(issuedAt, modeledEnd);
+parentPort.on('message', ({ id, ms }) => {
+  const start = Math.max(now(), modeledEnd);
   const end = start + ms;
   modeledEnd = end;
   for (let left = end - now(); left > 0.3; left = end - now()) Atomics.wait(nap, 0, 0, left - 0.2);
@@ -50,7 +52,7 @@ export class DeviceClock {
     const id = this.nextId++;
     return new Promise<DeviceSpan>((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      worker.postMessage({ id, issuedAt: hrMs(), ms });
+      worker.postMessage({ id, ms });
     });
   }
 

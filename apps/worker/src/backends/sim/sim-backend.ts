@@ -35,7 +35,7 @@ export interface SimOpRecord {
   modeledMs: number;
   /**
    * Wall time the device spent on it, measured on the device's own thread (see DeviceClock):
-   * from its start (its issue, or the previous op's modeled end) to the device's wake-up.
+   * from its start (when the device took it, or the previous op's modeled end) to the device's wake-up.
    */
   measuredMs: number;
 }
