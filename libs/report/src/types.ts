@@ -107,6 +107,10 @@ export interface ResultRow {
    * (measured - modeled) / modeled: 0.05 means ops ran 5% longer than the cost model says. null without a model.
    */
   compute_drift?: number | null;
+  /** ms, the cluster simulator's step for this row (libs/sim predictStep); absent when not simulated. */
+  predicted_step_ms?: number;
+  /** 1 - |predicted - measured median| / measured median. */
+  alignment?: number;
 }
 
 /** Headline figures of one setting: naive against its best overlapped run. */
