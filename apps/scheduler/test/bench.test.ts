@@ -41,6 +41,10 @@ describe('moe bench on a local cluster of sim workers', () => {
     }
     expect(report.transport.what).toMatch(/not an all-to-all/);
     expect(readFileSync(result.files.markdown, 'utf8')).toMatch(/Measured: one raw TCP socket against one gRPC Peer\.Exchange stream/);
+    // the all-to-all on every data plane, and the one the sim workers' frames went out over (auto: socket)
+    expect(report.transport.planes.map((p: { plane: string }) => p.plane)).toEqual(['tcp', 'grpc', 'socket', 'socket-tcp']);
+    expect(report.transport.used).toBe('socket');
+    for (const row of report.results) expect(row.modeled_compute_ms.median).toBeGreaterThan(0);
 
     const trace = JSON.parse(readFileSync(result.files.trace, 'utf8'));
     expect(validateTrace(trace)).toEqual([]);

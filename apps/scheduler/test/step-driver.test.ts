@@ -77,6 +77,7 @@ describe('gathering a step', () => {
     bytesSent: 10,
     stepMs: 2,
     peakRssBytes: 1 << 20,
+    dataPlane: 'socket',
     ...over,
   });
 

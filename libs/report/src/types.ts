@@ -97,6 +97,16 @@ export interface ResultRow {
   slowest_rank: number;
   /** true on the overlapped row with the smallest median step of its setting. */
   winner: boolean;
+  /**
+   * ms, the cost model's compute time on the slowest worker (sum of its modeled compute ops),
+   * beside compute_ms (what was measured); null when the backend models no device (cpu).
+   */
+  modeled_compute_ms?: Range | null;
+  /**
+   * Median over every modeled compute op of the run (all ranks, measured steps) of
+   * (measured - modeled) / modeled: 0.05 means ops ran 5% longer than the cost model says. null without a model.
+   */
+  compute_drift?: number | null;
   /** ms, the cluster simulator's step for this row (libs/sim predictStep); absent when not simulated. */
   predicted_step_ms?: number;
   /** 1 - |predicted - measured median| / measured median. */
@@ -151,6 +161,15 @@ export interface TransportBench {
   grpc_mbps: number;
   /** grpc_mbps / tcp_mbps: the fraction of raw TCP the gRPC transport reaches. */
   ratio: number;
+  /**
+   * The all-to-all on every data plane (tcp_mbps and grpc_mbps are its raw TCP and gRPC rows):
+   * `world` processes, one `frame_bytes` frame per peer per round, in the same run.
+   */
+  planes?: { plane: string; mbps: number; ratio: number }[];
+  frame_bytes?: number;
+  world?: number;
+  /** The data plane the bench's runs sent frames over, as the workers reported it ("socket", "grpc", "socket+grpc"). */
+  used?: string;
 }
 
 export interface ReportEnvironment {

@@ -9,7 +9,7 @@
  * compute scale so that compute ≈ r × comm.
  * The achieved ratio of every naive run is in the report (compute_ms / comm_ms).
  */
-import { measureGrpcLoopback, measureTcpLoopback } from '@moe/comm';
+import { measureBenchTransport, planesUsed } from './bench-transport';
 import { NAIVE, OVERLAPPED, stepSettingsLabel } from '@moe/schedule';
 import { parseModelConfig, parseTrainConfig, TINY_MODEL, TINY_TRAIN, type ModelConfig, type TrainConfig } from '@moe/model';
 import { LocalCluster, type Cluster } from '../control/local-cluster';
@@ -225,11 +225,13 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
 
     const runs: RunSamples[] = [];
     const links = new Map<string, ReturnType<typeof linkRecord>>();
+    const dataPlanes: string[] = [];
     for (const ratio of options.ratios) {
       const computeScale = (ratio * base.comm) / base.compute;
       for (const schedule of schedules) {
         predictedMs.set(rowKey(schedule.schedule, schedule.chunks, ratio), predictBenchRow(prediction, schedule, computeScale).stepMs);
         const result = await run(options.warmupSteps + options.measuredSteps, simOptions(dilation, computeScale), schedule);
+        dataPlanes.push(...result.steps.flatMap((s) => s.dataPlanes));
         runs.push({
           schedule: schedule.schedule,
           chunks: schedule.chunks,
@@ -243,13 +245,20 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       }
     }
 
-    let transport: { tcpMbps: number; grpcMbps: number } | null = null;
+    let measuredTransport: Awaited<ReturnType<typeof measureBenchTransport>> | null = null;
     if (options.transportSeconds > 0) {
-      log('measuring raw TCP and gRPC loopback throughput between two processes (1 MiB messages)');
-      const tcp = await measureTcpLoopback(1 << 20, options.transportSeconds);
-      const grpc = await measureGrpcLoopback(1 << 20, options.transportSeconds);
-      transport = { tcpMbps: tcp.mbPerSecond, grpcMbps: grpc.mbPerSecond };
+      log(`measuring the all-to-all of ${options.workers} processes on raw TCP and on every data plane`);
+      measuredTransport = await measureBenchTransport({
+        workers: options.workers,
+        globalTokens: train.batchSequences * train.seqLen,
+        topK: model.topK,
+        hiddenSize: options.hiddenSize,
+        dispatchCodec: options.dispatchCodec,
+        transportSeconds: options.transportSeconds,
+        repeats: options.transportSeconds >= 1 ? 3 : 1,
+      });
     }
+    const transport = measuredTransport && { ...measuredTransport, used: planesUsed(dataPlanes) };
 
     const report = buildReport({
       config: {
@@ -273,6 +282,8 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
         compute_scales: Object.fromEntries(options.ratios.map((ratio) => [ratio, (ratio * base.comm) / base.compute])),
         model,
         train: { batchSequences: train.batchSequences, seqLen: train.seqLen },
+        transport: measuredTransport?.config ?? null,
+        data_plane: planesUsed(dataPlanes),
         prediction: { host_comm_ms: hostCommMs, host_step_ms: prediction.hostStepMs, host_compute_op_ms: prediction.hostComputeOpMs },
       },
       runs,

@@ -25,6 +25,8 @@ export interface StepMetrics {
   bytesSent: number[];
   /** [W] each worker process's peak resident set size so far, bytes (0 from a worker that does not report it). */
   peakRssBytes: number[];
+  /** [W] the data plane each rank's frames went out over ("socket", "grpc", "socket+grpc"; "" from a worker that does not say). */
+  dataPlanes: string[];
   /** Checksum of the replicated dense parameters after the update (equal on every rank). */
   checksum: string;
   /** [W] each rank's op timeline (empty unless `recordTimeline`). */
@@ -93,6 +95,7 @@ export function gatherStep(step: number, replies: readonly RunStepResponseOut[],
     expertCounts,
     bytesSent: replies.map((r) => Number(r.bytesSent)),
     peakRssBytes: replies.map((r) => Number(r.peakRssBytes ?? 0)),
+    dataPlanes: replies.map((r) => r.dataPlane ?? ''),
     checksum,
     timelines: replies.map((r) => r.timeline),
     link: replies.map((r) => r.link ?? null),

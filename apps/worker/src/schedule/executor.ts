@@ -249,15 +249,18 @@ export class StepExecutor {
         }
         if (flight) this.observer!.opEnd(flight);
         bytesSent += bytes;
+        // A modeled device's compute op: the span its own clock measured (see Backend.deviceTiming).
+        const device = op.stream === 'compute' ? this.backend.deviceTiming?.() : undefined;
         timeline.record({
           name: op.kind,
           stream: op.stream,
           layer: op.layer,
           chunk: op.chunk,
-          startMs: t0,
-          endMs: timeline.now(),
+          startMs: device ? timeline.at(device.startMs) : t0,
+          endMs: device ? timeline.at(device.endMs) : timeline.now(),
           bytesSent: bytes,
           direction: op.direction,
+          ...(device ? { modeledMs: device.modeledMs } : {}),
         });
       });
       // A failure surfaces once, through Promise.all below; the dependants just stop.

@@ -32,6 +32,9 @@ export type { Frame, Frame__Output as FrameOut } from '../generated/moe/v1/Frame
 export type { PeerHello } from '../generated/moe/v1/PeerHello';
 export type { PeerMessage, PeerMessage__Output as PeerMessageOut } from '../generated/moe/v1/PeerMessage';
 export type { PeerAck, PeerAck__Output as PeerAckOut } from '../generated/moe/v1/PeerAck';
+export type { DataPlanesRequest, DataPlanesRequest__Output as DataPlanesRequestOut } from '../generated/moe/v1/DataPlanesRequest';
+export type { DataPlanesReply, DataPlanesReply__Output as DataPlanesReplyOut } from '../generated/moe/v1/DataPlanesReply';
+export type { SocketEndpoint, SocketEndpoint__Output as SocketEndpointOut } from '../generated/moe/v1/SocketEndpoint';
 export type { WorkerClient, WorkerHandlers } from '../generated/moe/v1/Worker';
 export type { SchedulerClient, SchedulerHandlers } from '../generated/moe/v1/Scheduler';
 export type { PeerClient, PeerHandlers } from '../generated/moe/v1/Peer';
