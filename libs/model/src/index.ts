@@ -31,6 +31,7 @@ export {
 } from './params';
 export { checksumTensors } from './checksum';
 export { rmsNorm, rmsNormBackward, type RmsNormCache } from './norm';
+export { allowedExperts, groupScoreWidth } from './group-limit';
 export { route, routeBackward, type Route, type RouteCache, type RouteOptions } from './router';
 export { expertForward, expertBackward, type ExpertCache } from './expert';
 export { combine, combineBackward } from './combine';
