@@ -1,12 +1,12 @@
 import {
   allReduceSum,
-  combine,
-  dispatch,
+  allToAllStrategy,
   dispatchLayout,
-  encodedBytes,
+  type AllToAllHandle,
+  type AllToAllMode,
   type CodecName,
-  type DispatchHandle,
   type DispatchLayout,
+  type LinkBytes,
   type FrameKey,
   type Phase,
   type ReceivedRows,
@@ -25,6 +25,10 @@ export interface ExecuteSettings {
   combineCodec: CodecName;
   /** Timeout of every wait for peers' frames. */
   timeoutMs: number;
+  /** flat (default) or hierarchical all-to-all. */
+  allToAll?: AllToAllMode;
+  /** Ranks per modeled node; 0 or absent: every rank in one node. */
+  nodeSize?: number;
 }
 
 export interface StepOutcome {
@@ -34,6 +38,8 @@ export interface StepOutcome {
   counts: Int32Array;
   timeline: OpRecordData[];
   bytesSent: number;
+  /** All-to-all bytes this rank sent, by link class (allreduce bytes are in bytesSent only). */
+  linkBytes: LinkBytes;
   stepMs: number;
 }
 
@@ -55,14 +61,14 @@ export class StepOpError extends Error {
 interface LayerState {
   route?: RouteOutput;
   layouts: DispatchLayout[];
-  handles: DispatchHandle[];
+  handles: AllToAllHandle[];
   received: ReceivedRows[][];
   expertOutputs: Float32Array[][];
   /** [S, H] slot outputs, filled chunk by chunk by the combines. */
   slotOutputs?: Float32Array;
   /** [S, H] gradients of the slot outputs. */
   dSlotOutputs?: Float32Array;
-  backwardHandles: DispatchHandle[];
+  backwardHandles: AllToAllHandle[];
   backwardReceived: ReceivedRows[][];
   expertInputGrads: Float32Array[][];
   /** [S, H] gradients of the slot inputs, filled chunk by chunk. */
@@ -105,8 +111,14 @@ export class StepExecutor {
     const slots = tokens * topK;
     const { rank, worldSize } = this.transport;
     const key = (op: Op, phase: Phase): FrameKey => ({ step: batch.step, layer: op.layer, chunk: Math.max(0, op.chunk), phase });
-    const wireBytes = (layout: DispatchLayout, codec: CodecName) =>
-      layout.slotsTo.reduce((sum, s, dest) => (dest === rank ? sum : sum + encodedBytes(s.length, hidden, codec)), 0);
+    const a2a = allToAllStrategy(settings.allToAll ?? 'flat', this.expertOwner, worldSize, settings.nodeSize || worldSize);
+    const linkBytes: LinkBytes = { intra: 0, inter: 0 };
+    /** Counts an all-to-all's bytes by link class; returns their total for the op's record. */
+    const sent = (bytes: LinkBytes) => {
+      linkBytes.intra += bytes.intra;
+      linkBytes.inter += bytes.inter;
+      return bytes.intra + bytes.inter;
+    };
 
     let loss = { lossSum: 0, auxLoss: 0 };
     let gradients: Float32Array = new Float32Array(0);
@@ -135,7 +147,7 @@ export class StepExecutor {
         }
         case 'dispatch': {
           const layout = s!.layouts[op.chunk]!;
-          const { received, handle } = await dispatch(this.transport, key(op, 'DISPATCH'), layout, s!.route!.h, hidden, {
+          const { received, handle, bytes } = await a2a.dispatch(this.transport, key(op, 'DISPATCH'), layout, s!.route!.h, hidden, {
             rowOfSlot: (slot) => Math.floor(slot / topK),
             expertIds: s!.route!.expertIds,
             codec: settings.dispatchCodec,
@@ -143,7 +155,7 @@ export class StepExecutor {
           });
           s!.received[op.chunk] = received;
           s!.handles[op.chunk] = handle;
-          return wireBytes(layout, settings.dispatchCodec);
+          return sent(bytes);
         }
         case 'shared':
           await this.backend.sharedExperts(op.layer);
@@ -152,13 +164,12 @@ export class StepExecutor {
           s!.expertOutputs[op.chunk] = await this.backend.experts(op.layer, op.chunk, toExpertRows(s!.received[op.chunk]!));
           return 0;
         case 'combine': {
-          const handle = s!.handles[op.chunk]!;
-          await combine(this.transport, key(op, 'COMBINE'), handle, s!.expertOutputs[op.chunk]!, {
+          const { bytes } = await a2a.combine(this.transport, key(op, 'COMBINE'), s!.handles[op.chunk]!, s!.expertOutputs[op.chunk]!, {
             codec: settings.combineCodec,
             timeoutMs: settings.timeoutMs,
             into: s!.slotOutputs,
           });
-          return receivedBytes(handle, rank, hidden, settings.combineCodec);
+          return sent(bytes);
         }
         case 'post':
           await this.backend.combineOutputs(op.layer, s!.slotOutputs!);
@@ -172,7 +183,7 @@ export class StepExecutor {
           return 0;
         case 'combine_bwd': {
           const layout = s!.layouts[op.chunk]!;
-          const { received, handle } = await dispatch(
+          const { received, handle, bytes } = await a2a.dispatch(
             this.transport,
             key(op, 'COMBINE_BACKWARD'),
             layout,
@@ -180,6 +191,7 @@ export class StepExecutor {
             hidden,
             {
               rowOfSlot: (slot) => slot,
+              tokenOfSlot: (slot) => Math.floor(slot / topK),
               expertIds: s!.route!.expertIds,
               codec: settings.combineCodec,
               timeoutMs: settings.timeoutMs,
@@ -187,7 +199,7 @@ export class StepExecutor {
           );
           s!.backwardReceived[op.chunk] = received;
           s!.backwardHandles[op.chunk] = handle;
-          return wireBytes(layout, settings.combineCodec);
+          return sent(bytes);
         }
         case 'experts_bwd':
           s!.expertInputGrads[op.chunk] = await this.backend.expertsBackward(
@@ -197,13 +209,12 @@ export class StepExecutor {
           );
           return 0;
         case 'dispatch_bwd': {
-          const handle = s!.backwardHandles[op.chunk]!;
-          await combine(this.transport, key(op, 'DISPATCH_BACKWARD'), handle, s!.expertInputGrads[op.chunk]!, {
+          const { bytes } = await a2a.combine(this.transport, key(op, 'DISPATCH_BACKWARD'), s!.backwardHandles[op.chunk]!, s!.expertInputGrads[op.chunk]!, {
             codec: settings.combineCodec,
             timeoutMs: settings.timeoutMs,
             into: s!.dSlotInputs,
           });
-          return receivedBytes(handle, rank, hidden, settings.combineCodec);
+          return sent(bytes);
         }
         case 'shared_bwd':
           await this.backend.sharedExpertsBackward(op.layer);
@@ -267,12 +278,8 @@ export class StepExecutor {
       counts: await this.backend.expertCounts(),
       timeline: timeline.records(),
       bytesSent,
+      linkBytes,
       stepMs,
     };
   }
-}
-
-/** Bytes this rank sends back in a combine: the rows it received from other ranks. */
-function receivedBytes(handle: DispatchHandle, rank: number, hidden: number, codec: CodecName): number {
-  return handle.received.reduce((sum, n, source) => (source === rank ? sum : sum + encodedBytes(n, hidden, codec)), 0);
 }

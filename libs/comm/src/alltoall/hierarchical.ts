@@ -98,7 +98,8 @@ export async function hierarchicalDispatch(
     const slots: number[] = [];
     for (let j = 0; j < nl.nodeSize; j++) slots.push(...layout.slotsTo[n * nl.nodeSize + j]!);
     const row = (s: number) => options.rowOfSlot(s);
-    slots.sort((a, b) => row(a) - row(b) || nl.bitOf[ids[a]!]! - nl.bitOf[ids[b]!]!);
+    const token = options.tokenOfSlot ?? row;
+    slots.sort((a, b) => token(a) - token(b) || nl.bitOf[ids[a]!]! - nl.bitOf[ids[b]!]!);
     returnSlots[n] = Int32Array.from(slots);
     const rowList: number[] = [];
     const sets: number[] = [];
