@@ -4,3 +4,4 @@ export * from './placement';
 export * from './batch-split';
 export * from './eplb';
 export * from './plan-report';
+export * from './rebalance';
