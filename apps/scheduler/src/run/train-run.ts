@@ -22,6 +22,7 @@ import {
   type StepMetrics,
 } from './step-driver';
 import { WorkerHandle } from '../control/worker-client';
+import { moveExperts, Rebalancer, type RebalanceEvent, type RebalanceSettings } from './rebalance-run';
 
 export interface TrainingOptions {
   model: ModelConfig;
@@ -66,6 +67,8 @@ export interface TrainingOptions {
    * checkpoint's. `losses` then holds the checkpoint's losses followed by the new ones.
    */
   resume?: Checkpoint;
+  /** Recompute the placement with EPLB from the measured loads every `rebalance.every` steps and move the experts. */
+  rebalance?: RebalanceSettings;
   /** Called once the shards are loaded, before the first step. */
   onReady?: (run: RunInfo) => void;
   /** Called after every step. */
@@ -102,6 +105,10 @@ export interface TrainingResult extends RunInfo {
   /** Present with `checkReference`. */
   parity?: ParityReport;
   reference?: { losses: number[]; auxLosses: number[] };
+  /** [E] owner rank of each expert at the end (differs from `owner` after a rebalance). */
+  finalOwner: number[];
+  /** Every placement change, in order (empty without `rebalance`). */
+  rebalances: RebalanceEvent[];
 }
 
 /**
@@ -121,7 +128,9 @@ export async function runTraining(options: TrainingOptions): Promise<TrainingRes
   if (options.checkpointDir && (!Number.isInteger(every) || every < 1)) {
     throw new RangeError(`checkpointEvery=${options.checkpointEvery} must be a positive integer when checkpointDir is set`);
   }
-  const owner = planExperts(model.routedExperts, options.workers, options.placement ?? 'contiguous');
+  let owner = planExperts(model.routedExperts, options.workers, options.placement ?? 'contiguous');
+  const rebalancer = options.rebalance ? new Rebalancer(model, options.workers, settings.nodeSize, options.rebalance) : undefined;
+  const rebalances: RebalanceEvent[] = [];
   const ranges = splitSequences(train.batchSequences, options.workers);
   const runId = options.runId ?? `run-${randomUUID().slice(0, 8)}`;
 
@@ -155,18 +164,15 @@ export async function runTraining(options: TrainingOptions): Promise<TrainingRes
       rpcTimeoutMs: options.rpcTimeoutMs ?? 60_000,
     });
 
-    const shardRequests = loadShardRequests(
-      {
-        runId,
-        model,
-        optimizer: train.optimizer,
-        seqLen: train.seqLen,
-        owner,
-        peers: workers.map((w) => w.address),
-        backendOptions: options.backendOptions,
-      },
-      resume?.params ?? initParams(model),
-    );
+    const shardPlan = {
+      runId,
+      model,
+      optimizer: train.optimizer,
+      seqLen: train.seqLen,
+      peers: workers.map((w) => w.address),
+      backendOptions: options.backendOptions,
+    };
+    const shardRequests = loadShardRequests({ ...shardPlan, owner }, resume?.params ?? initParams(model));
     if (resume) shardRequests.forEach((r, rank) => (r.optimizerState = optimizerStateForRank(resume.optimizer, owner, rank)));
     const initialChecksum = await driver.loadShards(shardRequests);
     const chain = new MarkovChain(model.vocabSize, train.dataSeed);
@@ -190,13 +196,25 @@ export async function runTraining(options: TrainingOptions): Promise<TrainingRes
     const auxLosses = [...(resume?.auxLosses ?? [])];
     for (let step = firstStep; step < train.steps; step++) {
       const batch = chain.batch(step, train.batchSequences, train.seqLen);
-      const metrics = await driver.runStep(step, runStepRequests(runId, step, batch, ranges, stepOptions), model);
+      const metrics = await driver.runStep(step, runStepRequests(shardPlan.runId, step, batch, ranges, stepOptions), model);
       steps.push(metrics);
       losses.push(metrics.loss);
       auxLosses.push(metrics.auxLoss);
       options.onStep?.(metrics, info);
+      rebalancer?.observe(metrics.expertCounts);
+      const event = rebalancer?.due(step, train.steps) ? rebalancer.plan(owner, step) : undefined;
+      if (event) {
+        // Each placement loads under its own run id (`<run>-p<n>`): the streams of the previous
+        // placement, cut by the reload, must not count as lost peers of the new one.
+        const loadedRunId = shardPlan.runId;
+        shardPlan.runId = `${runId}-p${rebalances.length + 1}`;
+        await moveExperts(driver, loadedRunId, shardPlan, event);
+        owner = event.to;
+        rebalances.push(event);
+        log(`rebalanced after step ${step + 1}: ${event.moved} experts moved, imbalance ${event.imbalanceBefore.toFixed(3)} -> ${event.imbalanceAfter.toFixed(3)}`);
+      }
       if (options.checkpointDir && (step + 1) % every === 0) {
-        const replies = await driver.fetchParams(runId, true);
+        const replies = await driver.fetchParams(shardPlan.runId, true);
         const path = saveCheckpoint(options.checkpointDir, {
           runId,
           step: step + 1,
@@ -211,7 +229,7 @@ export async function runTraining(options: TrainingOptions): Promise<TrainingRes
       }
     }
     const trainMs = performance.now() - trainStart;
-    const params = assembleParams(model, await driver.fetchParams(runId), owner);
+    const params = assembleParams(model, await driver.fetchParams(shardPlan.runId), owner);
     result = {
       ...info,
       losses,
@@ -219,6 +237,8 @@ export async function runTraining(options: TrainingOptions): Promise<TrainingRes
       steps,
       params,
       trainMs,
+      finalOwner: [...owner],
+      rebalances,
     };
   } finally {
     unwatch.forEach((off) => off());
