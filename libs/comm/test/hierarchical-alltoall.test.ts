@@ -28,7 +28,7 @@ async function run(mode: 'flat' | 'hierarchical', routes: number[][], owner: num
         // The "experts": output = input row + 0.5 * expert id, so a row returned to a wrong slot shows.
         const outputs = d.received.map((rec) => Float32Array.from(rec.rows, (v, i) => v + 0.5 * rec.expertIds[Math.floor(i / cols)]!));
         const c = await a2a.combine(t, combineKey, d.handle, outputs, { codec: 'f32', timeoutMs: 5000 });
-        return { received: d.received, dispatchBytes: d.bytes, out: c.out, combineBytes: c.bytes };
+        return { received: d.received, dispatchBytes: d.bytes, out: c.out, combineBytes: c.bytes, dispatchHops: d.hops, combineHops: c.hops };
       }),
     );
   } finally {
@@ -58,6 +58,16 @@ describe('hierarchical all-to-all, hand-derived small case', () => {
     // Rank 2 (token 0 to node 0 twice, token 2 once): flat 3 rows, hierarchical 2; ranks 1 and 3 send none.
     expect([flat[2]!.dispatchBytes.inter, hier[2]!.dispatchBytes.inter]).toEqual([3 * 12, 2 * 12]);
     expect([hier[1]!.dispatchBytes.inter, hier[3]!.dispatchBytes.inter]).toEqual([0, 0]);
+  });
+
+  it('reports its two hops in order, each with its link class and bytes; a flat all-to-all has none', async () => {
+    const hier = await run('hierarchical', routes, owner, 2, 2, 3);
+    const [first, second] = hier[0]!.dispatchHops;
+    expect([first!.link, second!.link]).toEqual(['inter', 'intra']);
+    expect([first!.bytes, second!.bytes]).toEqual([hier[0]!.dispatchBytes.inter, hier[0]!.dispatchBytes.intra]);
+    expect(first!.endMs).toBeLessThanOrEqual(second!.startMs);
+    expect(hier[0]!.combineHops.map((h) => h.link)).toEqual(['intra', 'inter']);
+    expect((await run('flat', routes, owner, 2, 2, 3))[0]!.dispatchHops).toEqual([]);
   });
 
   it('the receivers get the same rows with the same experts, and every slot gets its own row back', async () => {

@@ -6,6 +6,7 @@ import {
   type AllToAllMode,
   type CodecName,
   type DispatchLayout,
+  type HopTiming,
   type LinkBytes,
   type FrameKey,
   type Phase,
@@ -111,13 +112,21 @@ export class StepExecutor {
     const slots = tokens * topK;
     const { rank, worldSize } = this.transport;
     const key = (op: Op, phase: Phase): FrameKey => ({ step: batch.step, layer: op.layer, chunk: Math.max(0, op.chunk), phase });
-    const a2a = allToAllStrategy(settings.allToAll ?? 'flat', this.expertOwner, worldSize, settings.nodeSize || worldSize);
+    const a2a = allToAllStrategy(settings.allToAll ?? 'flat', this.expertOwner, worldSize, settings.nodeSize || worldSize, () => timeline.now());
     const linkBytes: LinkBytes = { intra: 0, inter: 0 };
-    /** Counts an all-to-all's bytes by link class; returns their total for the op's record. */
-    const sent = (bytes: LinkBytes) => {
-      linkBytes.intra += bytes.intra;
-      linkBytes.inter += bytes.inter;
-      return bytes.intra + bytes.inter;
+    /**
+     * Counts an all-to-all's bytes by link class and records a hierarchical one's hops as comm ops
+     * of their own ("dispatch.inter", "dispatch.intra"), so timelines and traces show both hops.
+     * Returns the total for the op's record.
+     */
+    const sent = (op: Op, result: { bytes: LinkBytes; hops: HopTiming[] }) => {
+      linkBytes.intra += result.bytes.intra;
+      linkBytes.inter += result.bytes.inter;
+      for (const hop of result.hops) {
+        const { layer, chunk, direction } = op;
+        timeline.record({ name: `${op.kind}.${hop.link}`, stream: 'comm', layer, chunk, startMs: hop.startMs, endMs: hop.endMs, bytesSent: hop.bytes, direction });
+      }
+      return result.bytes.intra + result.bytes.inter;
     };
 
     let loss = { lossSum: 0, auxLoss: 0 };
@@ -147,7 +156,7 @@ export class StepExecutor {
         }
         case 'dispatch': {
           const layout = s!.layouts[op.chunk]!;
-          const { received, handle, bytes } = await a2a.dispatch(this.transport, key(op, 'DISPATCH'), layout, s!.route!.h, hidden, {
+          const { received, handle, ...result } = await a2a.dispatch(this.transport, key(op, 'DISPATCH'), layout, s!.route!.h, hidden, {
             rowOfSlot: (slot) => Math.floor(slot / topK),
             expertIds: s!.route!.expertIds,
             codec: settings.dispatchCodec,
@@ -155,7 +164,7 @@ export class StepExecutor {
           });
           s!.received[op.chunk] = received;
           s!.handles[op.chunk] = handle;
-          return sent(bytes);
+          return sent(op, result);
         }
         case 'shared':
           await this.backend.sharedExperts(op.layer);
@@ -164,12 +173,12 @@ export class StepExecutor {
           s!.expertOutputs[op.chunk] = await this.backend.experts(op.layer, op.chunk, toExpertRows(s!.received[op.chunk]!));
           return 0;
         case 'combine': {
-          const { bytes } = await a2a.combine(this.transport, key(op, 'COMBINE'), s!.handles[op.chunk]!, s!.expertOutputs[op.chunk]!, {
+          const result = await a2a.combine(this.transport, key(op, 'COMBINE'), s!.handles[op.chunk]!, s!.expertOutputs[op.chunk]!, {
             codec: settings.combineCodec,
             timeoutMs: settings.timeoutMs,
             into: s!.slotOutputs,
           });
-          return sent(bytes);
+          return sent(op, result);
         }
         case 'post':
           await this.backend.combineOutputs(op.layer, s!.slotOutputs!);
@@ -183,7 +192,7 @@ export class StepExecutor {
           return 0;
         case 'combine_bwd': {
           const layout = s!.layouts[op.chunk]!;
-          const { received, handle, bytes } = await a2a.dispatch(
+          const { received, handle, ...result } = await a2a.dispatch(
             this.transport,
             key(op, 'COMBINE_BACKWARD'),
             layout,
@@ -199,7 +208,7 @@ export class StepExecutor {
           );
           s!.backwardReceived[op.chunk] = received;
           s!.backwardHandles[op.chunk] = handle;
-          return sent(bytes);
+          return sent(op, result);
         }
         case 'experts_bwd':
           s!.expertInputGrads[op.chunk] = await this.backend.expertsBackward(
@@ -209,12 +218,12 @@ export class StepExecutor {
           );
           return 0;
         case 'dispatch_bwd': {
-          const { bytes } = await a2a.combine(this.transport, key(op, 'DISPATCH_BACKWARD'), s!.backwardHandles[op.chunk]!, s!.expertInputGrads[op.chunk]!, {
+          const result = await a2a.combine(this.transport, key(op, 'DISPATCH_BACKWARD'), s!.backwardHandles[op.chunk]!, s!.expertInputGrads[op.chunk]!, {
             codec: settings.combineCodec,
             timeoutMs: settings.timeoutMs,
             into: s!.dSlotInputs,
           });
-          return sent(bytes);
+          return sent(op, result);
         }
         case 'shared_bwd':
           await this.backend.sharedExpertsBackward(op.layer);

@@ -26,7 +26,7 @@ import type { DispatchOptions, ReceivedRows } from './dispatch';
 import { AllToAllShapeError } from './errors';
 import { exchangeAmong } from './exchange-among';
 import type { DispatchLayout } from './layout';
-import type { LinkBytes, NodeLayout } from './node-layout';
+import type { HopTiming, LinkBytes, NodeLayout } from './node-layout';
 
 /** What the hierarchical combine needs to retrace a dispatch's two hops. */
 export interface HierarchicalHandle {
@@ -79,7 +79,8 @@ export async function hierarchicalDispatch(
   cols: number,
   nl: NodeLayout,
   options: DispatchOptions,
-): Promise<{ received: ReceivedRows[]; handle: HierarchicalHandle; bytes: LinkBytes }> {
+  clock: () => number = () => performance.now(),
+): Promise<{ received: ReceivedRows[]; handle: HierarchicalHandle; bytes: LinkBytes; hops: HopTiming[] }> {
   const { rank, worldSize } = transport;
   const what = `hierarchical dispatch ${keyString(key)} on rank ${rank}`;
   const ids = options.expertIds;
@@ -125,7 +126,9 @@ export async function hierarchicalDispatch(
     }
   }
   addBytes(bytes, hop1, true);
+  const hops: HopTiming[] = [{ link: 'inter', startMs: clock(), endMs: 0, bytes: bytes.inter }];
   const fromOrigins = await exchangeAmong(transport, key, me.across, hop1, options.timeoutMs);
+  hops[0]!.endMs = clock();
 
   // Hop 2: fan every row this rank holds for its node out to the ranks owning its experts.
   const perDest = new Map<number, { rows: Float32Array[]; codes: number[]; pairs: number[] }>();
@@ -170,7 +173,9 @@ export async function hierarchicalDispatch(
     else hop2.set(dest, { payload: encodeRows(rows, d.rows.length, cols, options.codec), expertIds: Int32Array.from(d.codes) });
   }
   addBytes(bytes, hop2, false);
+  const hop2Start = clock();
   const fromForwarders = await exchangeAmong(transport, key, me.within, hop2, options.timeoutMs);
+  hops.push({ link: 'intra', startMs: hop2Start, endMs: clock(), bytes: bytes.intra });
 
   // Rows by origin: each origin's rows come from the one rank of this node with its local index.
   const byOrigin: { rows: Float32Array[]; ids: number[] }[] = Array.from({ length: worldSize }, () => ({ rows: [], ids: [] }));
@@ -210,7 +215,7 @@ export async function hierarchicalDispatch(
     return { source: origin, rows, expertIds: Int32Array.from(o.ids), count: o.rows.length };
   });
   const handle: HierarchicalHandle = { key, cols, slotCount: layout.slotCount, returnSlots, returnCounts, fanout, blocks, received: received.map((r) => r.count) };
-  return { received, handle, bytes };
+  return { received, handle, bytes, hops };
 }
 
 /**
@@ -226,7 +231,8 @@ export async function hierarchicalCombine(
   outputs: Float32Array[],
   nl: NodeLayout,
   options: { codec: DispatchOptions['codec']; timeoutMs: number; into?: Float32Array },
-): Promise<{ out: Float32Array; bytes: LinkBytes }> {
+  clock: () => number = () => performance.now(),
+): Promise<{ out: Float32Array; bytes: LinkBytes; hops: HopTiming[] }> {
   const { rank, worldSize } = transport;
   const { cols } = handle;
   const what = `hierarchical combine ${keyString(key)} on rank ${rank}`;
@@ -252,7 +258,9 @@ export async function hierarchicalCombine(
     else back2.set(forwarder, { payload: encodeRows(rows, total, cols, options.codec) });
   }
   addBytes(bytes, back2, false);
+  const hops: HopTiming[] = [{ link: 'intra', startMs: clock(), endMs: 0, bytes: bytes.intra }];
   const fromExperts = await exchangeAmong(transport, key, me.within, back2, options.timeoutMs);
+  hops[0]!.endMs = clock();
 
   // Each returned row goes to its origin's return position.
   const returns = handle.returnCounts.map((n) => new Float32Array(n * cols));
@@ -278,7 +286,9 @@ export async function hierarchicalCombine(
     back1.set(n * nl.nodeSize + me.local, { payload: encodeRows(returns[n]!, handle.returnCounts[n]!, cols, options.codec) });
   }
   addBytes(bytes, back1, true);
+  const hop1Start = clock();
   const fromForwarders = await exchangeAmong(transport, key, me.across, back1, options.timeoutMs);
+  hops.push({ link: 'inter', startMs: hop1Start, endMs: clock(), bytes: bytes.inter });
 
   const out = options.into ?? new Float32Array(handle.slotCount * cols);
   if (out.length !== handle.slotCount * cols) throw new AllToAllShapeError(`${what}: into has ${out.length} values; ${handle.slotCount} slots of ${cols} need ${handle.slotCount * cols}`);
@@ -295,7 +305,7 @@ export async function hierarchicalCombine(
     }
     for (let i = 0; i < slots.length; i++) out.set(rows.subarray(i * cols, (i + 1) * cols), slots[i]! * cols);
   }
-  return { out, bytes };
+  return { out, bytes, hops };
 }
 
 /** Bytes a flat all-to-all frame list costs by link class (frames to this rank excluded). */

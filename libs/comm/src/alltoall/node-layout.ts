@@ -56,3 +56,11 @@ export interface LinkBytes {
   /** To ranks of other nodes (InfiniBand). */
   inter: number;
 }
+
+/** One hop of a hierarchical all-to-all: which links it crossed, when (ms on the caller's clock), and the bytes this rank sent in it. */
+export interface HopTiming {
+  link: keyof LinkBytes;
+  startMs: number;
+  endMs: number;
+  bytes: number;
+}
