@@ -109,6 +109,8 @@ export interface StepMetrics {
   expertCounts: number[];
   /** [W] payload bytes each rank sent to its peers. */
   bytesSent: number[];
+  /** [W] all-to-all bytes each rank sent within its node (intra) and to other nodes (inter). */
+  linkBytes: { intra: number; inter: number }[];
   /** [W] each worker process's peak resident set size so far, bytes (0 from a worker that does not report it). */
   peakRssBytes: number[];
   /** Checksum of the replicated dense parameters after the update (equal on every rank). */
@@ -176,6 +178,7 @@ export function gatherStep(step: number, replies: readonly RunStepResponseOut[],
     workerStepMs: replies.map((r) => r.stepMs),
     expertCounts,
     bytesSent: replies.map((r) => Number(r.bytesSent)),
+    linkBytes: replies.map((r) => ({ intra: Number(r.intraNodeBytes ?? 0), inter: Number(r.interNodeBytes ?? 0) })),
     peakRssBytes: replies.map((r) => Number(r.peakRssBytes ?? 0)),
     checksum,
     timelines: replies.map((r) => r.timeline),
