@@ -3,9 +3,9 @@
  * trainer. Groups are laid out so that each group's experts live on one node (contiguous
  * placement), which is what makes the limit a limit on nodes.
  */
-import { parseModelConfig, TINY_MODEL, TINY_TRAIN, trainReference, type TrainConfig } from '@moe/model';
+import { namedParams, parseModelConfig, TINY_MODEL, TINY_TRAIN, trainReference, type TrainConfig } from '@moe/model';
 import { describe, expect, it } from 'vitest';
-import { maxAbsDiff, namedReferenceParams, trainInProcess } from './support/in-process-cluster';
+import { maxAbsDiff, trainInProcess } from './support/in-process-cluster';
 
 const train: TrainConfig = { ...TINY_TRAIN, steps: 6 };
 
@@ -24,7 +24,7 @@ async function expectParity(
     expect(Math.abs(loss - reference.losses[step]!) / Math.abs(reference.losses[step]!), `step ${step}`).toBeLessThan(1e-5);
   });
   for (const sums of run.checksums) expect(new Set(sums).size).toBe(1);
-  const diff = maxAbsDiff(run.params, namedReferenceParams(reference.params));
+  const diff = maxAbsDiff(run.params, namedParams(reference.params));
   expect(diff.max, `worst parameter ${diff.name}`).toBeLessThan(1e-4);
   return run;
 }

@@ -9,7 +9,8 @@ import type { ModelConfig } from '@moe/model';
 import { balancedOwner, ExpertLoadAverage, placementImbalance, rebalanceProblem, PlacementError } from '@moe/placement';
 import { gatherOptimizerState, optimizerStateForRank } from './checkpoint';
 import { assembleParams } from './parity';
-import { loadShardRequests, type ShardPlan, type StepDriver } from './step-driver';
+import type { StepDriver } from './step-driver';
+import { loadShardRequests, type ShardPlan } from './step-requests';
 
 export interface RebalanceSettings {
   /** Recompute the placement after every `every` steps. */
