@@ -3,7 +3,7 @@
  * (a local cluster of child processes unless given one), load the shards, drive the steps,
  * fetch the parameters, stop what was started, and optionally check parity with the reference.
  */
-import { resolveStepSettings, stepOptionsToWire, type StepSettings, type StepSettingsInput } from '@moe/schedule';
+import { resolveStepSettings, stepOptionsToWire, StepSettingsError, type StepSettings, type StepSettingsInput } from '@moe/schedule';
 import { randomUUID } from 'node:crypto';
 import { initParams, MarkovChain, trainReference, type ModelConfig, type ModelParams, type TrainConfig } from '@moe/model';
 import { splitSequences, type SequenceRange } from '@moe/placement';
@@ -128,6 +128,9 @@ export async function runTraining(options: TrainingOptions): Promise<TrainingRes
   const { model, train, resume } = options;
   const log = options.log ?? (() => {});
   const settings = resolveStepSettings(options.step);
+  if (settings.nodeSize > 0 && options.workers % settings.nodeSize !== 0) {
+    throw new StepSettingsError(`nodeSize=${settings.nodeSize} does not split the ${options.workers} workers into whole nodes`, 'nodeSize');
+  }
   if (resume) checkResumable(resume, model, train);
   const every = options.checkpointEvery ?? 0;
   if (options.checkpointDir && (!Number.isInteger(every) || every < 1)) {

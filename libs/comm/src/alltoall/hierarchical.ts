@@ -143,9 +143,10 @@ export async function hierarchicalDispatch(
       const frame = fromOrigins.get(origin)!;
       const count = frame.payload.rows;
       if (count > 0 && frame.payload.cols !== cols) throw new AllToAllShapeError(`${what}: rank ${origin} sent rows of ${frame.payload.cols} values; rows here have ${cols}`);
-      if (!frame.expertIds || frame.expertIds.length !== count) throw new AllToAllShapeError(`${what}: rank ${origin} sent ${count} rows without one expert set each`);
+      // An empty frame may come without its (empty) id list: the wire drops empty fields.
+      sets = frame.expertIds ?? new Int32Array(0);
+      if (sets.length !== count) throw new AllToAllShapeError(`${what}: rank ${origin} sent ${count} rows without one expert set each`);
       rows = count > 0 ? decodeRowsShared(frame.payload) : new Float32Array(0);
-      sets = frame.expertIds;
     }
     let position = 0;
     for (let i = 0; i < sets.length; i++) {
@@ -188,9 +189,9 @@ export async function hierarchicalDispatch(
     else {
       const frame = fromForwarders.get(forwarder)!;
       if (frame.payload.rows > 0 && frame.payload.cols !== cols) throw new AllToAllShapeError(`${what}: rank ${forwarder} forwarded rows of ${frame.payload.cols} values; rows here have ${cols}`);
-      if (!frame.expertIds || frame.expertIds.length !== frame.payload.rows) throw new AllToAllShapeError(`${what}: rank ${forwarder} forwarded rows without their expert ids`);
+      codes = frame.expertIds ?? new Int32Array(0);
+      if (codes.length !== frame.payload.rows) throw new AllToAllShapeError(`${what}: rank ${forwarder} forwarded ${frame.payload.rows} rows with ${codes.length} expert ids`);
       rows = frame.payload.rows > 0 ? decodeRowsShared(frame.payload) : new Float32Array(0);
-      codes = frame.expertIds;
     }
     const list: [number, number][] = [];
     for (let i = 0; i < codes.length; i++) {
