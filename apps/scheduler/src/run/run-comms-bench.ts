@@ -29,6 +29,8 @@ export interface CommsBenchOptions {
   hiddenSize: number;
   tokensPerRank: number;
   dilation: number;
+  /** Multiplies the modeled compute (the sim backend's computeScale): small keeps the sweep short. */
+  computeScale: number;
   log?: (line: string) => void;
 }
 
@@ -42,9 +44,10 @@ export const COMMS_BENCH_DEFAULTS: CommsBenchOptions = {
   modes: ['flat', 'hierarchical'],
   warmupSteps: 1,
   measuredSteps: 3,
-  hiddenSize: 1024,
-  tokensPerRank: 256,
-  dilation: 200,
+  hiddenSize: 512,
+  tokensPerRank: 128,
+  dilation: 50,
+  computeScale: 0.05,
 };
 
 export interface CommsBenchRow {
@@ -86,7 +89,7 @@ export async function runCommsBench(options: CommsBenchOptions): Promise<{ rows:
           workers: o.workers,
           cluster,
           step: { allToAll: mode, nodeSize: o.nodeSize },
-          backendOptions: { profile: o.profile, dilation: o.dilation, nodeSize: o.nodeSize, model: { hiddenSize: o.hiddenSize } },
+          backendOptions: { profile: o.profile, dilation: o.dilation, computeScale: o.computeScale, nodeSize: o.nodeSize, model: { hiddenSize: o.hiddenSize } },
         });
         const measured = result.steps.slice(o.warmupSteps);
         const bytes = Array.from({ length: o.workers }, (_, r) => ({
