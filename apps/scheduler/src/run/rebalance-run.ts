@@ -58,20 +58,16 @@ export class Rebalancer {
     return (step + 1) % this.settings.every === 0 && step + 1 < steps;
   }
 
-  /** The new placement for `owner`, or undefined when EPLB keeps it. */
+  /** The new placement for `owner`, or undefined when EPLB keeps it or it would not lower the imbalance. */
   plan(owner: readonly number[], afterStep: number): RebalanceEvent | undefined {
     const loads = this.average.loads();
     const next = balancedOwner(loads, { gpus: this.workers, nodeSize: this.nodeSize, groups: this.model.routerGroups }).owner;
     const moved = next.filter((rank, e) => rank !== owner[e]).length;
-    if (moved === 0) return undefined;
-    return {
-      afterStep,
-      from: [...owner],
-      to: next,
-      moved,
-      imbalanceBefore: placementImbalance(loads, owner, this.workers),
-      imbalanceAfter: placementImbalance(loads, next, this.workers),
-    };
+    const imbalanceBefore = placementImbalance(loads, owner, this.workers);
+    const imbalanceAfter = placementImbalance(loads, next, this.workers);
+    // Moving experts costs a fetch and a reload of every shard: only for a plan that evens the load.
+    if (moved === 0 || !(imbalanceAfter < imbalanceBefore)) return undefined;
+    return { afterStep, from: [...owner], to: next, moved, imbalanceBefore, imbalanceAfter };
   }
 }
 
