@@ -44,3 +44,5 @@ export { buildTrace, validateTrace, STREAM_TIDS, type ChromeTrace, type Expected
 export { medianStep, renderReportFiles, representativeSteps, writeReport, REPORT_FILE_NAMES, type ReportFiles } from './write';
 export { expertLoadReport, type ExpertLoadReport } from './expert-load';
 export { renderLoadHeatmapSvg } from './load-heatmap-svg';
+export { renderPipelineSvg, type PipelineBox, type PipelineBoxKind, type PipelineSvgInput } from './pipeline-svg';
+export { predictionLine, predictionSection, worstAlignment } from './prediction';

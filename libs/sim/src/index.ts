@@ -6,3 +6,4 @@ export * from './cost-model';
 export * from './link-model';
 export * from './seeded-routing';
 export * from './link-usage';
+export * from './cluster';

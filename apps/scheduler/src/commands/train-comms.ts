@@ -56,6 +56,7 @@ export function loadBeforeAndAfter(result: TrainingResult, model: ModelConfig): 
 export function printComms(result: TrainingResult, model: ModelConfig, train: TrainConfig, profileName = 'H800'): void {
   const W = result.workers.length;
   const steps = result.steps.length;
+  if (steps === 0) return;
   const bytes = Array.from({ length: W }, (_, r) => ({
     intra: result.steps.reduce((sum, s) => sum + s.linkBytes[r]!.intra, 0),
     inter: result.steps.reduce((sum, s) => sum + s.linkBytes[r]!.inter, 0),
