@@ -189,6 +189,9 @@ export function decodeStep(
     if (error instanceof ScheduleError) throw new InvalidRequestError(error.message);
     throw error;
   }
+  if (step.allToAll === 'hierarchical' && shard.worldSize % step.nodeSize !== 0) {
+    throw new InvalidRequestError(`RunStep.options.node_size=${step.nodeSize} does not split the ${shard.worldSize} ranks into whole nodes (hierarchical all-to-all)`);
+  }
   return {
     batch: {
       step: req.step,
@@ -198,6 +201,6 @@ export function decodeStep(
       globalSequences: req.globalSequences,
     },
     schedule: { kind: step.schedule, chunks: step.chunks, layers: shard.model.layers },
-    settings: { dispatchCodec: step.dispatchCodec, combineCodec: step.combineCodec, timeoutMs },
+    settings: { dispatchCodec: step.dispatchCodec, combineCodec: step.combineCodec, timeoutMs, allToAll: step.allToAll, nodeSize: step.nodeSize },
   };
 }

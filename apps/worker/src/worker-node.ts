@@ -323,6 +323,8 @@ export class WorkerNode {
         paramChecksum: outcome.checksum,
         timeline: request.options?.recordTimeline ? outcome.timeline : [],
         bytesSent: outcome.bytesSent,
+        intraNodeBytes: outcome.linkBytes.intra,
+        interNodeBytes: outcome.linkBytes.inter,
         stepMs: outcome.stepMs,
         // maxRSS is in KiB; the peak of this process so far (bounded-memory checks compare it across routings).
         peakRssBytes: process.resourceUsage().maxRSS * 1024,

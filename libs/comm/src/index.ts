@@ -49,6 +49,10 @@ export { dispatchLayout, type DispatchLayout } from './alltoall/layout';
 export { dispatch, type DispatchHandle, type DispatchOptions, type ReceivedRows } from './alltoall/dispatch';
 export { combine, type CombineOptions } from './alltoall/combine';
 export { allReduceSum } from './alltoall/all-reduce';
+export { exchangeAmong } from './alltoall/exchange-among';
+export { nodeLayout, MAX_EXPERTS_PER_NODE, type HopTiming, type LinkBytes, type NodeLayout } from './alltoall/node-layout';
+export { hierarchicalDispatch, hierarchicalCombine, flatLinkBytes, type HierarchicalHandle } from './alltoall/hierarchical';
+export { allToAllStrategy, ALL_TO_ALL_MODES, type AllToAllHandle, type AllToAllMode, type AllToAllStrategy } from './alltoall/strategy';
 export { AllToAllShapeError, ExchangeTimeoutError, LayoutError } from './alltoall/errors';
 
 // link shaping (modeled links over any Transport)

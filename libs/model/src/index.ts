@@ -50,6 +50,7 @@ export {
 } from './param-names';
 export { checksumTensors } from './checksum';
 export { rmsNorm, rmsNormBackward, type RmsNormCache } from './norm';
+export { allowedExperts, groupScoreWidth } from './group-limit';
 export { route, routeBackward, type Route, type RouteCache, type RouteOptions } from './router';
 export { expertForward, expertBackward, type ExpertCache } from './expert';
 export { combine, combineBackward } from './combine';

@@ -23,6 +23,8 @@ export interface StepMetrics {
   expertCounts: number[];
   /** [W] payload bytes each rank sent to its peers. */
   bytesSent: number[];
+  /** [W] all-to-all bytes each rank sent within its node (intra) and to other nodes (inter). */
+  linkBytes: { intra: number; inter: number }[];
   /** [W] each worker process's peak resident set size so far, bytes (0 from a worker that does not report it). */
   peakRssBytes: number[];
   /** [W] the data plane each rank's frames went out over ("socket", "grpc", "socket+grpc"; "" from a worker that does not say). */
@@ -94,6 +96,7 @@ export function gatherStep(step: number, replies: readonly RunStepResponseOut[],
     workerStepMs: replies.map((r) => r.stepMs),
     expertCounts,
     bytesSent: replies.map((r) => Number(r.bytesSent)),
+    linkBytes: replies.map((r) => ({ intra: Number(r.intraNodeBytes ?? 0), inter: Number(r.interNodeBytes ?? 0) })),
     peakRssBytes: replies.map((r) => Number(r.peakRssBytes ?? 0)),
     dataPlanes: replies.map((r) => r.dataPlane ?? ''),
     checksum,

@@ -1,12 +1,13 @@
 import {
   allReduceSum,
-  combine,
-  dispatch,
+  allToAllStrategy,
   dispatchLayout,
-  encodedBytes,
+  type AllToAllHandle,
+  type AllToAllMode,
   type CodecName,
-  type DispatchHandle,
   type DispatchLayout,
+  type HopTiming,
+  type LinkBytes,
   type FrameKey,
   type Phase,
   type ReceivedRows,
@@ -26,6 +27,10 @@ export interface ExecuteSettings {
   combineCodec: CodecName;
   /** Timeout of every wait for peers' frames. */
   timeoutMs: number;
+  /** flat (default) or hierarchical all-to-all. */
+  allToAll?: AllToAllMode;
+  /** Ranks per modeled node; 0 or absent: every rank in one node. */
+  nodeSize?: number;
 }
 
 export interface StepOutcome {
@@ -35,6 +40,8 @@ export interface StepOutcome {
   counts: Int32Array;
   timeline: OpRecordData[];
   bytesSent: number;
+  /** All-to-all bytes this rank sent, by link class (allreduce bytes are in bytesSent only). */
+  linkBytes: LinkBytes;
   stepMs: number;
 }
 
@@ -56,14 +63,14 @@ export class StepOpError extends Error {
 interface LayerState {
   route?: RouteOutput;
   layouts: DispatchLayout[];
-  handles: DispatchHandle[];
+  handles: AllToAllHandle[];
   received: ReceivedRows[][];
   expertOutputs: Float32Array[][];
   /** [S, H] slot outputs, filled chunk by chunk by the combines. */
   slotOutputs?: Float32Array;
   /** [S, H] gradients of the slot outputs. */
   dSlotOutputs?: Float32Array;
-  backwardHandles: DispatchHandle[];
+  backwardHandles: AllToAllHandle[];
   backwardReceived: ReceivedRows[][];
   expertInputGrads: Float32Array[][];
   /** [S, H] gradients of the slot inputs, filled chunk by chunk. */
@@ -108,8 +115,22 @@ export class StepExecutor {
     const slots = tokens * topK;
     const { rank, worldSize } = this.transport;
     const key = (op: Op, phase: Phase): FrameKey => ({ step: batch.step, layer: op.layer, chunk: Math.max(0, op.chunk), phase });
-    const wireBytes = (layout: DispatchLayout, codec: CodecName) =>
-      layout.slotsTo.reduce((sum, s, dest) => (dest === rank ? sum : sum + encodedBytes(s.length, hidden, codec)), 0);
+    const a2a = allToAllStrategy(settings.allToAll ?? 'flat', this.expertOwner, worldSize, settings.nodeSize || worldSize, () => timeline.now());
+    const linkBytes: LinkBytes = { intra: 0, inter: 0 };
+    /**
+     * Counts an all-to-all's bytes by link class and records a hierarchical one's hops as comm ops
+     * of their own ("dispatch.inter", "dispatch.intra"), so timelines and traces show both hops.
+     * Returns the total for the op's record.
+     */
+    const sent = (op: Op, result: { bytes: LinkBytes; hops: HopTiming[] }) => {
+      linkBytes.intra += result.bytes.intra;
+      linkBytes.inter += result.bytes.inter;
+      for (const hop of result.hops) {
+        const { layer, chunk, direction } = op;
+        timeline.record({ name: `${op.kind}.${hop.link}`, stream: 'comm', layer, chunk, startMs: hop.startMs, endMs: hop.endMs, bytesSent: hop.bytes, direction });
+      }
+      return result.bytes.intra + result.bytes.inter;
+    };
 
     let loss = { lossSum: 0, auxLoss: 0 };
     let gradients: Float32Array = new Float32Array(0);
@@ -138,7 +159,7 @@ export class StepExecutor {
         }
         case 'dispatch': {
           const layout = s!.layouts[op.chunk]!;
-          const { received, handle } = await dispatch(this.transport, key(op, 'DISPATCH'), layout, s!.route!.h, hidden, {
+          const { received, handle, ...result } = await a2a.dispatch(this.transport, key(op, 'DISPATCH'), layout, s!.route!.h, hidden, {
             rowOfSlot: (slot) => Math.floor(slot / topK),
             expertIds: this.fault?.expertIds(rank, s!.route!.expertIds, this.expertOwner) ?? s!.route!.expertIds,
             codec: settings.dispatchCodec,
@@ -146,7 +167,7 @@ export class StepExecutor {
           });
           s!.received[op.chunk] = received;
           s!.handles[op.chunk] = handle;
-          return wireBytes(layout, settings.dispatchCodec);
+          return sent(op, result);
         }
         case 'shared':
           await this.backend.sharedExperts(op.layer);
@@ -155,16 +176,15 @@ export class StepExecutor {
           s!.expertOutputs[op.chunk] = await this.backend.experts(op.layer, op.chunk, toExpertRows(s!.received[op.chunk]!));
           return 0;
         case 'combine': {
-          const handle = s!.handles[op.chunk]!;
-          await combine(this.transport, key(op, 'COMBINE'), handle, s!.expertOutputs[op.chunk]!, {
+          const result = await a2a.combine(this.transport, key(op, 'COMBINE'), s!.handles[op.chunk]!, s!.expertOutputs[op.chunk]!, {
             codec: settings.combineCodec,
             timeoutMs: settings.timeoutMs,
             into: s!.slotOutputs,
           });
           const range = chunkTokenRange(tokens, chunkCount, op.chunk);
           const slotRange = { begin: range.begin * topK, end: range.end * topK };
-          this.fault?.afterCombine(rank, op.layer, handle.layout, slotRange, op.chunk === chunkCount - 1, s!.slotOutputs!, hidden);
-          return receivedBytes(handle, rank, hidden, settings.combineCodec);
+          this.fault?.afterCombine(rank, op.layer, s!.layouts[op.chunk]!, slotRange, op.chunk === chunkCount - 1, s!.slotOutputs!, hidden);
+          return sent(op, result);
         }
         case 'post':
           await this.backend.combineOutputs(op.layer, s!.slotOutputs!);
@@ -178,7 +198,7 @@ export class StepExecutor {
           return 0;
         case 'combine_bwd': {
           const layout = s!.layouts[op.chunk]!;
-          const { received, handle } = await dispatch(
+          const { received, handle, ...result } = await a2a.dispatch(
             this.transport,
             key(op, 'COMBINE_BACKWARD'),
             layout,
@@ -186,6 +206,7 @@ export class StepExecutor {
             hidden,
             {
               rowOfSlot: (slot) => slot,
+              tokenOfSlot: (slot) => Math.floor(slot / topK),
               expertIds: this.fault?.expertIds(rank, s!.route!.expertIds, this.expertOwner) ?? s!.route!.expertIds,
               codec: settings.combineCodec,
               timeoutMs: settings.timeoutMs,
@@ -193,7 +214,7 @@ export class StepExecutor {
           );
           s!.backwardReceived[op.chunk] = received;
           s!.backwardHandles[op.chunk] = handle;
-          return wireBytes(layout, settings.combineCodec);
+          return sent(op, result);
         }
         case 'experts_bwd':
           s!.expertInputGrads[op.chunk] = await this.backend.expertsBackward(
@@ -203,13 +224,12 @@ export class StepExecutor {
           );
           return 0;
         case 'dispatch_bwd': {
-          const handle = s!.backwardHandles[op.chunk]!;
-          await combine(this.transport, key(op, 'DISPATCH_BACKWARD'), handle, s!.expertInputGrads[op.chunk]!, {
+          const result = await a2a.combine(this.transport, key(op, 'DISPATCH_BACKWARD'), s!.backwardHandles[op.chunk]!, s!.expertInputGrads[op.chunk]!, {
             codec: settings.combineCodec,
             timeoutMs: settings.timeoutMs,
             into: s!.dSlotInputs,
           });
-          return receivedBytes(handle, rank, hidden, settings.combineCodec);
+          return sent(op, result);
         }
         case 'shared_bwd':
           await this.backend.sharedExpertsBackward(op.layer);
@@ -277,12 +297,8 @@ export class StepExecutor {
       counts: await this.backend.expertCounts(),
       timeline: timeline.records(),
       bytesSent,
+      linkBytes,
       stepMs,
     };
   }
-}
-
-/** Bytes this rank sends back in a combine: the rows it received from other ranks. */
-function receivedBytes(handle: DispatchHandle, rank: number, hidden: number, codec: CodecName): number {
-  return handle.received.reduce((sum, n, source) => (source === rank ? sum : sum + encodedBytes(n, hidden, codec)), 0);
 }

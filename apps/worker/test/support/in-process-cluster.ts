@@ -26,6 +26,8 @@ export interface InProcessRun {
   /** Final dense params of rank 0 and every expert from its owner: name -> tensor. */
   params: Map<string, Tensor>;
   bytesSent: number[];
+  /** [world] all-to-all bytes each rank sent, by link class, summed over the steps. */
+  linkBytes: { intra: number; inter: number }[];
 }
 
 export async function trainInProcess(options: {
@@ -37,6 +39,9 @@ export async function trainInProcess(options: {
   chunks?: number;
   dispatchCodec?: CodecName;
   combineCodec?: CodecName;
+  allToAll?: 'flat' | 'hierarchical';
+  /** Ranks per modeled node (0: one node). */
+  nodeSize?: number;
   /** Edits the initial parameters in place before the shards are built (e.g. to force a routing). */
   mutateParams?: (params: ReturnType<typeof initParams>) => void;
   /** A fault planted in every rank's executor (each fault acts on its own ranks). */
@@ -60,6 +65,7 @@ export async function trainInProcess(options: {
   const losses: number[] = [];
   const checksums: string[][] = [];
   const bytesSent = new Array<number>(world).fill(0);
+  const linkBytes = Array.from({ length: world }, () => ({ intra: 0, inter: 0 }));
   for (let step = 0; step < train.steps; step++) {
     const batch = chain.batch(step, train.batchSequences, train.seqLen);
     const outcomes = await Promise.all(
@@ -75,13 +81,23 @@ export async function trainInProcess(options: {
             globalTokens: train.batchSequences * train.seqLen,
             globalSequences: train.batchSequences,
           },
-          { dispatchCodec: options.dispatchCodec ?? 'f32', combineCodec: options.combineCodec ?? 'f32', timeoutMs: 10_000 },
+          {
+            dispatchCodec: options.dispatchCodec ?? 'f32',
+            combineCodec: options.combineCodec ?? 'f32',
+            timeoutMs: 10_000,
+            allToAll: options.allToAll ?? 'flat',
+            nodeSize: options.nodeSize ?? 0,
+          },
         );
       }),
     );
     losses.push(outcomes.reduce((sum, o) => sum + o.lossSum, 0));
     checksums.push(outcomes.map((o) => o.checksum));
-    outcomes.forEach((o, rank) => (bytesSent[rank]! += o.bytesSent));
+    outcomes.forEach((o, rank) => {
+      bytesSent[rank]! += o.bytesSent;
+      linkBytes[rank]!.intra += o.linkBytes.intra;
+      linkBytes[rank]!.inter += o.linkBytes.inter;
+    });
   }
   const params = new Map<string, Tensor>();
   const snapshots = await Promise.all(backends.map((b) => b.snapshot()));
@@ -92,7 +108,7 @@ export async function trainInProcess(options: {
     }),
   );
   await Promise.all([...backends.map((b) => b.close()), ...transports.map((t) => t.close())]);
-  return { losses, checksums, params, bytesSent };
+  return { losses, checksums, params, bytesSent, linkBytes };
 }
 
 export function maxAbsDiff(a: Map<string, Tensor>, b: Map<string, Tensor>): { max: number; name: string } {

@@ -31,6 +31,11 @@ export interface DispatchHandle {
 export interface DispatchOptions {
   /** Row of `source` that slot `slot` carries (forward: token = floor(slot / topK); backward: the slot itself). */
   rowOfSlot: (slot: number) => number;
+  /**
+   * Token of a slot (default: rowOfSlot). The hierarchical all-to-all delivers a token's rows for
+   * one rank in ascending expert id; giving the backward the token keeps its rows in the forward's order.
+   */
+  tokenOfSlot?: (slot: number) => number;
   /** [S] global expert id per slot, sent with the rows (the receivers' experts need them). */
   expertIds?: Int32Array;
   /**

@@ -3,7 +3,7 @@ import type { Backend, ExpertRows, ParamsSnapshot, RouteOutput, Shard, StepBatch
 import { ShardCompute } from '@moe/model';
 import { linkModelOf } from '@moe/sim';
 import { CostModel, type OpCost } from '@moe/sim';
-import { mixSeed, seededExpertIds, skewedExpertIds } from '@moe/sim';
+import { groupLimitedExpertIds, mixSeed, seededExpertIds, skewedExpertIds } from '@moe/sim';
 import { parseSimOptions, type SimOptions } from './sim-options';
 import { DeviceClock, type DeviceSpan } from './device-clock';
 
@@ -61,6 +61,9 @@ interface ShardInfo {
   vocab: number;
   /** [E] each routed expert's rank. */
   expertOwner: readonly number[];
+  /** Node-limited routing: expert groups and how many a token may reach (groupLimitedExpertIds). */
+  routerGroups: number;
+  routerGroupTopK: number;
 }
 
 export interface SimBackendOptions {
@@ -137,6 +140,8 @@ export class SimBackend implements Backend {
       topK: model.topK,
       vocab: model.vocabSize,
       expertOwner: [...shard.expertOwner],
+      routerGroups: model.routerGroups,
+      routerGroupTopK: model.routerGroupTopK,
     };
     this.denseGradLength = compute
       .snapshot()
@@ -202,10 +207,13 @@ export class SimBackend implements Backend {
     const step = this.inStep('route').step;
     await this.run('route', layer, -1, costs.route(this.tokens));
     const seed = mixSeed(options.seed, shard.rank, step, layer);
+    const { routerGroups: groups, routerGroupTopK: groupTopK } = shard;
     const expertIds =
       options.routing === 'skewed'
         ? skewedExpertIds(this.tokens, shard.topK, shard.expertOwner, seed)
-        : seededExpertIds(this.tokens, shard.topK, shard.experts, seed);
+        : groups > 1 && groupTopK < groups
+          ? groupLimitedExpertIds(this.tokens, shard.topK, shard.experts, groups, groupTopK, seed)
+          : seededExpertIds(this.tokens, shard.topK, shard.experts, seed);
     const counts = this.counts.subarray(layer * shard.experts, (layer + 1) * shard.experts);
     for (const e of expertIds) counts[e]!++;
     return { h: this.rows(this.tokens), expertIds };
