@@ -18,6 +18,7 @@ import {
   type WorkerHandlers,
   undecodableReason,
 } from '@moe/comm';
+import { lineLog, log as processLog, type LogFields, type LogLine } from '@moe/log';
 import { ConfigError } from '@moe/model';
 import { UnknownDeviceProfileError } from '@moe/sim';
 import type { Backend, Shard } from './backend';
@@ -43,7 +44,14 @@ export interface WorkerNodeOptions {
   peerTimeoutMs?: number;
   /** How long to keep trying to register before giving up. */
   registerTimeoutMs?: number;
-  log?: (line: string) => void;
+  /** Default: the process's pino logger. Lines carry workerId, and runId and rank once a shard is loaded. */
+  log?: LogLine;
+  /** Called once the server is bound, with the address peers reach it at (moe worker prints it for its parent). */
+  onListening?: (address: string) => void;
+  /** Called after each step this worker ran (its metrics endpoint counts them). */
+  onStep?: (step: WorkerStepRecord) => void;
+  /** Wraps the step's transport (the metrics count bytes by link class); `nodeSize` of the link model, if any. */
+  wrapTransport?: (transport: Transport, nodeSize: number | undefined) => Transport;
   /**
    * Cluster token: required (gRPC metadata `x-moe-token`) on every Worker RPC and Peer stream
    * this worker serves, and sent on Register, Heartbeat and its own Peer streams.
@@ -53,6 +61,14 @@ export interface WorkerNodeOptions {
 }
 
 type State = 'idle' | 'loaded' | 'running';
+
+/** One finished step as this worker saw it: its duration and the bytes it sent, by link class. */
+export interface WorkerStepRecord {
+  stepMs: number;
+  bytesSent: number;
+  /** The step's ops as run (start/end in ms from the step's start; stream 'compute' or 'comm'). */
+  timeline: readonly { stream: string; startMs: number; endMs: number }[];
+}
 
 const deadline = (ms: number) => new Date(Date.now() + ms);
 
@@ -102,15 +118,19 @@ export class WorkerNode {
   constructor(private readonly options: WorkerNodeOptions) {
     this.id = options.workerId ?? `worker-${randomUUID().slice(0, 8)}`;
     this.token = options.token === undefined ? envToken() : options.token || undefined;
+    this.logLine = options.log ?? lineLog(processLog());
   }
 
-  private log(line: string): void {
-    (this.options.log ?? ((l: string) => console.log(l)))(line);
+  private readonly logLine: LogLine;
+
+  private log(line: string, fields?: LogFields): void {
+    const run = this.shard ? { runId: this.shard.runId, rank: this.shard.rank } : {};
+    this.logLine(line, { workerId: this.id, ...run, ...fields });
   }
 
   async start(): Promise<string> {
     const proto = loadMoeProto();
-    const log = (line: string) => this.log(`worker ${this.id}: ${line}`);
+    const log = (line: string) => this.log(`worker ${this.id}: ${line}`, { level: 'warn' });
     this.server.addService(proto.moe.v1.Peer.service, peerServiceHandlers(this.mailbox, { token: this.token, log }));
     this.server.addService(proto.moe.v1.Worker.service, requireToken(this.handlers(), this.token, 'Worker', log));
     const host = this.options.host ?? '127.0.0.1';
@@ -121,6 +141,7 @@ export class WorkerNode {
     );
     this.address = this.options.advertise ?? `${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`;
     this.log(`worker ${this.id} listening on ${this.address}`);
+    this.options.onListening?.(this.address);
     await this.register();
     return this.address;
   }
@@ -170,7 +191,7 @@ export class WorkerNode {
           if (!error && reply && !reply.known && !this.closed) {
             this.log(`worker ${this.id}: scheduler does not know this worker any more; registering again`);
             clearInterval(this.heartbeat);
-            this.register().catch((e: Error) => this.log(e.message));
+            this.register().catch((e: Error) => this.log(e.message, { level: 'error', err: e }));
           }
         },
       );
@@ -187,7 +208,7 @@ export class WorkerNode {
         (call: { request: unknown }, callback: (error: grpc.StatusObject | null) => void) => {
           const reason = undecodableReason(call.request);
           if (reason) {
-            this.log(`worker ${this.id}: refused ${name}: ${reason}`);
+            this.log(`worker ${this.id}: refused ${name}: ${reason}`, { level: 'warn' });
             callback({ code: grpc.status.INVALID_ARGUMENT, details: `${name}: ${reason}`, metadata: new grpc.Metadata() });
             return;
           }
@@ -241,10 +262,11 @@ export class WorkerNode {
     // A simulated device also models its links: sends are shaped to the modeled bandwidth.
     const link = this.options.backend.linkModel?.();
     this.transport = link ? new ShapedTransport(grpcTransport, link) : grpcTransport;
+    this.transport = this.options.wrapTransport?.(this.transport, link?.nodeSize) ?? this.transport;
     this.executor = new StepExecutor(this.options.backend, this.transport, shard.expertOwner, this.flight);
     this.shard = shard;
     this.state = 'loaded';
-    this.log(`worker ${this.id}: run ${shard.runId}, rank ${shard.rank} of ${shard.worldSize}`);
+    this.log(`worker ${this.id}: run ${shard.runId}, rank ${shard.rank} of ${shard.worldSize}`, { runId: shard.runId, rank: shard.rank });
     return checksum;
   }
 
@@ -266,6 +288,7 @@ export class WorkerNode {
     this.currentStep = batch.step;
     try {
       const outcome = await this.executor.run(ops, batch, settings);
+      this.options.onStep?.({ stepMs: outcome.stepMs, bytesSent: outcome.bytesSent, timeline: outcome.timeline });
       return {
         step: batch.step,
         lossSum: outcome.lossSum,
@@ -278,6 +301,10 @@ export class WorkerNode {
         // maxRSS is in KiB; the peak of this process so far (bounded-memory checks compare it across routings).
         peakRssBytes: process.resourceUsage().maxRSS * 1024,
       };
+    } catch (error) {
+      const op = error instanceof StepOpError ? error.op.kind : undefined;
+      this.log(`worker ${this.id}: step ${batch.step} failed: ${(error as Error).message}`, { level: 'error', step: batch.step, op, err: error });
+      throw error;
     } finally {
       this.state = 'loaded';
     }

@@ -15,7 +15,7 @@ export interface LogFields {
   step?: number;
   op?: string;
   /** Default info; `warn` for a retry or a refusal, `error` for a failure. */
-  level?: 'debug' | 'info' | 'warn' | 'error';
+  level?: 'debug' | 'info' | 'warn' | 'error' | 'fatal';
   /** The error a warn/error line is about: adds errClass, err and numbers (see errorFields). */
   err?: unknown;
   [field: string]: unknown;

@@ -3,6 +3,7 @@
  * registration order), gathers a run's workers (`waitForWorkers`) and watches their liveness: a
  * worker not heard from within `heartbeatTimeoutMs` is lost, and every listener hears of it.
  */
+import { lineLog, log as processLog, type LogFields, type LogLine } from '@moe/log';
 import * as grpc from '@grpc/grpc-js';
 import { GRPC_OPTIONS, envToken, loadMoeProto, requireToken, serverCredentials, type SchedulerHandlers } from '@moe/comm';
 import { RendezvousTimeoutError, WorkerLostError } from '../errors';
@@ -34,7 +35,8 @@ export interface SchedulerServiceOptions {
   heartbeatIntervalMs?: number;
   /** Silence after which a worker is lost. Default 10 000 ms (ten heartbeats). */
   heartbeatTimeoutMs?: number;
-  log?: (line: string) => void;
+  /** Lines carry workerId (and rank once it holds one); a lost worker is a warning. */
+  log?: LogLine;
   /**
    * Cluster token required (gRPC metadata `x-moe-token`) on Register and Heartbeat; callers
    * without it get UNAUTHENTICATED and are logged with their address. Default:
@@ -84,8 +86,8 @@ export class SchedulerService {
     }
   }
 
-  private log(line: string): void {
-    this.options.log?.(line);
+  private log(line: string, fields?: LogFields): void {
+    this.options.log?.(line, fields);
   }
 
   /** Binds and serves; returns host:port (the port the OS picked when 0 was asked). */
@@ -94,7 +96,7 @@ export class SchedulerService {
     const proto = loadMoeProto();
     this.server.addService(
       proto.moe.v1.Scheduler.service,
-      requireToken(this.handlers(), this.token, 'Scheduler', (line) => (this.options.log ?? console.error)(`scheduler: ${line}`)),
+      requireToken(this.handlers(), this.token, 'Scheduler', (line) => (this.options.log ?? lineLog(processLog()))(`scheduler: ${line}`, { level: 'warn' })),
     );
     const host = this.options.host ?? '127.0.0.1';
     const wanted = `${host}:${this.options.port ?? 0}`;
@@ -144,7 +146,7 @@ export class SchedulerService {
           };
           this.workers.delete(r.workerId); // a lost worker coming back goes to the end of the line
           this.workers.set(r.workerId, worker);
-          this.log(`scheduler: worker ${r.workerId} registered at ${r.address} (backend ${r.backend || '?'}, pid ${r.pid})`);
+          this.log(`scheduler: worker ${r.workerId} registered at ${r.address} (backend ${r.backend || '?'}, pid ${r.pid})`, { workerId: r.workerId });
           for (const listener of this.registerListeners) listener(worker);
         }
         callback(null, { accepted: true, heartbeatIntervalMs: this.heartbeatIntervalMs });
@@ -187,7 +189,7 @@ export class SchedulerService {
     const rank = this.ranks.get(worker.workerId) ?? -1;
     const who = rank >= 0 ? `rank ${rank} (worker ${worker.workerId} at ${worker.address})` : `worker ${worker.workerId} at ${worker.address}`;
     const error = new WorkerLostError(`${who} is lost: ${why}`, worker.workerId, rank);
-    this.log(`scheduler: ${error.message}`);
+    this.log(`scheduler: ${error.message}`, { level: 'warn', workerId: worker.workerId, ...(rank >= 0 ? { rank } : {}), ...(worker.runId ? { runId: worker.runId } : {}), err: error });
     for (const listener of this.lostListeners) listener(worker, error);
   }
 

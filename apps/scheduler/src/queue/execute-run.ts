@@ -11,7 +11,9 @@ import { CHECKPOINT_FILE, loadCheckpoint } from '../run/checkpoint';
 import { ParityError } from '../errors';
 import { formatParity } from '../run/parity';
 import type { SchedulerService } from '../control/rendezvous';
-import { runTraining } from '../run/train-run';
+import { runTraining, type RunInfo } from '../run/train-run';
+import type { StepMetrics } from '../run/step-replies';
+import { withFields, type LogLine } from '@moe/log';
 import { gatherWorkers } from './gather-workers';
 import { InvalidRunError } from './errors';
 import type { BenchRunSummary, RunProgress, RunResult, TrainRunSummary, ValidRun } from './run-job';
@@ -27,7 +29,9 @@ export interface RunContext {
   rendezvousTimeoutMs: number;
   signal: AbortSignal;
   onProgress: (progress: RunProgress) => void;
-  log: (line: string) => void;
+  /** Every finished step, with its run (the service's metrics observe them). */
+  onStep?: (kind: 'bench' | 'train', step: StepMetrics, run: RunInfo) => void;
+  log: LogLine;
 }
 
 /** Steps between checkpoints of a queued training run. */
@@ -55,6 +59,8 @@ export async function executeRun(run: ValidRun, ctx: RunContext): Promise<RunRes
   const workerIds = workers.map((w) => w.workerId);
   const dir = join(ctx.reportsDir, ctx.jobId);
   const runId = `job-${ctx.jobId}-a${ctx.attempt}`;
+  const log = withFields(ctx.log, { runId });
+  log(`run ${runId} (${run.kind}) on ${workers.length} workers: ${workers.map((w) => `rank ${w.rank} ${w.workerId}`).join(', ')}`);
 
   try {
     if (run.kind === 'bench') {
@@ -74,8 +80,9 @@ export async function executeRun(run: ValidRun, ctx: RunContext): Promise<RunRes
         command: `moe submit bench (job ${ctx.jobId}): ${JSON.stringify(run.bench)}`,
         cluster,
         signal: ctx.signal,
-        log: ctx.log,
-        onStep: (m) => {
+        log,
+        onStep: (m, info) => {
+          ctx.onStep?.('bench', m, info);
           stepMs = m.stepMs;
           ctx.onProgress({ ...base, phase: 'running', ...runs, stepMs, workers: workerIds });
         },
@@ -104,7 +111,7 @@ export async function executeRun(run: ValidRun, ctx: RunContext): Promise<RunRes
     const checkpointDir = workers.every((w) => w.backend !== 'sim') ? join(dir, 'checkpoint') : undefined;
     const resume =
       checkpointDir && ctx.attempt > 1 && existsSync(join(checkpointDir, CHECKPOINT_FILE)) ? loadCheckpoint(checkpointDir) : undefined;
-    if (resume) ctx.log(`job ${ctx.jobId}, attempt ${ctx.attempt}: continuing from the checkpoint after step ${resume.step}`);
+    if (resume) log(`job ${ctx.jobId}, attempt ${ctx.attempt}: continuing from the checkpoint after step ${resume.step}`);
     const result = await runTraining({
       checkpointDir,
       checkpointEvery: checkpointDir ? TRAIN_CHECKPOINT_EVERY : undefined,
@@ -122,9 +129,12 @@ export async function executeRun(run: ValidRun, ctx: RunContext): Promise<RunRes
       tolerances: run.tolerances,
       signal: ctx.signal,
       runId,
-      log: ctx.log,
+      log,
       onReady: () => ctx.onProgress({ ...base, phase: 'running', done: 0, total, workers: workerIds }),
-      onStep: (m) => ctx.onProgress({ ...base, phase: 'running', done: m.step + 1, total, stepMs: m.stepMs, loss: m.loss, workers: workerIds }),
+      onStep: (m, info) => {
+        ctx.onStep?.('train', m, info);
+        ctx.onProgress({ ...base, phase: 'running', done: m.step + 1, total, stepMs: m.stepMs, loss: m.loss, workers: workerIds });
+      },
     });
     const parity = result.parity;
     const summary: TrainRunSummary = {

@@ -9,6 +9,7 @@
  * compute scale so that compute ≈ r × comm.
  * The achieved ratio of every naive run is in the report (compute_ms / comm_ms).
  */
+import type { LogLine } from '@moe/log';
 import { measureGrpcLoopback, measureTcpLoopback } from '@moe/comm';
 import { NAIVE, OVERLAPPED, stepSettingsLabel } from '@moe/schedule';
 import { parseModelConfig, parseTrainConfig, TINY_MODEL, TINY_TRAIN, type ModelConfig, type TrainConfig } from '@moe/model';
@@ -26,7 +27,7 @@ import {
   type RunSamples,
 } from '@moe/report';
 import type { StepMetrics } from './step-driver';
-import { runTraining, type TrainingResult } from './train-run';
+import { runTraining, type RunInfo, type TrainingResult } from './train-run';
 
 export interface BenchOptions {
   /** Sim workers in the cluster. */
@@ -55,11 +56,11 @@ export interface BenchOptions {
   /** The command line, recorded in the report for reproduction. */
   command: string;
   signal?: AbortSignal;
-  log?: (line: string) => void;
+  log?: LogLine;
   /** Called as runs finish: `done` of `total` runs, and what ran. */
   onProgress?: (done: number, total: number, label: string) => void;
   /** Called after every step of every run (calibration included). */
-  onStep?: (metrics: StepMetrics) => void;
+  onStep?: (metrics: StepMetrics, run: RunInfo) => void;
   /** Run on these registered `sim` workers (the first `workers`) instead of starting a local cluster; not stopped afterwards (`moe serve`). */
   cluster?: Cluster;
 }
@@ -161,7 +162,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
         backendOptions,
         step: { ...schedule, dispatchCodec: options.dispatchCodec, combineCodec: options.combineCodec, recordTimeline: true },
         signal: options.signal,
-        onStep: options.onStep && ((metrics) => options.onStep!(metrics)),
+        onStep: options.onStep && ((metrics, info) => options.onStep!(metrics, info)),
       });
     const commAndCompute = (result: TrainingResult) => {
       const figures = result.steps.slice(1).map((s) => stepMetrics(toStepSample(s).timelines, s.stepMs));

@@ -3,6 +3,7 @@
  * (a local cluster of child processes unless given one), load the shards, drive the steps,
  * fetch the parameters, stop what was started, and optionally check parity with the reference.
  */
+import type { LogLine } from '@moe/log';
 import { resolveStepSettings, stepOptionsToWire, type StepSettings, type StepSettingsInput } from '@moe/schedule';
 import { randomUUID } from 'node:crypto';
 import { initParams, MarkovChain, trainReference, type ModelConfig, type ModelParams, type TrainConfig } from '@moe/model';
@@ -75,7 +76,7 @@ export interface TrainingOptions {
   onReady?: (run: RunInfo) => void;
   /** Called after every step. */
   onStep?: (metrics: StepMetrics, run: RunInfo) => void;
-  log?: (line: string) => void;
+  log?: LogLine;
 }
 
 export interface RunInfo {
@@ -92,6 +93,8 @@ export interface RunInfo {
   entropy: number;
   /** Dense-parameter checksum after LoadShard. */
   initialChecksum: string;
+  /** Tokens of one step's global batch (batchSequences x seqLen). */
+  tokensPerStep: number;
 }
 
 export interface TrainingResult extends RunInfo {
@@ -184,6 +187,7 @@ export async function runTraining(options: TrainingOptions): Promise<TrainingRes
       settings,
       entropy: chain.entropy,
       initialChecksum,
+      tokensPerStep: train.batchSequences * train.seqLen,
     };
     options.onReady?.(info);
 
