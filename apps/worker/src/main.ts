@@ -10,8 +10,6 @@ import type { Backend } from './backend';
 import { loadBackend } from './backends/create-backend';
 import { WorkerNode } from './worker-node';
 import { CountingTransport } from './metrics/counting-transport';
-import { serveMetrics } from './metrics/metrics-server';
-import { WorkerMetrics } from './metrics/worker-metrics';
 
 const integer = (what: string) => (value: string) => {
   const n = Number(value);
@@ -88,7 +86,9 @@ try {
 
 // Named here, not in WorkerNode, so the metrics carry the same id from their first sample.
 const workerId = opts.workerId ?? `worker-${randomUUID().slice(0, 8)}`;
-const metrics = opts.metricsPort === undefined ? undefined : new WorkerMetrics(workerId);
+// prom-client loads only for a worker that serves metrics.
+const metricsModules = opts.metricsPort === undefined ? undefined : await Promise.all([import('./metrics/worker-metrics'), import('./metrics/metrics-server')]);
+const metrics = metricsModules && new metricsModules[0].WorkerMetrics(workerId);
 const node = new WorkerNode({
   scheduler: opts.scheduler,
   host: opts.host,
@@ -103,7 +103,7 @@ const node = new WorkerNode({
   onStep: metrics?.observeStep,
   wrapTransport: metrics && ((transport, nodeSize) => new CountingTransport(transport, nodeSize, metrics.countBytes)),
 });
-const metricsServer = metrics && (await serveMetrics(metrics.registry, opts.host, opts.metricsPort!));
+const metricsServer = metrics && metricsModules && (await metricsModules[1].serveMetrics(metrics.registry, opts.host, opts.metricsPort!));
 if (metricsServer) logger.info({ workerId: node.id }, `worker ${node.id}: metrics at http://${metricsServer.address}/metrics`);
 
 const stop = (signal: string) => {

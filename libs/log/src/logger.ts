@@ -12,8 +12,13 @@
  * inherit it) or from MOE_LOG_LEVEL; default `info`. Nothing is logged per frame or per op at
  * `info`: the data plane's hot path stays quiet.
  */
+import { createRequire } from 'node:module';
 import pino, { type Logger } from 'pino';
-import pretty from 'pino-pretty';
+import type { PrettyOptions, PrettyStream } from 'pino-pretty';
+
+// pino-pretty only for a terminal: loaded (synchronously: it is CommonJS) when first needed, so a
+// process that logs JSON does not pay for its import.
+const pretty = (options: PrettyOptions): PrettyStream => (createRequire(import.meta.url)('pino-pretty') as (o: PrettyOptions) => PrettyStream)(options);
 
 export type { Logger } from 'pino';
 

@@ -12,8 +12,7 @@ import { envInt, locationOf, locationOptions, withRedisHint, type LocationFlags 
 import { DEFAULT_RENDEZVOUS_TIMEOUT_MS } from '../control/rendezvous';
 import { RunService } from '../queue/run-service';
 import { RunQueue } from '../queue/run-queue';
-import { DEFAULT_HTTP_HOST, HttpServer } from '../http/index';
-import { QUEUE_STATES, ServeMetrics, metricsRouter } from '../metrics/index';
+import type { HttpServer } from '../http/index';
 import { lineLog, log as processLog } from '@moe/log';
 
 interface ServeFlags extends LocationFlags {
@@ -39,6 +38,9 @@ export async function serveCommand(flags: ServeFlags, onError: OnError): Promise
     log(`serve: ${signal}: aborting the current run (it goes back to the queue), closing the queue (again to force)`);
     signalled!(signal);
   });
+  // express and prom-client load here, not with the CLI: other commands do not pay for them.
+  const { QUEUE_STATES, ServeMetrics, metricsRouter } = await import('../metrics/index');
+  const { DEFAULT_HTTP_HOST, HttpServer: Http } = await import('../http/index');
   const metrics = new ServeMetrics({
     workers: () => service?.scheduler.allWorkers() ?? [],
     jobCounts: async () => (counts ? counts.queue.getJobCounts(...QUEUE_STATES) : {}),
@@ -59,7 +61,7 @@ export async function serveCommand(flags: ServeFlags, onError: OnError): Promise
     counts = await RunQueue.connect(location);
     const httpPort = flags.httpPort ?? (process.env.MOE_HTTP_PORT ? envInt('MOE_HTTP_PORT', 0) : undefined);
     if (httpPort !== undefined) {
-      http = await HttpServer.start({ host: flags.httpHost ?? process.env.MOE_HTTP_HOST ?? DEFAULT_HTTP_HOST, port: httpPort });
+      http = await Http.start({ host: flags.httpHost ?? process.env.MOE_HTTP_HOST ?? DEFAULT_HTTP_HOST, port: httpPort });
       http.mount('/', metricsRouter(metrics.registry));
       log(`serve: HTTP on http://${http.address}: metrics at /metrics`, { httpAddress: http.address });
     }
@@ -92,7 +94,7 @@ export function addServeCommand(program: Command, reportError: OnError): void {
       .option('--heartbeat-interval <ms>', 'heartbeat interval told to workers (default: $MOE_HEARTBEAT_INTERVAL_MS, else 1000)', integer('--heartbeat-interval', 1))
       .option('--heartbeat-timeout <ms>', 'silence after which a worker is lost (default: $MOE_HEARTBEAT_TIMEOUT_MS, else 10000)', integer('--heartbeat-timeout', 1))
       .option('--http-port <port>', 'serve HTTP (GET /metrics for Prometheus) on this port, 0: any free one (default: $MOE_HTTP_PORT, else no HTTP server)', integer('--http-port'))
-      .option('--http-host <host>', `interface the HTTP server binds (default: $MOE_HTTP_HOST, else ${DEFAULT_HTTP_HOST})`),
+      .option('--http-host <host>', 'interface the HTTP server binds (default: $MOE_HTTP_HOST, else 127.0.0.1)'),
   ).action(async (flags: ServeFlags) => {
     process.exitCode = await serveCommand(flags, onError);
   });
