@@ -56,7 +56,7 @@ async function finished(id: string, timeoutMs = 60_000) {
 const scrape = async (port: number) => {
   const res = await fetch(`http://127.0.0.1:${port}/metrics`);
   expect(res.status).toBe(200);
-  expect(res.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
+  expect(res.headers.get('content-type')).toMatch(/^text\/plain;.*version=0\.0\.4/);
   return res.text();
 };
 
@@ -74,15 +74,16 @@ beforeAll(async () => {
   workerMetricsPort = await freePort();
   reportsDir = mkdtempSync(join(tmpdir(), 'moe-obs-test-'));
   serve = startMoe('moe serve', ['serve', '--port', String(schedulerPort), '--http-port', String(httpPort), '--reports', reportsDir, '--heartbeat-interval', '300'], env);
-  await serve.waitFor(/serve: scheduler listening/);
-  await serve.waitFor(/serve: HTTP on http:\/\/127\.0\.0\.1:\d+: metrics at \/metrics/);
+  // Generous waits: on a loaded machine a node process with tsx takes many seconds to start.
+  await serve.waitFor(/serve: scheduler listening/, 90_000);
+  await serve.waitFor(/serve: HTTP on http:\/\/127\.0\.0\.1:\d+: metrics at \/metrics/, 30_000);
   for (const [i, extra] of [['--metrics-port', String(workerMetricsPort)], []].entries()) {
     const id = `o-${i}`;
     workers.push(startMoe(id, ['worker', '--scheduler', `127.0.0.1:${schedulerPort}`, '--backend', 'sim', '--worker-id', id, ...extra], env));
-    await serve.waitFor(new RegExp(`worker ${id} registered`));
+    await serve.waitFor(new RegExp(`worker ${id} registered`), 90_000);
   }
   queue = new Queue('runs', { connection: { url: redis.url }, prefix: redis.prefix });
-}, 60_000);
+}, 300_000);
 
 afterAll(async () => {
   await prometheus?.stop();

@@ -6,7 +6,8 @@
  * they are never stale. Labels are bounded: kind (bench, train), schedule (the registry's
  * names), state, outcome, worker_id (the cluster's workers); never a run or job id.
  */
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectProcessMetrics } from '@moe/log/metrics';
 import { stepMetrics, toStepSample } from '@moe/report';
 import type { RunInfo } from '../run/train-run';
 import type { StepMetrics } from '../run/step-replies';
@@ -43,7 +44,7 @@ export class ServeMetrics {
   private readonly retries: Counter<'kind'>;
 
   constructor(sources: ServeMetricsSources) {
-    collectDefaultMetrics({ register: this.registry });
+    collectProcessMetrics(this.registry);
     const registers = [this.registry];
     const stepHistogram = (name: string, help: string) =>
       new Histogram({ name, help, labelNames: ['kind', 'schedule'] as const, buckets: STEP_SECONDS_BUCKETS, registers });

@@ -4,7 +4,8 @@
  * worker's own timeline), the bytes it sent by link class, and Node's default process metrics.
  * Labels are bounded: no run id, no step.
  */
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Histogram, Registry } from 'prom-client';
+import { collectProcessMetrics } from '@moe/log/metrics';
 import { stepMetrics } from '@moe/report';
 import type { WorkerStepRecord } from '../worker-node';
 import type { LinkClassLabel } from './counting-transport';
@@ -23,7 +24,7 @@ export class WorkerMetrics {
 
   constructor(workerId: string) {
     this.registry.setDefaultLabels({ worker_id: workerId });
-    collectDefaultMetrics({ register: this.registry });
+    collectProcessMetrics(this.registry);
     const registers = [this.registry];
     this.steps = new Counter({ name: 'moe_worker_steps_total', help: 'Steps this worker ran to the end', registers });
     const histogram = (name: string, help: string) => new Histogram({ name, help, buckets: STEP_SECONDS_BUCKETS, registers });
