@@ -180,9 +180,10 @@ describe('Prometheus scraping moe serve', () => {
     );
     expect(submit.exit.code, submit.output.slice(-2_000)).toBe(0);
 
-    const series = await until('moe_step_duration_seconds_count{kind="bench"} > 0', async () => {
+    // The bench ran both schedules before submit returned; a scrape after that holds both series.
+    const series = await until('moe_step_duration_seconds_count{kind="bench"} > 0 for both schedules', async () => {
       const result = await prometheus!.query('moe_step_duration_seconds_count{job="moe-serve",kind="bench"} > 0');
-      return result.length ? result : undefined;
+      return result.length >= 2 ? result : undefined;
     });
     expect(series.map((s) => s.metric.schedule).sort()).toEqual(['naive', 'overlapped']);
     const exposed = await prometheus.query('sum(moe_step_exposed_comm_seconds_sum{kind="bench"}) / sum(moe_step_comm_seconds_sum{kind="bench"})');

@@ -7,6 +7,7 @@
  * train, and a silent peer for the deadline. Runs have two ranks; the numbers of every step are
  * checked against the single-process reference trainer on the same batch.
  */
+import { readableLine } from '@moe/log';
 import { randomUUID } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { tensorFromMsg, type FrameOut, type LoadShardRequest, type PeerMessage, type RunStepResponseOut } from '@moe/comm';
@@ -176,7 +177,7 @@ class Kit {
     if (this.o.command) {
       const command = commandFor(this.o.command, schedulerAddress);
       this.log(`conformance: starting the worker: ${command}`);
-      this.target = new TargetCommand(command, this.o.cwd ?? process.cwd(), (line) => this.log(`[worker] ${line}`));
+      this.target = new TargetCommand(command, this.o.cwd ?? process.cwd(), (line) => this.log(`[worker] ${readableLine(line)}`));
     } else if (!this.o.skipRegister) {
       this.log(`conformance: waiting for the worker at ${this.o.worker} to register (start it with --scheduler ${schedulerAddress})`);
     }
@@ -269,7 +270,7 @@ class Kit {
       host: this.o.host,
       backend,
       extraArgs: ['--peer-timeout', String(this.peerTimeoutMs)],
-      onLine: (line) => this.log(`[peer] ${line}`),
+      onLine: (line) => this.log(`[peer] ${readableLine(line)}`),
     });
   }
 
