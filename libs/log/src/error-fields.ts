@@ -1,11 +1,10 @@
 /**
  * What an error log line carries beyond its message: the error's class (`errClass`, its `name`:
- * WorkerLostError, RendezvousTimeoutError, ...), pino's serialized `err` (type, message, stack,
- * own fields such as a gRPC `code`), and `numbers`: the figures its message already names, so a
+ * WorkerLostError, RendezvousTimeoutError, ...), `err` (pino serializes it: type, message,
+ * stack, own fields such as a gRPC `code`), and `numbers`: the figures its message already names, so a
  * query can filter on them without parsing text ("waited 800 ms for 6 workers; 4 registered" ->
  * `{ ms: 800, workers: 6, registered: 4 }`; "top_k=9 exceeds experts=8" -> `{ top_k: 9, experts: 8 }`).
  */
-import pino from 'pino';
 
 // `name=3`, `name: 3`: the number belongs to the name before it.
 const NAMED_BEFORE = /([A-Za-z_][\w.]*)\s?[=:]\s?(-?\d+(?:\.\d+)?)(?![\w.])/g;
@@ -28,12 +27,13 @@ export function numbersIn(message: string): Record<string, number> {
 
 export interface ErrorFields {
   errClass: string;
-  err: ReturnType<typeof pino.stdSerializers.err>;
+  /** The error itself: pino's `err` serializer writes its type, message, stack and own fields. */
+  err: Error;
   numbers?: Record<string, number>;
 }
 
 export function errorFields(error: unknown): ErrorFields {
   const e = error instanceof Error ? error : new Error(String(error));
   const numbers = numbersIn(e.message);
-  return { errClass: e.name, err: pino.stdSerializers.err(e), ...(Object.keys(numbers).length ? { numbers } : {}) };
+  return { errClass: e.name, err: e, ...(Object.keys(numbers).length ? { numbers } : {}) };
 }

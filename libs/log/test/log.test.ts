@@ -35,7 +35,7 @@ describe('structured log lines', () => {
     lineLog(logger)('job 3 failed', { level: 'error', err: new RendezvousTimeoutError('waited 800 ms for 6 workers; 4 registered') });
     await settle();
     expect(lines[0]).toMatchObject({ level: 50, errClass: 'RendezvousTimeoutError', numbers: { ms: 800, workers: 6, registered: 4 } });
-    expect((lines[0]!.err as { message: string }).message).toBe('waited 800 ms for 6 workers; 4 registered');
+    expect(lines[0]!.err).toMatchObject({ type: 'RendezvousTimeoutError', message: 'waited 800 ms for 6 workers; 4 registered' });
   });
 
   it('drop lines below the level', async () => {
