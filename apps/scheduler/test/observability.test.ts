@@ -105,8 +105,9 @@ describe('logs: pino JSON lines that follow a run', () => {
     expect(scheduler.length, serve.stderr.slice(-2_000)).toBeGreaterThan(0);
     expect(scheduler.every((l) => l.name === 'serve' && l.jobId === added.id)).toBe(true);
     expect(scheduler.some((l) => /done in/.test(l.msg))).toBe(true);
+    // A worker knows the attempt's id on the wire: the run id plus "-a<attempt>".
     for (const [rank, worker] of workers.entries()) {
-      const lines = logLines(worker).filter((l) => l.runId === runId);
+      const lines = logLines(worker).filter((l) => l.runId === `${runId}-a1`);
       expect(lines.length, `${worker.name}:\n${worker.stderr.slice(-2_000)}`).toBeGreaterThan(0);
       expect(lines.every((l) => l.name === 'worker' && l.workerId === worker.name && l.rank === rank)).toBe(true);
     }

@@ -108,7 +108,7 @@ if (metricsServer) logger.info({ workerId: node.id }, `worker ${node.id}: metric
 
 const stop = (signal: string) => {
   logger.info({ workerId: node.id }, `worker ${node.id}: ${signal}, stopping`);
-  Promise.all([node.close(), metricsServer?.close()]).finally(() => process.exit(0));
+  Promise.all([node.close(signal), metricsServer?.close()]).finally(() => process.exit(0));
   setTimeout(() => process.exit(1), 5_000).unref();
 };
 process.on('SIGINT', () => stop('SIGINT'));

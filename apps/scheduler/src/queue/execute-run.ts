@@ -1,6 +1,6 @@
 /**
  * Executes one validated run on the serving scheduler's registered workers: gather them, run the
- * benchmark or the training, write the report under `<reportsDir>/<jobId>/`, and return the
+ * benchmark or the training, write the report under `<reportsDir>/<runId>/`, and return the
  * job's result. Progress goes to `onProgress` as it happens.
  */
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
@@ -16,14 +16,20 @@ import type { StepMetrics } from '../run/step-replies';
 import { withFields, type LogLine } from '@moe/log';
 import { gatherWorkers } from './gather-workers';
 import { InvalidRunError } from './errors';
+import { claimReportDir } from './report-dir';
+import { attemptRunId } from '../run/run-id';
 import type { BenchRunSummary, RunProgress, RunResult, TrainRunSummary, ValidRun } from './run-job';
 
 export interface RunContext {
   jobId: string;
+  /** The run's id, unique for all time (`newRunId`); the same for every attempt of the job. */
+  runId: string;
+  /** The job's identity, recorded in the report folder so no other job ever writes there. */
+  owner: { queuePrefix: string; submittedAt: number };
   /** 1-based attempt of the job. */
   attempt: number;
   scheduler: SchedulerService;
-  /** Reports go to `<reportsDir>/<jobId>/`. */
+  /** Reports go to `<reportsDir>/<runId>/`. */
   reportsDir: string;
   /** Used when the job sets none. */
   rendezvousTimeoutMs: number;
@@ -46,7 +52,9 @@ const TRAIN_CHECKPOINT_EVERY = 5;
 export async function executeRun(run: ValidRun, ctx: RunContext): Promise<RunResult> {
   const started = Date.now();
   const unit = run.kind === 'train' ? 'step' : 'run';
-  const base = { kind: run.kind, attempt: ctx.attempt, unit } as const;
+  const base = { kind: run.kind, runId: ctx.runId, attempt: ctx.attempt, unit } as const;
+  const dir = join(ctx.reportsDir, ctx.runId);
+  claimReportDir(dir, { runId: ctx.runId, jobId: ctx.jobId, ...ctx.owner });
   ctx.onProgress({ ...base, phase: 'waiting', done: 0, total: run.kind === 'train' ? run.train.steps : 0 });
 
   const cluster = await gatherWorkers(ctx.scheduler, {
@@ -57,10 +65,12 @@ export async function executeRun(run: ValidRun, ctx: RunContext): Promise<RunRes
   });
   const workers = cluster.workers.map((w, rank) => ({ rank, workerId: w.workerId, address: w.address, backend: w.backend }));
   const workerIds = workers.map((w) => w.workerId);
-  const dir = join(ctx.reportsDir, ctx.jobId);
-  const runId = `job-${ctx.jobId}-a${ctx.attempt}`;
-  const log = withFields(ctx.log, { runId });
-  log(`run ${runId} (${run.kind}) on ${workers.length} workers: ${workers.map((w) => `rank ${w.rank} ${w.workerId}`).join(', ')}`);
+  const runId = ctx.runId;
+  // What the workers see: a leftover worker of an earlier attempt can never mix into this one.
+  const wireRunId = attemptRunId(runId, ctx.attempt);
+  // Lines carry the run's id; the workers' lines carry the attempt's (wireRunId), which starts with it.
+  const log = withFields(ctx.log, { runId, attempt: ctx.attempt });
+  log(`run ${runId} (${run.kind}), attempt ${ctx.attempt} as ${wireRunId}, on ${workers.length} workers: ${workers.map((w) => `rank ${w.rank} ${w.workerId}`).join(', ')}`);
 
   try {
     if (run.kind === 'bench') {
@@ -77,7 +87,7 @@ export async function executeRun(run: ValidRun, ctx: RunContext): Promise<RunRes
       const result = await runBench({
         ...run.bench,
         out: dir,
-        command: `moe submit bench (job ${ctx.jobId}): ${JSON.stringify(run.bench)}`,
+        command: `moe submit bench (run ${runId}, job ${ctx.jobId}): ${JSON.stringify(run.bench)}`,
         cluster,
         signal: ctx.signal,
         log,
@@ -106,12 +116,13 @@ export async function executeRun(run: ValidRun, ctx: RunContext): Promise<RunRes
     }
 
     const total = run.train.steps;
-    // Real-math runs keep a checkpoint under the job's folder; a retry (a worker was lost)
+    // Real-math runs keep a checkpoint under the run's folder; a retry (a worker was lost)
     // continues from it instead of starting over. Simulated workers hold nothing to save.
+    // runTraining refuses a checkpoint another run wrote (CheckpointError: never retried).
     const checkpointDir = workers.every((w) => w.backend !== 'sim') ? join(dir, 'checkpoint') : undefined;
     const resume =
       checkpointDir && ctx.attempt > 1 && existsSync(join(checkpointDir, CHECKPOINT_FILE)) ? loadCheckpoint(checkpointDir) : undefined;
-    if (resume) log(`job ${ctx.jobId}, attempt ${ctx.attempt}: continuing from the checkpoint after step ${resume.step}`);
+    if (resume) log(`run ${runId}, attempt ${ctx.attempt}: continuing from the checkpoint after step ${resume.step}`);
     const result = await runTraining({
       checkpointDir,
       checkpointEvery: checkpointDir ? TRAIN_CHECKPOINT_EVERY : undefined,
@@ -129,6 +140,7 @@ export async function executeRun(run: ValidRun, ctx: RunContext): Promise<RunRes
       tolerances: run.tolerances,
       signal: ctx.signal,
       runId,
+      wireRunId,
       log,
       onReady: () => ctx.onProgress({ ...base, phase: 'running', done: 0, total, workers: workerIds }),
       onStep: (m, info) => {
