@@ -57,10 +57,10 @@ export async function serveCommand(flags: ServeFlags, onError: OnError): Promise
       log,
       metrics,
     });
-    const location = locationOf(flags);
-    counts = await RunQueue.connect(location);
     const httpPort = flags.httpPort ?? (process.env.MOE_HTTP_PORT ? envInt('MOE_HTTP_PORT', 0) : undefined);
     if (httpPort !== undefined) {
+      // A queue handle of its own: the depth is read at each scrape (Queue.getJobCounts).
+      counts = await RunQueue.connect(locationOf(flags));
       http = await Http.start({ host: flags.httpHost ?? process.env.MOE_HTTP_HOST ?? DEFAULT_HTTP_HOST, port: httpPort });
       http.mount('/', metricsRouter(metrics.registry));
       log(`serve: HTTP on http://${http.address}: metrics at /metrics`, { httpAddress: http.address });
