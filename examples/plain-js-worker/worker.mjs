@@ -335,7 +335,12 @@ export class PlainWorker {
     this.links?.close();
     this.mailbox.close('worker closing');
     this.scheduler?.close();
-    await new Promise((resolve) => this.server.tryShutdown(resolve));
+    // tryShutdown waits for every client to hang up; one that keeps its channel open would keep
+    // this process alive after Shutdown, so force it after a grace period
+    await new Promise((resolve) => {
+      const force = setTimeout(() => (this.server.forceShutdown(), resolve()), 2000);
+      this.server.tryShutdown(() => (clearTimeout(force), resolve()));
+    });
   }
 }
 

@@ -73,9 +73,11 @@ describe('gathering a step', () => {
     expertCounts: new Array(model.layers * model.routedExperts).fill(1),
     paramChecksum: 'abc',
     timeline: [],
+    link: null,
     bytesSent: 10,
     stepMs: 2,
     peakRssBytes: 1 << 20,
+    dataPlane: 'socket',
     ...over,
   });
 

@@ -140,6 +140,18 @@ function decodeOptimizerState(
       if (!other.has(name)) throw new InvalidRequestError(`LoadShard.optimizer_state: ${name} has ${what} but no ${what === 'm' ? 'v' : 'm'}`);
     }
   }
+  if (msg.step > 0) {
+    const trained = [
+      ...[...dense.keys()].filter((name) => !name.endsWith('router_bias')),
+      ...experts.flatMap((layer, l) => [...layer].flatMap(([id, ws]) => [...ws.keys()].map((w) => `layers.${l}.experts.${id}.${w}`))),
+    ];
+    const missing = trained.filter((name) => !m.has(name));
+    if (missing.length > 0) {
+      throw new InvalidRequestError(
+        `LoadShard.optimizer_state: step ${msg.step} but no moments for ${missing.slice(0, 3).join(', ')}${missing.length > 3 ? ` and ${missing.length - 3} more` : ''} (every trained parameter of the shard needs m and v)`,
+      );
+    }
+  }
   return { t: msg.step, m, v };
 }
 

@@ -9,7 +9,7 @@
  * compute scale so that compute ≈ r × comm.
  * The achieved ratio of every naive run is in the report (compute_ms / comm_ms).
  */
-import { measureGrpcLoopback, measureTcpLoopback } from '@moe/comm';
+import { measureBenchTransport, planesUsed } from './bench-transport';
 import { NAIVE, OVERLAPPED, stepSettingsLabel } from '@moe/schedule';
 import { parseModelConfig, parseTrainConfig, TINY_MODEL, TINY_TRAIN, type ModelConfig, type TrainConfig } from '@moe/model';
 import { LocalCluster, type Cluster } from '../control/local-cluster';
@@ -24,9 +24,12 @@ import {
   type BenchReport,
   type ReportFiles,
   type RunSamples,
+  type StepSample,
 } from '@moe/report';
 import type { StepMetrics } from './step-driver';
 import { runTraining, type TrainingResult } from './train-run';
+import { linkRecord, TRANSPORT_MEASURED } from './bench-records';
+import { alignment, computeOvershootMs, controlPlaneMs, predictBenchRow, type BenchPredictionSettings } from './bench-prediction';
 
 export interface BenchOptions {
   /** Sim workers in the cluster. */
@@ -128,6 +131,9 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     throw new RangeError(`--workers ${options.workers} is not a whole number of nodes of --node-size ${options.nodeSize}`);
   }
   const { model, train } = benchConfigs(options.workers);
+  // Settings of the sim workers that shape the figures but are not flags: stated once, recorded in config.
+  const accumulationSteps = 16;
+  const latencyScale = 0.01;
   const simOptions = (dilation: number, computeScale: number) => ({
     profile: options.profile,
     dilation,
@@ -135,10 +141,10 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     nodeSize: options.nodeSize,
     // One optimizer step per 16 micro-batches, as in large-batch MoE training: the update's
     // memory-bound work is not what this benchmark is about.
-    accumulationSteps: 16,
+    accumulationSteps,
     // Payloads here are ~1/100 of a DeepSeek-V3 rank's (fewer tokens, narrower rows); latency
     // scales with them so a frame stays bandwidth-bound as it is on the real cluster.
-    latencyScale: 0.01,
+    latencyScale,
     model: modeledModel(options.hiddenSize, model.routedExperts),
   });
   const schedules = [
@@ -173,8 +179,11 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     // links alone take `commTargetMs` of a naive step, and host time is a small share on top.
     const probes = [10_000, 40_000];
     const measured: { comm: number; compute: number }[] = [];
+    const calibrationSteps: StepSample[] = [];
     for (const d of probes) {
-      measured.push(commAndCompute(await run(3, simOptions(d, 1), schedules[0]!)));
+      const probe = await run(3, simOptions(d, 1), schedules[0]!);
+      calibrationSteps.push(...probe.steps.slice(1).map((s) => toStepSample(s)));
+      measured.push(commAndCompute(probe));
       progress(`calibration at dilation ${d}: comm ${measured.at(-1)!.comm.toFixed(1)} ms`);
     }
     const slope = Math.max((measured[1]!.comm - measured[0]!.comm) / (probes[1]! - probes[0]!), 1e-6);
@@ -189,11 +198,40 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
         `(+ ${hostCommMs.toFixed(1)} ms host transport); compute ${base.compute.toFixed(1)} ms at scale 1 (natural ratio ${naturalRatio.toFixed(2)})`,
     );
 
+    // The simulator's prediction of every row: same op lists, costs, links and dilation (bench-prediction.ts).
+    const simulated = simOptions(dilation, 1);
+    const predictionBase = {
+      model,
+      workers: options.workers,
+      nodeSize: options.nodeSize,
+      profile: options.profile,
+      dilation,
+      accumulationSteps: simulated.accumulationSteps,
+      latencyScale: simulated.latencyScale,
+      modeled: simulated.model,
+      tokensPerRank: (train.batchSequences * train.seqLen) / options.workers,
+      dispatchCodec: options.dispatchCodec,
+      combineCodec: options.combineCodec,
+      hostCommMs,
+      hostStepMs: controlPlaneMs(calibrationSteps),
+    };
+    const prediction: BenchPredictionSettings = {
+      ...predictionBase,
+      // The overshoot is absolute (timer ticks), so both probes measure it; the smaller is the one a load spike did not inflate.
+      hostComputeOpMs: Math.min(...probes.map((d, i) => computeOvershootMs(predictionBase, d, measured[i]!.compute))),
+    };
+    const predictedMs = new Map<string, number>();
+    const rowKey = (schedule: string, chunks: number, ratio: number) => `${schedule}/${chunks}/${ratio}`;
+
     const runs: RunSamples[] = [];
+    const links = new Map<string, ReturnType<typeof linkRecord>>();
+    const dataPlanes: string[] = [];
     for (const ratio of options.ratios) {
       const computeScale = (ratio * base.comm) / base.compute;
       for (const schedule of schedules) {
+        predictedMs.set(rowKey(schedule.schedule, schedule.chunks, ratio), predictBenchRow(prediction, schedule, computeScale).stepMs);
         const result = await run(options.warmupSteps + options.measuredSteps, simOptions(dilation, computeScale), schedule);
+        dataPlanes.push(...result.steps.flatMap((s) => s.dataPlanes));
         runs.push({
           schedule: schedule.schedule,
           chunks: schedule.chunks,
@@ -202,17 +240,25 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
           steps: result.steps.map((s) => toStepSample(s)),
           workerIds: result.workers.map((w) => w.workerId),
         });
+        links.set(`${schedule.schedule}/${schedule.chunks}/${ratio}`, linkRecord(result.steps.slice(options.warmupSteps)));
         progress(`ratio ${ratio}: ${stepSettingsLabel(schedule)}`);
       }
     }
 
-    let transport: { tcpMbps: number; grpcMbps: number } | null = null;
+    let measuredTransport: Awaited<ReturnType<typeof measureBenchTransport>> | null = null;
     if (options.transportSeconds > 0) {
-      log('measuring raw TCP and gRPC loopback throughput between two processes (1 MiB messages)');
-      const tcp = await measureTcpLoopback(1 << 20, options.transportSeconds);
-      const grpc = await measureGrpcLoopback(1 << 20, options.transportSeconds);
-      transport = { tcpMbps: tcp.mbPerSecond, grpcMbps: grpc.mbPerSecond };
+      log(`measuring the all-to-all of ${options.workers} processes on raw TCP and on every data plane`);
+      measuredTransport = await measureBenchTransport({
+        workers: options.workers,
+        globalTokens: train.batchSequences * train.seqLen,
+        topK: model.topK,
+        hiddenSize: options.hiddenSize,
+        dispatchCodec: options.dispatchCodec,
+        transportSeconds: options.transportSeconds,
+        repeats: options.transportSeconds >= 1 ? 3 : 1,
+      });
     }
+    const transport = measuredTransport && { ...measuredTransport, used: planesUsed(dataPlanes) };
 
     const report = buildReport({
       config: {
@@ -231,13 +277,26 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
         host_comm_ms: hostCommMs,
         modeled: simOptions(dilation, 1).model,
         node_size: options.nodeSize,
+        accumulation_steps: accumulationSteps,
+        latency_scale: latencyScale,
+        compute_scales: Object.fromEntries(options.ratios.map((ratio) => [ratio, (ratio * base.comm) / base.compute])),
         model,
         train: { batchSequences: train.batchSequences, seqLen: train.seqLen },
+        transport: measuredTransport?.config ?? null,
+        data_plane: planesUsed(dataPlanes),
+        prediction: { host_comm_ms: hostCommMs, host_step_ms: prediction.hostStepMs, host_compute_op_ms: prediction.hostComputeOpMs },
       },
       runs,
       transport,
       environment: collectEnvironment(),
     });
+    // each row says what bound its all-to-alls; the transport line says what it measured
+    for (const row of report.results) row.link = links.get(`${row.schedule}/${row.chunks}/${row.ratio}`) ?? null;
+    if (report.transport) report.transport.what = TRANSPORT_MEASURED;
+    for (const row of report.results) {
+      const predicted = predictedMs.get(rowKey(row.schedule, row.chunks, row.ratio));
+      if (predicted !== undefined) Object.assign(row, { predicted_step_ms: predicted, alignment: alignment(predicted, row.step_ms.median) });
+    }
     const files = await writeReport(options.out, report, ...representativeSteps(report, runs));
     return { report, files, dilation, naturalRatio };
   } finally {

@@ -4,7 +4,7 @@
  *
  * Shapes: W = world size, E = routed experts, layers = MoE layers.
  */
-import type { OpRecordOut, RunStepResponseOut } from '@moe/comm';
+import type { LinkStatsOut, OpRecordOut, RunStepResponseOut } from '@moe/comm';
 import type { ModelConfig } from '@moe/model';
 import { ChecksumMismatchError, WorkerRpcError } from '../errors';
 
@@ -25,10 +25,14 @@ export interface StepMetrics {
   bytesSent: number[];
   /** [W] each worker process's peak resident set size so far, bytes (0 from a worker that does not report it). */
   peakRssBytes: number[];
+  /** [W] the data plane each rank's frames went out over ("socket", "grpc", "socket+grpc"; "" from a worker that does not say). */
+  dataPlanes: string[];
   /** Checksum of the replicated dense parameters after the update (equal on every rank). */
   checksum: string;
   /** [W] each rank's op timeline (empty unless `recordTimeline`). */
   timelines: OpRecordOut[][];
+  /** [W] each rank's modeled links in the step (null from a worker without link shaping). */
+  link: (LinkStatsOut | null)[];
 }
 
 /**
@@ -91,7 +95,9 @@ export function gatherStep(step: number, replies: readonly RunStepResponseOut[],
     expertCounts,
     bytesSent: replies.map((r) => Number(r.bytesSent)),
     peakRssBytes: replies.map((r) => Number(r.peakRssBytes ?? 0)),
+    dataPlanes: replies.map((r) => r.dataPlane ?? ''),
     checksum,
     timelines: replies.map((r) => r.timeline),
+    link: replies.map((r) => r.link ?? null),
   };
 }

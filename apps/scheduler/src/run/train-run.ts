@@ -12,6 +12,7 @@ import { gatherOptimizerState, optimizerStateForRank, saveCheckpoint, type Check
 import { CheckpointError } from '../errors';
 import { newRunId } from './run-id';
 import { assembleParams, checkParity, parityTolerances, type ParityReport, type ParityTolerances } from './parity';
+import { runMirror } from './parity-mirror';
 import { planExperts, type Placement } from '@moe/placement';
 import type { RegisteredWorker } from '../control/rendezvous';
 import { RunGuard } from '../control/run-guard';
@@ -239,8 +240,8 @@ export async function runTraining(options: TrainingOptions): Promise<TrainingRes
   }
 
   if (options.checkReference) {
-    log('training the single-process reference on the same batches');
-    const reference = trainReference(model, train);
+    log('training the single-process reference on the same batches, with the run\'s codec rounding and summation order');
+    const reference = trainReference(model, train, { mirror: runMirror(settings, ranges, train.seqLen) });
     result.reference = { losses: reference.losses, auxLosses: reference.auxLosses };
     // The policy lives here, not in a command: the CLI and the queue check the same way.
     result.parity = checkParity(result, reference, parityTolerances(settings, options.tolerances));

@@ -17,6 +17,7 @@ import {
 import type { Backend, ExpertRows, RouteOutput, StepBatch } from '../backend';
 import { chunkTokenRange } from '@moe/schedule';
 import type { OpObserver } from './flight-recorder';
+import type { PlantedFault } from './faults';
 import type { Op } from '@moe/schedule';
 
 export interface ExecuteSettings {
@@ -83,6 +84,8 @@ export class StepExecutor {
     private readonly expertOwner: readonly number[],
     /** Told of every op's start and end (the worker's flight recorder). */
     private readonly observer?: OpObserver,
+    /** A planted fault (tests only, env MOE_FAULT): proves the parity checks catch it. */
+    private readonly fault?: PlantedFault,
   ) {}
 
   async run(ops: readonly Op[], batch: StepBatch, settings: ExecuteSettings): Promise<StepOutcome> {
@@ -137,7 +140,7 @@ export class StepExecutor {
           const layout = s!.layouts[op.chunk]!;
           const { received, handle } = await dispatch(this.transport, key(op, 'DISPATCH'), layout, s!.route!.h, hidden, {
             rowOfSlot: (slot) => Math.floor(slot / topK),
-            expertIds: s!.route!.expertIds,
+            expertIds: this.fault?.expertIds(rank, s!.route!.expertIds, this.expertOwner) ?? s!.route!.expertIds,
             codec: settings.dispatchCodec,
             timeoutMs: settings.timeoutMs,
           });
@@ -158,6 +161,9 @@ export class StepExecutor {
             timeoutMs: settings.timeoutMs,
             into: s!.slotOutputs,
           });
+          const range = chunkTokenRange(tokens, chunkCount, op.chunk);
+          const slotRange = { begin: range.begin * topK, end: range.end * topK };
+          this.fault?.afterCombine(rank, op.layer, handle.layout, slotRange, op.chunk === chunkCount - 1, s!.slotOutputs!, hidden);
           return receivedBytes(handle, rank, hidden, settings.combineCodec);
         }
         case 'post':
@@ -180,7 +186,7 @@ export class StepExecutor {
             hidden,
             {
               rowOfSlot: (slot) => slot,
-              expertIds: s!.route!.expertIds,
+              expertIds: this.fault?.expertIds(rank, s!.route!.expertIds, this.expertOwner) ?? s!.route!.expertIds,
               codec: settings.combineCodec,
               timeoutMs: settings.timeoutMs,
             },
@@ -215,7 +221,8 @@ export class StepExecutor {
           gradients = await this.backend.gradientsToReduce();
           return 0;
         case 'allreduce':
-          reduced = await allReduceSum(this.transport, key(op, 'ALLREDUCE'), gradients, settings.timeoutMs);
+          reduced = await allReduceSum(this.transport, key(op, 'ALLREDUCE'), this.fault?.beforeReduce(rank, gradients) ?? gradients, settings.timeoutMs);
+          if (this.fault) reduced = this.fault.afterReduce(reduced, worldSize);
           // Reduce-scatter then all-gather: each rank sends (W-1)/W of the vector twice.
           return worldSize > 1 ? Math.round((2 * gradients.byteLength * (worldSize - 1)) / worldSize) : 0;
         case 'update':
@@ -242,15 +249,18 @@ export class StepExecutor {
         }
         if (flight) this.observer!.opEnd(flight);
         bytesSent += bytes;
+        // A modeled device's compute op: the span its own clock measured (see Backend.deviceTiming).
+        const device = op.stream === 'compute' ? this.backend.deviceTiming?.() : undefined;
         timeline.record({
           name: op.kind,
           stream: op.stream,
           layer: op.layer,
           chunk: op.chunk,
-          startMs: t0,
-          endMs: timeline.now(),
+          startMs: device ? timeline.at(device.startMs) : t0,
+          endMs: device ? timeline.at(device.endMs) : timeline.now(),
           bytesSent: bytes,
           direction: op.direction,
+          ...(device ? { modeledMs: device.modeledMs } : {}),
         });
       });
       // A failure surfaces once, through Promise.all below; the dependants just stop.

@@ -2,15 +2,19 @@
  * Several ranks in one process: inline cpu backends over in-memory transports, driven exactly
  * as the scheduler drives worker processes. For fast parity tests of the executor and schedules.
  */
-import { createInMemoryTransports, type CodecName } from '@moe/comm';
+import { codecRounding, createInMemoryTransports, type CodecName } from '@moe/comm';
 import {
   MarkovChain,
   expertParamName,
   initParams,
   type ModelConfig,
+  type StepMirror,
   type Tensor,
   type TrainConfig,
 } from '@moe/model';
+import { splitSequences, tokenSplit } from '@moe/placement';
+import { chunkTokenRange } from '@moe/schedule';
+import { PlantedFault, type FaultName } from '../../src/schedule/faults';
 import { CpuBackend } from '../../src/backends/cpu-backend';
 import { shardOf } from './shard';
 import { buildSchedule } from '@moe/schedule';
@@ -35,6 +39,8 @@ export async function trainInProcess(options: {
   combineCodec?: CodecName;
   /** Edits the initial parameters in place before the shards are built (e.g. to force a routing). */
   mutateParams?: (params: ReturnType<typeof initParams>) => void;
+  /** A fault planted in every rank's executor (each fault acts on its own ranks). */
+  fault?: FaultName;
 }): Promise<InProcessRun> {
   const { model, train, owner, world } = options;
   const init = initParams(model);
@@ -45,7 +51,10 @@ export async function trainInProcess(options: {
     const shard = shardOf({ init, model, optimizer: train.optimizer, owner, rank, world, seqLen: train.seqLen, runId: 'in-process' });
     await backends[rank]!.load(shard);
   }
-  const executors = backends.map((b, rank) => new StepExecutor(b, transports[rank]!, owner));
+  const executors = backends.map(
+    (b, rank) => new StepExecutor(b, transports[rank]!, owner, undefined, options.fault ? new PlantedFault(options.fault) : undefined),
+  );
+  const ranges = splitSequences(train.batchSequences, world);
   const ops = buildSchedule({ kind: options.schedule, layers: model.layers, chunks: options.chunks ?? 1 });
   const chain = new MarkovChain(model.vocabSize, train.dataSeed);
   const losses: number[] = [];
@@ -55,8 +64,8 @@ export async function trainInProcess(options: {
     const batch = chain.batch(step, train.batchSequences, train.seqLen);
     const outcomes = await Promise.all(
       executors.map((executor, rank) => {
-        const first = Math.floor((rank * train.batchSequences) / world) * train.seqLen;
-        const last = Math.floor(((rank + 1) * train.batchSequences) / world) * train.seqLen;
+        const first = ranges[rank]!.first * train.seqLen;
+        const last = (ranges[rank]!.first + ranges[rank]!.count) * train.seqLen;
         return executor.run(
           ops,
           {
@@ -102,4 +111,18 @@ export function maxAbsDiff(a: Map<string, Tensor>, b: Map<string, Tensor>): { ma
   }
   if (a.size !== b.size) throw new Error(`parameter sets differ: ${a.size} vs ${b.size}`);
   return { max, name };
+}
+
+/** What the reference mirrors of a `trainInProcess` run: its codec round trips and batch split. */
+export function mirrorOf(options: {
+  train: TrainConfig;
+  world: number;
+  chunks?: number;
+  dispatchCodec?: CodecName;
+  combineCodec?: CodecName;
+}): StepMirror {
+  return {
+    rounding: codecRounding(options.dispatchCodec ?? 'f32', options.combineCodec ?? 'f32'),
+    split: tokenSplit(splitSequences(options.train.batchSequences, options.world), options.train.seqLen, options.chunks ?? 1, chunkTokenRange),
+  };
 }
