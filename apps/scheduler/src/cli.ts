@@ -4,10 +4,13 @@
  * bin/moe.mjs (`npx moe ...`).
  */
 import { Command, CommanderError } from 'commander';
+import { configureLogging, parseLogLevel, type LogLevel } from '@moe/log';
 import { addBenchCommand } from './commands/bench';
 import { addClusterCommand, type ClusterFlags } from './commands/cluster';
 import { EXIT, reportError } from './commands/exit';
 import { addCancelCommand } from './commands/cancel';
+import { addPlanCommand } from './commands/plan';
+import { addBenchCommsCommand } from './commands/bench-comms';
 import { addRunsCommand } from './commands/runs';
 import { addServeCommand } from './commands/serve';
 import { addSimulateCommand } from './commands/simulate';
@@ -22,10 +25,19 @@ export function buildProgram(run: { train?: (f: TrainFlags) => Promise<number>; 
   const program = new Command('moe')
     .description('expert-parallel Mixture-of-Experts training: a scheduler and worker processes over gRPC')
     .exitOverride()
-    .showHelpAfterError('(moe <command> --help for usage)');
+    .showHelpAfterError('(moe <command> --help for usage)')
+    .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent; the workers it starts inherit it (default: $MOE_LOG_LEVEL, else info)', (v: string) =>
+      parseLogLevel(v, '--log-level'),
+    )
+    // Log lines (stderr; JSON unless a terminal) are named after the command: serve, bench, train, ...
+    .hook('preAction', (root, action) => {
+      configureLogging({ name: action.name(), level: root.opts<{ logLevel?: LogLevel }>().logLevel });
+    });
   addTrainCommand(program, run.train);
   addClusterCommand(program, run.cluster);
   addBenchCommand(program, reportError);
+  addPlanCommand(program, reportError);
+  addBenchCommsCommand(program, reportError);
   addSimulateCommand(program, reportError);
   addServeCommand(program, reportError);
   addSubmitCommand(program, reportError);

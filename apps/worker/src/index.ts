@@ -18,5 +18,6 @@ export { buildSchedule, chunkTokenRange } from '@moe/schedule';
 export { formatSchedule, ScheduleError, type Op, type OpKind, type ScheduleSpec, type Stream } from '@moe/schedule';
 export { StepExecutor, StepOpError, type StepOutcome, type ExecuteSettings } from './schedule/executor';
 export { microBatchesOf, wholeBatch } from './schedule/micro-batches';
+export { FAULT_ENV, FAULT_NAMES, PlantedFault, UnknownFaultError, faultFromEnv, type FaultName } from './schedule/faults';
 export type { OpRecordData } from '@moe/comm';
 export { FailedPreconditionError, InvalidRequestError } from './errors';

@@ -142,6 +142,18 @@ function decodeOptimizerState(
       if (!other.has(name)) throw new InvalidRequestError(`LoadShard.optimizer_state: ${name} has ${what} but no ${what === 'm' ? 'v' : 'm'}`);
     }
   }
+  if (msg.step > 0) {
+    const trained = [
+      ...[...dense.keys()].filter((name) => !name.endsWith('router_bias')),
+      ...experts.flatMap((layer, l) => [...layer].flatMap(([id, ws]) => [...ws.keys()].map((w) => `layers.${l}.experts.${id}.${w}`))),
+    ];
+    const missing = trained.filter((name) => !m.has(name));
+    if (missing.length > 0) {
+      throw new InvalidRequestError(
+        `LoadShard.optimizer_state: step ${msg.step} but no moments for ${missing.slice(0, 3).join(', ')}${missing.length > 3 ? ` and ${missing.length - 3} more` : ''} (every trained parameter of the shard needs m and v)`,
+      );
+    }
+  }
   return { t: msg.step, m, v };
 }
 
@@ -185,6 +197,9 @@ export function decodeStep(
       `RunStep.options.micro_batches=${step.microBatches}: this worker's backend keeps at most ${maxMicroBatches} micro-batch${maxMicroBatches === 1 ? '' : 'es'} apart`,
     );
   }
+  if (step.allToAll === 'hierarchical' && shard.worldSize % step.nodeSize !== 0) {
+    throw new InvalidRequestError(`RunStep.options.node_size=${step.nodeSize} does not split the ${shard.worldSize} ranks into whole nodes (hierarchical all-to-all)`);
+  }
   const batch: StepBatch = { step: req.step, inputs, targets, globalTokens: req.globalTokens, globalSequences: req.globalSequences };
   let microBatches: MicroBatch[];
   try {
@@ -197,6 +212,6 @@ export function decodeStep(
     batch,
     microBatches,
     schedule: { kind: step.schedule, chunks: step.chunks, layers: shard.model.layers, microBatches: step.microBatches },
-    settings: { dispatchCodec: step.dispatchCodec, combineCodec: step.combineCodec, timeoutMs },
+    settings: { dispatchCodec: step.dispatchCodec, combineCodec: step.combineCodec, timeoutMs, allToAll: step.allToAll, nodeSize: step.nodeSize },
   };
 }

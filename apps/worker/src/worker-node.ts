@@ -9,7 +9,11 @@ import {
   guardedServerOptions,
   serverCredentials,
   PeerMailbox,
+  PeerSocketServer,
   ShapedTransport,
+  SocketTransport,
+  tlsFromEnv,
+  type DataPlaneChoice,
   loadMoeProto,
   namedTensorMsg,
   peerServiceHandlers,
@@ -18,11 +22,13 @@ import {
   type WorkerHandlers,
   undecodableReason,
 } from '@moe/comm';
+import { lineLog, log as processLog, type LogFields, type LogLine } from '@moe/log';
 import { ConfigError } from '@moe/model';
 import { UnknownDeviceProfileError } from '@moe/sim';
 import type { Backend, Shard } from './backend';
 import { StepExecutor, StepOpError } from './schedule/executor';
 import { FlightRecorder } from './schedule/flight-recorder';
+import type { PlantedFault } from './schedule/faults';
 import { buildSchedule, SCHEDULE_NAMES } from '@moe/schedule';
 import type { Op } from '@moe/schedule';
 import { FailedPreconditionError, InvalidRequestError, RegistrationRefusedError } from './errors';
@@ -43,18 +49,41 @@ export interface WorkerNodeOptions {
   peerTimeoutMs?: number;
   /** How long to keep trying to register before giving up. */
   registerTimeoutMs?: number;
-  log?: (line: string) => void;
+  /** Default: the process's pino logger. Lines carry workerId, and runId and rank once a shard is loaded. */
+  log?: LogLine;
+  /** Called once the server is bound, with the address peers reach it at (moe worker prints it for its parent). */
+  onListening?: (address: string) => void;
+  /** Called after each step this worker ran (its metrics endpoint counts them). */
+  onStep?: (step: WorkerStepRecord) => void;
+  /** Wraps the step's transport (the metrics count bytes by link class); `nodeSize` of the link model, if any. */
+  wrapTransport?: (transport: Transport, nodeSize: number | undefined) => Transport;
   /**
    * Cluster token: required (gRPC metadata `x-moe-token`) on every Worker RPC and Peer stream
    * this worker serves, and sent on Register, Heartbeat and its own Peer streams.
    * Default: `MOE_CLUSTER_TOKEN`; unset or empty: none.
    */
   token?: string;
+  /** A planted fault (tests only; `moe worker` reads env MOE_FAULT). */
+  fault?: PlantedFault;
+  /**
+   * Data plane for frames to peers: `auto` (default: the socket data plane to every peer that
+   * speaks it, gRPC Exchange to the others), `socket` (every peer must speak it) or `grpc`
+   * (Exchange only; then this worker offers no socket either). Exchange is always served.
+   */
+  transport?: DataPlaneChoice;
   /** Called when the scheduler refuses this worker after it was registered (default: exit 1). */
   onRefused?: (error: Error) => void;
 }
 
 type State = 'idle' | 'loaded' | 'running';
+
+/** One finished step as this worker saw it: its duration and the bytes it sent, by link class. */
+export interface WorkerStepRecord {
+  stepMs: number;
+  bytesSent: number;
+  /** The step's ops as run (start/end in ms from the step's start; stream 'compute' or 'comm'). */
+  timeline: readonly { stream: string; startMs: number; endMs: number }[];
+}
 
 const deadline = (ms: number) => new Date(Date.now() + ms);
 
@@ -91,6 +120,9 @@ export class WorkerNode {
   private state: State = 'idle';
   private shard?: Shard;
   private transport?: Transport;
+  /** The run's transport before link shaping: it says which planes frames went out over. */
+  private dataPlane?: SocketTransport;
+  private socketServer?: PeerSocketServer;
   private executor?: StepExecutor;
   private readonly schedules = new Map<string, Op[]>();
   /** The last ops of this worker's steps, running ones included; served by FlightRecord. */
@@ -104,21 +136,26 @@ export class WorkerNode {
   constructor(private readonly options: WorkerNodeOptions) {
     this.id = options.workerId ?? `worker-${randomUUID().slice(0, 8)}`;
     this.token = options.token === undefined ? envToken() : options.token || undefined;
+    this.logLine = options.log ?? lineLog(processLog());
     // Every call (Worker RPCs, Peer streams, FetchParams included) shows the token on its
     // metadata before a byte of its message is read; see @moe/comm's server-guard.
     this.server = new grpc.Server(
-      guardedServerOptions(GRPC_OPTIONS, { token: this.token, log: (line) => this.log(`worker ${this.id}: ${line}`) }),
+      guardedServerOptions(GRPC_OPTIONS, { token: this.token, log: (line) => this.log(`worker ${this.id}: ${line}`, { level: 'warn' }) }),
     );
   }
 
-  private log(line: string): void {
-    (this.options.log ?? ((l: string) => console.log(l)))(line);
+  private readonly logLine: LogLine;
+
+  private log(line: string, fields?: LogFields): void {
+    const run = this.shard ? { runId: this.shard.runId, rank: this.shard.rank } : {};
+    this.logLine(line, { workerId: this.id, ...run, ...fields });
   }
 
   async start(): Promise<string> {
     const proto = loadMoeProto();
-    const log = (line: string) => this.log(`worker ${this.id}: ${line}`);
-    this.server.addService(proto.moe.v1.Peer.service, peerServiceHandlers(this.mailbox, { token: this.token, log }));
+    const log = (line: string) => this.log(`worker ${this.id}: ${line}`, { level: 'warn' });
+    const socketEndpoint = () => this.socketServer?.endpoint();
+    this.server.addService(proto.moe.v1.Peer.service, peerServiceHandlers(this.mailbox, { token: this.token, log, socketEndpoint }));
     this.server.addService(proto.moe.v1.Worker.service, this.handlers());
     const host = this.options.host ?? '127.0.0.1';
     const port = await new Promise<number>((resolve, reject) =>
@@ -127,7 +164,13 @@ export class WorkerNode {
       ),
     );
     this.address = this.options.advertise ?? `${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`;
+    if ((this.options.transport ?? 'auto') !== 'grpc') {
+      // Served on the same interface as gRPC, reached at the advertised host; offered through Peer.DataPlanes.
+      const advertiseHost = this.address.slice(0, this.address.lastIndexOf(':')).replace(/^\[|\]$/g, '');
+      this.socketServer = await PeerSocketServer.start({ mailbox: this.mailbox, host, advertiseHost, token: this.token, tls: tlsFromEnv(), log });
+    }
     this.log(`worker ${this.id} listening on ${this.address}`);
+    this.options.onListening?.(this.address);
     await this.register();
     return this.address;
   }
@@ -210,7 +253,7 @@ export class WorkerNode {
         (call: { request: unknown }, callback: (error: grpc.StatusObject | null) => void) => {
           const reason = undecodableReason(call.request);
           if (reason) {
-            this.log(`worker ${this.id}: refused ${name}: ${reason}`);
+            this.log(`worker ${this.id}: refused ${name}: ${reason}`, { level: 'warn' });
             callback({ code: grpc.status.INVALID_ARGUMENT, details: `${name}: ${reason}`, metadata: new grpc.Metadata() });
             return;
           }
@@ -260,15 +303,19 @@ export class WorkerNode {
     const shard = decodeShard(request);
     await this.transport?.close();
     const checksum = await this.options.backend.load(shard);
-    const grpcTransport = new GrpcTransport({ runId: shard.runId, rank: shard.rank, peers: shard.peers, mailbox: this.mailbox, token: this.token });
+    const plane = this.options.transport ?? 'auto';
+    const base = { runId: shard.runId, rank: shard.rank, peers: shard.peers, mailbox: this.mailbox, token: this.token };
+    this.dataPlane = plane === 'grpc' ? undefined : new SocketTransport({ ...base, plane, tls: tlsFromEnv() });
+    const peerTransport = this.dataPlane ?? new GrpcTransport(base);
     // A simulated device also models its links: sends are shaped to the modeled bandwidth.
     const link = this.options.backend.linkModel?.();
-    this.transport = link ? new ShapedTransport(grpcTransport, link) : grpcTransport;
-    this.executor = new StepExecutor(this.options.backend, this.transport, shard.expertOwner, this.flight);
+    this.transport = link ? new ShapedTransport(peerTransport, link) : peerTransport;
+    this.transport = this.options.wrapTransport?.(this.transport, link?.nodeSize) ?? this.transport;
+    this.executor = new StepExecutor(this.options.backend, this.transport, shard.expertOwner, this.flight, this.options.fault);
     this.shard = shard;
     this.flight.runId = shard.runId;
     this.state = 'loaded';
-    this.log(`worker ${this.id}: run ${shard.runId}, rank ${shard.rank} of ${shard.worldSize}`);
+    this.log(`worker ${this.id}: run ${shard.runId}, rank ${shard.rank} of ${shard.worldSize}`, { runId: shard.runId, rank: shard.rank });
     return checksum;
   }
 
@@ -288,8 +335,12 @@ export class WorkerNode {
     if (!ops) this.schedules.set(scheduleKey, (ops = buildSchedule(schedule)));
     this.state = 'running';
     this.currentStep = batch.step;
+    const shaped = this.transport instanceof ShapedTransport ? this.transport : undefined;
+    shaped?.resetLinkStats();
     try {
       const outcome = await this.executor.run(ops, microBatches, settings);
+      const link = shaped?.hostBound();
+      this.options.onStep?.({ stepMs: outcome.stepMs, bytesSent: outcome.bytesSent, timeline: outcome.timeline });
       return {
         step: batch.step,
         lossSum: outcome.lossSum,
@@ -298,10 +349,19 @@ export class WorkerNode {
         paramChecksum: outcome.checksum,
         timeline: request.options?.recordTimeline ? outcome.timeline : [],
         bytesSent: outcome.bytesSent,
+        intraNodeBytes: outcome.linkBytes.intra,
+        interNodeBytes: outcome.linkBytes.inter,
         stepMs: outcome.stepMs,
         // maxRSS is in KiB; the peak of this process so far (bounded-memory checks compare it across routings).
         peakRssBytes: process.resourceUsage().maxRSS * 1024,
+        // whether the host transport, not the modeled link, bound this step (bench rows say it)
+        ...(link ? { link: { frames: link.frames, bytes: link.bytes, modeledMs: link.modeledMs, hostMs: link.hostMs, lateMs: link.lateMs, hostBound: link.bound } } : {}),
+        dataPlane: this.dataPlane?.planesUsed() ?? 'grpc',
       };
+    } catch (error) {
+      const op = error instanceof StepOpError ? error.op.kind : undefined;
+      this.log(`worker ${this.id}: step ${batch.step} failed: ${(error as Error).message}`, { level: 'error', step: batch.step, op, err: error });
+      throw error;
     } finally {
       this.state = 'loaded';
     }
@@ -333,7 +393,7 @@ export class WorkerNode {
 
   /** Registering again failed for good: `onRefused` (default: log it and exit 1). */
   private onRefused(error: Error): void {
-    this.log(error.message);
+    this.log(error.message, { level: 'error', err: error });
     if (this.options.onRefused) this.options.onRefused(error);
     else void this.close().finally(() => process.exit(1));
   }
@@ -344,7 +404,7 @@ export class WorkerNode {
     if (!scheduler) return Promise.resolve();
     return new Promise<void>((resolve) =>
       scheduler.Deregister({ workerId: this.id, reason }, { deadline: deadline(timeoutMs) }, (error) => {
-        if (error && error.code !== grpc.status.UNIMPLEMENTED) this.log(`worker ${this.id}: could not deregister: ${error.message}`);
+        if (error && error.code !== grpc.status.UNIMPLEMENTED) this.log(`worker ${this.id}: could not deregister: ${error.message}`, { level: 'warn' });
         resolve();
       }),
     );
@@ -357,8 +417,20 @@ export class WorkerNode {
     clearInterval(this.heartbeat);
     await this.deregister(reason);
     await this.transport?.close().catch(() => {});
+    await this.socketServer?.close().catch(() => {});
     await this.options.backend.close().catch(() => {});
     this.scheduler?.close();
-    await new Promise<void>((resolve) => this.server.tryShutdown(() => resolve()));
+    // tryShutdown waits for every client to hang up; a caller that keeps its channel open (the
+    // scheduler, a peer) would keep the process alive after Shutdown, so force it after a grace.
+    await new Promise<void>((resolve) => {
+      const force = setTimeout(() => {
+        this.server.forceShutdown();
+        resolve();
+      }, 2_000);
+      this.server.tryShutdown(() => {
+        clearTimeout(force);
+        resolve();
+      });
+    });
   }
 }

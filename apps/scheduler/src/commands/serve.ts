@@ -11,6 +11,9 @@ import { EXIT, stopOnSignals, type OnError } from './exit';
 import { envInt, locationOf, locationOptions, withRedisHint, type LocationFlags } from './queue-options';
 import { DEFAULT_RENDEZVOUS_TIMEOUT_MS } from '../control/rendezvous';
 import { RunService } from '../queue/run-service';
+import { RunQueue } from '../queue/run-queue';
+import type { HttpServer } from '../http/index';
+import { lineLog, log as processLog } from '@moe/log';
 
 interface ServeFlags extends LocationFlags {
   host?: string;
@@ -19,17 +22,28 @@ interface ServeFlags extends LocationFlags {
   rendezvousTimeout?: number;
   heartbeatInterval?: number;
   heartbeatTimeout?: number;
+  httpHost?: string;
+  httpPort?: number;
 }
 
 /** Serves runs until a signal; resolves with the exit code. */
 export async function serveCommand(flags: ServeFlags, onError: OnError): Promise<number> {
-  const log = (line: string) => console.error(line);
+  const log = lineLog(processLog());
   let service: RunService | undefined;
+  let counts: RunQueue | undefined;
+  let http: HttpServer | undefined;
   let signalled: ((signal: NodeJS.Signals) => void) | undefined;
   const stopped = new Promise<NodeJS.Signals>((resolve) => (signalled = resolve));
   const release = stopOnSignals((signal) => {
     log(`serve: ${signal}: aborting the current run (it goes back to the queue), closing the queue (again to force)`);
     signalled!(signal);
+  });
+  // express and prom-client load here, not with the CLI: other commands do not pay for them.
+  const { QUEUE_STATES, ServeMetrics, metricsRouter } = await import('../metrics/index');
+  const { DEFAULT_HTTP_HOST, HttpServer: Http } = await import('../http/index');
+  const metrics = new ServeMetrics({
+    workers: () => service?.scheduler.allWorkers() ?? [],
+    jobCounts: async () => (counts ? counts.queue.getJobCounts(...QUEUE_STATES) : {}),
   });
   try {
     service = await RunService.start({
@@ -41,7 +55,16 @@ export async function serveCommand(flags: ServeFlags, onError: OnError): Promise
       heartbeatIntervalMs: flags.heartbeatInterval ?? envInt('MOE_HEARTBEAT_INTERVAL_MS', 1_000),
       heartbeatTimeoutMs: flags.heartbeatTimeout ?? envInt('MOE_HEARTBEAT_TIMEOUT_MS', 10_000),
       log,
+      metrics,
     });
+    const httpPort = flags.httpPort ?? (process.env.MOE_HTTP_PORT ? envInt('MOE_HTTP_PORT', 0) : undefined);
+    if (httpPort !== undefined) {
+      // A queue handle of its own: the depth is read at each scrape (Queue.getJobCounts).
+      counts = await RunQueue.connect(locationOf(flags));
+      http = await Http.start({ host: flags.httpHost ?? process.env.MOE_HTTP_HOST ?? DEFAULT_HTTP_HOST, port: httpPort });
+      http.mount('/', metricsRouter(metrics.registry));
+      log(`serve: HTTP on http://${http.address}: metrics at /metrics`, { httpAddress: http.address });
+    }
     const signal = await stopped;
     await service.stop(signal);
     return EXIT.ok;
@@ -49,6 +72,8 @@ export async function serveCommand(flags: ServeFlags, onError: OnError): Promise
     await service?.stop('error');
     return onError(error);
   } finally {
+    await http?.close();
+    await counts?.close();
     release();
   }
 }
@@ -67,7 +92,9 @@ export function addServeCommand(program: Command, reportError: OnError): void {
       .option('--reports <dir>', 'reports go to <dir>/<job id>/ (default: $MOE_REPORTS_DIR, else ./reports)')
       .option('--rendezvous-timeout <ms>', `how long a run waits for its workers (default: $MOE_RENDEZVOUS_TIMEOUT_MS, else ${DEFAULT_RENDEZVOUS_TIMEOUT_MS})`, integer('--rendezvous-timeout', 1))
       .option('--heartbeat-interval <ms>', 'heartbeat interval told to workers (default: $MOE_HEARTBEAT_INTERVAL_MS, else 1000)', integer('--heartbeat-interval', 1))
-      .option('--heartbeat-timeout <ms>', 'silence after which a worker is lost (default: $MOE_HEARTBEAT_TIMEOUT_MS, else 10000)', integer('--heartbeat-timeout', 1)),
+      .option('--heartbeat-timeout <ms>', 'silence after which a worker is lost (default: $MOE_HEARTBEAT_TIMEOUT_MS, else 10000)', integer('--heartbeat-timeout', 1))
+      .option('--http-port <port>', 'serve HTTP (GET /metrics for Prometheus) on this port, 0: any free one (default: $MOE_HTTP_PORT, else no HTTP server)', integer('--http-port'))
+      .option('--http-host <host>', 'interface the HTTP server binds (default: $MOE_HTTP_HOST, else 127.0.0.1)'),
   ).action(async (flags: ServeFlags) => {
     process.exitCode = await serveCommand(flags, onError);
   });

@@ -1,0 +1,1 @@
+export { HttpServer, DEFAULT_HTTP_HOST, type HttpServerOptions } from './http-server';
