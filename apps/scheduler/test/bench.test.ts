@@ -40,18 +40,18 @@ describe('moe bench on a local cluster of sim workers', () => {
     expect(svg).toMatch(/<rect class="micro-batch"/);
     expect(svg).toContain('>micro-batch 1 (strip, M1)</text>');
     // every row carries the simulator's prediction beside the measurement (its accuracy is a figure, not a test)
-    for (const row of report.results) expect(row.alignment).toBeCloseTo(1 - Math.abs(row.predicted_step_ms - row.step_ms.median) / row.step_ms.median, 5); // report.json rounds to 6 digits
+    for (const row of report.results) expect(row.alignment).toBeCloseTo(1 - Math.abs(row.predicted_step_ms - row.step_ms.median) / row.step_ms.median, 4); // report.json rounds each of the three figures to 6 digits, so the recomputed ratio can differ by ~1e-5
     expect(report.transport.tcp_mbps).toBeGreaterThan(0);
     expect(report.transport.grpc_mbps).toBeGreaterThan(0);
     // complete records: every setting that shapes a figure, what bound each row, what the transport line measured
-    expect(report.config).toMatchObject({ accumulation_steps: 16, latency_scale: 0.01, dilation: expect.any(Number) });
+    expect(report.config).toMatchObject({ accumulation_steps: 1, latency_scale: 0.01, dilation: expect.any(Number) });
     expect(Object.keys(report.config.compute_scales).map(Number).sort()).toEqual([0.5, 2]);
     for (const row of report.results) {
       expect(row.link, `${row.schedule} C${row.chunks} ratio ${row.ratio}`).toMatchObject({ host_bound: expect.any(Boolean), host_transport_ms: expect.any(Number), modeled_link_ms: expect.any(Number) });
       expect(row.link.modeled_link_ms).toBeGreaterThan(0);
     }
-    expect(report.transport.what).toMatch(/not an all-to-all/);
-    expect(readFileSync(result.files.markdown, 'utf8')).toMatch(/Measured: one raw TCP socket against one gRPC Peer\.Exchange stream/);
+    expect(report.transport.what).toMatch(/^an all-to-all among 4 processes/);
+    expect(readFileSync(result.files.markdown, 'utf8')).toMatch(/Measured: an all-to-all among 4 processes/);
     // the all-to-all on every data plane, and the one the sim workers' frames went out over (auto: socket)
     expect(report.transport.planes.map((p: { plane: string }) => p.plane)).toEqual(['tcp', 'grpc', 'socket', 'socket-tcp']);
     expect(report.transport.used).toBe('socket');
