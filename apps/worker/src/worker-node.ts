@@ -50,6 +50,12 @@ export interface WorkerNodeOptions {
    * Default: `MOE_CLUSTER_TOKEN`; unset or empty: none.
    */
   token?: string;
+  /**
+   * Told whenever the scheduler acknowledges this worker (Register, or a Heartbeat it knows) with
+   * `true`, and with `false` when it says it does not know it any more: what `moe health worker`
+   * reports as "registered" (main.ts keeps it in MOE_WORKER_STATUS_FILE).
+   */
+  onRegistration?: (registered: boolean) => void;
 }
 
 type State = 'idle' | 'loaded' | 'running';
@@ -146,6 +152,7 @@ export class WorkerNode {
           ),
         );
         this.log(`worker ${this.id} registered with scheduler ${this.options.scheduler}`);
+        this.options.onRegistration?.(true);
         this.startHeartbeat(reply.heartbeatIntervalMs || 1_000);
         return;
       } catch (error) {
@@ -167,7 +174,9 @@ export class WorkerNode {
         { workerId: this.id, runId: this.shard?.runId ?? '', step: this.currentStep },
         { deadline: deadline(Math.max(1_000, intervalMs)) },
         (error, reply) => {
+          if (!error && reply?.known) this.options.onRegistration?.(true);
           if (!error && reply && !reply.known && !this.closed) {
+            this.options.onRegistration?.(false);
             this.log(`worker ${this.id}: scheduler does not know this worker any more; registering again`);
             clearInterval(this.heartbeat);
             this.register().catch((e: Error) => this.log(e.message));

@@ -16,6 +16,8 @@ import { DEFAULT_PREFIX, DEFAULT_REDIS_URL, queueLocationFromEnv, redactUrl, typ
 import { InvalidRunError, RedisUnavailableError, UnknownRunError } from '../queue/errors';
 import { RunQueue, SUBMIT_DEFAULTS, type RunOutcome } from '../queue/run-queue';
 import { RunService } from '../queue/run-service';
+import { DEFAULT_HTTP_PORT, HttpServer } from '../http/index';
+import { mountDashboard, type Dashboard } from '../dashboard/index';
 import { fmtMs, formatRun, formatRuns, progressText, summaryLine } from '../queue/format-runs';
 import { validateRunJob, type BenchJobData, type RunJobData, type TrainJobData } from '../queue/run-job';
 
@@ -61,6 +63,8 @@ function locationOptions(command: Command): Command {
 interface ServeFlags extends LocationFlags {
   host?: string;
   port?: number;
+  httpHost?: string;
+  httpPort?: number;
   reports?: string;
   rendezvousTimeout?: number;
   heartbeatInterval?: number;
@@ -70,6 +74,8 @@ interface ServeFlags extends LocationFlags {
 async function serveCommand(flags: ServeFlags, onError: OnError): Promise<number> {
   const log = (line: string) => console.error(line);
   let service: RunService | undefined;
+  let http: HttpServer | undefined;
+  let dashboard: Dashboard | undefined;
   let signalled: ((signal: NodeJS.Signals) => void) | undefined;
   const stopped = new Promise<NodeJS.Signals>((resolve) => (signalled = resolve));
   let count = 0;
@@ -80,22 +86,33 @@ async function serveCommand(flags: ServeFlags, onError: OnError): Promise<number
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  const stopAll = async (why: string) => {
+    await http?.close();
+    await dashboard?.close();
+    await service?.stop(why);
+  };
   try {
+    const location = locationOf(flags);
+    const reportsDir = resolve(flags.reports ?? process.env.MOE_REPORTS_DIR ?? 'reports');
     service = await RunService.start({
-      ...locationOf(flags),
+      ...location,
       host: flags.host ?? process.env.MOE_SCHEDULER_HOST ?? '127.0.0.1',
       port: flags.port ?? envInt('MOE_SCHEDULER_PORT', 7000),
-      reportsDir: resolve(flags.reports ?? process.env.MOE_REPORTS_DIR ?? 'reports'),
+      reportsDir,
       rendezvousTimeoutMs: flags.rendezvousTimeout ?? envInt('MOE_RENDEZVOUS_TIMEOUT_MS', 60_000),
       heartbeatIntervalMs: flags.heartbeatInterval ?? envInt('MOE_HEARTBEAT_INTERVAL_MS', 1_000),
       heartbeatTimeoutMs: flags.heartbeatTimeout ?? envInt('MOE_HEARTBEAT_TIMEOUT_MS', 10_000),
       log,
     });
+    // The one HTTP server of serve: the dashboard, Bull Board and /healthz; other modules mount theirs on `http`.
+    http = new HttpServer({ host: flags.httpHost ?? process.env.MOE_HTTP_HOST ?? '127.0.0.1', port: flags.httpPort ?? envInt('MOE_HTTP_PORT', DEFAULT_HTTP_PORT), log });
+    dashboard = await mountDashboard(http, service, location, reportsDir);
+    log(`serve: dashboard on ${await http.listen()}${http.tokenRequired ? ' (cluster token required: open it with ?token=<MOE_CLUSTER_TOKEN>)' : ''}`);
     const signal = await stopped;
-    await service.stop(signal);
+    await stopAll(signal);
     return 0;
   } catch (error) {
-    await service?.stop('error');
+    await stopAll('error');
     return onError(error);
   } finally {
     process.off('SIGTERM', onSignal);
@@ -404,7 +421,9 @@ export function addQueueCommands(program: Command, reportError: OnError): void {
       .option('--reports <dir>', 'reports go to <dir>/<job id>/ (default: $MOE_REPORTS_DIR, else ./reports)')
       .option('--rendezvous-timeout <ms>', 'how long a run waits for its workers (default: $MOE_RENDEZVOUS_TIMEOUT_MS, else 60000)', integer('--rendezvous-timeout', 1))
       .option('--heartbeat-interval <ms>', 'heartbeat interval told to workers (default: $MOE_HEARTBEAT_INTERVAL_MS, else 1000)', integer('--heartbeat-interval', 1))
-      .option('--heartbeat-timeout <ms>', 'silence after which a worker is lost (default: $MOE_HEARTBEAT_TIMEOUT_MS, else 10000)', integer('--heartbeat-timeout', 1)),
+      .option('--heartbeat-timeout <ms>', 'silence after which a worker is lost (default: $MOE_HEARTBEAT_TIMEOUT_MS, else 10000)', integer('--heartbeat-timeout', 1))
+      .option('--http-host <host>', 'interface of the dashboard and /healthz (default: $MOE_HTTP_HOST, else 127.0.0.1)')
+      .option('--http-port <port>', 'their port, 0 for any free one (default: $MOE_HTTP_PORT, else 8080)', integer('--http-port')),
   ).action(async (flags: ServeFlags) => {
     process.exitCode = await serveCommand(flags, onError);
   });
