@@ -20,9 +20,11 @@ const screenshot = argv.includes('--screenshot') ? argv[argv.indexOf('--screensh
 const keep = argv.includes('--keep');
 
 const PROJECT = 'moe-e2e';
-/** A benchmark small enough to take well under a minute on a busy machine; `steps` makes it longer. */
+/** A benchmark as small as one gets (a minute on an idle 2-core machine, several on a busy one); `steps` makes it longer. */
 const bench = (workers, steps = 1) =>
-  ['submit', 'bench', '--quick', '--workers', String(workers), '--ratios', '1', '--chunks', '2', '--warmup', '0', '--steps', String(steps), '--comm-target', '20', '--transport-seconds', '0'];
+  ['submit', 'bench', '--quick', '--workers', String(workers), '--ratios', '1', '--chunks', '2', '--warmup', '0', '--steps', String(steps), '--hidden', '64', '--comm-target', '20', '--transport-seconds', '0'];
+/** How long a run may take: generous, because a shared machine can be very busy (BullMQ retries included). */
+const RUN_TIMEOUT_MS = 900_000;
 
 async function engineOrExit() {
   const info = await run('docker', ['info', '--format', '{{.ServerVersion}}'], { timeoutMs: 20_000 }).catch((error) => ({ code: -1, stderr: error.message }));
@@ -53,13 +55,29 @@ const api = async (path) => {
   return res.body;
 };
 
-/** Submits `args` with --wait --json in the scheduler container; returns the completed outcome. */
-async function submitAndWait(args, timeoutMs = 300_000) {
-  const r = await moe([...args, '--wait', '--json', '--no-progress'], { timeoutMs });
+/** Submits `args` with --wait --json in the scheduler container, as the README does; returns the completed outcome. */
+async function submitAndWait(args) {
+  const r = await moe([...args, '--wait', '--json', '--no-progress'], { timeoutMs: RUN_TIMEOUT_MS });
   check(r.code === 0, `submit exited ${r.code}: ${r.stderr.slice(-2000)}`);
   const outcome = JSON.parse(r.stdout);
   check(outcome.state === 'completed', `run ${outcome.jobId} ended ${outcome.state}: ${outcome.reason ?? ''}`);
   return outcome;
+}
+
+/** Submits `args` in the scheduler container without waiting; returns the job id. */
+async function submit(args) {
+  const r = await moe([...args, '--json'], { timeoutMs: 300_000 });
+  check(r.code === 0, `submit exited ${r.code}: ${r.stderr.slice(-2000)}`);
+  return JSON.parse(r.stdout).jobId;
+}
+
+/** Follows run `id` on the dashboard's JSON (cheaper than a CLI in the container) until it completes; returns its row. */
+function completed(id) {
+  return waitFor(`run ${id} to complete`, async () => {
+    const { run: r } = await api(`api/runs/${id}`);
+    check(r.state !== 'failed', `run ${id} failed: ${r.failedReason}`);
+    return r.state === 'completed' ? r : undefined;
+  }, { timeoutMs: RUN_TIMEOUT_MS, everyMs: 2_000 });
 }
 
 /** sha256 of every file under the reports volume, by path. */
@@ -117,33 +135,29 @@ try {
 
   say('scaling the workers to 8 (docker compose up -d --scale worker=8 --wait)');
   await upWait(['--scale', 'worker=8']);
-  await waitFor('8 live workers', async () => ((await liveWorkers()).length === 8 ? true : undefined), { timeoutMs: 60_000 });
-  const second = await submitAndWait(bench(8));
+  await waitFor('8 live workers', async () => ((await liveWorkers()).length === 8 ? true : undefined), { timeoutMs: 180_000 });
+  const second = { jobId: await submit(bench(8)) };
+  second.result = (await completed(second.jobId)).result;
   checkWorkersOfRun(second, 8);
   say(`run ${second.jobId} done on 8 workers (${second.result.workers.map((w) => w.address).join(', ')})`);
 
   say('run 3: a longer benchmark on 4 workers; Redis and then the scheduler restart while it runs');
-  const submitted = await moe([...bench(4, 6), '--json'], { timeoutMs: 120_000 });
-  check(submitted.code === 0, `submit exited ${submitted.code}: ${submitted.stderr}`);
-  const third = JSON.parse(submitted.stdout).jobId;
+  const third = await submit(bench(4, 4));
   const running = await waitFor(`run ${third} to run a step`, async () => {
     const { run: r } = await api(`api/runs/${third}`);
     return r.state === 'active' && r.progress?.stepMs !== undefined ? r.progress : undefined;
-  });
+  }, { timeoutMs: RUN_TIMEOUT_MS });
   say(`run ${third} is running (${running.unit} ${running.done}/${running.total}); docker compose restart redis`);
   await composeOk(['restart', 'redis'], { timeoutMs: 120_000 });
-  await waitFor('the scheduler to be healthy again (Redis back)', async () => ((await dashboardGet(base, 'healthz')).status === 200 ? true : undefined));
+  await waitFor('the scheduler to be healthy again (Redis back)', async () => ((await dashboardGet(base, 'healthz')).status === 200 ? true : undefined), { timeoutMs: 180_000 });
   const afterRedis = await waitFor(`run ${third} to go on after the Redis restart`, async () => {
     const { run: r } = await api(`api/runs/${third}`);
+    check(r.state !== 'completed', `run ${third} completed before the scheduler restart: make it longer (bench(4, steps))`);
     return r.state === 'active' && (r.progress.done > running.done || r.progress.stepMs !== running.stepMs) ? r : undefined;
-  });
+  }, { timeoutMs: 300_000 });
   say(`Redis restarted; run ${third} still active and progressing (${afterRedis.progress.unit} ${afterRedis.progress.done}/${afterRedis.progress.total}); docker compose restart scheduler`);
   await composeOk(['restart', 'scheduler'], { timeoutMs: 120_000 });
-  const done = await waitFor(`run ${third} to complete after the restarts`, async () => {
-    const { run: r } = await api(`api/runs/${third}`);
-    check(r.state !== 'failed', `run ${third} failed: ${r.failedReason}`);
-    return r.state === 'completed' ? r : undefined;
-  }, { timeoutMs: 420_000, everyMs: 2_000 });
+  const done = await completed(third);
   check(done.result.attempt >= 2, `run ${third} completed on attempt ${done.result.attempt}: the scheduler restart did not interrupt it`);
   say(`run ${third} completed on attempt ${done.result.attempt} (the scheduler's SIGTERM put it back in the queue; the new scheduler ran it)`);
 
@@ -156,7 +170,8 @@ try {
     const row = history.find((r) => r.id === id);
     check(row?.state === 'completed', `run ${id} is ${row ? row.state : 'gone'} after down/up`);
   }
-  const fourth = await submitAndWait(bench(4));
+  const fourth = { jobId: await submit(bench(4)) };
+  fourth.result = (await completed(fourth.jobId)).result;
   check(![first.jobId, second.jobId, third].includes(fourth.jobId), `job id ${fourth.jobId} was given again after down/up`);
   const dirs = [first, second, done, fourth].map((o) => o.result.report.dir);
   check(new Set(dirs).size === 4, `report folders collide: ${dirs.join(', ')}`);

@@ -31,7 +31,7 @@ interface ComposeService {
   expose?: string[];
   volumes?: string[];
   depends_on?: Record<string, { condition: string }>;
-  healthcheck?: { test: string[] };
+  healthcheck?: { test: string[]; interval?: string; retries?: number; start_period?: string };
   deploy?: { replicas?: number };
   stop_grace_period?: string;
 }
@@ -209,16 +209,21 @@ describe('the compose services as local processes', () => {
     return proc;
   }
 
-  /** Runs the service's healthcheck (`CMD node ...`) with its environment until it passes. */
-  async function healthy(name: string, env: NodeJS.ProcessEnv, timeoutMs = 20_000): Promise<void> {
-    const [cmd, program, ...args] = services[name]!.healthcheck!.test;
+  /**
+   * Runs the service's healthcheck (`CMD node ...`) with its environment until it passes, for as
+   * long as Docker would before calling the container unhealthy (start period + retries x interval).
+   */
+  async function healthy(name: string, env: NodeJS.ProcessEnv): Promise<void> {
+    const check = services[name]!.healthcheck!;
+    const timeoutMs = (seconds(check.start_period, 0) + (check.retries ?? 3) * seconds(check.interval, 30)) * 1000;
+    const [cmd, program, ...args] = check.test;
     expect(cmd).toBe('CMD');
     expect(program).toBe('node');
     const give = Date.now() + timeoutMs;
     for (;;) {
-      const check = spawnSync(process.execPath, args, { env, cwd: REPO_ROOT, timeout: 5_000 });
-      if (check.status === 0) return;
-      if (Date.now() > give) throw new Error(`${name}: healthcheck still failing after ${timeoutMs} ms: ${check.stderr}`);
+      const probe = spawnSync(process.execPath, args, { env, cwd: REPO_ROOT, timeout: 10_000 });
+      if (probe.status === 0) return;
+      if (Date.now() > give) throw new Error(`${name}: healthcheck still failing after ${timeoutMs} ms: ${probe.stderr}`);
       await new Promise((r) => setTimeout(r, 200));
     }
   }
@@ -273,5 +278,5 @@ describe('the compose services as local processes', () => {
     ]);
     for (const e of exits) expect(e).toEqual({ code: 0, signal: null });
     expect(scheduler.stderr).toMatch(/serve: stopped; queue closed/);
-  });
+  }, 300_000);
 });

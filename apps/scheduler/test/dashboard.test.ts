@@ -32,11 +32,16 @@ beforeAll(async () => {
   reportsDir = mkdtempSync(join(tmpdir(), 'moe-dashboard-'));
   serve = startMoe('moe serve', ['serve', '--port', String(port), '--http-port', '0', '--reports', reportsDir, '--rendezvous-timeout', '30000'], env);
   base = `${(await serve.waitFor(/serve: dashboard on (http:\/\/\S+)/, 30_000))[1]}/`;
-  for (const id of WORKER_IDS) startMoe(id, ['worker', '--scheduler', `127.0.0.1:${port}`, '--backend', 'sim', '--worker-id', id], env);
-  for (const id of WORKER_IDS) await serve.waitFor(new RegExp(`worker ${id} registered at (\\S+)`), 30_000);
+  const workers = WORKER_IDS.map((id) => startMoe(id, ['worker', '--scheduler', `127.0.0.1:${port}`, '--backend', 'sim', '--worker-id', id], env));
+  // Four workers starting at once on a busy 2-core machine take a while.
+  for (const [i, id] of WORKER_IDS.entries()) {
+    await serve.waitFor(new RegExp(`worker ${id} registered at (\\S+)`), 90_000).catch((error: Error) => {
+      throw new Error(`${error.message}\n${id} said:\n${workers[i]!.output.slice(-2_000)}`);
+    });
+  }
   browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox'] });
   page = await browser.newPage();
-}, 90_000);
+}, 240_000);
 
 afterAll(async () => {
   await browser?.close();
@@ -73,7 +78,7 @@ describe('the dashboard in a browser', () => {
     const submit = await runMoe(
       ['submit', 'bench', '--quick', '--workers', '4', '--ratios', '1', '--chunks', '2', '--warmup', '0', '--steps', '1', '--comm-target', '20', '--transport-seconds', '0', '--wait', '--json', '--no-progress'],
       env,
-      120_000,
+      240_000,
     );
     expect(submit.exit.code, submit.output).toBe(0);
     const { jobId } = JSON.parse(submit.stdout) as { jobId: string };
@@ -95,7 +100,7 @@ describe('the dashboard in a browser', () => {
     const trace = await page.request.get(new URL((await page.locator('#trace-link').getAttribute('href'))!, base).href);
     expect(trace.status()).toBe(200);
     expect((await trace.json()) as object).toHaveProperty('traceEvents');
-  }, 180_000);
+  }, 300_000);
 
   it('serves Bull Board with the runs queue', async () => {
     const queues = await page.request.get(`${base}queues/api/queues`);
