@@ -5,6 +5,8 @@
 
 // Placement and batch-split errors belong to the planner's lib; re-exported so callers catch them here too.
 export { BatchSplitError, PlacementError } from '@moe/placement';
+// The parity check and the checkpoint format are pure and live in the model's lib; so do their errors.
+export { CheckpointError, ParityError } from '@moe/model';
 
 /** Fewer workers than needed registered before the rendezvous timeout. */
 export class RendezvousTimeoutError extends Error {
@@ -71,10 +73,6 @@ export class ConfigFileError extends Error {
   override readonly name = 'ConfigFileError';
 }
 
-/** The distributed run differs from the reference trainer by more than the tolerances. */
-export class ParityError extends Error {
-  override readonly name = 'ParityError';
-}
 
 /** The run was stopped from outside (Ctrl-C, SIGTERM). */
 export class InterruptedError extends Error {
@@ -84,8 +82,4 @@ export class InterruptedError extends Error {
   }
 }
 
-/** A checkpoint that cannot be read or used (missing, corrupt, or for another model or batch). */
-export class CheckpointError extends Error {
-  override readonly name = 'CheckpointError';
-}
 

@@ -14,6 +14,7 @@ export {
   runStepRequests,
   gatherStep,
   assertSameChecksum,
+  allRanks,
   type StepMetrics,
   type ShardPlan,
   type StepDriverOptions,

@@ -8,78 +8,22 @@
  * H = `hiddenSize` of the backend (the columns of every row that crosses the wire).
  * All arrays are row-major Float32Array unless said otherwise.
  */
-import type { ModelConfig, NamedParam, OptimizerConfig, Tensor } from '@moe/model';
+import type { ExpertRows, NamedOptimizerState, ParamsSnapshot, RouteOutput, ShardParams, StepBatch, UpdateResult } from '@moe/model';
 import type { LinkModel } from '@moe/sim';
 
-/** Everything LoadShard hands a worker, decoded. */
-export interface Shard {
+export type { ExpertRows, NamedOptimizerState, ParamsSnapshot, RouteOutput, StepBatch, UpdateResult } from '@moe/model';
+
+/** Everything LoadShard hands a worker, decoded: the parameters (`ShardParams`) and where the rank sits. */
+export interface Shard extends ShardParams {
   runId: string;
   rank: number;
   worldSize: number;
   /** host:port of every rank's Peer service, by rank. */
   peers: string[];
-  model: ModelConfig;
-  optimizer: OptimizerConfig;
   /** [E]: rank owning each global expert. */
   expertOwner: number[];
-  /** Replicated dense parameters by `denseParams()` name. */
-  dense: Map<string, Tensor>;
-  /** This worker's experts: `experts[layer]` maps a global expert id to its w1/w3/w2. */
-  experts: Map<number, Map<string, Tensor>>[];
-  seqLen: number;
   /** Backend-specific settings (LoadShard.backend_options_json, parsed). */
   backendOptions: Record<string, unknown>;
-  /** Resuming: the AdamW state to start from (LoadShard.optimizer_state). Absent: fresh. */
-  optimizerState?: NamedOptimizerState;
-}
-
-/**
- * AdamW state by parameter name: dense trainable names ("embedding", "layers.0.router", ...) and
- * this worker's experts as "layers.<l>.experts.<global id>.<w1|w3|w2>"; every m and v has its
- * parameter's shape. `t` = steps taken; t = 0 with empty maps is a fresh optimizer.
- */
-export interface NamedOptimizerState {
-  t: number;
-  m: Map<string, Tensor>;
-  v: Map<string, Tensor>;
-}
-
-/** This worker's slice of one step's global batch. */
-export interface StepBatch {
-  step: number;
-  /** [T] token ids; [T] next-token targets. */
-  inputs: Int32Array;
-  targets: Int32Array;
-  /** Divisors that make per-worker sums add up to the global means. */
-  globalTokens: number;
-  globalSequences: number;
-}
-
-/** Rows that arrived from one source rank for this worker's experts. */
-export interface ExpertRows {
-  source: number;
-  /** [n, H] */
-  rows: Float32Array;
-  /** [n] global expert id of each row. */
-  expertIds: Int32Array;
-}
-
-export interface RouteOutput {
-  /** [T, H]: the normalised hidden states the experts take as input. */
-  h: Float32Array;
-  /** [S]: the global expert id of every slot (never -1). */
-  expertIds: Int32Array;
-}
-
-export interface UpdateResult {
-  /** Checksum of the replicated dense parameters after the update. */
-  checksum: string;
-}
-
-export interface ParamsSnapshot {
-  dense: NamedParam[];
-  /** [layer] -> expert id -> named w1/w3/w2. */
-  experts: Map<number, NamedParam[]>[];
 }
 
 export interface Backend {

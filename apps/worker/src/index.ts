@@ -11,7 +11,7 @@ export {
   type BackendModuleContext,
 } from './backends/load-backend-module';
 export { CpuBackend } from './backends/cpu-backend';
-export { CpuCompute } from './backends/cpu-compute';
+export { ShardCompute } from '@moe/model';
 export { BUILTIN_BACKENDS, createBackend, loadBackend, UnknownBackendError } from './backends/create-backend';
 export { WorkerNode, type WorkerNodeOptions } from './worker-node';
 export { buildSchedule, chunkTokenRange } from '@moe/schedule';

@@ -6,12 +6,11 @@ import {
   type OptimizerStateMsgOut,
   type RunStepRequestOut,
 } from '@moe/comm';
-import { parseModelConfig, type ModelConfig, type Tensor } from '@moe/model';
+import { denseShapes, expertShapes, isRouterBias, parseExpertParamName, parseModelConfig, type ModelConfig, type Tensor } from '@moe/model';
 import type { NamedOptimizerState, Shard, StepBatch } from './backend';
 import { ScheduleError, stepSettingsFromWire, type ScheduleSpec, type StepSettings } from '@moe/schedule';
 import type { ExecuteSettings } from './schedule/executor';
 import { InvalidRequestError } from './errors';
-
 
 /** LoadShard as a `Shard`, checked: config valid, experts exactly the ones this rank owns. */
 export function decodeShard(req: LoadShardRequestOut): Shard {
@@ -84,19 +83,6 @@ export function decodeShard(req: LoadShardRequestOut): Shard {
 /** "[16, 32]" */
 const shapeText = (shape: readonly number[]) => `[${shape.join(', ')}]`;
 
-/** Shape of every dense parameter of `model`, by `denseParams` name. */
-function denseShapes(model: ModelConfig): Map<string, number[]> {
-  const { vocabSize: V, hiddenSize: H, expertFfnSize: F, routedExperts: E } = model;
-  const shapes = new Map<string, number[]>([['embedding', [V, H]]]);
-  for (let l = 0; l < model.layers; l++) {
-    shapes.set(`layers.${l}.norm`, [H]).set(`layers.${l}.router`, [H, E]).set(`layers.${l}.router_bias`, [E]);
-    for (let s = 0; s < model.sharedExperts; s++) {
-      shapes.set(`layers.${l}.shared.${s}.w1`, [H, F]).set(`layers.${l}.shared.${s}.w3`, [H, F]).set(`layers.${l}.shared.${s}.w2`, [F, H]);
-    }
-  }
-  return shapes.set('final_norm', [H]).set('head', [H, V]);
-}
-
 /** Every dense parameter present with its model shape, none unknown; every expert w1/w3/w2 shaped [H,F]/[H,F]/[F,H]. */
 function checkShapes(dense: Map<string, Tensor>, experts: Map<number, Map<string, Tensor>>[], model: ModelConfig): void {
   const same = (a: readonly number[], b: readonly number[]) => a.length === b.length && a.every((d, i) => d === b[i]);
@@ -108,8 +94,7 @@ function checkShapes(dense: Map<string, Tensor>, experts: Map<number, Map<string
   }
   const unknown = [...dense.keys()].filter((n) => !expected.has(n));
   if (unknown.length) throw new InvalidRequestError(`LoadShard.dense_params: ${unknown.join(', ')} ${unknown.length > 1 ? 'are' : 'is'} not a parameter of the model`);
-  const { hiddenSize: H, expertFfnSize: F } = model;
-  const wanted: Record<string, number[]> = { w1: [H, F], w3: [H, F], w2: [F, H] };
+  const wanted: Record<string, number[]> = expertShapes(model);
   experts.forEach((layer, l) =>
     layer.forEach((named, e) => {
       for (const [w, shape] of Object.entries(wanted)) {
@@ -125,7 +110,7 @@ function checkShapes(dense: Map<string, Tensor>, experts: Map<number, Map<string
 
 /**
  * LoadShard.optimizer_state, checked: m and v name the same parameters, each one this shard
- * holds (dense by name, experts as "layers.<l>.experts.<id>.<w>"), with its number of values.
+ * holds (dense by name, experts as `expertParamName` names them), with its number of values.
  */
 function decodeOptimizerState(
   msg: OptimizerStateMsgOut,
@@ -138,9 +123,9 @@ function decodeOptimizerState(
     throw new InvalidRequestError(`LoadShard.optimizer_state: step is 0 but it carries ${m.size} first moments`);
   }
   const paramOf = (name: string): Tensor | undefined => {
-    const e = /^layers\.(\d+)\.experts\.(\d+)\.(w1|w3|w2)$/.exec(name);
-    if (e) return experts[Number(e[1])]?.get(Number(e[2]))?.get(e[3]!);
-    return name.endsWith('router_bias') ? undefined : dense.get(name);
+    const e = parseExpertParamName(name);
+    if (e) return experts[e.layer]?.get(e.expert)?.get(e.weight);
+    return isRouterBias(name) ? undefined : dense.get(name);
   };
   for (const [what, map, other] of [
     ['m', m, v],

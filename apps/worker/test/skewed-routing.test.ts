@@ -1,6 +1,6 @@
-import { parseModelConfig, TINY_MODEL, TINY_TRAIN, trainReference, type ModelParams, type TrainConfig } from '@moe/model';
+import { namedParams, parseModelConfig, TINY_MODEL, TINY_TRAIN, trainReference, type ModelParams, type TrainConfig } from '@moe/model';
 import { describe, expect, it } from 'vitest';
-import { maxAbsDiff, namedReferenceParams, trainInProcess } from './support/in-process-cluster';
+import { maxAbsDiff, trainInProcess } from './support/in-process-cluster';
 
 /**
  * Fully skewed routing with real math: a router bias of 1e3 on expert 0 (the bias only picks
@@ -22,13 +22,13 @@ describe('fully skewed routing (every token to one expert)', () => {
       expect(Math.abs(loss - reference.losses[step]!) / Math.abs(reference.losses[step]!), `step ${step}`).toBeLessThan(1e-5);
     });
     for (const sums of run.checksums) expect(new Set(sums).size).toBe(1);
-    const diff = maxAbsDiff(run.params, namedReferenceParams(reference.params));
+    const diff = maxAbsDiff(run.params, namedParams(reference.params));
     expect(diff.max, `worst parameter ${diff.name}`).toBeLessThan(1e-4);
     // Only rank 0 sends expert outputs back: ranks 1..3 receive all their tokens' rows from it,
     // while they themselves only dispatch (and all-reduce).
     expect(run.bytesSent[0]).toBeGreaterThan(run.bytesSent[1]!);
     // Experts 1..7 never saw a token: their weights are exactly the init.
-    const untouched = namedReferenceParams(trainReference(model, { ...train, steps: 0 }, { mutateParams: skew }).params);
+    const untouched = namedParams(trainReference(model, { ...train, steps: 0 }, { mutateParams: skew }).params);
     const idle = [...run.params].filter(([name]) => /^layers\.\d+\.experts\.[1-7]\./.test(name));
     expect(idle.length).toBeGreaterThan(0);
     const hot = [...run.params].filter(([name]) => /^layers\.\d+\.experts\.0\./.test(name));

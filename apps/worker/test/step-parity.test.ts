@@ -1,11 +1,11 @@
-import { parseModelConfig, TINY_MODEL, TINY_TRAIN, trainReference, type TrainConfig } from '@moe/model';
+import { namedParams, parseModelConfig, TINY_MODEL, TINY_TRAIN, trainReference, type TrainConfig } from '@moe/model';
 import { describe, expect, it } from 'vitest';
-import { maxAbsDiff, namedReferenceParams, trainInProcess } from './support/in-process-cluster';
+import { maxAbsDiff, trainInProcess } from './support/in-process-cluster';
 
 const model = parseModelConfig({ ...TINY_MODEL, routedExperts: 8, topK: 2, layers: 3 });
 const train: TrainConfig = { ...TINY_TRAIN, steps: 8 };
 const reference = trainReference(model, train);
-const referenceParams = namedReferenceParams(reference.params);
+const referenceParams = namedParams(reference.params);
 
 function expectParity(run: Awaited<ReturnType<typeof trainInProcess>>, lossTolerance = 1e-5, paramTolerance = 1e-4) {
   run.losses.forEach((loss, step) => {

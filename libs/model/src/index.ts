@@ -22,6 +22,7 @@ export {
   denseParams,
   expertParams,
   routedExpertParams,
+  namedParams,
   cloneParams,
   zerosLikeParams,
   type ExpertParams,
@@ -29,6 +30,23 @@ export {
   type ModelParams,
   type NamedParam,
 } from './params';
+export {
+  EXPERT_WEIGHTS,
+  EMBEDDING,
+  FINAL_NORM,
+  HEAD,
+  layerParamName,
+  sharedParamName,
+  expertParamName,
+  parseExpertParamName,
+  isRouterBias,
+  expertShapes,
+  expertFrom,
+  denseFrom,
+  denseShapes,
+  type DenseModelParams,
+  type ExpertWeight,
+} from './param-names';
 export { checksumTensors } from './checksum';
 export { rmsNorm, rmsNormBackward, type RmsNormCache } from './norm';
 export { route, routeBackward, type Route, type RouteCache, type RouteOptions } from './router';
@@ -51,3 +69,23 @@ export {
 } from './model';
 export { trainReference, applyUpdate, optimizerOrder, type ReferenceResult } from './reference';
 export { MarkovChain, type MarkovChainOptions } from './data';
+export { ShardCompute } from './shard/compute';
+export type { ExpertRows, NamedOptimizerState, ParamsSnapshot, RouteOutput, ShardParams, StepBatch, UpdateResult } from './shard/types';
+export {
+  DEFAULT_LOSS_TOLERANCE,
+  DEFAULT_PARAM_TOLERANCE,
+  LOSSY_CODEC_LOSS_TOLERANCE,
+  parityTolerances,
+  tolerancesForCodecs,
+  compareLosses,
+  compareParams,
+  checkParity,
+  formatParity,
+  type LossComparison,
+  type ParamComparison,
+  type ParityReport,
+  type ParityTolerances,
+} from './parity/compare';
+export { assembleParams, type ReturnedExpert, type ReturnedParams } from './parity/assemble';
+export { ParityError } from './parity/parity-error';
+export { encodeCheckpoint, decodeCheckpoint, CheckpointError, type Checkpoint, type OptimizerSnapshot } from './checkpoint/format';

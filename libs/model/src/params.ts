@@ -5,6 +5,7 @@
  *   experts[layer][e]: w1 [H, F], w3 [H, F], w2 [F, H]; finalNorm [H]; head [H, V].
  */
 import type { ModelConfig } from './config';
+import { EMBEDDING, EXPERT_WEIGHTS, expertParamName, FINAL_NORM, HEAD, layerParamName, sharedParamName, type DenseModelParams, type ExpertWeight } from './param-names';
 import { Rng } from './rng';
 import { zeros, type Tensor } from './tensor';
 
@@ -64,12 +65,13 @@ function ones(n: number): Tensor {
   return t;
 }
 
-function initExpert(seed: number, prefix: string, H: number, F: number, layers: number): ExpertParams {
+/** An expert's weights; `name(w)` names each weight's stream (its parameter name). */
+function initExpert(seed: number, name: (w: ExpertWeight) => string, H: number, F: number, layers: number): ExpertParams {
   return {
-    w1: normalTensor(seed, `${prefix}.w1`, [H, F], 1 / Math.sqrt(H)),
-    w3: normalTensor(seed, `${prefix}.w3`, [H, F], 1 / Math.sqrt(H)),
+    w1: normalTensor(seed, name('w1'), [H, F], 1 / Math.sqrt(H)),
+    w3: normalTensor(seed, name('w3'), [H, F], 1 / Math.sqrt(H)),
     // Residual branches start small so the stream stays near unit scale with depth.
-    w2: normalTensor(seed, `${prefix}.w2`, [F, H], 1 / Math.sqrt(F * 2 * layers)),
+    w2: normalTensor(seed, name('w2'), [F, H], 1 / Math.sqrt(F * 2 * layers)),
   };
 }
 
@@ -86,49 +88,45 @@ export function initParams(config: ModelConfig): ModelParams {
   for (let l = 0; l < config.layers; l++) {
     layers.push({
       norm: ones(H),
-      router: normalTensor(seed, `layers.${l}.router`, [H, E], 1 / Math.sqrt(H)),
+      router: normalTensor(seed, layerParamName(l, 'router'), [H, E], 1 / Math.sqrt(H)),
       routerBias: zeros([E]),
-      shared: Array.from({ length: config.sharedExperts }, (_, s) => initExpert(seed, `layers.${l}.shared.${s}`, H, F, config.layers)),
+      shared: Array.from({ length: config.sharedExperts }, (_, s) => initExpert(seed, (w) => sharedParamName(l, s, w), H, F, config.layers)),
     });
-    experts.push(Array.from({ length: E }, (_, e) => initExpert(seed, `layers.${l}.experts.${e}`, H, F, config.layers)));
+    experts.push(Array.from({ length: E }, (_, e) => initExpert(seed, (w) => expertParamName(l, e, w), H, F, config.layers)));
   }
   return {
-    embedding: normalTensor(seed, 'embedding', [V, H], 1),
+    embedding: normalTensor(seed, EMBEDDING, [V, H], 1),
     layers,
     experts,
     finalNorm: ones(H),
-    head: normalTensor(seed, 'head', [H, V], 1 / Math.sqrt(H)),
+    head: normalTensor(seed, HEAD, [H, V], 1 / Math.sqrt(H)),
   };
 }
 
 /** The three tensors of an expert, named "w1", "w3", "w2" in that order. */
 export function expertParams(e: ExpertParams): NamedParam[] {
-  return [
-    { name: 'w1', tensor: e.w1, trainable: true },
-    { name: 'w3', tensor: e.w3, trainable: true },
-    { name: 'w2', tensor: e.w2, trainable: true },
-  ];
+  return EXPERT_WEIGHTS.map((w) => ({ name: w, tensor: e[w], trainable: true }));
 }
 
 /**
- * Every parameter except the routed experts, in a stable order with stable names:
- * "embedding"; per layer l: "layers.l.norm", "layers.l.router", "layers.l.router_bias"
- * (trainable: false), "layers.l.shared.s.w1" / ".w3" / ".w2" per shared expert s; then
- * "final_norm", "head". The tensors are the params' own (not copies).
+ * Every parameter except the routed experts, in a stable order with stable names (see
+ * param-names.ts): "embedding"; per layer l: "layers.l.norm", "layers.l.router",
+ * "layers.l.router_bias" (trainable: false), "layers.l.shared.s.w1" / ".w3" / ".w2" per shared
+ * expert s; then "final_norm", "head". The tensors are the params' own (not copies).
  */
-export function denseParams(p: Pick<ModelParams, 'embedding' | 'layers' | 'finalNorm' | 'head'>): NamedParam[] {
-  const out: NamedParam[] = [{ name: 'embedding', tensor: p.embedding, trainable: true }];
+export function denseParams(p: DenseModelParams): NamedParam[] {
+  const out: NamedParam[] = [{ name: EMBEDDING, tensor: p.embedding, trainable: true }];
   p.layers.forEach((layer, l) => {
     out.push(
-      { name: `layers.${l}.norm`, tensor: layer.norm, trainable: true },
-      { name: `layers.${l}.router`, tensor: layer.router, trainable: true },
-      { name: `layers.${l}.router_bias`, tensor: layer.routerBias, trainable: false },
+      { name: layerParamName(l, 'norm'), tensor: layer.norm, trainable: true },
+      { name: layerParamName(l, 'router'), tensor: layer.router, trainable: true },
+      { name: layerParamName(l, 'routerBias'), tensor: layer.routerBias, trainable: false },
     );
     layer.shared.forEach((shared, s) => {
-      for (const q of expertParams(shared)) out.push({ ...q, name: `layers.${l}.shared.${s}.${q.name}` });
+      for (const w of EXPERT_WEIGHTS) out.push({ name: sharedParamName(l, s, w), tensor: shared[w], trainable: true });
     });
   });
-  out.push({ name: 'final_norm', tensor: p.finalNorm, trainable: true }, { name: 'head', tensor: p.head, trainable: true });
+  out.push({ name: FINAL_NORM, tensor: p.finalNorm, trainable: true }, { name: HEAD, tensor: p.head, trainable: true });
   return out;
 }
 
@@ -140,10 +138,15 @@ export function routedExpertParams(p: Pick<ModelParams, 'experts'>): NamedParam[
   const out: NamedParam[] = [];
   p.experts.forEach((layer, l) =>
     layer.forEach((e, id) => {
-      for (const q of expertParams(e)) out.push({ ...q, name: `layers.${l}.experts.${id}.${q.name}` });
+      for (const w of EXPERT_WEIGHTS) out.push({ name: expertParamName(l, id, w), tensor: e[w], trainable: true });
     }),
   );
   return out;
+}
+
+/** Every parameter of a model by name: dense ones, then routed experts layer by layer. Tensors are not copied. */
+export function namedParams(params: ModelParams): Map<string, Tensor> {
+  return new Map([...denseParams(params), ...routedExpertParams(params)].map((p) => [p.name, p.tensor]));
 }
 
 /** A deep copy of `p`. */

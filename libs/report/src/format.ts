@@ -9,6 +9,12 @@ export function fmtMs(ms: number): string {
   return ms === 0 ? '0' : ms.toPrecision(2);
 }
 
+/** A duration for people: "1.23 s" from a second up, else "84.2 ms"; "-" when unknown. */
+export function fmtDuration(ms: number | null | undefined): string {
+  if (ms === null || ms === undefined) return '-';
+  return ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(1)} ms`;
+}
+
 /** An axis tick: 20, 2.5, 0.25 (no trailing zeros). */
 export function fmtTick(x: number): string {
   return String(Number(x.toPrecision(6)));

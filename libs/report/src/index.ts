@@ -37,6 +37,7 @@ export {
   type ReportInput,
 } from './json';
 export { formatTable, renderMarkdown } from './markdown';
+export { fmtDuration } from './format';
 export { assignLanes, renderTimelineSvg, type TimelineSvgOptions } from './timeline-svg';
 export { renderSweepSvg, type SweepSvgOptions } from './sweep-svg';
 export { buildTrace, validateTrace, STREAM_TIDS, type ChromeTrace, type ExpectedOp, type TraceEvent, type TraceOptions } from './trace';

@@ -99,9 +99,9 @@ export function allToAllBytes(ops: readonly OpRecordData[]): number {
   return ops.reduce((sum, op) => (op.stream === 'comm' && ALL_TO_ALL_OPS.has(op.name) ? sum + op.bytesSent : sum), 0);
 }
 
-/** The median of `values`; the mean of the two middle values for an even count. */
+/** The median of `values`; the mean of the two middle values for an even count; NaN for none. */
 export function median(values: readonly number[]): number {
-  return summarize(values).median;
+  return values.length === 0 ? NaN : summarize(values).median;
 }
 
 /** {min, median, max} of `values` (any unit; the result has the same). Throws on an empty list. */

@@ -3,7 +3,9 @@ import { join, resolve } from 'node:path';
 import cliProgress from 'cli-progress';
 import { Command, Option } from 'commander';
 import { integer, nonNegativeNumber, numberList, positiveNumber } from './flags';
+import { EXIT, stopOnSignals, type OnError } from './exit';
 import { formatTable } from '@moe/report';
+import { COMBINE_CODECS, DISPATCH_CODECS } from '@moe/schedule';
 import { BENCH_DEFAULTS, BENCH_QUICK, runBench, type BenchOptions } from '../run/run-bench';
 
 interface BenchFlags {
@@ -28,7 +30,7 @@ interface BenchFlags {
 const timestamp = () => new Date().toISOString().replace(/[:.]/g, '-').replace('Z', '');
 
 /** Adds `bench` to `program`; the action sets `process.exitCode`. */
-export function addBenchCommand(program: Command, onError: (error: unknown) => number): void {
+export function addBenchCommand(program: Command, onError: OnError): void {
   program
     .command('bench')
     .description(
@@ -39,8 +41,8 @@ export function addBenchCommand(program: Command, onError: (error: unknown) => n
     .option('--chunks <list>', `chunk counts of the overlapped schedule (default ${BENCH_DEFAULTS.chunks.join(',')}; --quick ${BENCH_QUICK.chunks!.join(',')})`, numberList('--chunks', true))
     .option('--warmup <n>', `warm-up steps per run, not measured (default ${BENCH_DEFAULTS.warmupSteps})`, integer('--warmup'))
     .option('--steps <n>', `measured steps per run (default ${BENCH_DEFAULTS.measuredSteps}; --quick ${BENCH_QUICK.measuredSteps})`, integer('--steps', 1))
-    .addOption(new Option('--dispatch-codec <codec>', 'wire format of dispatched tokens').choices(['f32', 'bf16', 'fp8']).default(BENCH_DEFAULTS.dispatchCodec))
-    .addOption(new Option('--combine-codec <codec>', 'wire format of combined outputs and of gradients').choices(['f32', 'bf16']).default(BENCH_DEFAULTS.combineCodec))
+    .addOption(new Option('--dispatch-codec <codec>', 'wire format of dispatched tokens').choices(DISPATCH_CODECS).default(BENCH_DEFAULTS.dispatchCodec))
+    .addOption(new Option('--combine-codec <codec>', 'wire format of combined outputs and of gradients').choices(COMBINE_CODECS).default(BENCH_DEFAULTS.combineCodec))
     .option('--profile <name>', 'device profile the workers model: H800, H100, H200, A100', BENCH_DEFAULTS.profile)
     .option('--hidden <n>', 'modeled hidden size: the width of every token row on the wire', integer('--hidden', 1), BENCH_DEFAULTS.hiddenSize)
     .option('--node-size <n>', 'workers per modeled node (NVLink inside, network between)', integer('--node-size', 1), BENCH_DEFAULTS.nodeSize)
@@ -76,9 +78,7 @@ export function addBenchCommand(program: Command, onError: (error: unknown) => n
       );
       let started = false;
       const abort = new AbortController();
-      const onSignal = () => abort.abort(new Error('interrupted'));
-      process.once('SIGINT', onSignal);
-      process.once('SIGTERM', onSignal);
+      const release = stopOnSignals(() => abort.abort(new Error('interrupted')));
       try {
         const result = await runBench({
           ...options,
@@ -96,13 +96,12 @@ export function addBenchCommand(program: Command, onError: (error: unknown) => n
         console.log(formatTable(result.report));
         console.log(`\nreport written to ${out}:`);
         for (const file of Object.values(result.files)) console.log(`  ${file}`);
-        process.exitCode = 0;
+        process.exitCode = EXIT.ok;
       } catch (error) {
         if (started) bar.stop();
         process.exitCode = onError(error);
       } finally {
-        process.off('SIGINT', onSignal);
-        process.off('SIGTERM', onSignal);
+        release();
       }
     });
 }

@@ -3,7 +3,9 @@
  * 1 when one did, 2 for bad input (neither or both of --worker and --command, bad JSON).
  */
 import { writeFileSync } from 'node:fs';
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
+import { integer, jsonObject } from './flags';
+import { EXIT, onSignals, signalExitCode } from './exit';
 import { formatCheck, formatConformance, runConformance, CHECKS, type ConformanceOptions } from '../conformance/run';
 
 interface ConformanceFlags {
@@ -24,28 +26,11 @@ interface ConformanceFlags {
   verbose: boolean;
 }
 
-const integer = (flag: string, min = 0) => (value: string) => {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${flag} must be an integer >= ${min}, got "${value}"`);
-  return n;
-};
-
-const jsonObject = (value: string): Record<string, unknown> => {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(value);
-  } catch (error) {
-    throw new InvalidArgumentError(`--backend-options is not JSON: ${(error as Error).message}`);
-  }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new InvalidArgumentError('--backend-options must be a JSON object');
-  return parsed as Record<string, unknown>;
-};
-
 /** Runs the kit with the command line's flags, prints a line per check; resolves with the exit code. */
 export async function conformanceCommand(flags: ConformanceFlags): Promise<number> {
   if (!flags.worker === !flags.command) {
     console.error('moe conformance: give exactly one of --worker <host:port> and --command "<command that starts the worker>"');
-    return 2;
+    return EXIT.badInput;
   }
   const options: ConformanceOptions = {
     worker: flags.worker,
@@ -65,20 +50,17 @@ export async function conformanceCommand(flags: ConformanceFlags): Promise<numbe
     onCheck: (result) => console.log(formatCheck(result, Math.max(...CHECKS.map(([id]) => id.length)))),
   };
   // Ctrl-C: exit; the kit's 'exit' hook kills what it started.
-  const interrupt = (signal: NodeJS.Signals) => process.exit(signal === 'SIGINT' ? 130 : 143);
-  process.once('SIGINT', interrupt);
-  process.once('SIGTERM', interrupt);
+  const release = onSignals((signal) => process.exit(signalExitCode(signal)));
   try {
     const report = await runConformance(options);
     console.log(formatConformance(report).split('\n').pop());
     if (flags.json) writeFileSync(flags.json, JSON.stringify(report, null, 2));
-    return report.ok ? 0 : 1;
+    return report.ok ? EXIT.ok : EXIT.failed;
   } catch (error) {
     console.error(`moe conformance: ${(error as Error).message}`);
-    return 1;
+    return EXIT.failed;
   } finally {
-    process.off('SIGINT', interrupt);
-    process.off('SIGTERM', interrupt);
+    release();
   }
 }
 
@@ -96,7 +78,7 @@ export function registerConformanceCommand(program: Command): Command {
     .option('--host <host>', 'interface of the kit\'s scheduler and peers', '127.0.0.1')
     .option('--scheduler-port <port>', 'port of the kit\'s scheduler (0: any free port)', integer('--scheduler-port'), 0)
     .option('--peer-backend <name>', 'backend of the kit\'s reference peer (default: the worker\'s own if cpu or sim, else cpu)')
-    .option('--backend-options <json>', 'LoadShard backend options of every run, e.g. \'{"profile":"H100","dilation":1}\' for sim', jsonObject)
+    .option('--backend-options <json>', 'LoadShard backend options of every run, e.g. \'{"profile":"H100","dilation":1}\' for sim', jsonObject('--backend-options'))
     .addOption(new Option('--modeled <when>', 'the worker models a device and does not learn: compare no numbers').choices(['auto', 'yes', 'no']).default('auto'))
     .option('--peer-timeout <ms>', 'peer timeout of the kit\'s reference peer', integer('--peer-timeout', 1), 3_000)
     .option('--deadline <ms>', 'RunStep deadline of the deadline check', integer('--deadline', 1), 5_000)

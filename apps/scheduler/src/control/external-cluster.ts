@@ -1,5 +1,5 @@
 import type { Cluster, SchedulerSettings } from './local-cluster';
-import { describeWorkers, SchedulerService, type RegisteredWorker } from './rendezvous';
+import { DEFAULT_RENDEZVOUS_TIMEOUT_MS, describeWorkers, SchedulerService, type RegisteredWorker } from './rendezvous';
 
 /**
  * A cluster of workers started elsewhere (`moe worker --scheduler host:port`): the scheduler
@@ -24,7 +24,7 @@ export class ExternalCluster implements Cluster {
     scheduler: SchedulerService,
     options: { workers: number; rendezvousTimeoutMs?: number; abort?: AbortSignal },
   ): Promise<ExternalCluster> {
-    const workers = await scheduler.waitForWorkers(options.workers, options.rendezvousTimeoutMs ?? 60_000, options.abort);
+    const workers = await scheduler.waitForWorkers(options.workers, options.rendezvousTimeoutMs ?? DEFAULT_RENDEZVOUS_TIMEOUT_MS, options.abort);
     return new ExternalCluster(scheduler, workers, false);
   }
 
@@ -34,7 +34,7 @@ export class ExternalCluster implements Cluster {
     const address = await scheduler.start();
     log(`scheduler listening on ${address}; waiting for ${options.workers} workers (moe worker --scheduler ${address})`);
     try {
-      const workers = await scheduler.waitForWorkers(options.workers, options.rendezvousTimeoutMs ?? 60_000, options.abort);
+      const workers = await scheduler.waitForWorkers(options.workers, options.rendezvousTimeoutMs ?? DEFAULT_RENDEZVOUS_TIMEOUT_MS, options.abort);
       log(`${workers.length} workers registered: ${describeWorkers(workers)}`);
       return new ExternalCluster(scheduler, workers);
     } catch (error) {

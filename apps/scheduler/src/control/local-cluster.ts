@@ -6,7 +6,7 @@
  */
 import { RendezvousTimeoutError } from '../errors';
 import { RunGuard } from './run-guard';
-import { SchedulerService, type RegisteredWorker } from './rendezvous';
+import { DEFAULT_RENDEZVOUS_TIMEOUT_MS, SchedulerService, type RegisteredWorker } from './rendezvous';
 import { WorkerProcess } from './worker-process';
 
 /** What a run needs from a cluster, however its workers were started. */
@@ -105,7 +105,7 @@ export class LocalCluster implements Cluster {
     const onAbort = () => early.abort(options.abort!.reason);
     if (options.abort?.aborted) onAbort();
     options.abort?.addEventListener('abort', onAbort, { once: true });
-    const timeoutMs = options.rendezvousTimeoutMs ?? 60_000;
+    const timeoutMs = options.rendezvousTimeoutMs ?? DEFAULT_RENDEZVOUS_TIMEOUT_MS;
     try {
       cluster.workers = await scheduler.waitForWorkers(options.workers, timeoutMs, early.signal);
     } catch (error) {

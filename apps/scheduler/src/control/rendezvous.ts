@@ -43,6 +43,9 @@ export interface SchedulerServiceOptions {
   token?: string;
 }
 
+/** How long a run waits for its workers to register unless told otherwise. */
+export const DEFAULT_RENDEZVOUS_TIMEOUT_MS = 60_000;
+
 type LostListener = (worker: RegisteredWorker, error: WorkerLostError) => void;
 type RegisterListener = (worker: RegisteredWorker) => void;
 

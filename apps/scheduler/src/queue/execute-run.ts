@@ -5,6 +5,7 @@
  */
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { median } from '@moe/report';
 import { runBench } from '../run/run-bench';
 import { CHECKPOINT_FILE, loadCheckpoint } from '../run/checkpoint';
 import { ParityError } from '../errors';
@@ -31,12 +32,6 @@ export interface RunContext {
 
 /** Steps between checkpoints of a queued training run. */
 const TRAIN_CHECKPOINT_EVERY = 5;
-
-const median = (values: number[]) => {
-  if (values.length === 0) return null;
-  const s = [...values].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
 
 /**
  * @throws InvalidRunError when the registered workers cannot run it (a bench on non-sim workers);
@@ -137,7 +132,7 @@ export async function executeRun(run: ValidRun, ctx: RunContext): Promise<RunRes
       final_loss: result.losses.at(-1) ?? null,
       entropy: result.entropy,
       train_ms: result.trainMs,
-      median_step_ms: median(result.steps.map((s) => s.stepMs)),
+      median_step_ms: result.steps.length ? median(result.steps.map((s) => s.stepMs)) : null,
       parity: parity
         ? {
             ok: parity.ok,

@@ -1,9 +1,9 @@
 /** How `moe submit` and `moe runs` print runs: one-line summaries, the table, one run in full. */
+import { fmtDuration } from '@moe/report';
 import type { RunRow } from './run-queue';
 import type { BenchRunSummary, RunProgress, RunResult, TrainRunSummary } from './run-job';
 
 const pct = (x: number | null | undefined) => (x === null || x === undefined ? '-' : `${(x * 100).toFixed(0)}%`);
-export const fmtMs = (ms: number | null | undefined) => (ms === null || ms === undefined ? '-' : ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(1)} ms`);
 
 /** One line: what a finished run came to. */
 export function summaryLine(result: RunResult): string {
@@ -17,14 +17,14 @@ export function summaryLine(result: RunResult): string {
   }
   const s = result.summary as TrainRunSummary;
   return (
-    `${s.steps} steps, final loss ${s.final_loss?.toFixed(6) ?? '-'} vs entropy ${s.entropy.toFixed(4)}, median step ${fmtMs(s.median_step_ms)}` +
+    `${s.steps} steps, final loss ${s.final_loss?.toFixed(6) ?? '-'} vs entropy ${s.entropy.toFixed(4)}, median step ${fmtDuration(s.median_step_ms)}` +
     (s.parity ? `, parity ${s.parity.ok ? 'ok' : 'FAILED'}` : '')
   );
 }
 
 export function progressText(p: RunProgress): string {
   if (p.phase === 'waiting') return `waiting for workers (attempt ${p.attempt})`;
-  const parts = [p.label, p.stepMs !== undefined ? `step ${fmtMs(p.stepMs)}` : '', p.loss !== undefined ? `loss ${p.loss.toFixed(4)}` : ''];
+  const parts = [p.label, p.stepMs !== undefined ? `step ${fmtDuration(p.stepMs)}` : '', p.loss !== undefined ? `loss ${p.loss.toFixed(4)}` : ''];
   return parts.filter(Boolean).join(', ');
 }
 
@@ -64,7 +64,7 @@ export function formatRun(row: RunRow, now = Date.now()): string {
     ['progress', progressCell(row) + (row.progress?.workers ? ` on ${row.progress.workers.join(', ')}` : '')],
     ['submitted', ago(row.submittedAt, now)],
   ];
-  if (row.finishedAt && row.startedAt) lines.push(['took', fmtMs(row.finishedAt - row.startedAt)]);
+  if (row.finishedAt && row.startedAt) lines.push(['took', fmtDuration(row.finishedAt - row.startedAt)]);
   if (row.result) {
     lines.push(['result', summaryLine(row.result)]);
     lines.push(['report', `${row.result.report.dir} (on the scheduler)`]);
@@ -85,7 +85,7 @@ export function formatRuns(rows: readonly RunRow[], now = Date.now()): string {
       `${r.attemptsStarted}/${r.attempts}`,
       progressCell(r),
       ago(r.submittedAt, now),
-      r.finishedAt && r.startedAt ? fmtMs(r.finishedAt - r.startedAt) : r.state === 'active' ? 'running' : '-',
+      r.finishedAt && r.startedAt ? fmtDuration(r.finishedAt - r.startedAt) : r.state === 'active' ? 'running' : '-',
       clip(outcomeText(r), 140),
     ]),
   ];

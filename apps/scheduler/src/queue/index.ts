@@ -1,5 +1,6 @@
 /** The run queue: `moe serve` (RunService), `moe submit` / `runs` / `cancel` (RunQueue), the job's data, progress and result. */
-export { addQueueCommands, benchJobData, trainJobData } from '../commands/queue';
+export { benchJobData, trainJobData } from '../commands/submit';
+export { followAndPrint } from './follow';
 export { formatRun, formatRuns, summaryLine } from './format-runs';
 export { QUEUE_NAME, DEFAULT_PREFIX, DEFAULT_REDIS_URL, queueLocationFromEnv, type QueueLocation } from './connection';
 export { InvalidRunError, RedisUnavailableError, RunCancelledError, ServiceStoppingError, UnknownRunError } from './errors';

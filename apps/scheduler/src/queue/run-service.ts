@@ -23,7 +23,7 @@ import {
   WorkerProcessExitError,
   WorkerRpcError,
 } from '../errors';
-import { SchedulerService } from '../control/rendezvous';
+import { DEFAULT_RENDEZVOUS_TIMEOUT_MS, SchedulerService } from '../control/rendezvous';
 import { bullConnection, cancelChannel, cancelKey, connectRedis, QUEUE_NAME, redactUrl, type QueueLocation } from './connection';
 import { InvalidRunError, RunCancelledError, ServiceStoppingError } from './errors';
 import { executeRun } from './execute-run';
@@ -236,7 +236,7 @@ export class RunService {
         attempt,
         scheduler: this.scheduler,
         reportsDir: this.options.reportsDir,
-        rendezvousTimeoutMs: this.options.rendezvousTimeoutMs ?? 60_000,
+        rendezvousTimeoutMs: this.options.rendezvousTimeoutMs ?? DEFAULT_RENDEZVOUS_TIMEOUT_MS,
         signal: controller.signal,
         onProgress: (p) => progress.update(p),
         log: (line) => this.log(`serve: job ${jobId}: ${line}`),

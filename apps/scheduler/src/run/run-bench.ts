@@ -15,6 +15,7 @@ import { parseModelConfig, parseTrainConfig, TINY_MODEL, TINY_TRAIN, type ModelC
 import { LocalCluster, type Cluster } from '../control/local-cluster';
 import {
   buildReport,
+  median,
   collectEnvironment,
   representativeSteps,
   stepMetrics,
@@ -120,11 +121,6 @@ function modeledModel(hiddenSize: number, routedExperts: number) {
     seqLen: 512,
   };
 }
-
-const median = (values: number[]) => {
-  const s = [...values].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
 
 export async function runBench(options: BenchOptions): Promise<BenchResult> {
   const log = options.log ?? (() => {});

@@ -23,6 +23,11 @@ import {
 } from './step-driver';
 import { WorkerHandle } from '../control/worker-client';
 
+/** Deadline of each RunStep unless told otherwise. */
+export const DEFAULT_STEP_TIMEOUT_MS = 60_000;
+/** Deadline of LoadShard and FetchParams unless told otherwise. */
+export const DEFAULT_RPC_TIMEOUT_MS = 60_000;
+
 export interface TrainingOptions {
   model: ModelConfig;
   train: TrainConfig;
@@ -151,8 +156,8 @@ export async function runTraining(options: TrainingOptions): Promise<TrainingRes
     const workers = cluster.workers.slice(0, options.workers);
     handles = workers.map((w, rank) => new WorkerHandle(rank, w.workerId, w.address, cluster.scheduler.token ?? ''));
     const driver = new StepDriver(handles, guard, {
-      stepTimeoutMs: options.stepTimeoutMs ?? 60_000,
-      rpcTimeoutMs: options.rpcTimeoutMs ?? 60_000,
+      stepTimeoutMs: options.stepTimeoutMs ?? DEFAULT_STEP_TIMEOUT_MS,
+      rpcTimeoutMs: options.rpcTimeoutMs ?? DEFAULT_RPC_TIMEOUT_MS,
     });
 
     const shardRequests = loadShardRequests(

@@ -1,6 +1,6 @@
 import { Worker } from 'node:worker_threads';
 import type { Backend, ExpertRows, NamedOptimizerState, ParamsSnapshot, RouteOutput, Shard, StepBatch, UpdateResult } from '../backend';
-import { CpuCompute } from './cpu-compute';
+import { ShardCompute } from '@moe/model';
 import type { ComputeMethod, ThreadRequest, ThreadResponse } from './thread-protocol';
 
 export interface CpuBackendOptions {
@@ -17,14 +17,14 @@ export class ComputeThreadError extends Error {
 }
 
 /**
- * The `cpu` backend: the real math of `@moe/model`, run by a CpuCompute in a worker thread.
+ * The `cpu` backend: the real math of `@moe/model`, run by a ShardCompute in a worker thread.
  * Calls are queued in order; arrays go across by structured clone (results are transferred).
  */
 export class CpuBackend implements Backend {
   readonly name = 'cpu';
   readonly deviceProfile = '';
   private readonly thread?: Worker;
-  private readonly inline?: CpuCompute;
+  private readonly inline?: ShardCompute;
   private nextId = 0;
   private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void; method: string }>();
   private hidden = 0;
@@ -33,7 +33,7 @@ export class CpuBackend implements Backend {
 
   constructor(options: CpuBackendOptions = {}) {
     if (options.inline) {
-      this.inline = new CpuCompute();
+      this.inline = new ShardCompute();
       return;
     }
     this.thread = new Worker(new URL('./cpu-thread-entry.mjs', import.meta.url));

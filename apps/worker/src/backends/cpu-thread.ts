@@ -1,14 +1,14 @@
 /**
- * Worker-thread side of the `cpu` backend: hosts a CpuCompute and answers method calls from
+ * Worker-thread side of the `cpu` backend: hosts a ShardCompute and answers method calls from
  * the main thread, so real math never blocks the event loop that serves the data plane.
  */
 import { parentPort } from 'node:worker_threads';
-import { CpuCompute } from './cpu-compute';
+import { ShardCompute } from '@moe/model';
 import type { ThreadRequest, ThreadResponse } from './thread-protocol';
 
 const port = parentPort;
 if (!port) throw new Error('cpu-thread.ts must run inside a worker thread');
-const compute = new CpuCompute();
+const compute = new ShardCompute();
 
 port.on('message', (request: ThreadRequest) => {
   let response: ThreadResponse;

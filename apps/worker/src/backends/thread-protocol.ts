@@ -1,8 +1,8 @@
-import type { CpuCompute } from './cpu-compute';
+import type { ShardCompute } from '@moe/model';
 
 export type ComputeMethod = {
-  [K in keyof CpuCompute]: CpuCompute[K] extends (...args: never[]) => unknown ? K : never;
-}[keyof CpuCompute];
+  [K in keyof ShardCompute]: ShardCompute[K] extends (...args: never[]) => unknown ? K : never;
+}[keyof ShardCompute];
 
 export interface ThreadRequest {
   id: number;

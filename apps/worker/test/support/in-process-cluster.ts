@@ -5,8 +5,7 @@
 import { createInMemoryTransports, type CodecName } from '@moe/comm';
 import {
   MarkovChain,
-  denseParams,
-  expertParams,
+  expertParamName,
   initParams,
   type ModelConfig,
   type Tensor,
@@ -80,22 +79,11 @@ export async function trainInProcess(options: {
   for (const p of snapshots[0]!.dense) params.set(p.name, p.tensor);
   snapshots.forEach((snap) =>
     snap.experts.forEach((layer, l) => {
-      for (const [id, named] of layer) for (const p of named) params.set(`layers.${l}.experts.${id}.${p.name}`, p.tensor);
+      for (const [id, named] of layer) for (const p of named) params.set(expertParamName(l, id, p.name), p.tensor);
     }),
   );
   await Promise.all([...backends.map((b) => b.close()), ...transports.map((t) => t.close())]);
   return { losses, checksums, params, bytesSent };
-}
-
-/** The reference's params under the same names as `trainInProcess` returns. */
-export function namedReferenceParams(params: ReturnType<typeof initParams>): Map<string, Tensor> {
-  const out = new Map<string, Tensor>(denseParams(params).map((p) => [p.name, p.tensor]));
-  params.experts.forEach((layer, l) =>
-    layer.forEach((e, id) => {
-      for (const p of expertParams(e)) out.set(`layers.${l}.experts.${id}.${p.name}`, p.tensor);
-    }),
-  );
-  return out;
 }
 
 export function maxAbsDiff(a: Map<string, Tensor>, b: Map<string, Tensor>): { max: number; name: string } {

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { LinkModel } from '@moe/sim';
 import type { Backend, ExpertRows, ParamsSnapshot, RouteOutput, Shard, StepBatch, UpdateResult } from '../../backend';
-import { CpuCompute } from '../cpu-compute';
+import { ShardCompute } from '@moe/model';
 import { linkModelOf } from '@moe/sim';
 import { CostModel, type OpCost } from '@moe/sim';
 import { mixSeed, seededExpertIds, skewedExpertIds } from '@moe/sim';
@@ -88,7 +88,7 @@ export class SimBackend implements Backend {
   private options?: SimOptions;
   private costs?: CostModel;
   private shard?: ShardInfo;
-  private compute?: CpuCompute;
+  private compute?: ShardCompute;
   private checksum = '';
   /** Length of the dense part of `gradientsToReduce` (the real model's trainable dense params). */
   private denseGradLength = 0;
@@ -116,7 +116,7 @@ export class SimBackend implements Backend {
   async load(shard: Shard): Promise<string> {
     const options = parseSimOptions(shard.backendOptions, this.defaultProfile);
     // The real (tiny) parameters: validated and checksummed exactly as the cpu backend does.
-    const compute = new CpuCompute();
+    const compute = new ShardCompute();
     const checksum = compute.load(shard);
     const model = shard.model;
     this.options = options;

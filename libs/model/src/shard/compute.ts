@@ -1,42 +1,29 @@
-import {
-  AdamW,
-  checksumTensors,
-  combine,
-  combineBackward,
-  crossEntropy,
-  denseParams,
-  embed,
-  embedBackward,
-  expertBackward,
-  expertForward,
-  headBackward,
-  headForward,
-  moeInputGrad,
-  parseModelConfig,
-  rmsNorm,
-  residualAdd,
-  rmsNormBackward,
-  route,
-  routeBackward,
-  sharedExpertsBackward,
-  sharedExpertsForward,
-  updateRouterBias,
-  zeros,
-  type ExpertParams,
-  type ModelConfig,
-  type NamedParam,
-  type Tensor,
-} from '@moe/model';
-import type { ExpertRows, NamedOptimizerState, ParamsSnapshot, RouteOutput, Shard, StepBatch, UpdateResult } from '../backend';
+/**
+ * The real math of one rank's share of a training step, on this library's pieces. Synchronous:
+ * the worker's `cpu` backend runs it inside a worker thread, so its main thread keeps serving the
+ * data plane. Every piece is the one the reference trainer uses, in the same order, so the
+ * distributed step reproduces it. Parameters are found by structure (`denseFrom`, `expertFrom`),
+ * never by writing a name.
+ */
+import { combine, combineBackward } from '../combine';
+import { parseModelConfig, type ModelConfig } from '../config';
+import { embed, embedBackward } from '../embedding';
+import { expertBackward, expertForward } from '../expert';
+import { headBackward, headForward } from '../head';
+import { crossEntropy } from '../loss';
+import { residualAdd, sharedExpertsBackward, sharedExpertsForward } from '../model';
+import { moeInputGrad } from '../moe-input-grad';
+import { rmsNorm, rmsNormBackward } from '../norm';
+import { AdamW } from '../optimizer';
+import { route, routeBackward } from '../router';
+import { updateRouterBias } from '../balancing';
+import { checksumTensors } from '../checksum';
+import { denseFrom, expertFrom, expertParamName, EXPERT_WEIGHTS, type DenseModelParams } from '../param-names';
+import { denseParams, expertParams, type ExpertParams, type NamedParam } from '../params';
+import { zeros, type Tensor } from '../tensor';
+import type { ExpertRows, NamedOptimizerState, ParamsSnapshot, RouteOutput, ShardParams, StepBatch, UpdateResult } from './types';
 
 type Cache<F extends (...args: never[]) => { cache: unknown }> = ReturnType<F>['cache'];
-
-interface DenseParams {
-  embedding: Tensor;
-  layers: { norm: Tensor; router: Tensor; routerBias: Tensor; shared: ExpertParams[] }[];
-  finalNorm: Tensor;
-  head: Tensor;
-}
 
 /** One expert's share of a chunk: which received rows it took, and its forward cache. */
 interface ExpertWork {
@@ -67,30 +54,28 @@ function addInto(into: Float32Array, from: Float32Array): void {
   for (let i = 0; i < into.length; i++) into[i]! += from[i]!;
 }
 
-function expertFromMap(named: Map<string, Tensor>, what: string): ExpertParams {
-  const get = (name: string) => {
+/** `get(name)`, or an error naming what lacks it. */
+function lookup(named: ReadonlyMap<string, Tensor>, what: string): (name: string) => Tensor {
+  return (name) => {
     const t = named.get(name);
-    if (!t) throw new Error(`${what}: parameter ${name} is missing`);
+    if (!t) throw new Error(`${what} ${name} is missing`);
     return t;
   };
-  return { w1: get('w1'), w3: get('w3'), w2: get('w2') };
 }
 
-/**
- * The real math of one worker's share of a training step, on `@moe/model`. Synchronous: it runs
- * inside a worker thread (see `cpu-thread.ts`), so the main thread keeps serving the data plane.
- * Every piece is the one the reference trainer uses, in the same order, so the distributed step
- * reproduces it.
- */
-export class CpuCompute {
+const zerosLikeExpert = (p: ExpertParams): ExpertParams => ({ w1: zeros(p.w1.shape), w3: zeros(p.w3.shape), w2: zeros(p.w2.shape) });
+
+/** One rank's share of every training step: forward, backward and update of its parameters. */
+export class ShardCompute {
   private config!: ModelConfig;
   private seqLen = 0;
-  private params!: DenseParams;
+  private params!: DenseModelParams;
   private named!: NamedParam[];
   /** experts[layer]: global id -> params, ascending ids. */
   private localExperts: Map<number, ExpertParams>[] = [];
   private expertGrads: Map<number, ExpertParams>[] = [];
-  private denseGrads = new Map<string, Tensor>();
+  /** This step's dense gradients, shaped like the dense parameters. */
+  private denseGrads!: DenseModelParams;
   private adamDense!: AdamW;
   private adamExperts!: AdamW;
   private batch!: StepBatch;
@@ -99,29 +84,11 @@ export class CpuCompute {
   private dx!: Tensor;
   private finalNormCache!: Cache<typeof rmsNorm>;
 
-  load(shard: Shard): string {
+  load(shard: ShardParams): string {
     this.config = parseModelConfig(shard.model);
     this.seqLen = shard.seqLen;
-    const dense = (name: string): Tensor => {
-      const t = shard.dense.get(name);
-      if (!t) throw new Error(`LoadShard: dense parameter ${name} is missing`);
-      return t;
-    };
-    this.params = {
-      embedding: dense('embedding'),
-      layers: Array.from({ length: this.config.layers }, (_, l) => ({
-        norm: dense(`layers.${l}.norm`),
-        router: dense(`layers.${l}.router`),
-        routerBias: dense(`layers.${l}.router_bias`),
-        shared: Array.from({ length: this.config.sharedExperts }, (_, s) => ({
-          w1: dense(`layers.${l}.shared.${s}.w1`),
-          w3: dense(`layers.${l}.shared.${s}.w3`),
-          w2: dense(`layers.${l}.shared.${s}.w2`),
-        })),
-      })),
-      finalNorm: dense('final_norm'),
-      head: dense('head'),
-    };
+    const dense = lookup(shard.dense, 'LoadShard: dense parameter');
+    this.params = denseFrom(this.config, (name) => dense(name));
     this.named = denseParams(this.params);
     const unknown = [...shard.dense.keys()].filter((n) => !this.named.some((p) => p.name === n));
     if (unknown.length > 0) throw new Error(`LoadShard: unknown dense parameters ${unknown.join(', ')}`);
@@ -129,7 +96,10 @@ export class CpuCompute {
       new Map(
         [...layer.entries()]
           .sort(([a], [b]) => a - b)
-          .map(([id, named]) => [id, expertFromMap(named, `LoadShard: layer ${l} expert ${id}`)]),
+          .map(([id, named]) => {
+            const weight = lookup(named, `LoadShard: layer ${l} expert ${id}: parameter`);
+            return [id, expertFrom(this.config, (w) => weight(w))];
+          }),
       ),
     );
     this.adamDense = new AdamW(shard.optimizer);
@@ -149,11 +119,8 @@ export class CpuCompute {
   beginStep(batch: StepBatch): void {
     this.batch = batch;
     this.layers = [];
-    this.denseGrads = new Map(this.named.filter((p) => p.trainable).map((p) => [p.name, zeros(p.tensor.shape)]));
-    this.expertGrads = this.localExperts.map(
-      (layer) =>
-        new Map([...layer.entries()].map(([id, p]) => [id, { w1: zeros(p.w1.shape), w3: zeros(p.w3.shape), w2: zeros(p.w2.shape) }])),
-    );
+    this.denseGrads = denseFrom(this.config, (_, shape) => zeros(shape));
+    this.expertGrads = this.localExperts.map((layer) => new Map([...layer.entries()].map(([id, p]) => [id, zerosLikeExpert(p)])));
     this.layers[0] = { x: embed(batch.inputs, this.params.embedding) } as LayerStep;
   }
 
@@ -231,9 +198,9 @@ export class CpuCompute {
     const logits = headForward(norm.y, this.params.head);
     const ce = crossEntropy(logits, this.batch.targets, this.batch.globalTokens);
     const head = headBackward(norm.y, this.params.head, ce.dLogits);
-    addInto(this.denseGrads.get('head')!.data, head.dHead.data);
+    addInto(this.denseGrads.head.data, head.dHead.data);
     const back = rmsNormBackward(norm.cache, head.dh);
-    addInto(this.denseGrads.get('final_norm')!.data, back.dGain.data);
+    addInto(this.denseGrads.finalNorm.data, back.dGain.data);
     this.dx = back.dx;
     let auxLoss = 0;
     for (let l = 0; l < this.config.layers; l++) auxLoss += this.layers[l]!.route.auxLoss;
@@ -265,9 +232,7 @@ export class CpuCompute {
       }
       const back = expertBackward(this.localExperts[layer]!.get(work.expert)!, work.cache, dy);
       const acc = this.expertGrads[layer]!.get(work.expert)!;
-      addInto(acc.w1.data, back.grads.w1.data);
-      addInto(acc.w3.data, back.grads.w3.data);
-      addInto(acc.w2.data, back.grads.w2.data);
+      for (const w of EXPERT_WEIGHTS) addInto(acc[w].data, back.grads[w].data);
       for (let i = 0; i < work.rows.length; i++) {
         outputs[work.sources[i]!]!.set(back.dx.data.subarray(i * H, (i + 1) * H), work.rows[i]! * H);
       }
@@ -278,10 +243,9 @@ export class CpuCompute {
   sharedExpertsBackward(layer: number): void {
     const s = this.layers[layer]!;
     const back = sharedExpertsBackward(this.params.layers[layer]!.shared, s.sharedCaches, s.dy!);
+    const acc = this.denseGrads.layers[layer]!.shared;
     back.grads.forEach((g, i) => {
-      for (const w of ['w1', 'w3', 'w2'] as const) {
-        addInto(this.denseGrads.get(`layers.${layer}.shared.${i}.${w}`)!.data, g[w].data);
-      }
+      for (const w of EXPERT_WEIGHTS) addInto(acc[i]![w].data, g[w].data);
     });
     s.dhShared = back.dh;
   }
@@ -289,10 +253,10 @@ export class CpuCompute {
   routeBackward(layer: number, dSlotInputs: Float32Array): void {
     const s = this.layers[layer]!;
     const router = routeBackward(s.route.cache, s.dWeights!);
-    addInto(this.denseGrads.get(`layers.${layer}.router`)!.data, router.dRouter.data);
+    addInto(this.denseGrads.layers[layer]!.router.data, router.dRouter.data);
     const dh = moeInputGrad(s.dhShared!, router.dh, tensorOf(dSlotInputs, this.config.hiddenSize), this.config.topK);
     const norm = rmsNormBackward(s.norm, dh);
-    addInto(this.denseGrads.get(`layers.${layer}.norm`)!.data, norm.dGain.data);
+    addInto(this.denseGrads.layers[layer]!.norm.data, norm.dGain.data);
     const dx = zeros(s.x.shape);
     for (let i = 0; i < dx.data.length; i++) dx.data[i] = s.dy!.data[i]! + norm.dx.data[i]!;
     this.dx = dx;
@@ -301,14 +265,14 @@ export class CpuCompute {
   /** Dense gradients (trainable, in `denseParams` order) followed by this step's expert counts. */
   gradientsToReduce(): Float32Array {
     const dEmbedding = embedBackward(this.batch.inputs, this.dx, this.config.vocabSize);
-    addInto(this.denseGrads.get('embedding')!.data, dEmbedding.data);
+    addInto(this.denseGrads.embedding.data, dEmbedding.data);
     const counts = this.expertCounts();
-    const total = [...this.denseGrads.values()].reduce((n, t) => n + t.data.length, 0) + counts.length;
+    const grads = denseParams(this.denseGrads).filter((p) => p.trainable);
+    const total = grads.reduce((n, p) => n + p.tensor.data.length, 0) + counts.length;
     const flat = new Float32Array(total);
     let offset = 0;
-    for (const p of this.named) {
-      if (!p.trainable) continue;
-      flat.set(this.denseGrads.get(p.name)!.data, offset);
+    for (const p of grads) {
+      flat.set(p.tensor.data, offset);
       offset += p.tensor.data.length;
     }
     flat.set(counts, offset);
@@ -359,7 +323,7 @@ export class CpuCompute {
   private optimizerNames(): { dense: string[]; experts: string[] } {
     const experts: string[] = [];
     this.localExperts.forEach((layer, l) => {
-      for (const id of layer.keys()) for (const w of ['w1', 'w3', 'w2']) experts.push(`layers.${l}.experts.${id}.${w}`);
+      for (const id of layer.keys()) for (const w of EXPERT_WEIGHTS) experts.push(expertParamName(l, id, w));
     });
     return { dense: this.named.filter((p) => p.trainable).map((p) => p.name), experts };
   }
@@ -385,7 +349,7 @@ export class CpuCompute {
     const v = new Map<string, Tensor>();
     const shapes = new Map<string, number[]>(this.named.map((p) => [p.name, [...p.tensor.shape]]));
     this.localExperts.forEach((layer, l) => {
-      for (const [id, p] of layer) for (const w of ['w1', 'w3', 'w2'] as const) shapes.set(`layers.${l}.experts.${id}.${w}`, [...p[w].shape]);
+      for (const [id, p] of layer) for (const w of EXPERT_WEIGHTS) shapes.set(expertParamName(l, id, w), [...p[w].shape]);
     });
     for (const [list, state] of [
       [names.dense, this.adamDense.state()],
@@ -400,19 +364,7 @@ export class CpuCompute {
   snapshot(): ParamsSnapshot {
     return {
       dense: this.named,
-      experts: this.localExperts.map(
-        (layer) =>
-          new Map(
-            [...layer.entries()].map(([id, p]) => [
-              id,
-              [
-                { name: 'w1', tensor: p.w1, trainable: true },
-                { name: 'w3', tensor: p.w3, trainable: true },
-                { name: 'w2', tensor: p.w2, trainable: true },
-              ],
-            ]),
-          ),
-      ),
+      experts: this.localExperts.map((layer) => new Map([...layer.entries()].map(([id, p]) => [id, expertParams(p)]))),
     };
   }
 

@@ -1,0 +1,197 @@
+/** `moe train`: start a local cluster (or wait for external workers), train, print every step, optionally check parity. */
+import { writeFileSync } from 'node:fs';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import type { ModelConfig, TrainConfig } from '@moe/model';
+import { parsePlacement, type Placement } from '@moe/placement';
+import { fmtDuration, median } from '@moe/report';
+import { COMBINE_CODECS, DEFAULT_STEP_SETTINGS, describeStepSettings, DISPATCH_CODECS, SCHEDULE_NAMES, type CombineCodecName, type DispatchCodecName } from '@moe/schedule';
+import { integer, jsonObject, nonNegativeNumber } from './flags';
+import { EXIT, interruptOn, reportError } from './exit';
+import { clusterOptions, schedulerSettingsOf, splitArgs, type ClusterFlags } from './cluster';
+import { loadCheckpoint } from '../run/checkpoint';
+import { formatParity } from '../run/parity';
+import { loadRunConfig } from '../run/run-config';
+import type { StepMetrics } from '../run/step-driver';
+import { DEFAULT_RPC_TIMEOUT_MS, DEFAULT_STEP_TIMEOUT_MS, runTraining, type RunInfo, type TrainingResult } from '../run/train-run';
+
+const placementArg = (value: string): Placement => {
+  try {
+    return parsePlacement(value);
+  } catch (error) {
+    throw new InvalidArgumentError((error as Error).message);
+  }
+};
+
+export interface TrainFlags extends ClusterFlags {
+  steps?: number;
+  config?: string;
+  schedule: string;
+  chunks?: number;
+  dispatchCodec: DispatchCodecName;
+  combineCodec: CombineCodecName;
+  placement: Placement;
+  checkReference: boolean;
+  lossTolerance?: number;
+  paramTolerance?: number;
+  seed?: number;
+  externalWorkers: boolean;
+  stepTimeout: number;
+  rpcTimeout: number;
+  timeline: boolean;
+  json?: string;
+  backendOptions?: Record<string, unknown>;
+  deviceProfile?: string;
+  checkpointDir?: string;
+  checkpointEvery?: number;
+  resume?: string;
+}
+
+/** "0-2" or "0,3,6" or "-": the experts a rank owns. */
+function expertList(owner: readonly number[], rank: number): string {
+  const ids = owner.flatMap((r, e) => (r === rank ? [e] : []));
+  if (ids.length === 0) return 'none';
+  const contiguous = ids.every((id, i) => i === 0 || id === ids[i - 1]! + 1);
+  return contiguous && ids.length > 1 ? `${ids[0]}-${ids[ids.length - 1]}` : ids.join(',');
+}
+
+function printRun(run: RunInfo, model: ModelConfig, train: TrainConfig): void {
+  run.workers.forEach((w, rank) => {
+    const r = run.ranges[rank]!;
+    console.log(
+      `rank ${rank}: ${w.workerId} at ${w.address} (${w.backend || '?'}, pid ${w.pid})  experts ${expertList(run.owner, rank)}  sequences ${r.first}-${r.first + r.count - 1}`,
+    );
+  });
+  const s = run.settings;
+  console.log(
+    `run ${run.runId}: ${model.layers} layers x ${model.routedExperts} experts (top-${model.topK}), batch ${train.batchSequences} x ${train.seqLen} tokens, ` +
+      describeStepSettings(s),
+  );
+  console.log(`data entropy ${run.entropy.toFixed(4)} nats/token: the loss a perfect model reaches`);
+}
+
+function printStep(m: StepMetrics, steps: number, entropy: number): void {
+  const width = String(steps).length;
+  console.log(
+    `step ${String(m.step + 1).padStart(width)}/${steps}  loss ${m.loss.toFixed(6)}  entropy ${entropy.toFixed(4)}  aux ${m.auxLoss.toExponential(3)}  ${fmtDuration(m.stepMs)}`,
+  );
+}
+
+function summaryJson(result: TrainingResult, model: ModelConfig, train: TrainConfig) {
+  return {
+    runId: result.runId,
+    config: { model, train },
+    settings: result.settings,
+    workers: result.workers.map((w, rank) => ({ rank, workerId: w.workerId, address: w.address, backend: w.backend, pid: w.pid })),
+    expertOwner: result.owner,
+    sequenceRanges: result.ranges,
+    entropy: result.entropy,
+    trainMs: result.trainMs,
+    steps: result.steps,
+    parity: result.parity ?? null,
+    reference: result.reference ?? null,
+  };
+}
+
+/** Trains (a local cluster, or external workers), prints every step and the parity; resolves with the exit code. */
+export async function trainCommand(flags: TrainFlags): Promise<number> {
+  // --resume: the model and the batch are the checkpoint's; --steps sets the total.
+  const resume = flags.resume ? loadCheckpoint(flags.resume) : undefined;
+  const { model, train } = resume
+    ? { model: resume.model, train: { ...resume.train, steps: flags.steps ?? resume.train.steps } }
+    : loadRunConfig(flags.config, { steps: flags.steps, seed: flags.seed });
+  if (resume) console.log(`resuming run ${resume.runId} after step ${resume.step} from ${flags.resume}`);
+  const controller = new AbortController();
+  const release = interruptOn(controller);
+  try {
+    const result = await runTraining({
+      model,
+      train,
+      workers: flags.workers,
+      step: {
+        schedule: flags.schedule,
+        chunks: flags.chunks,
+        dispatchCodec: flags.dispatchCodec,
+        combineCodec: flags.combineCodec,
+        recordTimeline: flags.timeline,
+      },
+      placement: flags.placement,
+      external: flags.externalWorkers,
+      scheduler: {
+        ...schedulerSettingsOf(flags),
+        log: (line) => (flags.verbose || flags.externalWorkers || line.startsWith('scheduler listening') ? console.error(line) : undefined),
+      },
+      backend: flags.backend,
+      backendOptions:
+        flags.backendOptions || flags.deviceProfile
+          ? { ...flags.backendOptions, ...(flags.deviceProfile ? { profile: flags.deviceProfile } : {}) }
+          : undefined,
+      workerArgs: splitArgs(flags.workerArgs),
+      echoWorkerOutput: flags.verbose,
+      stepTimeoutMs: flags.stepTimeout,
+      rpcTimeoutMs: flags.rpcTimeout,
+      checkReference: flags.checkReference,
+      checkpointDir: flags.checkpointDir ?? (flags.checkpointEvery ? flags.resume : undefined),
+      checkpointEvery: flags.checkpointEvery ?? (flags.checkpointDir ? 10 : undefined),
+      resume,
+      tolerances: { loss: flags.lossTolerance, param: flags.paramTolerance },
+      signal: controller.signal,
+      log: (line) => console.error(line),
+      onReady: (run) => printRun(run, model, train),
+      onStep: (m, run) => printStep(m, train.steps, run.entropy),
+    });
+    const last = result.losses[result.losses.length - 1];
+    console.log(
+      `trained ${result.steps.length} steps in ${fmtDuration(result.trainMs)} (median step ${fmtDuration(median(result.steps.map((s) => s.stepMs)))}); ` +
+        `final loss ${last?.toFixed(6) ?? '-'} vs entropy ${result.entropy.toFixed(4)}`,
+    );
+    if (flags.json) {
+      writeFileSync(flags.json, JSON.stringify(summaryJson(result, model, train), null, 2));
+      console.log(`wrote ${flags.json}`);
+    }
+    if (result.parity) {
+      console.log(`parity with the single-process reference:\n  ${formatParity(result.parity).replace('\n', '\n  ')}`);
+      if (!result.parity.ok) {
+        console.error('moe: parity check failed: the distributed run differs from the reference by more than the tolerance');
+        return EXIT.parity;
+      }
+      console.log('parity check passed');
+    }
+    return EXIT.ok;
+  } catch (error) {
+    return reportError(controller.signal.aborted ? controller.signal.reason : error);
+  } finally {
+    release();
+  }
+}
+
+/** Adds `train` to `program`; the action sets `process.exitCode`. */
+export function addTrainCommand(program: Command, run: (flags: TrainFlags) => Promise<number> = trainCommand): void {
+  clusterOptions(
+    program
+      .command('train')
+      .description('start a local cluster (or wait for external workers), train, print every step, optionally check parity')
+      .option('-s, --steps <n>', 'training steps (default: the config\'s train.steps)', integer('--steps', 0))
+      .option('-c, --config <file>', 'JSON { "model": {...}, "train": {...} }; fields left out keep the tiny defaults')
+      .addOption(new Option('--schedule <name>', 'step schedule').choices(SCHEDULE_NAMES).default(DEFAULT_STEP_SETTINGS.schedule))
+      .option('--chunks <n>', 'micro-batches per step, overlapped schedule (default 2)', integer('--chunks', 1))
+      .addOption(new Option('--dispatch-codec <codec>', 'wire format of dispatched tokens').choices(DISPATCH_CODECS).default(DEFAULT_STEP_SETTINGS.dispatchCodec))
+      .addOption(new Option('--combine-codec <codec>', 'wire format of combined outputs').choices(COMBINE_CODECS).default(DEFAULT_STEP_SETTINGS.combineCodec))
+      .option('--placement <rule|ranks>', 'expert placement: contiguous, round-robin, or an owner rank per expert (0,0,1,1,...)', placementArg, 'contiguous')
+      .option('--check-reference', 'train the single-process reference on the same batches and compare (exit 3 beyond tolerance)', false)
+      .option('--loss-tolerance <x>', 'max relative loss difference per step (default 1e-5; 5e-2 with a bf16 or fp8 codec)', nonNegativeNumber('--loss-tolerance'))
+      .option('--param-tolerance <x>', 'max absolute parameter difference (default 1e-4; not checked with a bf16 or fp8 codec)', nonNegativeNumber('--param-tolerance'))
+      .option('--seed <n>', 'seed of the initial parameters and of the data (overrides the config)', integer('--seed'))
+      .option('--external-workers', 'start no workers: wait for --workers to register (moe worker --scheduler <host:port>)', false)
+      .option('--step-timeout <ms>', 'deadline of each step', integer('--step-timeout', 1), DEFAULT_STEP_TIMEOUT_MS)
+      .option('--rpc-timeout <ms>', 'deadline of LoadShard and FetchParams', integer('--rpc-timeout', 1), DEFAULT_RPC_TIMEOUT_MS)
+      .option('--checkpoint-dir <dir>', 'save parameters and optimizer state to <dir>/checkpoint.moe (atomically) every --checkpoint-every steps')
+      .option('--checkpoint-every <k>', 'steps between checkpoints (default 10 with --checkpoint-dir)', integer('--checkpoint-every', 1))
+      .option('--resume <dir>', "continue the run checkpointed in <dir> (its model and batch; --steps sets the total)")
+      .option('--timeline', 'ask the workers for their op timelines (kept in --json)', false)
+      .option('--json <file>', 'write the run (config, per-step metrics, parity) as JSON')
+      .option('--backend-options <json>', 'backend settings sent to every worker in LoadShard, e.g. \'{"dilation": 1000}\' for sim', jsonObject('--backend-options'))
+      .option('--device-profile <name>', 'device profile of sim workers (H800, H100, H200, A100); sets "profile" in --backend-options'),
+  ).action(async (flags: TrainFlags) => {
+    process.exitCode = await run(flags);
+  });
+}

@@ -1,0 +1,73 @@
+/**
+ * What one rank's share of a training step takes and returns: its parameters, its slice of the
+ * batch, the rows that cross the wire. The worker's `Backend` interface speaks these types.
+ *
+ * Shapes: T = tokens this rank holds in the step, k = top-k, S = T*k slots (slot s = t*k + j),
+ * H = hidden size (the columns of every row that crosses the wire).
+ */
+import type { ModelConfig, OptimizerConfig } from '../config';
+import type { NamedParam } from '../params';
+import type { Tensor } from '../tensor';
+
+/** The parameters and settings one rank computes with (a decoded LoadShard holds them). */
+export interface ShardParams {
+  model: ModelConfig;
+  optimizer: OptimizerConfig;
+  /** Replicated dense parameters by `denseParams()` name. */
+  dense: Map<string, Tensor>;
+  /** This rank's experts: `experts[layer]` maps a global expert id to its w1/w3/w2. */
+  experts: Map<number, Map<string, Tensor>>[];
+  /** L: tokens per sequence. */
+  seqLen: number;
+  /** Resuming: the AdamW state to start from. Absent: fresh. */
+  optimizerState?: NamedOptimizerState;
+}
+
+/**
+ * AdamW state by parameter name: dense trainable names ("embedding", "layers.0.router", ...) and
+ * this rank's experts as `expertParamName` names them; every m and v has its parameter's shape.
+ * `t` = steps taken; t = 0 with empty maps is a fresh optimizer.
+ */
+export interface NamedOptimizerState {
+  t: number;
+  m: Map<string, Tensor>;
+  v: Map<string, Tensor>;
+}
+
+/** This rank's slice of one step's global batch. */
+export interface StepBatch {
+  step: number;
+  /** [T] token ids; [T] next-token targets. */
+  inputs: Int32Array;
+  targets: Int32Array;
+  /** Divisors that make per-rank sums add up to the global means. */
+  globalTokens: number;
+  globalSequences: number;
+}
+
+/** Rows that arrived from one source rank for this rank's experts. */
+export interface ExpertRows {
+  source: number;
+  /** [n, H] */
+  rows: Float32Array;
+  /** [n] global expert id of each row. */
+  expertIds: Int32Array;
+}
+
+export interface RouteOutput {
+  /** [T, H]: the normalised hidden states the experts take as input. */
+  h: Float32Array;
+  /** [S]: the global expert id of every slot (never -1). */
+  expertIds: Int32Array;
+}
+
+export interface UpdateResult {
+  /** Checksum of the replicated dense parameters after the update. */
+  checksum: string;
+}
+
+export interface ParamsSnapshot {
+  dense: NamedParam[];
+  /** [layer] -> expert id -> named w1/w3/w2. */
+  experts: Map<number, NamedParam[]>[];
+}
