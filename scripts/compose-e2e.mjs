@@ -142,10 +142,12 @@ try {
   say('scaling the workers to 8 (docker compose up -d --scale worker=8 --wait)');
   await upWait(['--scale', 'worker=8']);
   await waitFor('8 live workers', async () => ((await liveWorkers()).length === 8 ? true : undefined), { timeoutMs: 180_000 });
-  const second = { jobId: await submit(bench(8)) };
+  // Training, not a benchmark: a benchmark's calibration on 8 workers of a busy 2-core machine can
+  // fail all its attempts (host transport swamps the modeled links); the point here is the 8 workers.
+  const second = { jobId: await submit(train(8, 10)) };
   second.result = (await completed(second.jobId)).result;
   checkWorkersOfRun(second, 8);
-  say(`run ${second.jobId} done on 8 workers (${second.result.workers.map((w) => w.address).join(', ')})`);
+  say(`run ${second.jobId} (training, 10 steps) done on 8 workers (${second.result.workers.map((w) => w.address).join(', ')})`);
 
   say('run 3: training on 4 sim workers (40 steps); Redis and then the scheduler restart while it runs');
   const third = await submit(train(4, 40));
