@@ -82,7 +82,8 @@ function completed(id) {
   return waitFor(`run ${id} to complete`, async () => {
     const { run: r } = await api(`api/runs/${id}`);
     check(r.state !== 'failed', `run ${id} failed: ${r.failedReason}`);
-    return r.state === 'completed' ? r : undefined;
+    // A job read just as it completes can show the state before its result: poll until both are there.
+    return r.state === 'completed' && r.result ? r : undefined;
   }, { timeoutMs: RUN_TIMEOUT_MS, everyMs: 2_000 });
 }
 
