@@ -28,6 +28,8 @@ describe('moe bench on a local cluster of sim workers', () => {
       const rows = report.results.filter((r: { ratio: number }) => r.ratio === ratio);
       expect(rows.map((r: { schedule: string }) => r.schedule).sort()).toEqual(['naive', 'overlapped']);
     }
+    // every row carries the simulator's prediction beside the measurement (its accuracy is a figure, not a test)
+    for (const row of report.results) expect(row.alignment).toBeCloseTo(1 - Math.abs(row.predicted_step_ms - row.step_ms.median) / row.step_ms.median, 5); // report.json rounds to 6 digits
     expect(report.transport.tcp_mbps).toBeGreaterThan(0);
     expect(report.transport.grpc_mbps).toBeGreaterThan(0);
 

@@ -64,6 +64,10 @@ describe('moe', () => {
     const chunkedNaive = await moe(['train', '--schedule', 'naive', '--chunks', '3']);
     expect(chunkedNaive.code).toBe(2);
     expect(chunkedNaive.stderr).toContain('chunks=3: schedule naive does not chunk');
+    // Every count has a bound: a typo is a usage error, not 100 000 processes.
+    const tooMany = await moe(['cluster', '--workers', '100000']);
+    expect(tooMany.code).toBe(2);
+    expect(tooMany.stderr).toContain('--workers must be at most 64, got "100000"');
   });
 
   it('a config that cannot work names the field and the rule, and exits 2 before starting anything', async () => {
@@ -106,7 +110,32 @@ describe('moe', () => {
     const { code, stdout, stderr } = await moe(['train', '--workers', '2', '--steps', '3', '--check-reference']);
     expect(code, stderr).toBe(0);
     expect(stdout).toMatch(/^data entropy \d+\.\d+ nats\/token/m);
-    expect(stdout.match(/^step \d\/3 {2}loss \d+\.\d+ {2}entropy \d+\.\d+ .* ms$/gm)).toHaveLength(3);
+    expect(stdout.match(/^step \d \[\d\/3\] {2}loss \d+\.\d+ {2}entropy \d+\.\d+ .* m?s$/gm), stdout).toHaveLength(3);
+    expect(stdout).toMatch(/^step 0 \[1\/3\] /m); // the index, as errors name it, and the count done
     expect(stdout).toContain('parity check passed');
+  });
+
+  it('numbers steps the same way in progress lines and errors: the failing step is the one after the last printed', { timeout: 150_000 }, async () => {
+    let killed = 0;
+    const { code, stdout, stderr } = await moe(['train', '--workers', '2', '--steps', '500'], (text) => {
+      const pid = /^rank 1: \S+ at \S+ \(\w+, pid (\d+)\)/m.exec(text)?.[1];
+      if (!killed && pid && /^step +3 \[ *4\/500\]/m.test(text)) {
+        killed = Number(pid);
+        process.kill(killed, 'SIGKILL');
+      }
+    });
+    expect(killed, stdout).toBeGreaterThan(0);
+    expect(code).toBe(1);
+    const printed = [...stdout.matchAll(/^step +(\d+) \[ *(\d+)\/500\]/gm)].map((m) => [Number(m[1]), Number(m[2])]);
+    expect(printed.every(([index, done]) => done === index! + 1)).toBe(true);
+    const failed = Number(/in step (\d+), rank 1 was lost/.exec(stderr)?.[1]);
+    expect(failed, `${stdout}\n${stderr}`).toBe(printed.at(-1)![0]! + 1);
+  });
+
+  it('--steps 0 trains nothing and says so (no "median step NaN")', async () => {
+    const { code, stdout, stderr } = await moe(['train', '--workers', '2', '--steps', '0']);
+    expect(code, stderr).toBe(0);
+    expect(stdout).toMatch(/^trained no steps \(0 asked\); final loss - vs entropy \d+\.\d+$/m);
+    expect(stdout).not.toMatch(/NaN/);
   });
 });

@@ -3,7 +3,8 @@ import { describe, expect, it } from 'vitest';
 import { formatFlightRecords, opLabel } from '../src/run/flight-recorder';
 
 let clock = 1_000;
-const op = (step: number, kind: string, layer: number, chunk: number, state = 'done', stream = 'comm'): FlightOpOut => ({
+const op = (step: number, kind: string, layer: number, chunk: number, state = 'done', stream = 'comm', runId = 'run-a'): FlightOpOut => ({
+  runId,
   step,
   kind,
   layer,
@@ -65,6 +66,23 @@ describe('formatFlightRecords', () => {
   });
 });
 
+describe('formatFlightRecords names the failing run, not another', () => {
+  it("leaves out another run's ops on the same workers, however high their step", () => {
+    // A bench sub-run reached step 2 with every op done; the next sub-run failed in step 0.
+    const previous = (rank: number) => [op(2, 'dispatch', 0, 0, 'done', 'comm', 'run-old'), op(2, 'combine', 0, 0, 'done', 'comm', 'run-old')];
+    const records = [
+      record(0, [...previous(0), op(0, 'dispatch', 0, 0, 'running', 'comm', 'run-new')]),
+      record(1, [...previous(1), op(0, 'route', 0, -1, 'running', 'compute', 'run-new')]),
+    ];
+    expect(formatFlightRecords(records, 'run-new')).toBe(
+      'flight recorder, step 0: dispatch L0 C0 entered by rank 0 (waiting), not entered by rank 1 (last op: route L0 running)',
+    );
+    // Unfiltered (the old behaviour), the summary was the other run's step 2, every op done.
+    expect(formatFlightRecords(records)).toMatch(/^flight recorder, step 2: /);
+    expect(formatFlightRecords(records, 'run-none')).toBe('');
+  });
+});
+
 describe('flight recorder across real worker processes', () => {
   it('names the SIGSTOPped rank in the run error when the others time out', async () => {
     // Imported here so the pure tests above need no cluster.
@@ -112,5 +130,5 @@ describe('flight recorder across real worker processes', () => {
       if (stopped) process.kill(victim.pid!, 'SIGCONT');
       await cluster.stop();
     }
-  }, 30_000);
+  }, 90_000);
 });

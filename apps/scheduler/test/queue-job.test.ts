@@ -85,6 +85,7 @@ describe('moe runs', () => {
     const now = 1_000_000;
     const row = (id: string, over: Partial<RunRow>): RunRow => ({
       id,
+      runId: `run-20261201-0000${id.padStart(2, '0')}-00000000000${id}`,
       kind: 'train',
       state: 'completed',
       attemptsStarted: 1,
@@ -108,10 +109,10 @@ describe('moe runs', () => {
       now,
     );
     const lines = text.split('\n');
-    expect(lines[0]).toMatch(/^ID\s+KIND\s+STATE\s+ATTEMPT\s+PROGRESS\s+SUBMITTED\s+TOOK\s+OUTCOME$/);
-    expect(lines[1]).toMatch(/^3\s+train\s+active\s+2\/3\s+step 4\/10\s+5s ago\s+running\s+last attempt: WorkerLostError/);
-    expect(lines[2]).toMatch(/^2\s+train\s+failed\s+1\/3\s+.*1\.00 s\s+invalid run: workers/);
-    expect(lines[3]).toMatch(/^1\s+train\s+waiting\s+1\/3\s+-\s+5s ago\s+-\s+cancel requested$/);
+    expect(lines[0]).toMatch(/^ID\s+RUN\s+KIND\s+STATE\s+ATTEMPT\s+PROGRESS\s+SUBMITTED\s+TOOK\s+OUTCOME$/);
+    expect(lines[1]).toMatch(/^3\s+run-20261201-000003-000000000003\s+train\s+active\s+2\/3\s+4\/10 steps\s+5s ago\s+running\s+last attempt: WorkerLostError/);
+    expect(lines[2]).toMatch(/^2\s+run-\S+\s+train\s+failed\s+1\/3\s+.*1\.00 s\s+invalid run: workers/);
+    expect(lines[3]).toMatch(/^1\s+run-\S+\s+train\s+waiting\s+1\/3\s+-\s+5s ago\s+-\s+cancel requested$/);
     expect(formatRuns([])).toBe('no runs in the queue');
   });
 });

@@ -37,7 +37,8 @@ function startServe(): Proc {
 async function startWorker(id: string): Promise<Proc> {
   const proc = startMoe(id, ['worker', '--scheduler', `127.0.0.1:${schedulerPort}`, '--backend', 'sim', '--worker-id', id, '--peer-timeout', '2500'], env);
   workers.set(id, proc);
-  await serve.waitFor(new RegExp(`worker ${id} registered`));
+  // A loaded machine starts a worker process slowly.
+  await serve.waitFor(new RegExp(`worker ${id} registered`), 60_000);
   return proc;
 }
 
@@ -80,7 +81,7 @@ beforeAll(async () => {
   events = new QueueEvents('runs', { connection, prefix: redis.prefix });
   await events.waitUntilReady();
   events.on('progress', ({ jobId, data }) => progress.set(jobId, [...(progress.get(jobId) ?? []), data as unknown as RunProgress]));
-}, 60_000);
+}, 120_000);
 
 afterAll(async () => {
   await events?.close();
@@ -109,7 +110,8 @@ describe('moe serve: runs as jobs on the BullMQ queue "runs"', () => {
     expect(result.workers.map((w) => w.backend)).toEqual(['sim', 'sim']);
     expect(summary.speedup).toBeGreaterThan(0);
     expect(summary.headline_ratio).toBe(1);
-    expect(result.report.dir).toBe(join(reportsDir, outcome.jobId));
+    expect(result.report.dir).toBe(join(reportsDir, result.runId));
+    expect(result.runId).toMatch(/^run-\d{8}-\d{6}-[0-9a-f]{12}$/);
     expect(result.report.files.some((f) => f.endsWith('report.json'))).toBe(true);
     for (const file of result.report.files) expect(existsSync(file), file).toBe(true);
     expect(JSON.parse(readFileSync(join(result.report.dir, 'report.json'), 'utf8')).summary.speedup).toBeCloseTo(summary.speedup!, 4);
@@ -211,7 +213,7 @@ describe('moe serve: runs as jobs on the BullMQ queue "runs"', () => {
     expect(rows.filter((r) => r.state === 'completed').map((r) => r.kind)).toEqual(expect.arrayContaining(['bench', 'train']));
     expect(rows.some((r) => r.state === 'failed' && /cancelled/.test(r.failedReason ?? ''))).toBe(true);
     const table = await runMoe(['runs', '--limit', '3'], env);
-    expect(table.stdout.split('\n')[0]).toMatch(/^ID\s+KIND\s+STATE\s+ATTEMPT\s+PROGRESS/);
+    expect(table.stdout.split('\n')[0]).toMatch(/^ID\s+RUN\s+KIND\s+STATE\s+ATTEMPT\s+PROGRESS/);
     expect(table.stdout.trim().split('\n')).toHaveLength(4);
   });
 

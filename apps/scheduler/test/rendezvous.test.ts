@@ -58,7 +58,7 @@ describe('the scheduler service gathers workers', () => {
   it('answers Register with the heartbeat interval and ranks workers in registration order', async () => {
     const { service, worker } = await startService({ heartbeatIntervalMs: 250 });
     const waiting = service.waitForWorkers(2, 5_000);
-    expect(await worker('w-b', '127.0.0.1:40001').register()).toEqual({ accepted: true, heartbeatIntervalMs: 250 });
+    expect(await worker('w-b', '127.0.0.1:40001').register()).toMatchObject({ accepted: true, heartbeatIntervalMs: 250 });
     await worker('w-a', '127.0.0.1:40002').register();
     const workers = await waiting;
     expect(workers.map((w) => w.workerId)).toEqual(['w-b', 'w-a']);

@@ -7,3 +7,8 @@ export class InvalidRequestError extends Error {
 export class FailedPreconditionError extends Error {
   override readonly name = 'FailedPreconditionError';
 }
+
+/** The scheduler refused this worker for good (wrong or missing token, a run that does not need it); retrying cannot help. */
+export class RegistrationRefusedError extends Error {
+  override readonly name = 'RegistrationRefusedError';
+}

@@ -88,7 +88,7 @@ const node = new WorkerNode({
 
 const stop = (signal: string) => {
   console.log(`worker ${node.id}: ${signal}, stopping`);
-  node.close().finally(() => process.exit(0));
+  node.close(signal).finally(() => process.exit(0));
   setTimeout(() => process.exit(1), 5_000).unref();
 };
 process.on('SIGINT', () => stop('SIGINT'));

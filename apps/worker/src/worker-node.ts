@@ -6,7 +6,7 @@ import {
   channelCredentials,
   clientOptions,
   envToken,
-  requireToken,
+  guardedServerOptions,
   serverCredentials,
   PeerMailbox,
   ShapedTransport,
@@ -25,7 +25,7 @@ import { StepExecutor, StepOpError } from './schedule/executor';
 import { FlightRecorder } from './schedule/flight-recorder';
 import { buildSchedule } from '@moe/schedule';
 import type { Op } from '@moe/schedule';
-import { FailedPreconditionError, InvalidRequestError } from './errors';
+import { FailedPreconditionError, InvalidRequestError, RegistrationRefusedError } from './errors';
 import { decodeShard, decodeStep } from './shard-decode';
 
 export interface WorkerNodeOptions {
@@ -56,6 +56,8 @@ export interface WorkerNodeOptions {
    * reports as "registered" (main.ts keeps it in MOE_WORKER_STATUS_FILE).
    */
   onRegistration?: (registered: boolean) => void;
+  /** Called when the scheduler refuses this worker after it was registered (default: exit 1). */
+  onRefused?: (error: Error) => void;
 }
 
 type State = 'idle' | 'loaded' | 'running';
@@ -88,7 +90,7 @@ function statusOf(error: unknown): grpc.StatusObject {
  */
 export class WorkerNode {
   readonly id: string;
-  private readonly server = new grpc.Server(GRPC_OPTIONS);
+  private readonly server: grpc.Server;
   private readonly mailbox = new PeerMailbox();
   private scheduler?: SchedulerClient;
   private heartbeat?: NodeJS.Timeout;
@@ -108,6 +110,11 @@ export class WorkerNode {
   constructor(private readonly options: WorkerNodeOptions) {
     this.id = options.workerId ?? `worker-${randomUUID().slice(0, 8)}`;
     this.token = options.token === undefined ? envToken() : options.token || undefined;
+    // Every call (Worker RPCs, Peer streams, FetchParams included) shows the token on its
+    // metadata before a byte of its message is read; see @moe/comm's server-guard.
+    this.server = new grpc.Server(
+      guardedServerOptions(GRPC_OPTIONS, { token: this.token, log: (line) => this.log(`worker ${this.id}: ${line}`) }),
+    );
   }
 
   private log(line: string): void {
@@ -118,7 +125,7 @@ export class WorkerNode {
     const proto = loadMoeProto();
     const log = (line: string) => this.log(`worker ${this.id}: ${line}`);
     this.server.addService(proto.moe.v1.Peer.service, peerServiceHandlers(this.mailbox, { token: this.token, log }));
-    this.server.addService(proto.moe.v1.Worker.service, requireToken(this.handlers(), this.token, 'Worker', log));
+    this.server.addService(proto.moe.v1.Worker.service, this.handlers());
     const host = this.options.host ?? '127.0.0.1';
     const port = await new Promise<number>((resolve, reject) =>
       this.server.bindAsync(`${host}:${this.options.port ?? 0}`, serverCredentials(), (error, bound) =>
@@ -137,8 +144,9 @@ export class WorkerNode {
     const give = Date.now() + (this.options.registerTimeoutMs ?? 30_000);
     let lastError = '';
     for (let attempt = 0; ; attempt++) {
+      let reply: { accepted: boolean; heartbeatIntervalMs: number; reason: string };
       try {
-        const reply = await new Promise<{ heartbeatIntervalMs: number }>((resolve, reject) =>
+        reply = await new Promise<{ accepted: boolean; heartbeatIntervalMs: number; reason: string }>((resolve, reject) =>
           this.scheduler!.Register(
             {
               workerId: this.id,
@@ -151,12 +159,24 @@ export class WorkerNode {
             (error, response) => (error || !response ? reject(error ?? new Error('empty reply')) : resolve(response)),
           ),
         );
+      } catch (error) {
+        const code = (error as { code?: number }).code;
+        // Refusals no retry can change: the token (or its absence) and the request itself.
+        if (code === grpc.status.UNAUTHENTICATED || code === grpc.status.INVALID_ARGUMENT || code === grpc.status.PERMISSION_DENIED) {
+          throw new RegistrationRefusedError(`worker ${this.id}: scheduler ${this.options.scheduler} refused to register it: ${(error as Error).message}`);
+        }
+        lastError = (error as Error).message;
+        reply = { accepted: false, heartbeatIntervalMs: 0, reason: '' };
+      }
+      if (reply.accepted) {
         this.log(`worker ${this.id} registered with scheduler ${this.options.scheduler}`);
         this.options.onRegistration?.(true);
         this.startHeartbeat(reply.heartbeatIntervalMs || 1_000);
         return;
-      } catch (error) {
-        lastError = (error as Error).message;
+      }
+      if (reply.reason) {
+        // A scheduler started for one run that does not need this worker: stop, saying why.
+        throw new RegistrationRefusedError(`worker ${this.id}: scheduler ${this.options.scheduler} did not accept it: ${reply.reason}`);
       }
       if (Date.now() > give || this.closed) {
         throw new Error(
@@ -179,7 +199,7 @@ export class WorkerNode {
             this.options.onRegistration?.(false);
             this.log(`worker ${this.id}: scheduler does not know this worker any more; registering again`);
             clearInterval(this.heartbeat);
-            this.register().catch((e: Error) => this.log(e.message));
+            this.register().catch((e: Error) => this.onRefused(e));
           }
         },
       );
@@ -236,7 +256,7 @@ export class WorkerNode {
       Shutdown: (call, callback) => {
         this.log(`worker ${this.id}: shutdown requested (${call.request.reason || 'no reason given'})`);
         callback(null, {});
-        setImmediate(() => void this.close().then(() => process.exit(0)));
+        setImmediate(() => void this.close(`Shutdown: ${call.request.reason || 'no reason given'}`).then(() => process.exit(0)));
       },
     };
   }
@@ -252,6 +272,7 @@ export class WorkerNode {
     this.transport = link ? new ShapedTransport(grpcTransport, link) : grpcTransport;
     this.executor = new StepExecutor(this.options.backend, this.transport, shard.expertOwner, this.flight);
     this.shard = shard;
+    this.flight.runId = shard.runId;
     this.state = 'loaded';
     this.log(`worker ${this.id}: run ${shard.runId}, rank ${shard.rank} of ${shard.worldSize}`);
     return checksum;
@@ -316,10 +337,31 @@ export class WorkerNode {
     };
   }
 
-  async close(): Promise<void> {
+  /** Registering again failed for good: `onRefused` (default: log it and exit 1). */
+  private onRefused(error: Error): void {
+    this.log(error.message);
+    if (this.options.onRefused) this.options.onRefused(error);
+    else void this.close().finally(() => process.exit(1));
+  }
+
+  /** Says goodbye to the scheduler (at most `timeoutMs`); never throws. */
+  private deregister(reason: string, timeoutMs = 1_000): Promise<void> {
+    const scheduler = this.scheduler;
+    if (!scheduler) return Promise.resolve();
+    return new Promise<void>((resolve) =>
+      scheduler.Deregister({ workerId: this.id, reason }, { deadline: deadline(timeoutMs) }, (error) => {
+        if (error && error.code !== grpc.status.UNIMPLEMENTED) this.log(`worker ${this.id}: could not deregister: ${error.message}`);
+        resolve();
+      }),
+    );
+  }
+
+  /** Stops serving; tells the scheduler first (`reason`: why, e.g. "SIGTERM"), so a run it was in fails now, not after the heartbeat timeout. */
+  async close(reason = 'stopping'): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.heartbeat);
+    await this.deregister(reason);
     await this.transport?.close().catch(() => {});
     await this.options.backend.close().catch(() => {});
     this.scheduler?.close();

@@ -30,7 +30,8 @@ export { GrpcTransport, GRPC_TRANSPORT_DEFAULTS, type GrpcTransportOptions, type
 export { PeerMailbox, RunMismatchError, type InboundConnection, type PeerMailboxOptions } from './grpc/peer-mailbox';
 export { peerServiceHandlers } from './grpc/peer-service';
 export { undecodableReason } from './grpc/tolerant-deserialize';
-export { TOKEN_ENV, TOKEN_METADATA_KEY, clientOptions, envToken, requireToken, tokenInterceptor, tokenProblem } from './grpc/cluster-token';
+export { guardedServerOptions, serverGuard, SERVER_GUARD_DEFAULTS, type ServerGuardOptions } from './grpc/server-guard';
+export { TOKEN_ENV, TOKEN_METADATA_KEY, clientOptions, envToken, tokenInterceptor, tokenProblem } from './grpc/cluster-token';
 export { TLS_CA_ENV, TLS_CERT_ENV, TLS_KEY_ENV, TlsConfigError, channelCredentials, serverCredentials, tlsEnabled, tlsFromEnv, type TlsFiles } from './grpc/tls';
 export { MalformedFrameError } from './grpc/frame-message';
 

@@ -17,6 +17,7 @@ export {
   type TrainConfig,
 } from './config';
 export { ConfigError, type ConfigProblem } from './config-error';
+export { checkMemory, estimateMemory, MAX_TENSOR_ELEMENTS, type MemoryEstimate } from './memory';
 export {
   initParams,
   denseParams,

@@ -1,3 +1,4 @@
+import { predictionSection } from './prediction';
 import { alignColumns, fmtBytes, fmtMs, fmtPercent, fmtRange, fmtRatio, fmtTimes } from './format';
 import { ratiosOf } from './metrics';
 import type { BenchReport, ResultRow, SettingSummary } from './types';
@@ -113,6 +114,7 @@ export function renderMarkdown(report: BenchReport): string {
     '',
     markdownTable(allHeader, all, allHeader.map((h) => h !== 'schedule')),
     '',
+    ...predictionSection(report),
     '## Transport',
     '',
     transportLine(report),

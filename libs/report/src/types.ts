@@ -97,6 +97,10 @@ export interface ResultRow {
   slowest_rank: number;
   /** true on the overlapped row with the smallest median step of its setting. */
   winner: boolean;
+  /** ms, the cluster simulator's step for this row (libs/sim predictStep); absent when not simulated. */
+  predicted_step_ms?: number;
+  /** 1 - |predicted - measured median| / measured median. */
+  alignment?: number;
 }
 
 /** Headline figures of one setting: naive against its best overlapped run. */

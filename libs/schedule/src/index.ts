@@ -6,3 +6,4 @@ export * from './format';
 export * from './registry';
 export * from './settings';
 export * from './wire';
+export * from './pipeline';

@@ -5,3 +5,4 @@ export * from './devices';
 export * from './cost-model';
 export * from './link-model';
 export * from './seeded-routing';
+export * from './cluster';

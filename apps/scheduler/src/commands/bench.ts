@@ -4,7 +4,7 @@ import cliProgress from 'cli-progress';
 import { Command, Option } from 'commander';
 import { integer, nonNegativeNumber, numberList, positiveNumber } from './flags';
 import { EXIT, stopOnSignals, type OnError } from './exit';
-import { formatTable } from '@moe/report';
+import { formatTable, predictionLine } from '@moe/report';
 import { COMBINE_CODECS, DISPATCH_CODECS } from '@moe/schedule';
 import { BENCH_DEFAULTS, BENCH_QUICK, runBench, type BenchOptions } from '../run/run-bench';
 
@@ -94,6 +94,8 @@ export function addBenchCommand(program: Command, onError: OnError): void {
         });
         if (started) bar.stop();
         console.log(formatTable(result.report));
+        const predicted = predictionLine(result.report);
+        if (predicted) console.log(predicted);
         console.log(`\nreport written to ${out}:`);
         for (const file of Object.values(result.files)) console.log(`  ${file}`);
         process.exitCode = EXIT.ok;

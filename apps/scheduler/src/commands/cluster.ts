@@ -2,7 +2,7 @@
 import { Command } from 'commander';
 import { integer } from './flags';
 import { interruptOn, reportError } from './exit';
-import { LocalCluster } from '../control/local-cluster';
+import { LocalCluster, MAX_LOCAL_WORKERS } from '../control/local-cluster';
 import { DEFAULT_RENDEZVOUS_TIMEOUT_MS } from '../control/rendezvous';
 
 export interface ClusterFlags {
@@ -36,7 +36,7 @@ export function schedulerSettingsOf(flags: ClusterFlags) {
 /** Adds the cluster flags to `command`. */
 export function clusterOptions(command: Command): Command {
   return command
-    .option('-w, --workers <n>', 'worker processes', integer('--workers', 1), 4)
+    .option('-w, --workers <n>', `worker processes (at most ${MAX_LOCAL_WORKERS} on one machine)`, integer('--workers', 1, MAX_LOCAL_WORKERS), 4)
     .option('--backend <name>', 'compute backend of the workers', 'cpu')
     .option('--worker-args <flags>', 'more flags for every worker process, e.g. "--peer-timeout 60000"')
     .option('--host <host>', 'interface the scheduler and the workers bind', '127.0.0.1')

@@ -1,10 +1,11 @@
 /** Flag parsers shared by every `moe` command: each names the flag and the value it refused. */
 import { InvalidArgumentError } from 'commander';
 
-/** An integer >= `min`. */
-export const integer = (flag: string, min = 0) => (value: string) => {
+/** An integer >= `min` (and <= `max` when given: every count a user types has a bound). */
+export const integer = (flag: string, min = 0, max = Number.POSITIVE_INFINITY) => (value: string) => {
   const n = Number(value);
   if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${flag} must be an integer >= ${min}, got "${value}"`);
+  if (n > max) throw new InvalidArgumentError(`${flag} must be at most ${max}, got "${value}"`);
   return n;
 };
 

@@ -128,11 +128,12 @@ async function submitCommand(data: RunJobData, flags: SubmitFlags, onError: OnEr
     const job = await runs.submit(data, { attempts: flags.attempts, backoffMs: flags.backoff });
     const where = `queue "runs" at ${redactUrl(runs.location.redisUrl)}`;
     if (!flags.wait) {
-      if (flags.json) console.log(JSON.stringify({ jobId: job.id, kind: data.kind, data }, null, 2));
-      else console.log(`submitted run ${job.id} (${data.kind}) to ${where}; follow it: moe runs ${job.id} --wait`);
+      const runId = (job.data as { runId?: string }).runId;
+      if (flags.json) console.log(JSON.stringify({ jobId: job.id, runId, kind: data.kind, data: job.data }, null, 2));
+      else console.log(`submitted run ${runId} (job ${job.id}, ${data.kind}) to ${where}; follow it: moe runs ${job.id} --wait`);
       return EXIT.ok;
     }
-    console.error(`submitted run ${job.id} (${data.kind}) to ${where}; following it (Ctrl-C stops following, not the run)`);
+    console.error(`submitted run ${(job.data as { runId?: string }).runId} (job ${job.id}, ${data.kind}) to ${where}; following it (Ctrl-C stops following, not the run)`);
     return await followAndPrint(runs, job.id!, flags, events);
   } catch (error) {
     return onError(error);

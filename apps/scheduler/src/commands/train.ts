@@ -11,6 +11,7 @@ import { clusterOptions, schedulerSettingsOf, splitArgs, type ClusterFlags } fro
 import { loadCheckpoint } from '../run/checkpoint';
 import { formatParity } from '../run/parity';
 import { loadRunConfig } from '../run/run-config';
+import { JOB_LIMITS } from '../queue/run-job';
 import type { StepMetrics } from '../run/step-driver';
 import { DEFAULT_RPC_TIMEOUT_MS, DEFAULT_STEP_TIMEOUT_MS, runTraining, type RunInfo, type TrainingResult } from '../run/train-run';
 
@@ -69,10 +70,14 @@ function printRun(run: RunInfo, model: ModelConfig, train: TrainConfig): void {
   console.log(`data entropy ${run.entropy.toFixed(4)} nats/token: the loss a perfect model reaches`);
 }
 
+/**
+ * `step 21 [22/200]  loss ...`: the step's index (from 0, as errors, flight records and the wire
+ * number it) and, in brackets, how many of the run's steps are done.
+ */
 function printStep(m: StepMetrics, steps: number, entropy: number): void {
   const width = String(steps).length;
   console.log(
-    `step ${String(m.step + 1).padStart(width)}/${steps}  loss ${m.loss.toFixed(6)}  entropy ${entropy.toFixed(4)}  aux ${m.auxLoss.toExponential(3)}  ${fmtDuration(m.stepMs)}`,
+    `step ${String(m.step).padStart(width)} [${String(m.step + 1).padStart(width)}/${steps}]  loss ${m.loss.toFixed(6)}  entropy ${entropy.toFixed(4)}  aux ${m.auxLoss.toExponential(3)}  ${fmtDuration(m.stepMs)}`,
   );
 }
 
@@ -99,7 +104,7 @@ export async function trainCommand(flags: TrainFlags): Promise<number> {
   const { model, train } = resume
     ? { model: resume.model, train: { ...resume.train, steps: flags.steps ?? resume.train.steps } }
     : loadRunConfig(flags.config, { steps: flags.steps, seed: flags.seed });
-  if (resume) console.log(`resuming run ${resume.runId} after step ${resume.step} from ${flags.resume}`);
+  if (resume) console.log(`resuming run ${resume.runId} at step ${resume.step} (${resume.step} steps done) from ${flags.resume}`);
   const controller = new AbortController();
   const release = interruptOn(controller);
   try {
@@ -141,8 +146,10 @@ export async function trainCommand(flags: TrainFlags): Promise<number> {
     });
     const last = result.losses[result.losses.length - 1];
     console.log(
-      `trained ${result.steps.length} steps in ${fmtDuration(result.trainMs)} (median step ${fmtDuration(median(result.steps.map((s) => s.stepMs)))}); ` +
-        `final loss ${last?.toFixed(6) ?? '-'} vs entropy ${result.entropy.toFixed(4)}`,
+      result.steps.length === 0
+        ? `trained no steps (${train.steps} asked${resume ? `, ${resume.step} done before` : ''}); final loss ${last?.toFixed(6) ?? '-'} vs entropy ${result.entropy.toFixed(4)}`
+        : `trained ${result.steps.length} steps in ${fmtDuration(result.trainMs)} (median step ${fmtDuration(median(result.steps.map((s) => s.stepMs)))}); ` +
+            `final loss ${last?.toFixed(6) ?? '-'} vs entropy ${result.entropy.toFixed(4)}`,
     );
     if (flags.json) {
       writeFileSync(flags.json, JSON.stringify(summaryJson(result, model, train), null, 2));
@@ -170,7 +177,7 @@ export function addTrainCommand(program: Command, run: (flags: TrainFlags) => Pr
     program
       .command('train')
       .description('start a local cluster (or wait for external workers), train, print every step, optionally check parity')
-      .option('-s, --steps <n>', 'training steps (default: the config\'s train.steps)', integer('--steps', 0))
+      .option('-s, --steps <n>', 'training steps (default: the config\'s train.steps)', integer('--steps', 0, JOB_LIMITS.steps))
       .option('-c, --config <file>', 'JSON { "model": {...}, "train": {...} }; fields left out keep the tiny defaults')
       .addOption(new Option('--schedule <name>', 'step schedule').choices(SCHEDULE_NAMES).default(DEFAULT_STEP_SETTINGS.schedule))
       .option('--chunks <n>', 'micro-batches per step, overlapped schedule (default 2)', integer('--chunks', 1))

@@ -30,7 +30,8 @@ export class ExternalCluster implements Cluster {
 
   static async start(options: SchedulerSettings & { workers: number; abort?: AbortSignal }): Promise<ExternalCluster> {
     const log = options.log ?? (() => {});
-    const scheduler = new SchedulerService(options);
+    // A scheduler for this one run: the first `workers` to register are taken, later ones told so.
+    const scheduler = new SchedulerService({ ...options, admit: { count: options.workers } });
     const address = await scheduler.start();
     log(`scheduler listening on ${address}; waiting for ${options.workers} workers (moe worker --scheduler ${address})`);
     try {

@@ -34,6 +34,12 @@ export interface SchedulerSettings {
   token?: string;
 }
 
+/**
+ * The most worker processes one machine starts (`moe train`, `moe cluster`, `moe bench`): each is
+ * a Node process of some 100 MiB; more is a typo, not a plan. Runs across machines use `moe serve`.
+ */
+export const MAX_LOCAL_WORKERS = 64;
+
 export interface LocalClusterOptions extends SchedulerSettings {
   workers: number;
   /** Backend of every worker. Default "cpu". */
@@ -75,6 +81,10 @@ export class LocalCluster implements Cluster {
       throw new RangeError(`workers=${options.workers} must be a positive integer`);
     }
     const log = options.log ?? (() => {});
+    if (options.workers > MAX_LOCAL_WORKERS) {
+      throw new RangeError(`workers=${options.workers} is more than this machine's limit of ${MAX_LOCAL_WORKERS} local worker processes (MAX_LOCAL_WORKERS)`);
+    }
+    const ids = Array.from({ length: options.workers }, (_, i) => `w-${i}`);
     const scheduler = new SchedulerService({
       host: options.host,
       port: options.port,
@@ -82,14 +92,15 @@ export class LocalCluster implements Cluster {
       heartbeatTimeoutMs: options.heartbeatTimeoutMs,
       log: options.log,
       token: options.token,
+      // This scheduler serves the workers it starts, and no stranger.
+      admit: { ids },
     });
     const address = await scheduler.start();
     log(`scheduler listening on ${address}`);
-    const processes = Array.from(
-      { length: options.workers },
-      (_, i) =>
+    const processes = ids.map(
+      (workerId, i) =>
         new WorkerProcess({
-          workerId: `w-${i}`,
+          workerId,
           scheduler: address,
           host: options.host,
           backend: options.backend,
@@ -136,7 +147,8 @@ export class LocalCluster implements Cluster {
         }),
       );
     }
-    this.unsubscribe.push(this.scheduler.onLost((_, error) => this.fail(error)));
+    // Only the run's workers matter: another worker coming and going does not touch the run.
+    this.unsubscribe.push(this.scheduler.onLost((worker, error) => this.scheduler.rankOf(worker.workerId) >= 0 && this.fail(error)));
   }
 
   private fail(error: Error): void {
@@ -161,6 +173,7 @@ export class LocalCluster implements Cluster {
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       this.unsubscribe.forEach((off) => off());
+      this.scheduler.expectDepartures();
       await Promise.all(this.processes.map((p) => p.stop(this.options.stopGraceMs ?? 5_000)));
       await this.scheduler.close();
       process.off('exit', this.killAll);

@@ -1,11 +1,17 @@
 /**
- * The Scheduler gRPC service: workers Register and Heartbeat here. It keeps the roster (in
- * registration order), gathers a run's workers (`waitForWorkers`) and watches their liveness: a
+ * The Scheduler gRPC service: workers Register, Heartbeat and Deregister here. It keeps the roster
+ * (in registration order), gathers a run's workers (`waitForWorkers`) and watches their liveness: a
  * worker not heard from within `heartbeatTimeoutMs` is lost, and every listener hears of it.
+ *
+ * A run's workers are the run's: a worker that holds no rank in the current run can register,
+ * go silent or deregister without touching the run (it is dropped from the roster when lost).
+ * A scheduler started for one run (`admit`) accepts only the workers that run needs and tells
+ * the others why (RegisterResponse.reason); they stop.
  */
 import * as grpc from '@grpc/grpc-js';
-import { GRPC_OPTIONS, envToken, loadMoeProto, requireToken, serverCredentials, type SchedulerHandlers } from '@moe/comm';
+import { GRPC_OPTIONS, envToken, guardedServerOptions, loadMoeProto, serverCredentials, undecodableReason, type SchedulerHandlers } from '@moe/comm';
 import { RendezvousTimeoutError, WorkerLostError } from '../errors';
+import { registrationProblem, workerIdProblem } from './register-check';
 
 export interface RegisteredWorker {
   workerId: string;
@@ -41,7 +47,16 @@ export interface SchedulerServiceOptions {
    * `MOE_CLUSTER_TOKEN`; "" or unset: none.
    */
   token?: string;
+  /**
+   * A scheduler for one run: accept only the workers with these ids (`moe train`, `moe cluster`
+   * start them) or only the first `count` (workers started elsewhere). Others are refused with
+   * the reason. Default: every worker (`moe serve`'s pool).
+   */
+  admit?: { ids?: readonly string[]; count?: number };
 }
+
+/** Largest request the Scheduler service reads (Register, Heartbeat, Deregister are far smaller). */
+export const SCHEDULER_MAX_REQUEST_BYTES = 1024 * 1024;
 
 /** How long a run waits for its workers to register unless told otherwise. */
 export const DEFAULT_RENDEZVOUS_TIMEOUT_MS = 60_000;
@@ -55,7 +70,7 @@ export function describeWorkers(workers: readonly RegisteredWorker[]): string {
 }
 
 export class SchedulerService {
-  private readonly server = new grpc.Server(GRPC_OPTIONS);
+  private readonly server: grpc.Server;
   private readonly workers = new Map<string, RegisteredWorker>();
   private readonly lostListeners = new Set<LostListener>();
   private readonly registerListeners = new Set<RegisterListener>();
@@ -66,6 +81,8 @@ export class SchedulerService {
   private lastTick = Date.now();
   private started = false;
   private closed = false;
+  /** Set by `expectDepartures`: deregistrations are the cluster stopping, not losses. */
+  private departing = false;
   /** host:port the service listens on; set by `start`. */
   address = '';
   readonly heartbeatIntervalMs: number;
@@ -75,6 +92,15 @@ export class SchedulerService {
 
   constructor(private readonly options: SchedulerServiceOptions = {}) {
     this.token = options.token === undefined ? envToken() : options.token || undefined;
+    // The token is checked on the call's metadata before its message is read (@moe/comm server-guard).
+    // Its requests are a few hundred bytes: 1 MiB bounds what any call can make it hold, so no
+    // receive slots are needed (a stranger stalling calls cannot hold up the workers' heartbeats).
+    this.server = new grpc.Server(
+      guardedServerOptions(
+        { ...GRPC_OPTIONS, 'grpc.max_receive_message_length': SCHEDULER_MAX_REQUEST_BYTES },
+        { token: this.token, log: (line) => (options.log ?? console.error)(`scheduler: ${line}`), maxConcurrentReceives: Number.POSITIVE_INFINITY },
+      ),
+    );
     this.heartbeatIntervalMs = options.heartbeatIntervalMs ?? 1_000;
     this.heartbeatTimeoutMs = options.heartbeatTimeoutMs ?? 10_000;
     if (this.heartbeatTimeoutMs <= this.heartbeatIntervalMs) {
@@ -92,10 +118,7 @@ export class SchedulerService {
   async start(): Promise<string> {
     if (this.started) return this.address;
     const proto = loadMoeProto();
-    this.server.addService(
-      proto.moe.v1.Scheduler.service,
-      requireToken(this.handlers(), this.token, 'Scheduler', (line) => (this.options.log ?? console.error)(`scheduler: ${line}`)),
-    );
+    this.server.addService(proto.moe.v1.Scheduler.service, this.guarded(this.handlers()));
     const host = this.options.host ?? '127.0.0.1';
     const wanted = `${host}:${this.options.port ?? 0}`;
     const port = await new Promise<number>((resolve, reject) =>
@@ -112,15 +135,52 @@ export class SchedulerService {
     return this.address;
   }
 
+  /** Bytes that are not the request message: INVALID_ARGUMENT, saying so; the method never runs. */
+  private guarded(handlers: SchedulerHandlers): SchedulerHandlers {
+    const wrapped = Object.entries(handlers).map(([name, handler]) => [
+      name,
+      (call: { request: unknown; getPeer(): string }, callback: (error: grpc.StatusObject | null) => void) => {
+        const reason = undecodableReason(call.request);
+        if (reason) {
+          this.log(`scheduler: refused ${name} from ${call.getPeer()}: ${reason}`);
+          callback({ code: grpc.status.INVALID_ARGUMENT, details: `${name}: ${reason}`, metadata: new grpc.Metadata() });
+          return;
+        }
+        (handler as (c: unknown, cb: unknown) => void)(call, callback);
+      },
+    ]);
+    return Object.fromEntries(wrapped) as unknown as SchedulerHandlers;
+  }
+
+  /** Why this scheduler does not take `workerId` (undefined: it does). */
+  private admissionProblem(workerId: string): string | undefined {
+    const admit = this.options.admit;
+    if (!admit) return undefined;
+    if (admit.ids && !admit.ids.includes(workerId)) {
+      return `this scheduler serves one run, with workers ${admit.ids.join(', ')}; worker ${workerId} is not one of them`;
+    }
+    if (admit.count !== undefined) {
+      const others = this.liveWorkers().filter((w) => w.workerId !== workerId);
+      if (others.length >= admit.count) {
+        return `this scheduler serves one run of ${admit.count} workers and has them (${describeWorkers(others)}); worker ${workerId} is not needed`;
+      }
+    }
+    return undefined;
+  }
+
   private handlers(): SchedulerHandlers {
     return {
       Register: (call, callback) => {
         const r = call.request;
-        if (!r.workerId || !r.address) {
-          callback({
-            code: grpc.status.INVALID_ARGUMENT,
-            details: `Register: worker_id ("${r.workerId}") and address ("${r.address}") must both be set`,
-          });
+        const problem = registrationProblem(r);
+        if (problem) {
+          callback({ code: grpc.status.INVALID_ARGUMENT, details: `Register: ${problem}` });
+          return;
+        }
+        const refusal = this.admissionProblem(r.workerId);
+        if (refusal) {
+          this.log(`scheduler: refused worker ${r.workerId} at ${r.address}: ${refusal}`);
+          callback(null, { accepted: false, heartbeatIntervalMs: this.heartbeatIntervalMs, reason: refusal });
           return;
         }
         const now = Date.now();
@@ -150,6 +210,11 @@ export class SchedulerService {
         callback(null, { accepted: true, heartbeatIntervalMs: this.heartbeatIntervalMs });
       },
       Heartbeat: (call, callback) => {
+        const problem = workerIdProblem(call.request.workerId);
+        if (problem) {
+          callback({ code: grpc.status.INVALID_ARGUMENT, details: `Heartbeat: ${problem}` });
+          return;
+        }
         const worker = this.workers.get(call.request.workerId);
         if (!worker || worker.lost) {
           callback(null, { known: false });
@@ -158,6 +223,25 @@ export class SchedulerService {
         worker.lastSeen = Date.now();
         worker.runId = call.request.runId;
         worker.step = call.request.step;
+        callback(null, { known: true });
+      },
+      Deregister: (call, callback) => {
+        const problem = workerIdProblem(call.request.workerId);
+        if (problem) {
+          callback({ code: grpc.status.INVALID_ARGUMENT, details: `Deregister: ${problem}` });
+          return;
+        }
+        const worker = this.workers.get(call.request.workerId);
+        if (!worker || worker.lost) {
+          callback(null, { known: false });
+          return;
+        }
+        if (this.departing) {
+          // The cluster is being stopped: its workers leaving is the plan, not a loss.
+          this.workers.delete(worker.workerId);
+        } else {
+          this.markLost(worker, `it deregistered (${call.request.reason || 'no reason given'})`);
+        }
         callback(null, { known: true });
       },
     };
@@ -188,6 +272,8 @@ export class SchedulerService {
     const who = rank >= 0 ? `rank ${rank} (worker ${worker.workerId} at ${worker.address})` : `worker ${worker.workerId} at ${worker.address}`;
     const error = new WorkerLostError(`${who} is lost: ${why}`, worker.workerId, rank);
     this.log(`scheduler: ${error.message}`);
+    // Not in the current run: nothing to report against, so it leaves the roster now.
+    if (rank < 0) this.workers.delete(worker.workerId);
     for (const listener of this.lostListeners) listener(worker, error);
   }
 
@@ -208,7 +294,7 @@ export class SchedulerService {
     return [...this.workers.values()].filter((w) => !w.lost).sort((a, b) => a.order - b.order);
   }
 
-  /** Every worker ever registered (lost ones included), in registration order. */
+  /** Every worker on the roster, in registration order: lost ones included while they held a rank in the current run. */
   allWorkers(): RegisteredWorker[] {
     return [...this.workers.values()].sort((a, b) => a.order - b.order);
   }
@@ -229,6 +315,8 @@ export class SchedulerService {
         done();
         const chosen = live.slice(0, n);
         this.ranks = new Map(chosen.map((w, rank) => [w.workerId, rank]));
+        // Lost workers of the previous run are nobody's now.
+        for (const w of this.workers.values()) if (w.lost) this.workers.delete(w.workerId);
         resolve(chosen);
       };
       const timer = setTimeout(() => {
@@ -260,6 +348,11 @@ export class SchedulerService {
   /** Rank of `workerId` in the current run, or -1. */
   rankOf(workerId: string): number {
     return this.ranks.get(workerId) ?? -1;
+  }
+
+  /** The cluster is stopping its workers: from now on a worker that deregisters simply leaves. */
+  expectDepartures(): void {
+    this.departing = true;
   }
 
   async close(): Promise<void> {

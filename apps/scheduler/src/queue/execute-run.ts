@@ -1,6 +1,6 @@
 /**
  * Executes one validated run on the serving scheduler's registered workers: gather them, run the
- * benchmark or the training, write the report under `<reportsDir>/<jobId>/`, and return the
+ * benchmark or the training, write the report under `<reportsDir>/<runId>/`, and return the
  * job's result. Progress goes to `onProgress` as it happens.
  */
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
@@ -14,14 +14,20 @@ import type { SchedulerService } from '../control/rendezvous';
 import { runTraining } from '../run/train-run';
 import { gatherWorkers } from './gather-workers';
 import { InvalidRunError } from './errors';
+import { claimReportDir } from './report-dir';
+import { attemptRunId } from '../run/run-id';
 import type { BenchRunSummary, RunProgress, RunResult, TrainRunSummary, ValidRun } from './run-job';
 
 export interface RunContext {
   jobId: string;
+  /** The run's id, unique for all time (`newRunId`); the same for every attempt of the job. */
+  runId: string;
+  /** The job's identity, recorded in the report folder so no other job ever writes there. */
+  owner: { queuePrefix: string; submittedAt: number };
   /** 1-based attempt of the job. */
   attempt: number;
   scheduler: SchedulerService;
-  /** Reports go to `<reportsDir>/<jobId>/`. */
+  /** Reports go to `<reportsDir>/<runId>/`. */
   reportsDir: string;
   /** Used when the job sets none. */
   rendezvousTimeoutMs: number;
@@ -42,7 +48,9 @@ const TRAIN_CHECKPOINT_EVERY = 5;
 export async function executeRun(run: ValidRun, ctx: RunContext): Promise<RunResult> {
   const started = Date.now();
   const unit = run.kind === 'train' ? 'step' : 'run';
-  const base = { kind: run.kind, attempt: ctx.attempt, unit } as const;
+  const base = { kind: run.kind, runId: ctx.runId, attempt: ctx.attempt, unit } as const;
+  const dir = join(ctx.reportsDir, ctx.runId);
+  claimReportDir(dir, { runId: ctx.runId, jobId: ctx.jobId, ...ctx.owner });
   ctx.onProgress({ ...base, phase: 'waiting', done: 0, total: run.kind === 'train' ? run.train.steps : 0 });
 
   const cluster = await gatherWorkers(ctx.scheduler, {
@@ -53,8 +61,9 @@ export async function executeRun(run: ValidRun, ctx: RunContext): Promise<RunRes
   });
   const workers = cluster.workers.map((w, rank) => ({ rank, workerId: w.workerId, address: w.address, backend: w.backend }));
   const workerIds = workers.map((w) => w.workerId);
-  const dir = join(ctx.reportsDir, ctx.jobId);
-  const runId = `job-${ctx.jobId}-a${ctx.attempt}`;
+  const runId = ctx.runId;
+  // What the workers see: a leftover worker of an earlier attempt can never mix into this one.
+  const wireRunId = attemptRunId(runId, ctx.attempt);
 
   try {
     if (run.kind === 'bench') {
@@ -71,7 +80,7 @@ export async function executeRun(run: ValidRun, ctx: RunContext): Promise<RunRes
       const result = await runBench({
         ...run.bench,
         out: dir,
-        command: `moe submit bench (job ${ctx.jobId}): ${JSON.stringify(run.bench)}`,
+        command: `moe submit bench (run ${runId}, job ${ctx.jobId}): ${JSON.stringify(run.bench)}`,
         cluster,
         signal: ctx.signal,
         log: ctx.log,
@@ -99,12 +108,13 @@ export async function executeRun(run: ValidRun, ctx: RunContext): Promise<RunRes
     }
 
     const total = run.train.steps;
-    // Real-math runs keep a checkpoint under the job's folder; a retry (a worker was lost)
+    // Real-math runs keep a checkpoint under the run's folder; a retry (a worker was lost)
     // continues from it instead of starting over. Simulated workers hold nothing to save.
+    // runTraining refuses a checkpoint another run wrote (CheckpointError: never retried).
     const checkpointDir = workers.every((w) => w.backend !== 'sim') ? join(dir, 'checkpoint') : undefined;
     const resume =
       checkpointDir && ctx.attempt > 1 && existsSync(join(checkpointDir, CHECKPOINT_FILE)) ? loadCheckpoint(checkpointDir) : undefined;
-    if (resume) ctx.log(`job ${ctx.jobId}, attempt ${ctx.attempt}: continuing from the checkpoint after step ${resume.step}`);
+    if (resume) ctx.log(`run ${runId}, attempt ${ctx.attempt}: continuing from the checkpoint after step ${resume.step}`);
     const result = await runTraining({
       checkpointDir,
       checkpointEvery: checkpointDir ? TRAIN_CHECKPOINT_EVERY : undefined,
@@ -122,6 +132,7 @@ export async function executeRun(run: ValidRun, ctx: RunContext): Promise<RunRes
       tolerances: run.tolerances,
       signal: ctx.signal,
       runId,
+      wireRunId,
       log: ctx.log,
       onReady: () => ctx.onProgress({ ...base, phase: 'running', done: 0, total, workers: workerIds }),
       onStep: (m) => ctx.onProgress({ ...base, phase: 'running', done: m.step + 1, total, stepMs: m.stepMs, loss: m.loss, workers: workerIds }),

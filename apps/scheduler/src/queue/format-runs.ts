@@ -52,13 +52,14 @@ function progressCell(row: RunRow): string {
   const p = row.progress;
   if (!p) return '-';
   if (p.phase === 'waiting') return 'waiting for workers';
-  return p.total ? `${p.unit} ${p.done}/${p.total}` : 'starting';
+  // A count of steps done, not a step index ("4/10 steps": steps 0 to 3 are done).
+  return p.total ? `${p.done}/${p.total} ${p.unit}s` : 'starting';
 }
 
 /** `moe runs <id>`: one run in full. */
 export function formatRun(row: RunRow, now = Date.now()): string {
   const lines: [string, string][] = [
-    ['run', `${row.id} (${row.kind})`],
+    ['run', `${row.runId ?? '(no run id yet)'} (${row.kind}, job ${row.id})`],
     ['state', row.state + (row.cancelRequested ? ' (cancel requested)' : '')],
     ['attempt', `${row.attemptsStarted} of ${row.attempts}`],
     ['progress', progressCell(row) + (row.progress?.workers ? ` on ${row.progress.workers.join(', ')}` : '')],
@@ -77,9 +78,10 @@ export function formatRun(row: RunRow, now = Date.now()): string {
 export function formatRuns(rows: readonly RunRow[], now = Date.now()): string {
   if (rows.length === 0) return 'no runs in the queue';
   const table = [
-    ['ID', 'KIND', 'STATE', 'ATTEMPT', 'PROGRESS', 'SUBMITTED', 'TOOK', 'OUTCOME'],
+    ['ID', 'RUN', 'KIND', 'STATE', 'ATTEMPT', 'PROGRESS', 'SUBMITTED', 'TOOK', 'OUTCOME'],
     ...rows.map((r) => [
       r.id,
+      r.runId ?? '-',
       r.kind,
       r.state,
       `${r.attemptsStarted}/${r.attempts}`,

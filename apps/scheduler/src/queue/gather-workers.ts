@@ -56,7 +56,7 @@ export async function gatherWorkers(scheduler: SchedulerService, options: Gather
           'or raise the rendezvous timeout (MOE_RENDEZVOUS_TIMEOUT_MS, or rendezvousTimeoutMs in the job)',
       );
     }
-    const handles = cluster.workers.map((w, rank) => new WorkerHandle(rank, w.workerId, w.address));
+    const handles = cluster.workers.map((w, rank) => new WorkerHandle(rank, w.workerId, w.address, scheduler.token ?? ''));
     const answers = await Promise.allSettled(handles.map((h) => h.health(healthMs)));
     handles.forEach((h) => h.close());
     let dead = 0;

@@ -23,31 +23,52 @@ import type { ReportSummary } from '@moe/report';
 import { resolveRunConfig } from '../run/run-config';
 import { COMBINE_CODECS, DISPATCH_CODECS, resolveStepSettings, SCHEDULE_NAMES, StepSettingsError, type StepSettings } from '@moe/schedule';
 import { InvalidRunError } from './errors';
+import { RUN_ID_PATTERN } from '../run/run-id';
 
 export type RunKind = 'bench' | 'train';
 export const RUN_KINDS: readonly RunKind[] = ['bench', 'train'];
 
-const positiveInt = z.int().positive();
-const ms = z.int().positive();
+/**
+ * Every count has an upper bound: a typo (`workers: 40000`, `steps: 1e12`) is refused naming the
+ * field, not discovered as a run that never ends or a host that runs out of memory.
+ */
+export const JOB_LIMITS = {
+  workers: 1_024,
+  steps: 10_000_000,
+  chunks: 256,
+  listEntries: 32,
+  ms: 24 * 3600 * 1000,
+  hiddenSize: 65_536,
+  transportSeconds: 600,
+} as const;
+
+const count = (max: number) => z.int().positive().max(max);
+const ms = z.int().positive().max(JOB_LIMITS.ms);
+/**
+ * The run's id (`newRunId`): `RunQueue.submit` sets it; a job added without one gets one from
+ * the service on its first attempt. Reports, checkpoints and progress live under it.
+ */
+const runId = z.string().regex(RUN_ID_PATTERN, 'a run id is run-YYYYMMDD-HHMMSS-<12 hex digits> (leave it out: one is assigned)');
 
 /** `kind: "bench"`: a benchmark on the registered `sim` workers (see `moe bench --help`). */
 export const benchJobSchema = z.strictObject({
   kind: z.literal('bench'),
+  runId: runId.optional(),
   /** Workers the run takes (the first registered). */
-  workers: positiveInt.optional(),
+  workers: count(JOB_LIMITS.workers).optional(),
   /** Start from `moe bench --quick`'s settings. */
   quick: z.boolean().optional(),
-  ratios: z.array(z.number().positive()).min(1).optional(),
-  chunks: z.array(positiveInt).min(1).optional(),
-  warmupSteps: z.int().nonnegative().optional(),
-  measuredSteps: positiveInt.optional(),
+  ratios: z.array(z.number().positive().max(1_000)).min(1).max(JOB_LIMITS.listEntries).optional(),
+  chunks: z.array(count(JOB_LIMITS.chunks)).min(1).max(JOB_LIMITS.listEntries).optional(),
+  warmupSteps: z.int().nonnegative().max(JOB_LIMITS.steps).optional(),
+  measuredSteps: count(JOB_LIMITS.steps).optional(),
   dispatchCodec: z.enum(['f32', 'bf16', 'fp8']).optional(),
   combineCodec: z.enum(['f32', 'bf16']).optional(),
   profile: z.string().min(1).optional(),
-  commTargetMs: z.number().positive().optional(),
-  hiddenSize: positiveInt.optional(),
-  nodeSize: positiveInt.optional(),
-  transportSeconds: z.number().nonnegative().optional(),
+  commTargetMs: z.number().positive().max(JOB_LIMITS.ms).optional(),
+  hiddenSize: count(JOB_LIMITS.hiddenSize).optional(),
+  nodeSize: count(JOB_LIMITS.workers).optional(),
+  transportSeconds: z.number().nonnegative().max(JOB_LIMITS.transportSeconds).optional(),
   /** How long to wait for the workers to register. Default: the service's. */
   rendezvousTimeoutMs: ms.optional(),
 });
@@ -55,13 +76,14 @@ export const benchJobSchema = z.strictObject({
 /** `kind: "train"`: distributed training on the registered workers (see `moe train --help`). */
 export const trainJobSchema = z.strictObject({
   kind: z.literal('train'),
-  workers: positiveInt.optional(),
+  runId: runId.optional(),
+  workers: count(JOB_LIMITS.workers).optional(),
   /** `{ "model": {...}, "train": {...} }`, as `moe train --config` reads; left-out fields keep the tiny defaults. */
   config: z.record(z.string(), z.unknown()).optional(),
-  steps: z.int().nonnegative().optional(),
+  steps: z.int().nonnegative().max(JOB_LIMITS.steps).optional(),
   seed: z.int().nonnegative().optional(),
   schedule: z.enum(SCHEDULE_NAMES as [string, ...string[]]).optional(),
-  chunks: positiveInt.optional(),
+  chunks: count(JOB_LIMITS.chunks).optional(),
   dispatchCodec: z.enum(DISPATCH_CODECS).optional(),
   combineCodec: z.enum(COMBINE_CODECS).optional(),
   placement: z.union([z.enum(PLACEMENT_RULES), z.array(z.int().nonnegative())]).optional(),
@@ -85,9 +107,10 @@ export type TrainJobData = z.input<typeof trainJobSchema>;
 export type BenchSettings = Omit<BenchOptions, 'out' | 'command' | 'signal' | 'log' | 'onProgress' | 'onStep' | 'cluster'>;
 
 export type ValidRun =
-  | { kind: 'bench'; workers: number; rendezvousTimeoutMs?: number; bench: BenchSettings }
+  | { kind: 'bench'; runId?: string; workers: number; rendezvousTimeoutMs?: number; bench: BenchSettings }
   | {
       kind: 'train';
+      runId?: string;
       workers: number;
       rendezvousTimeoutMs?: number;
       model: ModelConfig;
@@ -117,10 +140,13 @@ const show = (value: unknown) => {
  * Checks job data in full: its shape, then what the shape cannot say (the model config, the
  * expert placement and the batch split against the worker count, whole nodes for a bench).
  *
+ * `name`, when given, is the job's name, which must be its kind (a job named "nonsense" is not
+ * run as a training).
+ *
  * @throws InvalidRunError naming the field and the rule, e.g.
  *   `workers: Too small: expected number to be >0 (got 0)` or `config: ConfigError: model.topK=9 ...`
  */
-export function validateRunJob(data: unknown): ValidRun {
+export function validateRunJob(data: unknown, name?: string): ValidRun {
   const parsed = runJobSchema.safeParse(data);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
@@ -130,6 +156,9 @@ export function validateRunJob(data: unknown): ValidRun {
     throw new InvalidRunError(`invalid run: ${field || 'job data'}: ${issue.message}${got}${more}`, field);
   }
   const job = parsed.data;
+  if (name !== undefined && name !== job.kind) {
+    throw new InvalidRunError(`invalid run: name: the job is named "${name}" but its data.kind is "${job.kind}" (a run's job is named after its kind)`, 'name');
+  }
   if (job.kind === 'bench') return validateBench(job);
 
   const workers = job.workers ?? 4;
@@ -164,6 +193,7 @@ export function validateRunJob(data: unknown): ValidRun {
   }
   return {
     kind: 'train',
+    runId: job.runId,
     workers,
     rendezvousTimeoutMs: job.rendezvousTimeoutMs,
     model,
@@ -180,7 +210,7 @@ export function validateRunJob(data: unknown): ValidRun {
 
 function validateBench(job: z.output<typeof benchJobSchema>): ValidRun {
   const preset: BenchSettings = { ...BENCH_DEFAULTS, ...(job.quick ? BENCH_QUICK : {}) };
-  const { kind: _kind, quick: _quick, rendezvousTimeoutMs, ...fields } = job;
+  const { kind: _kind, quick: _quick, rendezvousTimeoutMs, runId, ...fields } = job;
   const defined = Object.fromEntries(Object.entries(fields).filter(([, v]) => v !== undefined)) as Partial<BenchSettings>;
   const bench: BenchSettings = { ...preset, ...defined };
   if (bench.workers % bench.nodeSize !== 0 && bench.workers > bench.nodeSize) {
@@ -189,12 +219,14 @@ function validateBench(job: z.output<typeof benchJobSchema>): ValidRun {
       'nodeSize',
     );
   }
-  return { kind: 'bench', workers: bench.workers, rendezvousTimeoutMs, bench };
+  return { kind: 'bench', runId, workers: bench.workers, rendezvousTimeoutMs, bench };
 }
 
 /** What `job.progress` holds while a run goes on (and after it ended: its last value). */
 export interface RunProgress {
   kind: RunKind;
+  /** The run's id (reports and checkpoints are under it). */
+  runId?: string;
   /** waiting: for the workers; running: steps or benchmark runs going; done: the report is written. */
   phase: 'waiting' | 'running' | 'done';
   /** 1-based attempt of the job this progress belongs to. */
@@ -235,6 +267,7 @@ export interface RunResult {
   jobId: string;
   /** 1-based attempt that completed. */
   attempt: number;
+  /** The run's id, unique for all time; the report folder is named after it. */
   runId: string;
   /** The run's workers, index = rank. */
   workers: { rank: number; workerId: string; address: string; backend: string }[];

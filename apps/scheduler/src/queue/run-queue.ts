@@ -7,6 +7,7 @@ import type { Redis } from 'ioredis';
 import { bullConnection, cancelChannel, cancelKey, connectRedis, QUEUE_NAME, type QueueLocation } from './connection';
 import { UnknownRunError } from './errors';
 import type { RunJobData, RunProgress, RunResult } from './run-job';
+import { newRunId, RUN_ID_PATTERN } from '../run/run-id';
 
 export interface SubmitOptions {
   /** Attempts in all (1: no retry). Default 3. */
@@ -37,7 +38,10 @@ export type RunOutcome =
 
 /** One line of `moe runs`. */
 export interface RunRow {
+  /** BullMQ's job id (starts again at 1 when Redis loses its state). */
   id: string;
+  /** The run's id, unique for all time: its report folder's name (null: a job added without one, before a service took it). */
+  runId: string | null;
   kind: string;
   state: JobState | 'unknown';
   /** Attempts started so far (the one running included). */
@@ -72,10 +76,13 @@ export class RunQueue {
     return new RunQueue(location, queue, redis);
   }
 
-  /** Adds the run to the queue; its job's name is its kind. Retries use exponential backoff. */
+  /**
+   * Adds the run to the queue with a new run id (`data.runId`, unless given); its job's name is
+   * its kind. Retries use exponential backoff.
+   */
   async submit(data: RunJobData, options: SubmitOptions = {}): Promise<Job<RunJobData, RunResult>> {
     const { attempts, backoffMs } = { ...SUBMIT_DEFAULTS, ...options };
-    return this.queue.add(data.kind, data, {
+    return this.queue.add(data.kind, { ...data, runId: data.runId ?? newRunId() }, {
       attempts,
       backoff: { type: 'exponential', delay: backoffMs },
       removeOnComplete: KEEP,
@@ -92,10 +99,11 @@ export class RunQueue {
   }
 
   /**
-   * Follows job `jobId` until it completes or fails for good (retries are reported through
+   * Follows job `id` (a job id or a run id) until it completes or fails for good (retries are reported through
    * `onRetry`), or until `signal` aborts. Uses `events` when given (then left open), else its own.
    */
-  async follow(jobId: string, handlers: FollowHandlers = {}, events?: QueueEvents): Promise<RunOutcome> {
+  async follow(id: string, handlers: FollowHandlers = {}, events?: QueueEvents): Promise<RunOutcome> {
+    const jobId = RUN_ID_PATTERN.test(id) ? ((await this.find(id))?.id ?? id) : id;
     const own = !events;
     const ev = events ?? (await this.events());
     try {
@@ -159,11 +167,18 @@ export class RunQueue {
     return Promise.all(jobs.slice(0, limit).map((job) => this.row(job)));
   }
 
-  /** One run's row. @throws UnknownRunError */
-  async get(jobId: string): Promise<RunRow> {
-    const job = await this.queue.getJob(jobId);
-    if (!job) throw new UnknownRunError(`no run ${jobId} in queue "${QUEUE_NAME}" (prefix "${this.location.prefix}"); see moe runs`);
+  /** One run's row, by job id or run id. @throws UnknownRunError */
+  async get(id: string): Promise<RunRow> {
+    const job = await this.find(id);
+    if (!job) throw new UnknownRunError(`no run ${id} in queue "${QUEUE_NAME}" (prefix "${this.location.prefix}"); see moe runs`);
     return this.row(job);
+  }
+
+  /** The job of `id`: a job id, or a run id among the jobs the queue keeps. */
+  async find(id: string): Promise<Job<RunJobData, RunResult> | undefined> {
+    if (!RUN_ID_PATTERN.test(id)) return (await this.queue.getJob(id)) ?? undefined;
+    const jobs = (await this.queue.getJobs(STATES, 0, -1, false)).filter(Boolean) as Job<RunJobData, RunResult>[];
+    return jobs.find((job) => (job.data as { runId?: string }).runId === id);
   }
 
   private async row(job: Job<RunJobData, RunResult>): Promise<RunRow> {
@@ -172,6 +187,7 @@ export class RunQueue {
     const finished = state === 'completed' || state === 'failed';
     return {
       id: job.id!,
+      runId: (job.data as { runId?: string }).runId ?? null,
       kind: job.name,
       state,
       attemptsStarted: Math.max(job.attemptsStarted ?? 0, job.attemptsMade),
@@ -192,9 +208,10 @@ export class RunQueue {
    * cancelled when a service picks it up. Either way it is not retried. Returns the state the
    * job was in; a finished job is left as it is.
    */
-  async cancel(jobId: string, reason = 'moe cancel'): Promise<JobState | 'unknown'> {
-    const job = await this.queue.getJob(jobId);
-    if (!job) throw new UnknownRunError(`no run ${jobId} in queue "${QUEUE_NAME}" (prefix "${this.location.prefix}"); see moe runs`);
+  async cancel(id: string, reason = 'moe cancel'): Promise<JobState | 'unknown'> {
+    const job = await this.find(id);
+    if (!job) throw new UnknownRunError(`no run ${id} in queue "${QUEUE_NAME}" (prefix "${this.location.prefix}"); see moe runs`);
+    const jobId = job.id!;
     const state = await job.getState();
     if (state === 'completed' || state === 'failed') return state;
     await this.redis.set(cancelKey(this.location, jobId), reason, 'EX', 7 * 24 * 3600);

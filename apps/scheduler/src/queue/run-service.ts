@@ -5,7 +5,8 @@
  *
  * A job ends one of four ways:
  * - done: its result (summary, report location) is the job's return value;
- * - a run that can never work (`InvalidRunError`, a worker refusing the shard as invalid, a
+ * - a run that can never work (`InvalidRunError`, a config, placement or batch split the model
+ *   refuses, a checkpoint that is not the run's, a worker refusing the shard as invalid, a
  *   parity or checksum failure) or a cancelled one fails at once, with BullMQ's
  *   `UnrecoverableError`: no retries;
  * - an infrastructure failure (a worker lost or unreachable, too few workers in time) fails the
@@ -15,9 +16,15 @@
  */
 import { UnrecoverableError, WaitingError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
+import { ConfigError } from '@moe/model';
+import { StepSettingsError } from '@moe/schedule';
 import {
+  BatchSplitError,
+  CheckpointError,
   ChecksumMismatchError,
+  ConfigFileError,
   ParityError,
+  PlacementError,
   RendezvousTimeoutError,
   WorkerLostError,
   WorkerProcessExitError,
@@ -28,6 +35,7 @@ import { bullConnection, cancelChannel, cancelKey, connectRedis, QUEUE_NAME, red
 import { InvalidRunError, RunCancelledError, ServiceStoppingError } from './errors';
 import { executeRun } from './execute-run';
 import { validateRunJob, type RunJobData, type RunProgress, type RunResult } from './run-job';
+import { newRunId } from '../run/run-id';
 
 /** What `RunService.health` finds. */
 export interface ServiceHealth {
@@ -51,9 +59,27 @@ export interface RunServiceOptions extends QueueLocation {
   heartbeatTimeoutMs?: number;
   /** How long a run waits for its workers to register, unless the job says. Default 60 000 ms. */
   rendezvousTimeoutMs?: number;
-  /** Reports go to `<reportsDir>/<jobId>/`. */
+  /** Reports go to `<reportsDir>/<runId>/`. */
   reportsDir: string;
   log?: (line: string) => void;
+}
+
+/**
+ * Errors no retry can mend: the same data meets the same refusal. Each fails the job at once
+ * (UnrecoverableError) instead of spending its attempts and backoff.
+ */
+function isFinal(error: unknown): boolean {
+  return (
+    error instanceof InvalidRunError ||
+    error instanceof ConfigError ||
+    error instanceof ConfigFileError ||
+    error instanceof PlacementError ||
+    error instanceof BatchSplitError ||
+    error instanceof StepSettingsError ||
+    error instanceof CheckpointError ||
+    error instanceof ParityError ||
+    error instanceof ChecksumMismatchError
+  );
 }
 
 /** gRPC INVALID_ARGUMENT: a worker refused the request itself (bad backend options, say). */
@@ -126,6 +152,22 @@ class ProgressReporter {
   }
 }
 
+const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/;
+
+/**
+ * The warning `moe serve` prints when it binds beyond loopback without a cluster token: then
+ * anyone who reaches the port can register a worker (and receive model shards), and reach the
+ * workers that registered (FetchParams downloads the model). Undefined when there is nothing to say.
+ */
+export function unauthenticatedExposure(host: string, token: string | undefined): string | undefined {
+  if (token || LOOPBACK.test(host)) return undefined;
+  return (
+    `serve: WARNING: the Scheduler service binds ${host}, beyond loopback, without a cluster token: anyone who reaches it can ` +
+    'register as a worker and be sent model shards, and its workers answer anyone (FetchParams downloads the model). ' +
+    'Set MOE_CLUSTER_TOKEN (the same on every worker), and MOE_TLS_* on an untrusted network; see README, "What an unauthenticated cluster exposes"'
+  );
+}
+
 export class RunService {
   private worker?: Worker<RunJobData, RunResult>;
   private current?: { jobId: string; controller: AbortController };
@@ -170,6 +212,8 @@ export class RunService {
       subscriber.disconnect();
       throw error;
     }
+    const exposure = unauthenticatedExposure(options.host ?? '127.0.0.1', scheduler.token);
+    if (exposure) log(exposure);
     const service = new RunService(scheduler, subscriber, redis, options);
     subscriber.on('message', (_channel: string, jobId: string) => service.cancelActive(jobId));
     await subscriber.subscribe(cancelChannel(options));
@@ -213,7 +257,7 @@ export class RunService {
 
   /** Aborts the running job `jobId` as cancelled; a job not running here is caught when it starts. */
   private cancelActive(jobId: string): void {
-    if (this.current?.jobId !== jobId) return;
+    if (!this.current || this.current.jobId !== jobId) return;
     this.log(`serve: job ${jobId}: cancel requested; stopping the run`);
     this.current.controller.abort(new RunCancelledError(`run ${jobId} was cancelled (moe cancel) while it ran`));
   }
@@ -230,9 +274,12 @@ export class RunService {
       if (this.stopSignal) throw new ServiceStoppingError(this.stopSignal);
       const cancelled = await this.redis.get(cancelKey(this.options, jobId));
       if (cancelled !== null) throw new RunCancelledError(`run ${jobId} was cancelled (moe cancel) before it started`);
-      const run = validateRunJob(job.data);
+      const runId = await this.ensureRunId(job);
+      const run = validateRunJob(job.data, job.name);
       const result = await executeRun(run, {
         jobId,
+        runId,
+        owner: { queuePrefix: this.options.prefix, submittedAt: job.timestamp },
         attempt,
         scheduler: this.scheduler,
         reportsDir: this.options.reportsDir,
@@ -242,7 +289,7 @@ export class RunService {
         log: (line) => this.log(`serve: job ${jobId}: ${line}`),
       });
       await progress.flush();
-      this.log(`serve: job ${jobId}: done in ${(result.durationMs / 1000).toFixed(1)} s; report in ${result.report.dir}`);
+      this.log(`serve: job ${jobId} (run ${runId}): done in ${(result.durationMs / 1000).toFixed(1)} s; report in ${result.report.dir}`);
       return result;
     } catch (raw) {
       await progress.flush();
@@ -250,6 +297,19 @@ export class RunService {
     } finally {
       this.current = undefined;
     }
+  }
+
+  /**
+   * The job's run id: the one in its data (`RunQueue.submit` sets it), or a new one stored in the
+   * data before anything starts, so every later attempt finds the same.
+   */
+  private async ensureRunId(job: Job<RunJobData, RunResult>): Promise<string> {
+    const data = job.data as { runId?: unknown };
+    if (typeof data.runId === 'string' && data.runId) return data.runId;
+    const runId = newRunId();
+    await job.updateData({ ...job.data, runId } as RunJobData);
+    this.log(`serve: job ${job.id}: assigned run id ${runId}`);
+    return runId;
   }
 
   /** The error BullMQ should see for `error`, after doing what that error asks (requeue, cleanup). */
@@ -269,12 +329,17 @@ export class RunService {
       this.log(`serve: job ${jobId}: refused: ${error.message}`);
       return new UnrecoverableError(error.message);
     }
+    if (error instanceof ConfigError || error instanceof ConfigFileError || error instanceof PlacementError || error instanceof BatchSplitError || error instanceof StepSettingsError) {
+      this.log(`serve: job ${jobId}: refused: ${describe(error)}`);
+      return new UnrecoverableError(`invalid run: ${describe(error)}`);
+    }
     if (error instanceof WorkerRpcError && error.code === GRPC_INVALID_ARGUMENT) {
       this.log(`serve: job ${jobId}: a worker refused the run: ${error.message}`);
       return new UnrecoverableError(`invalid run: a worker refused it: ${error.message}`);
     }
-    if (error instanceof ParityError || error instanceof ChecksumMismatchError) {
-      this.log(`serve: job ${jobId}: failed: ${describe(error)}`);
+    if (isFinal(error)) {
+      // CheckpointError, ParityError, ChecksumMismatchError: the run itself is wrong, not the cluster.
+      this.log(`serve: job ${jobId}: failed (not retried: another attempt cannot succeed): ${describe(error)}`);
       return new UnrecoverableError(describe(error));
     }
     const retry = attempt < attempts;

@@ -22,11 +22,14 @@ const ranksWord = (ranks: readonly number[]) => `${ranks.length === 1 ? 'rank' :
 
 /**
  * One summary of every rank's flight record (index = rank; undefined: the rank did not answer),
- * for the last step any rank reached, e.g.
+ * for the last step any rank reached in run `runId`, e.g.
  * `flight recorder, step 3: dispatch L1 C0 entered by ranks 0, 1 (waiting), not entered by rank 2 (last op: experts L0 C1 running)`.
- * Ops every rank finished are left out. Returns '' when no rank answered with any op.
+ * Ops of other runs (an earlier run on the same workers, an earlier bench sub-run) are left out,
+ * and so are ops every rank finished. Steps are step indices, as everywhere (the first step is
+ * step 0). Returns '' when no rank answered with an op of the run. `runId` undefined: every op.
  */
-export function formatFlightRecords(records: readonly (FlightRecordResponseOut | undefined)[]): string {
+export function formatFlightRecords(all: readonly (FlightRecordResponseOut | undefined)[], runId?: string): string {
+  const records = all.map((r) => (r && runId !== undefined ? { ...r, ops: r.ops.filter((o) => o.runId === runId) } : r));
   const answered = records.flatMap((r, rank) => (r && r.ops.length ? [rank] : []));
   if (answered.length === 0) return '';
   const step = Math.max(...answered.flatMap((rank) => records[rank]!.ops.map((o) => o.step)));

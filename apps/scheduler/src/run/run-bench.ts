@@ -24,9 +24,11 @@ import {
   type BenchReport,
   type ReportFiles,
   type RunSamples,
+  type StepSample,
 } from '@moe/report';
 import type { StepMetrics } from './step-driver';
 import { runTraining, type TrainingResult } from './train-run';
+import { alignment, computeOvershootMs, controlPlaneMs, predictBenchRow, type BenchPredictionSettings } from './bench-prediction';
 
 export interface BenchOptions {
   /** Sim workers in the cluster. */
@@ -173,8 +175,11 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     // links alone take `commTargetMs` of a naive step, and host time is a small share on top.
     const probes = [10_000, 40_000];
     const measured: { comm: number; compute: number }[] = [];
+    const calibrationSteps: StepSample[] = [];
     for (const d of probes) {
-      measured.push(commAndCompute(await run(3, simOptions(d, 1), schedules[0]!)));
+      const probe = await run(3, simOptions(d, 1), schedules[0]!);
+      calibrationSteps.push(...probe.steps.slice(1).map((s) => toStepSample(s)));
+      measured.push(commAndCompute(probe));
       progress(`calibration at dilation ${d}: comm ${measured.at(-1)!.comm.toFixed(1)} ms`);
     }
     const slope = Math.max((measured[1]!.comm - measured[0]!.comm) / (probes[1]! - probes[0]!), 1e-6);
@@ -189,10 +194,36 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
         `(+ ${hostCommMs.toFixed(1)} ms host transport); compute ${base.compute.toFixed(1)} ms at scale 1 (natural ratio ${naturalRatio.toFixed(2)})`,
     );
 
+    // The simulator's prediction of every row: same op lists, costs, links and dilation (bench-prediction.ts).
+    const simulated = simOptions(dilation, 1);
+    const predictionBase = {
+      model,
+      workers: options.workers,
+      nodeSize: options.nodeSize,
+      profile: options.profile,
+      dilation,
+      accumulationSteps: simulated.accumulationSteps,
+      latencyScale: simulated.latencyScale,
+      modeled: simulated.model,
+      tokensPerRank: (train.batchSequences * train.seqLen) / options.workers,
+      dispatchCodec: options.dispatchCodec,
+      combineCodec: options.combineCodec,
+      hostCommMs,
+      hostStepMs: controlPlaneMs(calibrationSteps),
+    };
+    const prediction: BenchPredictionSettings = {
+      ...predictionBase,
+      // The overshoot is absolute (timer ticks), so both probes measure it; the smaller is the one a load spike did not inflate.
+      hostComputeOpMs: Math.min(...probes.map((d, i) => computeOvershootMs(predictionBase, d, measured[i]!.compute))),
+    };
+    const predictedMs = new Map<string, number>();
+    const rowKey = (schedule: string, chunks: number, ratio: number) => `${schedule}/${chunks}/${ratio}`;
+
     const runs: RunSamples[] = [];
     for (const ratio of options.ratios) {
       const computeScale = (ratio * base.comm) / base.compute;
       for (const schedule of schedules) {
+        predictedMs.set(rowKey(schedule.schedule, schedule.chunks, ratio), predictBenchRow(prediction, schedule, computeScale).stepMs);
         const result = await run(options.warmupSteps + options.measuredSteps, simOptions(dilation, computeScale), schedule);
         runs.push({
           schedule: schedule.schedule,
@@ -233,11 +264,16 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
         node_size: options.nodeSize,
         model,
         train: { batchSequences: train.batchSequences, seqLen: train.seqLen },
+        prediction: { host_comm_ms: hostCommMs, host_step_ms: prediction.hostStepMs, host_compute_op_ms: prediction.hostComputeOpMs },
       },
       runs,
       transport,
       environment: collectEnvironment(),
     });
+    for (const row of report.results) {
+      const predicted = predictedMs.get(rowKey(row.schedule, row.chunks, row.ratio));
+      if (predicted !== undefined) Object.assign(row, { predicted_step_ms: predicted, alignment: alignment(predicted, row.step_ms.median) });
+    }
     const files = await writeReport(options.out, report, ...representativeSteps(report, runs));
     return { report, files, dilation, naturalRatio };
   } finally {

@@ -1,10 +1,13 @@
 /**
  * A run's model and training settings: the tiny defaults, a JSON file's fields over them, then
  * the command line's. Everything is validated by `@moe/model`, whose `ConfigError` names the
- * field and the rule; a file that is not `{ "model": {...}, "train": {...} }` is a `ConfigFileError`.
+ * field and the rule, the sizes included: what the run needs in memory against a ceiling
+ * (`MOE_MEMORY_LIMIT_MB`, default this machine's memory); a file that is not
+ * `{ "model": {...}, "train": {...} }` is a `ConfigFileError`.
  */
 import { readFileSync } from 'node:fs';
-import { parseModelConfig, parseTrainConfig, TINY_MODEL, TINY_TRAIN, type ModelConfig, type TrainConfig } from '@moe/model';
+import { totalmem } from 'node:os';
+import { checkMemory, parseModelConfig, parseTrainConfig, TINY_MODEL, TINY_TRAIN, type ModelConfig, type TrainConfig } from '@moe/model';
 import { ConfigFileError } from '../errors';
 
 export interface RunConfig {
@@ -17,6 +20,20 @@ export interface RunConfigOverrides {
   steps?: number;
   /** Replaces model.seed (initial parameters) and train.dataSeed (the batches). */
   seed?: number;
+}
+
+export const MEMORY_LIMIT_ENV = 'MOE_MEMORY_LIMIT_MB';
+
+/**
+ * The most memory one process of a run may need: `MOE_MEMORY_LIMIT_MB` (MiB), else this machine's
+ * memory. A config estimated above it is refused before anything starts.
+ */
+export function memoryLimit(env: NodeJS.ProcessEnv = process.env): { bytes: number; source: string } {
+  const raw = env[MEMORY_LIMIT_ENV];
+  if (raw === undefined || raw === '') return { bytes: totalmem(), source: "this machine's memory" };
+  const mb = Number(raw);
+  if (!Number.isFinite(mb) || mb <= 0) throw new ConfigFileError(`${MEMORY_LIMIT_ENV} must be a positive number of MiB, got "${raw}"`);
+  return { bytes: mb * 2 ** 20, source: `${MEMORY_LIMIT_ENV}=${raw}` };
 }
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -46,7 +63,10 @@ export function resolveRunConfig(input: unknown, overrides: RunConfigOverrides =
     mergedModel.seed = overrides.seed;
     mergedTrain.dataSeed = overrides.seed;
   }
-  return { model: parseModelConfig(mergedModel, 'model'), train: parseTrainConfig(mergedTrain, 'train') };
+  const resolved = { model: parseModelConfig(mergedModel, 'model'), train: parseTrainConfig(mergedTrain, 'train') };
+  const limit = memoryLimit();
+  checkMemory(resolved.model, resolved.train, limit.bytes, limit.source);
+  return resolved;
 }
 
 /** Reads and resolves a config file (or the defaults when `path` is undefined). */

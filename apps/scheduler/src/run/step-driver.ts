@@ -64,7 +64,8 @@ export class StepDriver {
         error === this.guard.failure && (error instanceof WorkerProcessExitError || error instanceof WorkerLostError)
           ? await this.lostInStep(step, error, calls)
           : error;
-      throw await this.withFlightRecords(failure);
+      // Only this run's records: a worker's recorder also holds earlier runs' ops (bench sub-runs, earlier attempts).
+      throw await this.withFlightRecords(failure, requests[0]?.runId);
     }
     return gatherStep(step, replies, model, performance.now() - started);
   }
@@ -107,14 +108,14 @@ export class StepDriver {
    * and which did not) to the error's message as a last line. Workers without FlightRecord
    * (it is optional in the contract) simply count as not answering; never throws.
    */
-  private async withFlightRecords(error: unknown): Promise<unknown> {
+  private async withFlightRecords(error: unknown, runId: string | undefined): Promise<unknown> {
     if (!(error instanceof Error)) return error;
     const records = await Promise.all(
       this.workers.map((w) =>
         typeof w.flightRecord === 'function' ? w.flightRecord(FLIGHT_RECORD_TIMEOUT_MS).catch(() => undefined) : Promise.resolve(undefined),
       ),
     );
-    const summary = formatFlightRecords(records);
+    const summary = formatFlightRecords(records, runId);
     if (summary) error.message = `${error.message}\n${summary}`;
     return error;
   }

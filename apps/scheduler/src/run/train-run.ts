@@ -4,13 +4,13 @@
  * fetch the parameters, stop what was started, and optionally check parity with the reference.
  */
 import { resolveStepSettings, stepOptionsToWire, type StepSettings, type StepSettingsInput } from '@moe/schedule';
-import { randomUUID } from 'node:crypto';
 import { initParams, MarkovChain, trainReference, type ModelConfig, type ModelParams, type TrainConfig } from '@moe/model';
 import { splitSequences, type SequenceRange } from '@moe/placement';
 import { LocalCluster, type Cluster, type SchedulerSettings } from '../control/local-cluster';
 import { ExternalCluster } from '../control/external-cluster';
 import { gatherOptimizerState, optimizerStateForRank, saveCheckpoint, type Checkpoint } from './checkpoint';
 import { CheckpointError } from '../errors';
+import { newRunId } from './run-id';
 import { assembleParams, checkParity, parityTolerances, type ParityReport, type ParityTolerances } from './parity';
 import { planExperts, type Placement } from '@moe/placement';
 import type { RegisteredWorker } from '../control/rendezvous';
@@ -61,7 +61,13 @@ export interface TrainingOptions {
   tolerances?: ParityTolerances;
   /** Aborting stops the run (and the workers it started); the run rejects with the signal's reason. */
   signal?: AbortSignal;
+  /**
+   * The run's id, unique for all time (default: a new one, or the checkpoint's when resuming).
+   * Checkpoints carry it, and a run only ever resumes from a checkpoint with its own id.
+   */
   runId?: string;
+  /** The id sent to the workers (LoadShard, RunStep, FetchParams). Default `runId`; the queue adds the attempt. */
+  wireRunId?: string;
   /** Save a checkpoint (`<dir>/checkpoint.moe`) every `checkpointEvery` steps. */
   checkpointDir?: string;
   checkpointEvery?: number;
@@ -121,14 +127,15 @@ export async function runTraining(options: TrainingOptions): Promise<TrainingRes
   const { model, train, resume } = options;
   const log = options.log ?? (() => {});
   const settings = resolveStepSettings(options.step);
-  if (resume) checkResumable(resume, model, train);
+  const runId = options.runId ?? resume?.runId ?? newRunId();
+  if (resume) checkResumable(resume, runId, model, train);
   const every = options.checkpointEvery ?? 0;
   if (options.checkpointDir && (!Number.isInteger(every) || every < 1)) {
     throw new RangeError(`checkpointEvery=${options.checkpointEvery} must be a positive integer when checkpointDir is set`);
   }
   const owner = planExperts(model.routedExperts, options.workers, options.placement ?? 'contiguous');
   const ranges = splitSequences(train.batchSequences, options.workers);
-  const runId = options.runId ?? `run-${randomUUID().slice(0, 8)}`;
+  const wireRunId = options.wireRunId ?? runId;
 
   const schedulerSettings = { ...options.scheduler, log: options.scheduler?.log ?? options.log };
   const cluster: Cluster =
@@ -162,7 +169,7 @@ export async function runTraining(options: TrainingOptions): Promise<TrainingRes
 
     const shardRequests = loadShardRequests(
       {
-        runId,
+        runId: wireRunId,
         model,
         optimizer: train.optimizer,
         seqLen: train.seqLen,
@@ -195,13 +202,13 @@ export async function runTraining(options: TrainingOptions): Promise<TrainingRes
     const auxLosses = [...(resume?.auxLosses ?? [])];
     for (let step = firstStep; step < train.steps; step++) {
       const batch = chain.batch(step, train.batchSequences, train.seqLen);
-      const metrics = await driver.runStep(step, runStepRequests(runId, step, batch, ranges, stepOptions), model);
+      const metrics = await driver.runStep(step, runStepRequests(wireRunId, step, batch, ranges, stepOptions), model);
       steps.push(metrics);
       losses.push(metrics.loss);
       auxLosses.push(metrics.auxLoss);
       options.onStep?.(metrics, info);
       if (options.checkpointDir && (step + 1) % every === 0) {
-        const replies = await driver.fetchParams(runId, true);
+        const replies = await driver.fetchParams(wireRunId, true);
         const path = saveCheckpoint(options.checkpointDir, {
           runId,
           step: step + 1,
@@ -212,11 +219,11 @@ export async function runTraining(options: TrainingOptions): Promise<TrainingRes
           params: assembleParams(model, replies, owner),
           optimizer: gatherOptimizerState(replies),
         });
-        log(`checkpoint after step ${step + 1}: ${path}`);
+        log(`checkpoint after step ${step} (${step + 1} steps done): ${path}`);
       }
     }
     const trainMs = performance.now() - trainStart;
-    const params = assembleParams(model, await driver.fetchParams(runId), owner);
+    const params = assembleParams(model, await driver.fetchParams(wireRunId), owner);
     result = {
       ...info,
       losses,
@@ -241,8 +248,14 @@ export async function runTraining(options: TrainingOptions): Promise<TrainingRes
   return result;
 }
 
-/** A checkpoint continues only the same model on the same batches with the same optimizer. */
-function checkResumable(resume: Checkpoint, model: ModelConfig, train: TrainConfig): void {
+/**
+ * A checkpoint continues only the run that wrote it: the same run id, model, batches and
+ * optimizer. Retrying cannot change any of these, so the CheckpointError is final.
+ */
+function checkResumable(resume: Checkpoint, runId: string, model: ModelConfig, train: TrainConfig): void {
+  if (resume.runId !== runId) {
+    throw new CheckpointError(`the checkpoint belongs to run ${resume.runId}, not to this run ${runId}: a run only resumes from its own checkpoint`);
+  }
   const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
   if (!same(resume.model, model)) throw new CheckpointError(`the checkpoint's model ${JSON.stringify(resume.model)} is not this run's ${JSON.stringify(model)}`);
   for (const key of ['batchSequences', 'seqLen', 'dataSeed', 'optimizer'] as const) {

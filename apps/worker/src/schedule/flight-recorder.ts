@@ -2,6 +2,8 @@ import type { Op } from '@moe/schedule';
 
 /** One op in the flight recorder; `state` is 'running' until it ends. */
 export interface FlightOpEntry {
+  /** The run (and attempt) the op belonged to: the scheduler summarises only the failing run's ops. */
+  runId: string;
   step: number;
   kind: string;
   layer: number;
@@ -30,6 +32,8 @@ export class FlightRecorder implements OpObserver {
   private readonly ring: (FlightOpEntry | undefined)[];
   private next = 0;
   lastStep = 0;
+  /** The run whose ops are recorded now (set at LoadShard); stamped on every entry. */
+  runId = '';
 
   constructor(readonly capacity = 256) {
     this.ring = new Array<FlightOpEntry | undefined>(Math.max(1, capacity));
@@ -37,6 +41,7 @@ export class FlightRecorder implements OpObserver {
 
   opStart(step: number, op: Op): FlightOpEntry {
     const entry: FlightOpEntry = {
+      runId: this.runId,
       step,
       kind: op.kind,
       layer: op.layer,

@@ -2,7 +2,8 @@
  * The cluster token: a shared secret every process of a cluster sends as gRPC metadata
  * `x-moe-token` on every call (Register, Heartbeat, every Worker RPC, every Peer stream), and
  * every server requires when it has one. A caller without it, or with another, is refused with
- * UNAUTHENTICATED. Set by `MOE_CLUSTER_TOKEN` or `--token`; unset means no check (a closed network).
+ * UNAUTHENTICATED, on the call's metadata before its message is read (see server-guard.ts).
+ * Set by `MOE_CLUSTER_TOKEN` or `--token`; unset means no check (a closed network).
  * It authenticates callers, it does not encrypt: use it on a network you trust, or behind TLS.
  */
 import { timingSafeEqual } from 'node:crypto';
@@ -42,28 +43,4 @@ export function tokenProblem(metadata: grpc.Metadata, token: string | undefined)
   const b = Buffer.from(token);
   if (a.length !== b.length || !timingSafeEqual(a, b)) return `wrong ${TOKEN_METADATA_KEY}: not this cluster's token`;
   return undefined;
-}
-
-type UnaryHandler = (call: { metadata: grpc.Metadata; getPeer(): string }, callback: (error: grpc.StatusObject | null) => void) => void;
-
-/**
- * Unary `handlers` that first check the token: a call without it is answered UNAUTHENTICATED
- * and logged with the caller's address, and never reaches the handler.
- */
-export function requireToken<H extends object>(handlers: H, token: string | undefined, service: string, log: (line: string) => void): H {
-  if (!token) return handlers;
-  return Object.fromEntries(
-    Object.entries(handlers).map(([name, handler]) => [
-      name,
-      ((call, callback) => {
-        const problem = tokenProblem(call.metadata, token);
-        if (problem) {
-          log(`${service}: refused ${name} from ${call.getPeer()}: ${problem}`);
-          callback({ code: grpc.status.UNAUTHENTICATED, details: `${service}.${name}: ${problem}`, metadata: new grpc.Metadata() });
-          return;
-        }
-        (handler as UnaryHandler)(call, callback);
-      }) satisfies UnaryHandler,
-    ]),
-  ) as H;
 }

@@ -32,10 +32,12 @@ export function loadMoeProto(): ProtoGrpcType {
     (exchange as { requestDeserialize: (b: Buffer) => unknown }).requestDeserialize = tolerantDeserializer(
       exchange.requestDeserialize as (b: Buffer) => PeerMessageOut,
     );
-    // Bytes that are not a Worker request reach the handler as a marker it refuses (INVALID_ARGUMENT).
-    for (const [name, method] of Object.entries(definition['moe.v1.Worker'] as protoLoader.ServiceDefinition)) {
-      const m = method as { requestDeserialize: (b: Buffer) => unknown };
-      m.requestDeserialize = markingDeserializer(`${name} request`, m.requestDeserialize);
+    // Bytes that are not a Worker or Scheduler request reach the handler as a marker it refuses (INVALID_ARGUMENT).
+    for (const service of ['moe.v1.Worker', 'moe.v1.Scheduler']) {
+      for (const [name, method] of Object.entries(definition[service] as protoLoader.ServiceDefinition)) {
+        const m = method as { requestDeserialize: (b: Buffer) => unknown };
+        m.requestDeserialize = markingDeserializer(`${name} request`, m.requestDeserialize);
+      }
     }
     cached = grpc.loadPackageDefinition(definition) as unknown as ProtoGrpcType;
   }

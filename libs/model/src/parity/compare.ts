@@ -141,7 +141,7 @@ export function formatParity(report: ParityReport): string {
   const lossLine =
     loss.step < 0
       ? 'loss: no steps to compare'
-      : `loss: max relative difference ${loss.maxRelative.toExponential(2)} at step ${loss.step + 1} ` +
+      : `loss: max relative difference ${loss.maxRelative.toExponential(2)} at step ${loss.step} ` +
         `(run ${loss.actual.toPrecision(8)}, reference ${loss.expected.toPrecision(8)}; tolerance ${report.lossTolerance}) ` +
         verdict(loss.maxRelative <= report.lossTolerance);
   const paramLine =

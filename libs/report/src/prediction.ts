@@ -1,0 +1,45 @@
+/**
+ * Predicted beside measured: the cluster simulator's step time for each row of a bench report
+ * (`ResultRow.predicted_step_ms`, filled by the bench) against the measured median, and the
+ * alignment 1 - |predicted - measured| / measured (SimAI's measure; 1 is exact).
+ */
+import type { BenchReport, ResultRow } from './types';
+
+const predicted = (report: BenchReport): ResultRow[] => report.results.filter((r) => typeof r.predicted_step_ms === 'number');
+
+/** The smallest alignment of any row; null when no row carries a prediction. */
+export function worstAlignment(report: BenchReport): number | null {
+  const rows = predicted(report);
+  return rows.length === 0 ? null : Math.min(...rows.map((r) => r.alignment ?? 1 - Math.abs(r.predicted_step_ms! - r.step_ms.median) / r.step_ms.median));
+}
+
+const fmtRatio = (r: number) => String(Number(r.toPrecision(3)));
+
+/** report.md's "Predicted vs measured" section; empty when no row carries a prediction. */
+export function predictionSection(report: BenchReport): string[] {
+  const rows = predicted(report);
+  if (rows.length === 0) return [];
+  const lines = [
+    '## Predicted vs measured',
+    '',
+    'The cluster simulator (libs/sim) replays each row\'s op list with the sim backend\'s cost model, links and dilation on a virtual clock; ' +
+      'alignment = 1 - |predicted - measured| / measured, on the median step.',
+    '',
+    '| ratio | schedule | chunks | measured step_ms | predicted step_ms | alignment |',
+    '|---:|:---|---:|---:|---:|---:|',
+  ];
+  for (const r of rows) {
+    lines.push(`| ${fmtRatio(r.ratio)} | ${r.schedule} | ${r.chunks} | ${r.step_ms.median.toFixed(1)} | ${r.predicted_step_ms!.toFixed(1)} | ${(100 * r.alignment!).toFixed(1)}% |`);
+  }
+  lines.push('', `Worst alignment: ${(100 * worstAlignment(report)!).toFixed(1)}%.`, '');
+  return lines;
+}
+
+/** One line for the terminal; empty when no row carries a prediction. */
+export function predictionLine(report: BenchReport): string {
+  const worst = worstAlignment(report);
+  if (worst === null) return '';
+  const rows = predicted(report);
+  const mean = rows.reduce((s, r) => s + r.alignment!, 0) / rows.length;
+  return `simulator prediction of step_ms: alignment ${(100 * mean).toFixed(1)}% on average, worst ${(100 * worst).toFixed(1)}% (${rows.length} rows)`;
+}

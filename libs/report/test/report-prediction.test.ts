@@ -1,0 +1,30 @@
+import { describe, expect, it } from 'vitest';
+import { buildReport, predictionLine, renderMarkdown, reportToJson, validateReport, worstAlignment, type BenchReport } from '../src';
+import { simulateSweep } from './fixtures/report-timelines';
+
+const environment = { node: 'v20', platform: 'Linux', arch: 'x64', cpus: 2, cpuModel: 'Test CPU', date: '2025-01-01T00:00:00.000Z' };
+const fresh = (): BenchReport => buildReport({ config: { command: 'npx moe bench' }, runs: simulateSweep(), transport: null, environment });
+
+describe('predicted vs measured', () => {
+  it('without predictions the report says nothing about them', () => {
+    const report = fresh();
+    expect(worstAlignment(report)).toBeNull();
+    expect(predictionLine(report)).toBe('');
+    expect(renderMarkdown(report)).not.toContain('Predicted vs measured');
+  });
+
+  it('lists each row\'s predicted beside its measured median and names the worst alignment; the report stays valid', () => {
+    const report = fresh();
+    report.results.forEach((row, i) => {
+      const predicted = row.step_ms.median * (i === 1 ? 1.25 : 1.05);
+      Object.assign(row, { predicted_step_ms: predicted, alignment: 1 - Math.abs(predicted - row.step_ms.median) / row.step_ms.median });
+    });
+    expect(worstAlignment(report)).toBeCloseTo(0.75, 12);
+    const md = renderMarkdown(report);
+    expect(md).toContain('## Predicted vs measured');
+    expect(md).toContain('Worst alignment: 75.0%.');
+    expect(md.split('\n').filter((l) => /^\| [\d.]+ \| (naive|overlapped) \| \d+ \| [\d.]+ \| [\d.]+ \| [\d.]+% \|$/.test(l))).toHaveLength(report.results.length);
+    expect(predictionLine(report)).toMatch(/worst 75\.0%/);
+    expect(validateReport(JSON.parse(reportToJson(report)))).toEqual([]);
+  });
+});
