@@ -1,7 +1,7 @@
 // Screenshot of a running dashboard, for the README: node scripts/dashboard-screenshot.mjs <url> <out.png>
 // e.g. node scripts/dashboard-screenshot.mjs 'http://127.0.0.1:8080/#run=3' docs/dashboard.png
-// Needs Debian's chromium (/usr/bin/chromium, or CHROMIUM_PATH). Waits until the workers and,
-// when a run is selected and finished, its timeline have loaded.
+// Needs Debian's chromium (/usr/bin/chromium, or CHROMIUM_PATH). Waits until the workers are listed
+// and the selected run's report (a finished benchmark's) shows its timeline.
 import { chromium } from 'playwright-core';
 
 const [url, out] = process.argv.slice(2);
@@ -14,10 +14,11 @@ try {
   const page = await browser.newPage({ viewport: { width: 1280, height: 900 }, deviceScaleFactor: 1 });
   await page.goto(url, { timeout: 30_000 });
   await page.waitForSelector('#workers tbody tr', { timeout: 30_000 });
+  // The selected run (the newest, or #run=<id>) must be a finished benchmark: its report and its timeline, decoded.
   await page.waitForFunction(() => {
     const img = document.querySelector('#timeline');
-    return document.querySelector('#timeline-figure')?.hidden !== false || (img?.complete && img.naturalWidth > 0);
-  }, undefined, { timeout: 30_000 });
+    return document.querySelector('#report')?.hidden === false && document.querySelector('#timeline-figure')?.hidden === false && img?.complete && img.naturalWidth > 0;
+  }, undefined, { timeout: 60_000 });
   await page.screenshot({ path: out, fullPage: true });
   console.log(`wrote ${out}`);
 } finally {
