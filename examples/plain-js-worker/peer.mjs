@@ -60,6 +60,12 @@ export class Mailbox {
     for (const a of this.admissions.splice(0)) a();
   }
 
+  /** Whether a whole frame for (source, key) arrived already (stored or taken). */
+  has(source, key) {
+    const id = keyId(source, key);
+    return this.frames.has(id) || this.taken.has(id);
+  }
+
   /** Stores (or hands over) a whole frame; throws the reason it is refused. */
   put(runId, source, key, frame) {
     if (!this.run) throw new Error(`no run is open here (frame of run ${runId})`);
@@ -139,6 +145,8 @@ async function accept(mailbox, assemblies, runId, part) {
   const id = `${runId}/${keyId(part.source, part.key)}`;
   await mailbox.admit(part.totalBytes, keyId(part.source, part.key));
   if (part.parts > 1) {
+    // a part of a frame that is already complete (stored or taken) is a duplicate too
+    if (mailbox.has(part.source, part.key)) throw new Error(`duplicate ${keyString(part.key)} from rank ${part.source}: the frame is already complete`);
     let asm = assemblies.get(id);
     if (!asm) assemblies.set(id, (asm = { first: part, data: new Uint8Array(part.totalBytes), got: new Set() }));
     const a = asm.first;
@@ -281,10 +289,12 @@ export async function dispatch(net, key, layout, source, cols, { rowOfSlot, expe
     slots.forEach((slot, i) => rows.set(source.subarray(rowOfSlot(slot) * cols, (rowOfSlot(slot) + 1) * cols), i * cols));
     return { rows, ids: Int32Array.from(slots, (slot) => expertIds[slot]) };
   });
-  const outgoing = packed.map((p, dest) => ({ payload: encodeRows(p.rows, p.ids.length, cols, dest === net.rank ? 'F32' : codec), expertIds: p.ids }));
+  // every row goes through the codec, this rank's own too (encoded and decoded, never sent): the
+  // rounding must not depend on where the expert lives
+  const outgoing = packed.map((p) => ({ payload: encodeRows(p.rows, p.ids.length, cols, codec), expertIds: p.ids }));
   const incoming = await exchange(net, key, outgoing, timeoutMs);
   const received = incoming.map((frame, src) => {
-    if (src === net.rank) return { source: src, rows: packed[src].rows, expertIds: packed[src].ids, count: packed[src].ids.length };
+    if (src === net.rank) return { source: src, rows: decodeRows(outgoing[src].payload), expertIds: packed[src].ids, count: packed[src].ids.length };
     const { rows: count, cols: frameCols } = frame.payload;
     if (count > 0 && frameCols !== cols) throw new StepFailed(`${keyString(key)}: rank ${src} sent rows of ${frameCols} values; rows here have ${cols}`);
     if (!frame.expertIds && count > 0) throw new StepFailed(`${keyString(key)}: rank ${src} sent ${count} rows without expert ids`);
@@ -299,12 +309,12 @@ export async function dispatch(net, key, layout, source, cols, { rowOfSlot, expe
  */
 export async function combine(net, key, handle, outputs, { codec, timeoutMs, into }) {
   const { layout, cols } = handle;
-  const outgoing = outputs.map((rows, src) => ({ payload: encodeRows(rows, handle.received[src], cols, src === net.rank ? 'F32' : codec) }));
+  const outgoing = outputs.map((rows, src) => ({ payload: encodeRows(rows, handle.received[src], cols, codec) }));
   const incoming = await exchange(net, key, outgoing, timeoutMs);
   layout.slotsTo.forEach((slots, dest) => {
     const { rows: count } = incoming[dest].payload;
     if (count !== slots.length) throw new StepFailed(`${keyString(key)}: rank ${dest} sent back ${count} rows; this rank sent it ${slots.length}`);
-    const rows = dest === net.rank ? outputs[dest] : decodeRows(incoming[dest].payload);
+    const rows = decodeRows(dest === net.rank ? outgoing[dest].payload : incoming[dest].payload);
     slots.forEach((slot, i) => into.set(rows.subarray(i * cols, (i + 1) * cols), slot * cols));
   });
   return into;

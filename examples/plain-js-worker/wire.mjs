@@ -6,8 +6,15 @@ if (new Uint8Array(new Uint32Array([1]).buffer)[0] !== 1) throw new Error('plain
 
 export const DTYPE_BYTES = { F32: 4, BF16: 2, FP8_E4M3: 1 };
 export const PHASES = ['DISPATCH', 'COMBINE', 'COMBINE_BACKWARD', 'DISPATCH_BACKWARD', 'ALLREDUCE'];
-/** Values per float32 scale in FP8_E4M3 payloads this worker sends (a receiver reads block_size). */
-export const FP8_BLOCK_SIZE = 128;
+/**
+ * Values per float32 scale in FP8_E4M3 payloads this worker sends (a receiver reads block_size):
+ * the largest divisor of the row length not above 128, so a block never spans two rows and a row
+ * is rounded the same whichever rows share its frame.
+ */
+export function fp8BlockSize(cols) {
+  for (let b = Math.min(cols, 128); b > 1; b--) if (cols % b === 0) return b;
+  return 1;
+}
 
 /** A request the worker refuses (gRPC INVALID_ARGUMENT); the message says what is wrong. */
 export class InvalidRequest extends Error {}
@@ -86,9 +93,10 @@ export function encodeRows(values, rows, cols, codec) {
   // FP8_E4M3: one scale per block = amax / 448 over the block's finite values (0 for a block of zeros)
   const n = values.length;
   const data = new Uint8Array(n);
-  const scales = new Float32Array(Math.ceil(n / FP8_BLOCK_SIZE));
+  const block = fp8BlockSize(cols);
+  const scales = new Float32Array(Math.ceil(n / block));
   for (let b = 0; b < scales.length; b++) {
-    const begin = b * FP8_BLOCK_SIZE, end = Math.min(n, begin + FP8_BLOCK_SIZE);
+    const begin = b * block, end = Math.min(n, begin + block);
     let amax = 0, infinite = false;
     for (let i = begin; i < end; i++) {
       const a = Math.abs(values[i]);
@@ -103,7 +111,7 @@ export function encodeRows(values, rows, cols, codec) {
       data[i] = e4m3OfBits(u32[0]);
     }
   }
-  return { dtype: 'FP8_E4M3', rows, cols, data, scales: new Uint8Array(scales.buffer), blockSize: FP8_BLOCK_SIZE };
+  return { dtype: 'FP8_E4M3', rows, cols, data, scales: new Uint8Array(scales.buffer), blockSize: block };
 }
 
 /** An encoded payload -> a fresh Float32Array [rows * cols]. */

@@ -159,6 +159,10 @@ export class PlainWorker {
     if (!['SOFTMAX', 'SIGMOID'].includes(model.scoreFunction)) throw bad(`model.score_function ${model.scoreFunction} is not SOFTMAX or SIGMOID`);
     if (!['BALANCING_NONE', 'AUX_LOSS', 'BIAS'].includes(model.balancing)) throw bad(`model.balancing ${model.balancing} is not BALANCING_NONE, AUX_LOSS or BIAS`);
     if (!(model.rmsEps > 0)) throw bad(`model.rms_eps=${model.rmsEps} must be positive`);
+    // This worker's router is a plain top-k: node-limited routing would silently differ, so it is refused.
+    if ((model.routerGroups || 1) > 1 && (model.routerGroupTopK || 1) < model.routerGroups) {
+      throw bad(`model.router_groups=${model.routerGroups} with router_group_top_k=${model.routerGroupTopK}: node-limited routing is not implemented by this worker`);
+    }
     if (!req.optimizer) throw bad('optimizer config is missing');
     if (req.worldSize < 1 || req.rank >= req.worldSize) throw bad(`rank ${req.rank} is outside world_size ${req.worldSize}`);
     if (req.peerAddresses.length !== req.worldSize) throw bad(`${req.peerAddresses.length} peer addresses for world_size ${req.worldSize}`);
@@ -307,6 +311,7 @@ export class PlainWorker {
       throw new InvalidRequest(`RunStep: global_tokens=${req.globalTokens}, global_sequences=${req.globalSequences} are smaller than this worker's slice`);
     }
     const o = req.options ?? {};
+    if (o.allToAll && o.allToAll !== 'flat') throw new InvalidRequest(`RunStep: all_to_all "${o.allToAll}" is not implemented by this worker (flat only)`);
     const codecOf = (dtype, allowed, what) => {
       const codec = !dtype || dtype === 'DTYPE_UNSPECIFIED' ? 'F32' : dtype;
       if (!allowed.includes(codec)) throw new InvalidRequest(`RunStep: ${what} codec ${dtype} is not one of ${allowed.join(', ')}`);
@@ -335,7 +340,12 @@ export class PlainWorker {
     this.links?.close();
     this.mailbox.close('worker closing');
     this.scheduler?.close();
-    await new Promise((resolve) => this.server.tryShutdown(resolve));
+    // tryShutdown waits for every client to hang up; one that keeps its channel open would keep
+    // this process alive after Shutdown, so force it after a grace period
+    await new Promise((resolve) => {
+      const force = setTimeout(() => (this.server.forceShutdown(), resolve()), 2000);
+      this.server.tryShutdown(() => (clearTimeout(force), resolve()));
+    });
   }
 }
 

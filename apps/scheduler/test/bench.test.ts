@@ -32,6 +32,19 @@ describe('moe bench on a local cluster of sim workers', () => {
     for (const row of report.results) expect(row.alignment).toBeCloseTo(1 - Math.abs(row.predicted_step_ms - row.step_ms.median) / row.step_ms.median, 5); // report.json rounds to 6 digits
     expect(report.transport.tcp_mbps).toBeGreaterThan(0);
     expect(report.transport.grpc_mbps).toBeGreaterThan(0);
+    // complete records: every setting that shapes a figure, what bound each row, what the transport line measured
+    expect(report.config).toMatchObject({ accumulation_steps: 16, latency_scale: 0.01, dilation: expect.any(Number) });
+    expect(Object.keys(report.config.compute_scales).map(Number).sort()).toEqual([0.5, 2]);
+    for (const row of report.results) {
+      expect(row.link, `${row.schedule} C${row.chunks} ratio ${row.ratio}`).toMatchObject({ host_bound: expect.any(Boolean), host_transport_ms: expect.any(Number), modeled_link_ms: expect.any(Number) });
+      expect(row.link.modeled_link_ms).toBeGreaterThan(0);
+    }
+    expect(report.transport.what).toMatch(/not an all-to-all/);
+    expect(readFileSync(result.files.markdown, 'utf8')).toMatch(/Measured: one raw TCP socket against one gRPC Peer\.Exchange stream/);
+    // the all-to-all on every data plane, and the one the sim workers' frames went out over (auto: socket)
+    expect(report.transport.planes.map((p: { plane: string }) => p.plane)).toEqual(['tcp', 'grpc', 'socket', 'socket-tcp']);
+    expect(report.transport.used).toBe('socket');
+    for (const row of report.results) expect(row.modeled_compute_ms.median).toBeGreaterThan(0);
 
     const trace = JSON.parse(readFileSync(result.files.trace, 'utf8'));
     expect(validateTrace(trace)).toEqual([]);
@@ -46,5 +59,5 @@ describe('moe bench on a local cluster of sim workers', () => {
     for (const file of [result.files.markdown, result.files.timelineSvg, result.files.sweepSvg]) {
       expect(readFileSync(file, 'utf8').length).toBeGreaterThan(100);
     }
-  }, 120_000);
+  }, 300_000); // 4 sim workers, 6 runs and two transport probes: 110-120 s on a loaded 2-core machine
 });

@@ -55,13 +55,13 @@ describe('RunStep requests', () => {
   it("hand each rank its contiguous block of whole sequences, with the global batch's divisors", () => {
     const batch = new MarkovChain(model.vocabSize, 3).batch(0, 5, 4);
     const ranges = splitSequences(5, 2);
-    const requests = runStepRequests('r1', 0, batch, ranges, stepOptionsToWire({ schedule: 'naive', chunks: 4, dispatchCodec: 'bf16', combineCodec: 'f32', recordTimeline: false }));
+    const requests = runStepRequests('r1', 0, batch, ranges, stepOptionsToWire({ schedule: 'naive', chunks: 4, dispatchCodec: 'bf16', combineCodec: 'f32', recordTimeline: false, allToAll: 'flat', nodeSize: 0 }));
     const ints = (b: Buffer | Uint8Array | string | undefined) => [...new Int32Array(new Uint8Array(b as Uint8Array).buffer)];
     expect(ints(requests[0]!.inputs!.data as Buffer)).toEqual([...batch.inputs.slice(0, 12)]);
     expect(ints(requests[1]!.targets!.data as Buffer)).toEqual([...batch.targets.slice(12, 20)]);
     expect(requests[1]!.inputs!.shape).toEqual([8]);
     for (const r of requests) expect(r).toMatchObject({ globalTokens: 20, globalSequences: 5 });
-    expect(requests[0]!.options).toEqual({ schedule: 'NAIVE', scheduleName: 'naive', chunks: 1, dispatchCodec: 'BF16', combineCodec: 'F32', recordTimeline: false });
+    expect(requests[0]!.options).toEqual({ schedule: 'NAIVE', scheduleName: 'naive', chunks: 1, dispatchCodec: 'BF16', combineCodec: 'F32', recordTimeline: false, allToAll: 'flat', nodeSize: 0 });
   });
 });
 
@@ -73,9 +73,13 @@ describe('gathering a step', () => {
     expertCounts: new Array(model.layers * model.routedExperts).fill(1),
     paramChecksum: 'abc',
     timeline: [],
+    link: null,
+    intraNodeBytes: 0,
+    interNodeBytes: 0,
     bytesSent: 10,
     stepMs: 2,
     peakRssBytes: 1 << 20,
+    dataPlane: 'socket',
     ...over,
   });
 

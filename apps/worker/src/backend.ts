@@ -77,4 +77,11 @@ export interface Backend {
    * the modeled links' time. Real backends leave it out.
    */
   linkModel?(): LinkModel | undefined;
+  /**
+   * For a backend whose compute runs on a device with a clock of its own (`sim`): the device's
+   * start and end (performance.now() ms) of the compute op that ended last, and the cost model's
+   * duration of it. The executor records these in the timeline, so a busy event loop (the data
+   * plane's) delays when ops are issued and noticed, never how long they ran. Real backends leave it out.
+   */
+  deviceTiming?(): { startMs: number; endMs: number; modeledMs: number } | undefined;
 }

@@ -17,5 +17,6 @@ export { WorkerNode, type WorkerNodeOptions } from './worker-node';
 export { buildSchedule, chunkTokenRange } from '@moe/schedule';
 export { formatSchedule, ScheduleError, type Op, type OpKind, type ScheduleSpec, type Stream } from '@moe/schedule';
 export { StepExecutor, StepOpError, type StepOutcome, type ExecuteSettings } from './schedule/executor';
+export { FAULT_ENV, FAULT_NAMES, PlantedFault, UnknownFaultError, faultFromEnv, type FaultName } from './schedule/faults';
 export type { OpRecordData } from '@moe/comm';
 export { FailedPreconditionError, InvalidRequestError } from './errors';

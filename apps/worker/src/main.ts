@@ -3,11 +3,13 @@
  * scheduler at --scheduler, heartbeats, and runs steps on its backend until told to stop.
  */
 import { networkInterfaces } from 'node:os';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { DATA_PLANE_CHOICES, type DataPlaneChoice } from '@moe/comm';
 import type { Backend } from './backend';
 import { loadBackend } from './backends/create-backend';
 import { writeRegistrationStatus } from './registration-status';
 import { WorkerNode } from './worker-node';
+import { FAULT_ENV, faultFromEnv, type PlantedFault } from './schedule/faults';
 
 const integer = (what: string) => (value: string) => {
   const n = Number(value);
@@ -31,6 +33,11 @@ const program = new Command('moe worker')
   .option('--token <token>', 'cluster token, required from every caller and sent on every call (prefer the MOE_CLUSTER_TOKEN environment variable: flags show in ps)', process.env.MOE_CLUSTER_TOKEN)
   .option('--status-file <path>', 'keep this worker\'s registration (registered, when the scheduler last acknowledged it) in this JSON file, for `moe health worker`', process.env.MOE_WORKER_STATUS_FILE)
   .option('--register-timeout <ms>', 'how long to keep trying to register', integer('--register-timeout'), 30_000)
+  .addOption(
+    new Option('--transport <plane>', 'data plane to peers: auto (socket to peers that speak it, gRPC Exchange to the others), socket, or grpc')
+      .choices(DATA_PLANE_CHOICES)
+      .default(process.env.MOE_TRANSPORT || 'auto'),
+  )
   .parse(process.argv);
 
 const opts = program.opts<{
@@ -44,6 +51,7 @@ const opts = program.opts<{
   registerTimeout: number;
   token?: string;
   statusFile?: string;
+  transport: DataPlaneChoice;
 }>();
 
 /**
@@ -63,8 +71,15 @@ function resolveAdvertise(advertise: string | undefined, host: string, port: num
   return `${ipv4?.address ?? '127.0.0.1'}:${port}`;
 }
 
+if (!DATA_PLANE_CHOICES.includes(opts.transport)) {
+  console.error(`moe worker: --transport (or MOE_TRANSPORT) "${opts.transport}" is not one of ${DATA_PLANE_CHOICES.join(', ')}`);
+  process.exit(2);
+}
+
 let backend: Backend;
+let fault: PlantedFault | undefined;
 try {
+  fault = faultFromEnv();
   backend = await loadBackend(opts.backend);
 } catch (error) {
   console.error(`moe worker: ${(error as Error).name}: ${(error as Error).message}`);
@@ -84,7 +99,10 @@ const node = new WorkerNode({
   onRegistration: opts.statusFile
     ? (registered) => writeRegistrationStatus(opts.statusFile!, { workerId: node.id, scheduler: opts.scheduler, registered, at: Date.now() }, console.error)
     : undefined,
+  fault,
+  transport: opts.transport,
 });
+if (fault) console.error(`worker ${node.id}: PLANTED FAULT ${fault.name} (${FAULT_ENV}); this run is wrong on purpose`);
 
 const stop = (signal: string) => {
   console.log(`worker ${node.id}: ${signal}, stopping`);

@@ -140,6 +140,18 @@ function decodeOptimizerState(
       if (!other.has(name)) throw new InvalidRequestError(`LoadShard.optimizer_state: ${name} has ${what} but no ${what === 'm' ? 'v' : 'm'}`);
     }
   }
+  if (msg.step > 0) {
+    const trained = [
+      ...[...dense.keys()].filter((name) => !name.endsWith('router_bias')),
+      ...experts.flatMap((layer, l) => [...layer].flatMap(([id, ws]) => [...ws.keys()].map((w) => `layers.${l}.experts.${id}.${w}`))),
+    ];
+    const missing = trained.filter((name) => !m.has(name));
+    if (missing.length > 0) {
+      throw new InvalidRequestError(
+        `LoadShard.optimizer_state: step ${msg.step} but no moments for ${missing.slice(0, 3).join(', ')}${missing.length > 3 ? ` and ${missing.length - 3} more` : ''} (every trained parameter of the shard needs m and v)`,
+      );
+    }
+  }
   return { t: msg.step, m, v };
 }
 
@@ -177,6 +189,9 @@ export function decodeStep(
     if (error instanceof ScheduleError) throw new InvalidRequestError(error.message);
     throw error;
   }
+  if (step.allToAll === 'hierarchical' && shard.worldSize % step.nodeSize !== 0) {
+    throw new InvalidRequestError(`RunStep.options.node_size=${step.nodeSize} does not split the ${shard.worldSize} ranks into whole nodes (hierarchical all-to-all)`);
+  }
   return {
     batch: {
       step: req.step,
@@ -186,6 +201,6 @@ export function decodeStep(
       globalSequences: req.globalSequences,
     },
     schedule: { kind: step.schedule, chunks: step.chunks, layers: shard.model.layers },
-    settings: { dispatchCodec: step.dispatchCodec, combineCodec: step.combineCodec, timeoutMs },
+    settings: { dispatchCodec: step.dispatchCodec, combineCodec: step.combineCodec, timeoutMs, allToAll: step.allToAll, nodeSize: step.nodeSize },
   };
 }

@@ -9,7 +9,11 @@ import {
   guardedServerOptions,
   serverCredentials,
   PeerMailbox,
+  PeerSocketServer,
   ShapedTransport,
+  SocketTransport,
+  tlsFromEnv,
+  type DataPlaneChoice,
   loadMoeProto,
   namedTensorMsg,
   peerServiceHandlers,
@@ -23,6 +27,7 @@ import { UnknownDeviceProfileError } from '@moe/sim';
 import type { Backend, Shard } from './backend';
 import { StepExecutor, StepOpError } from './schedule/executor';
 import { FlightRecorder } from './schedule/flight-recorder';
+import type { PlantedFault } from './schedule/faults';
 import { buildSchedule } from '@moe/schedule';
 import type { Op } from '@moe/schedule';
 import { FailedPreconditionError, InvalidRequestError, RegistrationRefusedError } from './errors';
@@ -50,12 +55,16 @@ export interface WorkerNodeOptions {
    * Default: `MOE_CLUSTER_TOKEN`; unset or empty: none.
    */
   token?: string;
-  /**
-   * Told whenever the scheduler acknowledges this worker (Register, or a Heartbeat it knows) with
-   * `true`, and with `false` when it says it does not know it any more: what `moe health worker`
-   * reports as "registered" (main.ts keeps it in MOE_WORKER_STATUS_FILE).
-   */
+  /** true at each Register/Heartbeat the scheduler acknowledges, false when it no longer knows this worker (`moe health worker`). */
   onRegistration?: (registered: boolean) => void;
+  /** A planted fault (tests only; `moe worker` reads env MOE_FAULT). */
+  fault?: PlantedFault;
+  /**
+   * Data plane for frames to peers: `auto` (default: the socket data plane to every peer that
+   * speaks it, gRPC Exchange to the others), `socket` (every peer must speak it) or `grpc`
+   * (Exchange only; then this worker offers no socket either). Exchange is always served.
+   */
+  transport?: DataPlaneChoice;
   /** Called when the scheduler refuses this worker after it was registered (default: exit 1). */
   onRefused?: (error: Error) => void;
 }
@@ -97,6 +106,9 @@ export class WorkerNode {
   private state: State = 'idle';
   private shard?: Shard;
   private transport?: Transport;
+  /** The run's transport before link shaping: it says which planes frames went out over. */
+  private dataPlane?: SocketTransport;
+  private socketServer?: PeerSocketServer;
   private executor?: StepExecutor;
   private readonly schedules = new Map<string, Op[]>();
   /** The last ops of this worker's steps, running ones included; served by FlightRecord. */
@@ -124,7 +136,8 @@ export class WorkerNode {
   async start(): Promise<string> {
     const proto = loadMoeProto();
     const log = (line: string) => this.log(`worker ${this.id}: ${line}`);
-    this.server.addService(proto.moe.v1.Peer.service, peerServiceHandlers(this.mailbox, { token: this.token, log }));
+    const socketEndpoint = () => this.socketServer?.endpoint();
+    this.server.addService(proto.moe.v1.Peer.service, peerServiceHandlers(this.mailbox, { token: this.token, log, socketEndpoint }));
     this.server.addService(proto.moe.v1.Worker.service, this.handlers());
     const host = this.options.host ?? '127.0.0.1';
     const port = await new Promise<number>((resolve, reject) =>
@@ -133,6 +146,11 @@ export class WorkerNode {
       ),
     );
     this.address = this.options.advertise ?? `${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`;
+    if ((this.options.transport ?? 'auto') !== 'grpc') {
+      // Served on the same interface as gRPC, reached at the advertised host; offered through Peer.DataPlanes.
+      const advertiseHost = this.address.slice(0, this.address.lastIndexOf(':')).replace(/^\[|\]$/g, '');
+      this.socketServer = await PeerSocketServer.start({ mailbox: this.mailbox, host, advertiseHost, token: this.token, tls: tlsFromEnv(), log });
+    }
     this.log(`worker ${this.id} listening on ${this.address}`);
     await this.register();
     return this.address;
@@ -266,11 +284,14 @@ export class WorkerNode {
     const shard = decodeShard(request);
     await this.transport?.close();
     const checksum = await this.options.backend.load(shard);
-    const grpcTransport = new GrpcTransport({ runId: shard.runId, rank: shard.rank, peers: shard.peers, mailbox: this.mailbox, token: this.token });
+    const plane = this.options.transport ?? 'auto';
+    const base = { runId: shard.runId, rank: shard.rank, peers: shard.peers, mailbox: this.mailbox, token: this.token };
+    this.dataPlane = plane === 'grpc' ? undefined : new SocketTransport({ ...base, plane, tls: tlsFromEnv() });
+    const peerTransport = this.dataPlane ?? new GrpcTransport(base);
     // A simulated device also models its links: sends are shaped to the modeled bandwidth.
     const link = this.options.backend.linkModel?.();
-    this.transport = link ? new ShapedTransport(grpcTransport, link) : grpcTransport;
-    this.executor = new StepExecutor(this.options.backend, this.transport, shard.expertOwner, this.flight);
+    this.transport = link ? new ShapedTransport(peerTransport, link) : peerTransport;
+    this.executor = new StepExecutor(this.options.backend, this.transport, shard.expertOwner, this.flight, this.options.fault);
     this.shard = shard;
     this.flight.runId = shard.runId;
     this.state = 'loaded';
@@ -294,8 +315,11 @@ export class WorkerNode {
     if (!ops) this.schedules.set(scheduleKey, (ops = buildSchedule(schedule)));
     this.state = 'running';
     this.currentStep = batch.step;
+    const shaped = this.transport instanceof ShapedTransport ? this.transport : undefined;
+    shaped?.resetLinkStats();
     try {
       const outcome = await this.executor.run(ops, batch, settings);
+      const link = shaped?.hostBound();
       return {
         step: batch.step,
         lossSum: outcome.lossSum,
@@ -304,9 +328,14 @@ export class WorkerNode {
         paramChecksum: outcome.checksum,
         timeline: request.options?.recordTimeline ? outcome.timeline : [],
         bytesSent: outcome.bytesSent,
+        intraNodeBytes: outcome.linkBytes.intra,
+        interNodeBytes: outcome.linkBytes.inter,
         stepMs: outcome.stepMs,
         // maxRSS is in KiB; the peak of this process so far (bounded-memory checks compare it across routings).
         peakRssBytes: process.resourceUsage().maxRSS * 1024,
+        // whether the host transport, not the modeled link, bound this step (bench rows say it)
+        ...(link ? { link: { frames: link.frames, bytes: link.bytes, modeledMs: link.modeledMs, hostMs: link.hostMs, lateMs: link.lateMs, hostBound: link.bound } } : {}),
+        dataPlane: this.dataPlane?.planesUsed() ?? 'grpc',
       };
     } finally {
       this.state = 'loaded';
@@ -363,8 +392,20 @@ export class WorkerNode {
     clearInterval(this.heartbeat);
     await this.deregister(reason);
     await this.transport?.close().catch(() => {});
+    await this.socketServer?.close().catch(() => {});
     await this.options.backend.close().catch(() => {});
     this.scheduler?.close();
-    await new Promise<void>((resolve) => this.server.tryShutdown(() => resolve()));
+    // tryShutdown waits for every client to hang up; a caller that keeps its channel open (the
+    // scheduler, a peer) would keep the process alive after Shutdown, so force it after a grace.
+    await new Promise<void>((resolve) => {
+      const force = setTimeout(() => {
+        this.server.forceShutdown();
+        resolve();
+      }, 2_000);
+      this.server.tryShutdown(() => {
+        clearTimeout(force);
+        resolve();
+      });
+    });
   }
 }

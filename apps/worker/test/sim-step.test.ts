@@ -2,16 +2,17 @@
  * Whole sim steps on 4 in-process ranks: SimBackends driven by the StepExecutor over in-memory
  * transports wrapped in ShapedTransports (the modeled H800 links), as a worker process would.
  */
-import { ShapedTransport, createInMemoryTransports, type HostBoundReport, type Transport } from '@moe/comm';
+import { ShapedTransport, createInMemoryTransports, type Transport } from '@moe/comm';
 import { TINY_MODEL, TINY_TRAIN, initParams, parseModelConfig } from '@moe/model';
 import { describe, expect, it } from 'vitest';
 import type { Shard, StepBatch } from '../src/backend';
 import { SimBackend } from '../src/backends/sim/index';
-import { CostModel, computeScaleForRatio, estimateStep, resolveModeledModel, type ModeledModelInput } from '@moe/sim';
+import type { ModeledModelInput } from '@moe/sim';
 import { buildSchedule } from '@moe/schedule';
 import { StepExecutor, type StepOutcome, type ExecuteSettings } from '../src/schedule/executor';
 import type { Op } from '@moe/schedule';
 import { shardOf as shardFor } from './support/shard';
+import { commUnderCompute } from './support/overlap';
 
 const WORLD = 4;
 const NODE_SIZE = 2; // two modeled nodes of two GPUs: each rank has one NVLink peer and two IB peers
@@ -69,8 +70,6 @@ async function simCluster(backendOptions: Record<string, unknown>) {
   };
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-
 describe('sim backend through the step executor, 4 in-memory ranks', () => {
   it('runs whole steps of both schedules: replicas agree, loss is ln(vocab), every slot routed', async () => {
     const cluster = await simCluster({ profile: 'H800', dilation: 20, model: MODELED, nodeSize: NODE_SIZE });
@@ -92,68 +91,27 @@ describe('sim backend through the step executor, 4 in-memory ranks', () => {
     await cluster.close();
   });
 
-  it('at compute-to-communication ratio 1, the overlapped schedule (4 chunks) beats naive', async () => {
-    const tokens = 1024;
-    // Dilation sets the modeled all-to-alls to about 400 ms a step; computeScale makes the experts'
-    // compute (shared + routed, forward + backward) equal to them: ratio 1 where overlap can act.
-    const at1 = (dilation: number, computeScale = 1, chunks = 1) =>
-      estimateStep({
-        costs: new CostModel(resolveModeledModel(MODELED), 'H800', { worldSize: WORLD, layers: model.layers, dilation, computeScale }),
-        tokens,
-        topK: model.topK,
-        nodeSize: NODE_SIZE,
-        chunks,
-      });
-    const dilation = 400 / at1(1).commMs;
-    const computeScale = computeScaleForRatio(1, at1(dilation), 'moe');
-    const estimate = at1(dilation, computeScale);
-    const chunked = at1(dilation, computeScale, 4);
-    const cluster = await simCluster({ profile: 'H800', dilation, computeScale, model: MODELED, nodeSize: NODE_SIZE });
-
-    // Steps of the two schedules alternate, so a burst of load from elsewhere on this shared
-    // machine hits both; each schedule's fastest step is the least disturbed one.
-    const schedules = {
-      naive: buildSchedule({ kind: 'naive', layers: model.layers, chunks: 1 }),
-      overlapped: buildSchedule({ kind: 'overlapped', layers: model.layers, chunks: 4 }),
-    };
-    const walls = { naive: [] as number[], overlapped: [] as number[] };
-    const computeMs = { naive: [] as string[], overlapped: [] as string[] };
-    const links = { naive: [] as HostBoundReport[], overlapped: [] as HostBoundReport[] };
-    for (let round = 0; round < 4; round++) {
-      for (const kind of ['naive', 'overlapped'] as const) {
-        cluster.transports.forEach((t) => t.resetLinkStats());
-        const { wallMs } = await cluster.step(schedules[kind], tokens);
-        if (round === 0) continue; // warm-up
-        walls[kind].push(wallMs);
-        const c = cluster.backends[0]!.stepSummary();
-        computeMs[kind].push(`${c.modeledMs.toFixed(0)}/${c.measuredMs.toFixed(0)}`);
-        links[kind].push(cluster.transports[0]!.hostBound());
-      }
-    }
+  it('overlap is structural: the overlapped schedule runs comm under compute, naive and a one-stream chain never do', async () => {
+    // Which ops were in flight together, from the recorded op intervals: no duration is asserted
+    // (how much overlap buys is the bench's figure). The modeled times only make each op last.
+    const cluster = await simCluster({ profile: 'H800', dilation: 20, model: MODELED, nodeSize: NODE_SIZE });
+    const overlapped = buildSchedule({ kind: 'overlapped', layers: model.layers, chunks: 4 });
+    const naive = buildSchedule({ kind: 'naive', layers: model.layers, chunks: 1 });
+    // The planted bug: every op chained on one stream (what an executor ignoring streams would do).
+    const chained = overlapped.map((op): Op => ({ ...op, stream: 'compute' }));
+    const pairs = async (ops: readonly Op[]) => (await cluster.step(ops, 256)).outcomes.map((o) => commUnderCompute(o.timeline));
+    const withOverlap = await pairs(overlapped);
+    const withoutOverlap = { naive: await pairs(naive), chained: await pairs(chained) };
     await cluster.close();
 
-    const fmt = (x: number) => x.toFixed(1);
-    const best = (kind: 'naive' | 'overlapped') => Math.min(...walls[kind]);
-    const line = (kind: 'naive' | 'overlapped') => {
-      const l = links[kind].at(-1)!;
-      return (
-        `${kind.padEnd(10)} step ms ${walls[kind].map(fmt).join(', ')} (min ${fmt(best(kind))}, median ${fmt(median(walls[kind]))}); ` +
-        `rank 0 compute modeled/waited ms ${computeMs[kind].join(', ')}; last step's rank 0 link: ${l.frames} frames, ` +
-        `host transport ${fmt(l.hostMs)} ms on ${fmt(l.modeledMs)} ms modeled, host-bound ${l.bound}`
-      );
-    };
-    console.log(
-      [
-        `sim H800, 4 ranks (2 nodes x 2), ${tokens} tokens/rank, H=512, top-2, 2 layers, f32 wire;`,
-        `dilation ${fmt(dilation)}, computeScale ${computeScale.toExponential(3)}`,
-        `modeled per step, naive: compute ${fmt(estimate.computeMs)} ms (MoE part ${fmt(estimate.moeComputeMs)}), all-to-all ${fmt(estimate.commMs)} ms`,
-        `modeled per step, 4 chunks: compute ${fmt(chunked.computeMs)} ms (MoE part ${fmt(chunked.moeComputeMs)}), all-to-all ${fmt(chunked.commMs)} ms`,
-        line('naive'),
-        line('overlapped'),
-        `speedup naive/overlapped: ${(best('naive') / best('overlapped')).toFixed(2)}x (fastest steps), ` +
-          `${(median(walls.naive) / median(walls.overlapped)).toFixed(2)}x (medians)`,
-      ].join('\n'),
-    );
-    expect(best('overlapped')).toBeLessThan(best('naive'));
+    for (const [rank, found] of withOverlap.entries()) {
+      // Each layer's shared expert starts with the layer's dispatches: they are always in flight together.
+      for (let layer = 0; layer < model.layers; layer++) {
+        expect(found.some((p) => p.compute === `shared L${layer}` && p.comm.startsWith(`dispatch L${layer}.`)), `rank ${rank}, layer ${layer}: ${JSON.stringify(found)}`).toBe(true);
+      }
+    }
+    for (const [name, ranks] of Object.entries(withoutOverlap)) {
+      for (const [rank, found] of ranks.entries()) expect(found, `${name}, rank ${rank}`).toEqual([]);
+    }
   });
 });

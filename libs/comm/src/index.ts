@@ -4,9 +4,10 @@ export * from './proto/tensors';
 export * from './proto/config-msg';
 
 // wire codecs
-export { CODEC_DTYPE, DTYPE_BYTES, FP8_BLOCK_SIZE, type CodecName, type EncodedTensor, type RowDType } from './codec/types';
-export { encodeRows, decodeRows, encodedBytes } from './codec/rows';
+export { CODEC_DTYPE, DTYPE_BYTES, FP8_BLOCK_SIZE, fp8BlockSize, type CodecName, type EncodedTensor, type RowDType } from './codec/types';
+export { encodeRows, decodeRows, encodedBytes, roundTripRows } from './codec/rows';
 export { toTensorMsg, fromTensorMsg } from './codec/tensor-msg';
+export { codecRounding } from './codec/wire-rounding';
 export { f32ToBf16Bits, bf16BitsToF32 } from './codec/bf16';
 export { f32ToE4m3, e4m3ToF32, E4M3_MAX, E4M3_NAN } from './codec/fp8-e4m3';
 
@@ -35,12 +36,23 @@ export { TOKEN_ENV, TOKEN_METADATA_KEY, clientOptions, envToken, tokenIntercepto
 export { TLS_CA_ENV, TLS_CERT_ENV, TLS_KEY_ENV, TlsConfigError, channelCredentials, serverCredentials, tlsEnabled, tlsFromEnv, type TlsFiles } from './grpc/tls';
 export { MalformedFrameError } from './grpc/frame-message';
 
+// socket data plane (negotiated over Peer.DataPlanes; Exchange stays the contract every worker speaks)
+export { SocketTransport, DATA_PLANE_CHOICES, type DataPlaneChoice, type SocketTransportOptions } from './socket/socket-transport';
+export { PeerSocketServer, localHostId, type PeerSocketServerOptions } from './socket/socket-server';
+export { SocketLink, type SocketLinkOptions } from './socket/socket-link';
+export { askDataPlanes } from './socket/negotiate';
+export { SocketProtocolError } from './socket/records';
+
 // all-to-all
 export { exchange } from './alltoall/exchange';
 export { dispatchLayout, type DispatchLayout } from './alltoall/layout';
 export { dispatch, type DispatchHandle, type DispatchOptions, type ReceivedRows } from './alltoall/dispatch';
 export { combine, type CombineOptions } from './alltoall/combine';
 export { allReduceSum } from './alltoall/all-reduce';
+export { exchangeAmong } from './alltoall/exchange-among';
+export { nodeLayout, MAX_EXPERTS_PER_NODE, type HopTiming, type LinkBytes, type NodeLayout } from './alltoall/node-layout';
+export { hierarchicalDispatch, hierarchicalCombine, flatLinkBytes, type HierarchicalHandle } from './alltoall/hierarchical';
+export { allToAllStrategy, ALL_TO_ALL_MODES, type AllToAllHandle, type AllToAllMode, type AllToAllStrategy } from './alltoall/strategy';
 export { AllToAllShapeError, ExchangeTimeoutError, LayoutError } from './alltoall/errors';
 
 // link shaping (modeled links over any Transport)
@@ -48,6 +60,8 @@ export * from './link';
 
 // loopback throughput (benchmarks): raw TCP vs the gRPC data plane between two processes
 export { measureGrpcLoopback, measureTcpLoopback, type GrpcLoopbackOptions, type LoopbackResult } from './bench/loopback';
+// the all-to-all between `world` processes on raw TCP and on every data plane, in one run
+export { measureAllToAll, type AllToAllOptions, type AllToAllPlane, type AllToAllResult } from './bench/alltoall';
 
 // op timeline of a step (the report's input)
 export { TimelineRecorder, type Direction as OpDirection, type OpRecordData, type Stream as OpStream } from './timeline/recorder';

@@ -58,17 +58,28 @@ describe('fp8 e4m3fn scalar conversion', () => {
 });
 
 describe('fp8 block codec', () => {
-  it('scales each block of 128 values by amax / 448, the last block shorter', () => {
+  it('scales each block by amax / 448; blocks tile each row (block size divides the row length)', () => {
     const values = Float32Array.from({ length: 300 }, (_, i) => (i < 128 ? 1 : i < 256 ? -896 : 0.25) * ((i % 3) + 1) / 3);
     const t = encodeRows(values, 3, 100, 'fp8');
     expect(t.dtype).toBe('FP8_E4M3');
-    expect(t.blockSize).toBe(FP8_BLOCK_SIZE);
+    expect(t.blockSize).toBe(100);
     expect(t.data.byteLength).toBe(300);
     const scales = new Float32Array(t.scales!.slice().buffer);
     expect(scales.length).toBe(3);
     expect(scales[0]).toBe(Math.fround(1 / 448));
     expect(scales[1]).toBe(Math.fround(896 / 448));
-    expect(scales[2]).toBe(Math.fround(0.25 / 448));
+    expect(scales[2]).toBe(Math.fround(896 / 448));
+    expect(encodeRows(new Float32Array(512), 2, 256, 'fp8').blockSize).toBe(FP8_BLOCK_SIZE);
+    expect(encodeRows(new Float32Array(64), 2, 32, 'fp8').blockSize).toBe(32);
+  });
+
+  it('rounds a row the same whichever rows share its frame', () => {
+    const rows = Float32Array.from({ length: 6 * 32 }, (_, i) => Math.sin(i * 12.9898) * 10 ** ((i % 5) - 2));
+    const together = decodeRows(encodeRows(rows, 6, 32, 'fp8'));
+    for (let r = 0; r < 6; r++) {
+      const alone = decodeRows(encodeRows(rows.slice(r * 32, (r + 1) * 32), 1, 32, 'fp8'));
+      expect(Array.from(together.subarray(r * 32, (r + 1) * 32))).toEqual(Array.from(alone));
+    }
   });
 
   it('decodes a block of zeros to zeros (scale 0, no NaN), signs kept', () => {

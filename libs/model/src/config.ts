@@ -44,6 +44,13 @@ export interface ModelConfig {
   seed: number;
   /** Epsilon of RMSNorm, added to the mean square. */
   rmsEps: number;
+  /**
+   * G: groups of routed experts for node-limited routing (group g = experts g·E/G .. (g+1)·E/G - 1,
+   * one node's experts); 1 = no grouping. Must divide routedExperts.
+   */
+  routerGroups: number;
+  /** M: groups a token may route to (1..routerGroups); topK must fit in M groups. */
+  routerGroupTopK: number;
 }
 
 export interface OptimizerConfig {
@@ -84,6 +91,8 @@ export const TINY_MODEL: ModelConfig = Object.freeze({
   biasUpdateSpeed: 1e-3,
   seed: 1,
   rmsEps: 1e-6,
+  routerGroups: 1,
+  routerGroupTopK: 1,
 });
 
 export const TINY_OPTIMIZER: OptimizerConfig = Object.freeze({
@@ -147,6 +156,8 @@ const MODEL_FIELDS: Record<keyof ModelConfig, FieldRule> = {
   biasUpdateSpeed: nonNegativeNumber(TINY_MODEL.biasUpdateSpeed),
   seed: nonNegativeInt(TINY_MODEL.seed),
   rmsEps: positiveNumber(TINY_MODEL.rmsEps),
+  routerGroups: positiveInt(TINY_MODEL.routerGroups),
+  routerGroupTopK: positiveInt(TINY_MODEL.routerGroupTopK),
 };
 
 const OPTIMIZER_FIELDS: Record<keyof OptimizerConfig, FieldRule> = {
@@ -221,7 +232,7 @@ function parseFields(
 
 /**
  * Validates a model config (plain object; missing fields take TINY_MODEL's values) and returns a
- * fresh ModelConfig. Cross-field rule: topK <= routedExperts. `path` prefixes field names in
+ * fresh ModelConfig. Cross-field rules: topK <= routedExperts, and node-limited routing's (groupProblems). `path` prefixes field names in
  * messages. Throws ConfigError listing every problem.
  */
 export function parseModelConfig(input: unknown, path = 'model'): ModelConfig {
@@ -235,8 +246,44 @@ export function parseModelConfig(input: unknown, path = 'model'): ModelConfig {
       message: `top_k=${topK} exceeds routed experts=${experts} (${path}.topK)`,
     });
   }
+  problems.push(...groupProblems(values, path));
   if (problems.length > 0) throw new ConfigError(problems);
   return values as unknown as ModelConfig;
+}
+
+/** Cross-field rules of node-limited routing: G divides E, 1 <= M <= G, and k experts fit in M groups. */
+function groupProblems(values: Record<string, unknown>, path: string): ConfigProblem[] {
+  const { routedExperts: E, topK: k, routerGroups: G, routerGroupTopK: M } = values;
+  if (typeof E !== 'number' || typeof k !== 'number' || typeof G !== 'number' || typeof M !== 'number') return [];
+  if (k > E) return []; // already reported as top-k-within-experts
+  if (E % G !== 0) {
+    return [
+      {
+        field: `${path}.routerGroups`,
+        rule: 'groups-divide-experts',
+        message: `routerGroups=${G} does not divide routed experts=${E} (${path}.routerGroups): every group must hold the same number of experts`,
+      },
+    ];
+  }
+  if (M > G) {
+    return [
+      {
+        field: `${path}.routerGroupTopK`,
+        rule: 'group-top-k-within-groups',
+        message: `routerGroupTopK=${M} exceeds routerGroups=${G} (${path}.routerGroupTopK)`,
+      },
+    ];
+  }
+  if (k > M * (E / G)) {
+    return [
+      {
+        field: `${path}.topK`,
+        rule: 'top-k-within-groups',
+        message: `top_k=${k} exceeds the ${M * (E / G)} experts of routerGroupTopK=${M} groups of ${E / G} (${path}.topK): raise routerGroupTopK or lower topK`,
+      },
+    ];
+  }
+  return [];
 }
 
 /** Validates an optimizer config (missing fields take TINY_OPTIMIZER's values). Throws ConfigError. */

@@ -50,6 +50,7 @@ export {
 } from './param-names';
 export { checksumTensors } from './checksum';
 export { rmsNorm, rmsNormBackward, type RmsNormCache } from './norm';
+export { allowedExperts, groupScoreWidth } from './group-limit';
 export { route, routeBackward, type Route, type RouteCache, type RouteOptions } from './router';
 export { expertForward, expertBackward, type ExpertCache } from './expert';
 export { combine, combineBackward } from './combine';
@@ -67,15 +68,18 @@ export {
   sharedExpertsBackward,
   residualAdd,
   type ForwardBackwardResult,
+  type RoundRows,
+  type StepMirror,
+  type WireRounding,
 } from './model';
 export { trainReference, applyUpdate, optimizerOrder, type ReferenceResult } from './reference';
 export { MarkovChain, type MarkovChainOptions } from './data';
+export { wholeBatch, checkSplit, type BatchSplit, type TokenRange } from './batch-split';
 export { ShardCompute } from './shard/compute';
 export type { ExpertRows, NamedOptimizerState, ParamsSnapshot, RouteOutput, ShardParams, StepBatch, UpdateResult } from './shard/types';
 export {
   DEFAULT_LOSS_TOLERANCE,
   DEFAULT_PARAM_TOLERANCE,
-  LOSSY_CODEC_LOSS_TOLERANCE,
   parityTolerances,
   tolerancesForCodecs,
   compareLosses,

@@ -15,8 +15,23 @@
  * The backward pass mirrors it with the same helpers the distributed worker calls
  * (combineBackward, expertBackward on the same gathered rows, routeBackward, moeInputGrad,
  * rmsNormBackward, the residual). No attention: a token sees only itself.
+ *
+ * With a lossy wire codec the distributed run rounds the rows of its four all-to-alls; `rounding`
+ * applies the same round trips at the same points (see WireRounding), so the two still agree.
  */
 import type { Batch } from './batch';
+import {
+  checkSplit,
+  chunkSlots,
+  expertCacheRows,
+  normCacheRows,
+  routeCacheRows,
+  rowsOf,
+  sumOverRanks,
+  wholeBatch,
+  type BatchSplit,
+  type TokenRange,
+} from './batch-split';
 import { combine, combineBackward } from './combine';
 import type { ModelConfig } from './config';
 import { embed, embedBackward } from './embedding';
@@ -28,11 +43,30 @@ import { rmsNorm, rmsNormBackward, type RmsNormCache } from './norm';
 import { addInPlace } from './ops';
 import { zerosLikeParams, type ExpertParams, type ModelParams } from './params';
 import { route, routeBackward, type Route } from './router';
-import { gatherRows, groupSlotsByExpert, scatterRows } from './rows';
+import { gatherRows, scatterRows } from './rows';
 import { ShapeError } from './shape-error';
 import { zeros, type Tensor } from './tensor';
 
 export type { Batch };
+
+/** Rounds `rows` [n, cols] in place, row by row, as a wire codec's encode and decode would. */
+export type RoundRows = (rows: Float32Array, cols: number) => void;
+
+/**
+ * Where rows cross ranks in the distributed run, and the rounding each crossing applies. Each
+ * hook sees the rows of one expert at a time; it must round each row on its own (the result of a
+ * row may not depend on the other rows), as the wire codecs of @moe/comm do. Absent: exact f32.
+ */
+export interface WireRounding {
+  /** Forward dispatch: the normalised token rows an expert receives. */
+  dispatch?: RoundRows;
+  /** Forward combine: the expert output rows sent back to the token's rank. */
+  combine?: RoundRows;
+  /** Backward of the combine: the gradients of the slot outputs sent to the experts. */
+  combineBackward?: RoundRows;
+  /** Backward of the dispatch: the gradients of the expert inputs sent back. */
+  dispatchBackward?: RoundRows;
+}
 
 export interface ForwardBackwardResult {
   /** Σ CE / divisors.tokens (nats). */
@@ -50,9 +84,10 @@ interface LayerTape {
   x: Tensor;
   norm: RmsNormCache;
   route: Route;
-  /** [E] slot lists, ascending. */
-  groups: Int32Array[];
-  expertCaches: ExpertCache[];
+  /** [C][E] slot lists of each chunk, ascending. */
+  groups: Int32Array[][];
+  /** [C][E] each expert's cache for the chunk's rows. */
+  expertCaches: ExpertCache[][];
   sharedCaches: ExpertCache[];
   slotOutputs: Tensor;
 }
@@ -100,17 +135,35 @@ function addGrads(into: ExpertParams, g: ExpertParams): void {
   addInPlace(into.w2, g.w2);
 }
 
+/** Options of forwardBackward: the distributed run's wire rounding and batch split to mirror. */
+export interface StepMirror {
+  /** Round trips of a lossy wire codec at the all-to-alls (absent: exact f32). */
+  rounding?: WireRounding;
+  /** The run's split of the batch, to sum gradients in its order (absent: one rank, one chunk). */
+  split?: BatchSplit;
+}
+
+/** [E] the slots of `slots` (ascending) routed to each expert, ascending. */
+function groupByExpert(expertIds: Int32Array, slots: Int32Array, E: number): Int32Array[] {
+  const lists = Array.from({ length: E }, () => [] as number[]);
+  for (const s of slots) lists[expertIds[s]!]!.push(s);
+  return lists.map((l) => Int32Array.from(l));
+}
+
 /**
  * One forward and backward pass over `batch` (inputs/targets [B·L]). divisors.tokens divides the
  * summed cross-entropy (the global token count); divisors.sequences divides the aux loss (the
  * global sequence count). Returns the loss, the gradients of lossSum + auxLoss, and the counts.
- * `params` is read only.
+ * `params` is read only. With `mirror.split`, routed experts see one chunk's rows at a time and
+ * every dense gradient is the sum of per-rank partials in rank order (see batch-split.ts): the
+ * same float32 operations, in the same order, as the distributed run.
  */
 export function forwardBackward(
   params: ModelParams,
   batch: Batch,
   config: ModelConfig,
   divisors: { tokens: number; sequences: number },
+  mirror: StepMirror = {},
 ): ForwardBackwardResult {
   const T = batch.inputs.length;
   if (batch.targets.length !== T || T !== batch.sequences * batch.seqLen) {
@@ -124,6 +177,13 @@ export function forwardBackward(
   const k = config.topK;
   const E = config.routedExperts;
   const H = config.hiddenSize;
+  const rounding = mirror.rounding ?? {};
+  const split = mirror.split ?? wholeBatch(T);
+  checkSplit(split, T);
+  const chunks = chunkSlots(split, k);
+  // A dense gradient: the full call's when one rank holds the batch, else the ranks' partials summed.
+  const dense = (full: Tensor[], partial: (range: TokenRange) => Tensor[]): Tensor[] =>
+    split.ranks.length === 1 ? full : sumOverRanks(split.ranks, partial);
   const grads = zerosLikeParams(params);
 
   // Forward.
@@ -134,15 +194,18 @@ export function forwardBackward(
     const norm = rmsNorm(x, layer.norm, config.rmsEps);
     const h = norm.y;
     const r = route(h, layer, config, { seqLen: batch.seqLen, globalSequences: divisors.sequences });
-    const groups = groupSlotsByExpert(r.expertIds, E);
     const slotOutputs = zeros([T * k, H]);
-    const expertCaches: ExpertCache[] = [];
-    for (let e = 0; e < E; e++) {
-      const slots = groups[e]!;
-      const out = expertForward(params.experts[l]![e]!, gatherRows(h, Array.from(slots, (s) => Math.floor(s / k))));
-      expertCaches.push(out.cache);
-      scatterRows(slotOutputs, slots, out.y);
-    }
+    const groups = chunks.map((slots) => groupByExpert(r.expertIds, slots, E));
+    const expertCaches = groups.map((byExpert) =>
+      byExpert.map((slots, e) => {
+        const rows = gatherRows(h, Array.from(slots, (s) => Math.floor(s / k)));
+        rounding.dispatch?.(rows.data, H);
+        const out = expertForward(params.experts[l]![e]!, rows);
+        rounding.combine?.(out.y.data, H);
+        scatterRows(slotOutputs, slots, out.y);
+        return out.cache;
+      }),
+    );
     const shared = sharedExpertsForward(layer.shared, h);
     tapes.push({ x, norm: norm.cache, route: r, groups, expertCaches, sharedCaches: shared.caches, slotOutputs });
     x = residualAdd(x, shared.y, combine(slotOutputs, r.weights, k));
@@ -153,9 +216,11 @@ export function forwardBackward(
 
   // Backward.
   const head = headBackward(final.y, params.head, ce.dLogits);
-  grads.head.data.set(head.dHead.data);
+  const dHead = dense([head.dHead], ({ begin, end }) => [headBackward(rowsOf(final.y, begin, end), params.head, rowsOf(ce.dLogits, begin, end)).dHead]);
+  grads.head.data.set(dHead[0]!.data);
   const finalBack = rmsNormBackward(final.cache, head.dh);
-  grads.finalNorm.data.set(finalBack.dGain.data);
+  const dFinal = dense([finalBack.dGain], ({ begin, end }) => [rmsNormBackward(normCacheRows(final.cache, begin, end), rowsOf(head.dh, begin, end)).dGain]);
+  grads.finalNorm.data.set(dFinal[0]!.data);
   let dx = finalBack.dx;
   for (let l = config.layers - 1; l >= 0; l--) {
     const tape = tapes[l]!;
@@ -164,23 +229,44 @@ export function forwardBackward(
     const dy = dx; // gradient w.r.t. the layer output, which is also the residual's
     const comb = combineBackward(dy, tape.slotOutputs, tape.route.weights, k);
     const dSlotInputs = zeros([T * k, H]);
-    for (let e = 0; e < E; e++) {
-      const slots = tape.groups[e]!;
-      const back = expertBackward(params.experts[l]![e]!, tape.expertCaches[e]!, gatherRows(comb.dSlotOutputs, slots));
-      addGrads(grads.experts[l]![e]!, back.grads);
-      scatterRows(dSlotInputs, slots, back.dx);
-    }
+    tape.groups.forEach((byExpert, c) =>
+      byExpert.forEach((slots, e) => {
+        if (slots.length === 0) return; // the distributed expert is not called for a chunk without rows
+        const dyRows = gatherRows(comb.dSlotOutputs, slots);
+        rounding.combineBackward?.(dyRows.data, H);
+        const back = expertBackward(params.experts[l]![e]!, tape.expertCaches[c]![e]!, dyRows);
+        rounding.dispatchBackward?.(back.dx.data, H);
+        addGrads(grads.experts[l]![e]!, back.grads);
+        scatterRows(dSlotInputs, slots, back.dx);
+      }),
+    );
     const shared = sharedExpertsBackward(layer.shared, tape.sharedCaches, dy);
-    shared.grads.forEach((sg, s) => addGrads(g.shared[s]!, sg));
+    const sharedGrads = dense(
+      shared.grads.flatMap((sg) => [sg.w1, sg.w3, sg.w2]),
+      ({ begin, end }) =>
+        sharedExpertsBackward(
+          layer.shared,
+          tape.sharedCaches.map((c) => expertCacheRows(c, begin, end)),
+          rowsOf(dy, begin, end),
+        ).grads.flatMap((sg) => [sg.w1, sg.w3, sg.w2]),
+    );
+    g.shared.forEach((into, s) => addGrads(into, { w1: sharedGrads[3 * s]!, w3: sharedGrads[3 * s + 1]!, w2: sharedGrads[3 * s + 2]! }));
     const router = routeBackward(tape.route.cache, comb.dWeights);
-    addInPlace(g.router, router.dRouter);
+    const dRouter = dense([router.dRouter], ({ begin, end }) => [
+      routeBackward(routeCacheRows(tape.route.cache, begin, end), comb.dWeights.subarray(begin * k, end * k)).dRouter,
+    ]);
+    addInPlace(g.router, dRouter[0]!);
     const dh = moeInputGrad(shared.dh, router.dh, dSlotInputs, k);
     const normBack = rmsNormBackward(tape.norm, dh);
-    addInPlace(g.norm, normBack.dGain);
+    const dNorm = dense([normBack.dGain], ({ begin, end }) => [rmsNormBackward(normCacheRows(tape.norm, begin, end), rowsOf(dh, begin, end)).dGain]);
+    addInPlace(g.norm, dNorm[0]!);
     dx = zeros(dy.shape);
     for (let i = 0; i < dx.data.length; i++) dx.data[i] = dy.data[i]! + normBack.dx.data[i]!;
   }
-  grads.embedding.data.set(embedBackward(batch.inputs, dx, config.vocabSize).data);
+  const dEmbedding = dense([embedBackward(batch.inputs, dx, config.vocabSize)], ({ begin, end }) => [
+    embedBackward(batch.inputs.subarray(begin, end), rowsOf(dx, begin, end), config.vocabSize),
+  ]);
+  grads.embedding.data.set(dEmbedding[0]!.data);
 
   let auxLoss = 0;
   for (const tape of tapes) auxLoss += tape.route.auxLoss;

@@ -5,7 +5,7 @@
  */
 import type { ModelConfig, TrainConfig } from './config';
 import { MarkovChain } from './data';
-import { forwardBackward } from './model';
+import { forwardBackward, type StepMirror } from './model';
 import { AdamW, type AdamWState } from './optimizer';
 import { denseParams, initParams, routedExpertParams, type ModelParams, type NamedParam } from './params';
 import { updateRouterBias } from './balancing';
@@ -63,12 +63,20 @@ export function applyUpdate(
  * Trains `model` on the Markov chain (vocabSize, train.dataSeed) for options.steps ?? train.steps
  * steps of train.batchSequences x train.seqLen tokens, from initParams(model). Deterministic.
  * onStep(step, loss) is called after each step with the step's CE mean. `mutateParams` may edit the
- * initial parameters in place before the first step (e.g. to force a routing).
+ * initial parameters in place before the first step (e.g. to force a routing). `mirror` gives the
+ * lossy wire codec's round trips and the batch split of the distributed run to compare
+ * with, so its float32 operations are done in the same order (forwardBackward).
  */
 export function trainReference(
   model: ModelConfig,
   train: TrainConfig,
-  options: { onStep?: (step: number, loss: number) => void; steps?: number; mutateParams?: (params: ModelParams) => void } = {},
+  options: {
+    onStep?: (step: number, loss: number) => void;
+    steps?: number;
+    mutateParams?: (params: ModelParams) => void;
+    /** The distributed run's wire rounding and batch split to mirror. */
+    mirror?: StepMirror;
+  } = {},
 ): ReferenceResult {
   const chain = new MarkovChain(model.vocabSize, train.dataSeed);
   const params = initParams(model);
@@ -80,7 +88,7 @@ export function trainReference(
   const divisors = { tokens: train.batchSequences * train.seqLen, sequences: train.batchSequences };
   for (let step = 0; step < steps; step++) {
     const batch = chain.batch(step, train.batchSequences, train.seqLen);
-    const result = forwardBackward(params, batch, model, divisors);
+    const result = forwardBackward(params, batch, model, divisors, options.mirror);
     applyUpdate(params, result.grads, result.counts, model, optimizer);
     losses.push(result.lossSum);
     auxLosses.push(result.auxLoss);

@@ -3,7 +3,9 @@
  *   logits = h · router                    [T, E]
  *   scores = softmax(logits) over the E experts, or sigmoid(logits) elementwise
  *   select = scores + routerBias           the bias only decides WHICH experts are chosen
- *   the k experts of token t are those with the largest select values; its k slots
+ *   with routerGroups G > 1 and routerGroupTopK M < G (node-limited routing, group-limit.ts),
+ *     only the experts of the token's M best groups may be chosen
+ *   the k experts of token t are those allowed with the largest select values; its k slots
  *     (slot s = t·k + j) are ordered by descending select value, ties to the lower expert id
  *   weights[t·k + j] = scores[t, e_j] / Σ_j' scores[t, e_j']   (selected scores, renormalized)
  * Every slot has a real expert (no -1 in this lib). Row t of every output depends only on row t
@@ -12,6 +14,7 @@
  * gradient is included by routeBackward.
  */
 import { sequenceAuxLoss } from './balancing';
+import { allowedExperts } from './group-limit';
 import type { ModelConfig } from './config';
 import { matmul, matmulTransA, matmulTransB } from './ops';
 import type { LayerParams } from './params';
@@ -91,16 +94,22 @@ export function route(
   const counts = new Int32Array(E);
   const selectedSum = new Float64Array(T);
   const taken = new Uint8Array(E);
+  const select = new Float64Array(E);
+  const allowed = new Uint8Array(E);
+  const groupScratch = new Float64Array(config.routerGroups);
   for (let t = 0; t < T; t++) {
     const o = t * E;
-    taken.fill(0);
+    for (let e = 0; e < E; e++) select[e] = scores[o + e]! + bias[e]!;
+    allowedExperts(select, 0, E, config.routerGroups, config.routerGroupTopK, k, allowed, groupScratch);
+    // An expert outside the token's groups counts as already taken.
+    for (let e = 0; e < E; e++) taken[e] = allowed[e] ? 0 : 1;
     let sum = 0;
     for (let j = 0; j < k; j++) {
       let best = -1;
       let bestValue = -Infinity;
       for (let e = 0; e < E; e++) {
         if (taken[e]) continue;
-        const v = scores[o + e]! + bias[e]!;
+        const v = select[e]!;
         if (best < 0 || v > bestValue) {
           best = e;
           bestValue = v;

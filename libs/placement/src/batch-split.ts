@@ -2,6 +2,7 @@
  * How the global batch is split over ranks: whole sequences, contiguous blocks, in rank order.
  * Pure.
  */
+import type { BatchSplit, TokenRange } from '@moe/model';
 import { BatchSplitError } from './errors';
 
 /** Rank r's block of the global batch: sequences [first, first + count). */
@@ -48,4 +49,29 @@ export function splitSequences(sequences: number, workers: number, allowEmpty = 
  */
 export function sliceSequences(tokens: Int32Array, seqLen: number, range: SequenceRange): Int32Array {
   return tokens.slice(range.first * seqLen, (range.first + range.count) * seqLen);
+}
+
+/**
+ * The token view of a split, for the reference trainer to sum gradients in the run's order
+ * (`BatchSplit` of @moe/model): each rank's tokens, and each chunk's tokens on every rank, where
+ * `chunkRange(tokens, chunks, c)` is the schedule's rule for a rank's chunk c of its `tokens`
+ * (`chunkTokenRange` of @moe/schedule).
+ * @param ranges [W] from splitSequences; @returns ranks [W] and chunks [C][W], global token indices
+ */
+export function tokenSplit(
+  ranges: readonly SequenceRange[],
+  seqLen: number,
+  chunks: number,
+  chunkRange: (tokens: number, chunks: number, chunk: number) => TokenRange,
+): BatchSplit {
+  const ranks = ranges.map((r) => ({ begin: r.first * seqLen, end: (r.first + r.count) * seqLen }));
+  return {
+    ranks,
+    chunks: Array.from({ length: chunks }, (_, c) =>
+      ranks.map((rank) => {
+        const local = chunkRange(rank.end - rank.begin, chunks, c);
+        return { begin: rank.begin + local.begin, end: rank.begin + local.end };
+      }),
+    ),
+  };
 }

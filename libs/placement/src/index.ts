@@ -2,3 +2,6 @@
 export * from './errors';
 export * from './placement';
 export * from './batch-split';
+export * from './eplb';
+export * from './plan-report';
+export * from './rebalance';

@@ -18,7 +18,15 @@ export interface ReportInput {
   /** Every run of the benchmark: one per (schedule, chunks, ratio). */
   runs: readonly RunSamples[];
   /** Host transport bandwidth measured in the same run, 10^6 bytes/s; omit when not measured. */
-  transport?: { tcpMbps: number; grpcMbps: number } | null;
+  transport?: {
+    tcpMbps: number;
+    grpcMbps: number;
+    /** Every data plane's all-to-all, 10^6 bytes/s (raw TCP first), with the frame size and ranks. */
+    planes?: { plane: string; mbps: number }[];
+    frameBytes?: number;
+    world?: number;
+    used?: string;
+  } | null;
   /** Defaults to `collectEnvironment()`. */
   environment?: ReportEnvironment;
 }
@@ -38,7 +46,7 @@ export function buildReport(input: ReportInput): BenchReport {
     environment: input.environment ?? collectEnvironment(),
     results,
     summary: { ...top, headline_ratio: headline, settings },
-    transport: input.transport ? transportBench(input.transport.tcpMbps, input.transport.grpcMbps) : null,
+    transport: input.transport ? withPlanes(transportBench(input.transport.tcpMbps, input.transport.grpcMbps), input.transport) : null,
   };
 }
 
@@ -48,6 +56,16 @@ export function transportBench(tcpMbps: number, grpcMbps: number): TransportBenc
     throw new ReportError(`transport: tcp_mbps=${tcpMbps} must be > 0 and grpc_mbps=${grpcMbps} must be >= 0`);
   }
   return { tcp_mbps: tcpMbps, grpc_mbps: grpcMbps, ratio: grpcMbps / tcpMbps };
+}
+
+/** `bench` with the per-plane all-to-all figures of `input`, each as a fraction of raw TCP. */
+function withPlanes(bench: TransportBench, input: NonNullable<ReportInput['transport']>): TransportBench {
+  const out: TransportBench = { ...bench };
+  if (input.planes) out.planes = input.planes.map((p) => ({ plane: p.plane, mbps: p.mbps, ratio: p.mbps / bench.tcp_mbps }));
+  if (input.frameBytes !== undefined) out.frame_bytes = input.frameBytes;
+  if (input.world !== undefined) out.world = input.world;
+  if (input.used !== undefined) out.used = input.used;
+  return out;
 }
 
 export interface EnvironmentOptions {

@@ -55,14 +55,34 @@ function headlineSentence(s: SettingSummary): string {
   );
 }
 
-/** The transport line: raw TCP against gRPC all-to-all bandwidth and their ratio. */
+/** The transport line: raw TCP against the gRPC Peer transport, their ratio, and what was measured. */
 export function transportLine(report: BenchReport): string {
   const t = report.transport;
   if (!t) return 'Transport bandwidth was not measured in this run.';
+  if (t.planes && t.planes.length > 0) {
+    const planes = t.planes.filter((p) => p.plane !== 'tcp').map((p) => `${p.plane} ${p.mbps.toFixed(0)} MB/s (${p.ratio.toFixed(2)})`);
+    return (
+      `All-to-all of ${t.world ?? '?'} processes, ${fmtBytes(t.frame_bytes ?? 0)} frames, measured in the same run: raw TCP ${t.tcp_mbps.toFixed(0)} MB/s; ` +
+      `${planes.join(', ')} (fraction of raw TCP; MB = 10^6 bytes).` +
+      (t.used ? ` The runs above sent their frames over: ${t.used}.` : '')
+    );
+  }
   return (
-    `Measured in the same run: raw TCP ${t.tcp_mbps.toFixed(0)} MB/s, gRPC all-to-all ${t.grpc_mbps.toFixed(0)} MB/s; ` +
-    `gRPC reaches ${t.ratio.toFixed(2)} of raw TCP (MB = 10^6 bytes).`
+    `Measured in the same run: raw TCP ${t.tcp_mbps.toFixed(0)} MB/s, gRPC ${t.grpc_mbps.toFixed(0)} MB/s; ` +
+    `gRPC reaches ${t.ratio.toFixed(2)} of raw TCP (MB = 10^6 bytes)` +
+    (t.what ? `. Measured: ${t.what}.` : '.') +
+    hostBoundText(report)
   );
+}
+
+/** Which rows the host transport, not the modeled links, bound (empty when no row says). */
+function hostBoundText(report: BenchReport): string {
+  const rows = report.results.filter((r) => r.link);
+  if (rows.length === 0) return '';
+  const bound = rows.filter((r) => r.link!.host_bound).map((r) => `${r.schedule}${r.chunks > 1 ? ` C${r.chunks}` : ''} at ratio ${r.ratio}`);
+  return bound.length === 0
+    ? ` The modeled links, not the host transport, bound every row's all-to-alls.`
+    : ` Bound by the host transport rather than the modeled links: ${bound.join(', ')}.`;
 }
 
 /** `report.md`: headline, the table per setting, every chunk count, transport, figures, how to reproduce. */
@@ -74,7 +94,7 @@ export function renderMarkdown(report: BenchReport): string {
     return cs;
   });
   const steps = [...new Set(report.results.map((r) => `${r.steps} measured steps after ${r.warmup_steps} warm-up`))].join('; ');
-  const allHeader = ['ratio', 'schedule', 'chunks', 'step_ms', 'exposed_comm_ms', 'speedup', 'algbw_gbps', 'bytes/step', 'slowest rank'];
+  const allHeader = ['ratio', 'schedule', 'chunks', 'step_ms', 'exposed_comm_ms', 'speedup', 'algbw_gbps', 'bytes/step', 'slowest rank', 'compute modeled', 'compute measured', 'op drift'];
   const all = report.results.map((r) => [
     fmtRatio(r.ratio),
     r.schedule,
@@ -85,6 +105,9 @@ export function renderMarkdown(report: BenchReport): string {
     r.algbw_gbps.toFixed(3),
     fmtBytes(r.bytes_per_step),
     String(r.slowest_rank),
+    r.modeled_compute_ms ? fmtRange(r.modeled_compute_ms) : '-',
+    fmtRange(r.compute_ms),
+    r.compute_drift === null || r.compute_drift === undefined ? '-' : `${r.compute_drift >= 0 ? '+' : ''}${(100 * r.compute_drift).toFixed(1)}%`,
   ]);
   const { command, ...settings } = report.config;
   const env = report.environment;
@@ -110,7 +133,9 @@ export function renderMarkdown(report: BenchReport): string {
     '',
     '### Every run',
     '',
-    'algbw_gbps = bytes the slowest worker sent in all-to-alls / comm_ms, in 10^9 bytes/s (median over steps).',
+    'algbw_gbps = bytes the slowest worker sent in all-to-alls / comm_ms, in 10^9 bytes/s (median over steps). ' +
+      'compute modeled = the cost model\'s compute time on the slowest worker, beside compute measured (compute_ms); ' +
+      'op drift = median over every modeled compute op of (measured - modeled) / modeled.',
     '',
     markdownTable(allHeader, all, allHeader.map((h) => h !== 'schedule')),
     '',

@@ -1,4 +1,5 @@
 import { ALL_TO_ALL_OPS } from './ops';
+import { computeDrifts, modeledComputeMs } from './modeled';
 import {
   ReportError,
   type OpRecordData,
@@ -143,8 +144,13 @@ export function aggregateRun(run: RunSamples): MeasuredRow {
   const algbw: number[] = [];
   const bytes: number[] = [];
   const slowestCount = new Map<number, number>();
+  const modeled: number[] = [];
+  const drifts: number[] = [];
   for (const sample of measured) {
     const m = stepMetrics(sample.timelines, sample.stepMs);
+    const model = modeledComputeMs(sample.timelines[m.slowestRank]!);
+    if (model !== null) modeled.push(model);
+    drifts.push(...computeDrifts(sample.timelines));
     const sent = allToAllBytes(sample.timelines[m.slowestRank]!);
     step.push(sample.stepMs);
     compute.push(m.computeMs);
@@ -176,6 +182,8 @@ export function aggregateRun(run: RunSamples): MeasuredRow {
     algbw_gbps: median(algbw),
     bytes_per_step: median(bytes),
     slowest_rank: slowestRank,
+    modeled_compute_ms: modeled.length > 0 ? summarize(modeled) : null,
+    compute_drift: drifts.length > 0 ? median(drifts) : null,
   };
 }
 

@@ -73,6 +73,9 @@ export function opTag(op: Pick<OpRecordData, 'name' | 'layer' | 'chunk'>): strin
   return `${tag}${op.layer >= 0 ? op.layer : ''}${op.chunk >= 0 ? `.${op.chunk}` : ''}`;
 }
 
+/** An `OpRecord` as received; `modeled_ms` is optional, as senders built before it leave it out. */
+export type WireOpRecord = Omit<OpRecordOut, 'modeledMs'> & { modeledMs?: number };
+
 const STREAMS: ReadonlySet<string> = new Set(['compute', 'comm']);
 const DIRECTIONS: ReadonlySet<string> = new Set(['forward', 'backward', 'update']);
 
@@ -80,7 +83,7 @@ const DIRECTIONS: ReadonlySet<string> = new Set(['forward', 'backward', 'update'
  * Converts one `OpRecord` of a `RunStepResponse` into `OpRecordData`.
  * Throws `ReportError` naming the field when the stream, direction or times are not valid.
  */
-export function fromOpRecord(record: OpRecordOut): OpRecordData {
+export function fromOpRecord(record: WireOpRecord): OpRecordData {
   if (!STREAMS.has(record.stream)) {
     throw new ReportError(`op ${opLabel(record)}: stream="${record.stream}" is neither "compute" nor "comm" (OpRecord.stream)`);
   }
@@ -103,6 +106,8 @@ export function fromOpRecord(record: OpRecordOut): OpRecordData {
     endMs,
     bytesSent: Number(record.bytesSent),
     direction: record.direction as Direction,
+    // a modeled device's compute op (sim): the cost model's duration; 0 on the wire means none
+    ...(Number(record.modeledMs ?? 0) > 0 ? { modeledMs: Number(record.modeledMs) } : {}),
   };
 }
 
@@ -112,7 +117,7 @@ export function fromOpRecord(record: OpRecordOut): OpRecordData {
  * @param step.timelines [world_size][ops], indexed by rank; every rank must have recorded one.
  * @throws ReportError naming the step and the ranks without a timeline (ask for `record_timeline`).
  */
-export function toStepSample(step: { step: number; stepMs: number; timelines: readonly (readonly OpRecordOut[])[] }): StepSample {
+export function toStepSample(step: { step: number; stepMs: number; timelines: readonly (readonly WireOpRecord[])[] }): StepSample {
   const empty = step.timelines.flatMap((ops, rank) => (ops.length === 0 ? [rank] : []));
   if (step.timelines.length === 0 || empty.length > 0) {
     throw new ReportError(

@@ -97,10 +97,34 @@ export interface ResultRow {
   slowest_rank: number;
   /** true on the overlapped row with the smallest median step of its setting. */
   winner: boolean;
+  /**
+   * ms, the cost model's compute time on the slowest worker (sum of its modeled compute ops),
+   * beside compute_ms (what was measured); null when the backend models no device (cpu).
+   */
+  modeled_compute_ms?: Range | null;
+  /**
+   * Median over every modeled compute op of the run (all ranks, measured steps) of
+   * (measured - modeled) / modeled: 0.05 means ops ran 5% longer than the cost model says. null without a model.
+   */
+  compute_drift?: number | null;
   /** ms, the cluster simulator's step for this row (libs/sim predictStep); absent when not simulated. */
   predicted_step_ms?: number;
   /** 1 - |predicted - measured median| / measured median. */
   alignment?: number;
+  /** What bound the row's all-to-alls: the modeled links or the host transport (absent when the workers do not shape links). */
+  link?: LinkRecord | null;
+}
+
+/** Modeled links against the host transport under them, over a row's measured steps. */
+export interface LinkRecord {
+  /** true when in most measured steps some rank's host transport added more than 10% to its modeled link time. */
+  host_bound: boolean;
+  /** Measured steps in which some rank was host-bound. */
+  host_bound_steps: number;
+  /** ms, median over steps of the largest per-rank time the host transport added on top of the model. */
+  host_transport_ms: number;
+  /** ms, median over steps of that rank's modeled link time (queueing + latency + bytes/bandwidth, summed over its frames). */
+  modeled_link_ms: number;
 }
 
 /** Headline figures of one setting: naive against its best overlapped run. */
@@ -127,14 +151,25 @@ export interface ReportSummary extends SettingSummary {
   settings: SettingSummary[];
 }
 
-/** All-to-all bandwidth of the host transport, measured in the same run. */
+/** Bandwidth of the host transport, measured in the same run (`what` says exactly what was measured). */
 export interface TransportBench {
+  /** What the two figures measure, in words. */
+  what?: string;
   /** 10^6 bytes/s over a raw TCP socket. */
   tcp_mbps: number;
   /** 10^6 bytes/s over the gRPC Peer transport. */
   grpc_mbps: number;
   /** grpc_mbps / tcp_mbps: the fraction of raw TCP the gRPC transport reaches. */
   ratio: number;
+  /**
+   * The all-to-all on every data plane (tcp_mbps and grpc_mbps are its raw TCP and gRPC rows):
+   * `world` processes, one `frame_bytes` frame per peer per round, in the same run.
+   */
+  planes?: { plane: string; mbps: number; ratio: number }[];
+  frame_bytes?: number;
+  world?: number;
+  /** The data plane the bench's runs sent frames over, as the workers reported it ("socket", "grpc", "socket+grpc"). */
+  used?: string;
 }
 
 export interface ReportEnvironment {

@@ -123,7 +123,7 @@ describe('report.md and the terminal table', () => {
   });
 
   it('has the transport line, the figures and the exact command line', () => {
-    expect(md).toContain('raw TCP 2000 MB/s, gRPC all-to-all 400 MB/s; gRPC reaches 0.20 of raw TCP');
+    expect(md).toContain('raw TCP 2000 MB/s, gRPC 400 MB/s; gRPC reaches 0.20 of raw TCP');
     expect(md).toContain('![Per-worker timeline of one naive and one overlapped step](timeline.svg)');
     expect(md).toContain(`\`\`\`sh\n${command}\n\`\`\``);
   });

@@ -13,6 +13,8 @@ export interface StepOptionsWire {
   dispatchCodec?: string | number;
   combineCodec?: string | number;
   recordTimeline?: boolean;
+  allToAll?: string;
+  nodeSize?: number;
 }
 
 const CODEC_FROM_WIRE: Readonly<Record<string, string>> = {
@@ -30,6 +32,8 @@ export function stepOptionsToWire(s: StepSettings) {
     dispatchCodec: CODEC_WIRE[s.dispatchCodec],
     combineCodec: CODEC_WIRE[s.combineCodec],
     recordTimeline: s.recordTimeline,
+    allToAll: s.allToAll,
+    nodeSize: s.nodeSize,
   } as const;
 }
 
@@ -62,6 +66,9 @@ export function stepSettingsFromWire(msg: StepOptionsWire | null | undefined, wh
       dispatchCodec: codec(options.dispatchCodec, 'dispatchCodec') as DispatchCodecName,
       combineCodec: codec(options.combineCodec, 'combineCodec') as CombineCodecName,
       recordTimeline: options.recordTimeline ?? false,
+      // Empty is proto3's "unset": a sender from before the hierarchical all-to-all.
+      allToAll: (options.allToAll || 'flat') as StepSettings['allToAll'],
+      nodeSize: options.nodeSize ?? 0,
     });
   } catch (error) {
     if (error instanceof StepSettingsError) throw new StepSettingsError(`${where}: ${error.message}`, error.field);

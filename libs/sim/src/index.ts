@@ -5,4 +5,5 @@ export * from './devices';
 export * from './cost-model';
 export * from './link-model';
 export * from './seeded-routing';
+export * from './link-usage';
 export * from './cluster';

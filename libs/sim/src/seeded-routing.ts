@@ -81,3 +81,27 @@ export function skewedExpertIds(tokens: number, k: number, expertOwner: readonly
   }
   return ids;
 }
+
+/**
+ * Node-limited routing of simulated tokens: the E experts form `groups` equal groups of
+ * consecutive ids; every token draws `groupTopK` distinct groups uniformly, then its k distinct
+ * experts uniformly among those groups' experts. Same layout as seededExpertIds. Requires
+ * groups to divide experts, 1 <= groupTopK <= groups and k <= groupTopK · experts / groups.
+ */
+export function groupLimitedExpertIds(tokens: number, k: number, experts: number, groups: number, groupTopK: number, seed: number): Int32Array {
+  if (!(groups >= 1 && experts % groups === 0)) throw new RangeError(`groups=${groups} must divide experts=${experts}`);
+  const size = experts / groups;
+  if (!(groupTopK >= 1 && groupTopK <= groups && k >= 1 && k <= groupTopK * size)) {
+    throw new RangeError(`top_k=${k} must fit in groupTopK=${groupTopK} of ${groups} groups of ${size} experts`);
+  }
+  const chosenGroups = seededExpertIds(tokens, groupTopK, groups, mixSeed(seed, 2));
+  const within = seededExpertIds(tokens, k, groupTopK * size, seed);
+  const ids = new Int32Array(tokens * k);
+  for (let t = 0; t < tokens; t++) {
+    for (let j = 0; j < k; j++) {
+      const pick = within[t * k + j]!; // index into the token's groups' experts, group by group
+      ids[t * k + j] = chosenGroups[t * groupTopK + Math.floor(pick / size)]! * size + (pick % size);
+    }
+  }
+  return ids;
+}

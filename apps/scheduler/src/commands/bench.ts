@@ -47,7 +47,7 @@ export function addBenchCommand(program: Command, onError: OnError): void {
     .option('--hidden <n>', 'modeled hidden size: the width of every token row on the wire', integer('--hidden', 1), BENCH_DEFAULTS.hiddenSize)
     .option('--node-size <n>', 'workers per modeled node (NVLink inside, network between)', integer('--node-size', 1), BENCH_DEFAULTS.nodeSize)
     .option('--comm-target <ms>', `all-to-all time of one naive step, sets the time dilation (default ${BENCH_DEFAULTS.commTargetMs}; --quick ${BENCH_QUICK.commTargetMs})`, positiveNumber('--comm-target'))
-    .option('--transport-seconds <s>', 'seconds of each raw TCP / gRPC loopback measurement (0 skips it)', nonNegativeNumber('--transport-seconds'))
+    .option('--transport-seconds <s>', 'scale of the all-to-all measurement on raw TCP and every data plane: each rank sends seconds x 50 MB a run (0 skips it)', nonNegativeNumber('--transport-seconds'))
     .option('--quick', 'fewer chunk counts, steps and a shorter comm target: a run in well under a minute', false)
     .option('--out <dir>', 'report folder (default reports/<timestamp>)')
     .option('--no-progress', 'no progress bar')

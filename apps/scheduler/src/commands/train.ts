@@ -14,6 +14,7 @@ import { loadRunConfig } from '../run/run-config';
 import { JOB_LIMITS } from '../queue/run-job';
 import type { StepMetrics } from '../run/step-driver';
 import { DEFAULT_RPC_TIMEOUT_MS, DEFAULT_STEP_TIMEOUT_MS, runTraining, type RunInfo, type TrainingResult } from '../run/train-run';
+import { addCommsOptions, printComms, withRouting, writeLoadReport, type CommsFlags } from './train-comms';
 
 const placementArg = (value: string): Placement => {
   try {
@@ -23,7 +24,7 @@ const placementArg = (value: string): Placement => {
   }
 };
 
-export interface TrainFlags extends ClusterFlags {
+export interface TrainFlags extends ClusterFlags, CommsFlags {
   steps?: number;
   config?: string;
   schedule: string;
@@ -94,6 +95,8 @@ function summaryJson(result: TrainingResult, model: ModelConfig, train: TrainCon
     steps: result.steps,
     parity: result.parity ?? null,
     reference: result.reference ?? null,
+    finalExpertOwner: result.finalOwner,
+    rebalances: result.rebalances,
   };
 }
 
@@ -101,9 +104,11 @@ function summaryJson(result: TrainingResult, model: ModelConfig, train: TrainCon
 export async function trainCommand(flags: TrainFlags): Promise<number> {
   // --resume: the model and the batch are the checkpoint's; --steps sets the total.
   const resume = flags.resume ? loadCheckpoint(flags.resume) : undefined;
-  const { model, train } = resume
+  const loaded = resume
     ? { model: resume.model, train: { ...resume.train, steps: flags.steps ?? resume.train.steps } }
     : loadRunConfig(flags.config, { steps: flags.steps, seed: flags.seed });
+  const train = loaded.train;
+  const model = resume ? loaded.model : withRouting(loaded.model, flags);
   if (resume) console.log(`resuming run ${resume.runId} at step ${resume.step} (${resume.step} steps done) from ${flags.resume}`);
   const controller = new AbortController();
   const release = interruptOn(controller);
@@ -118,7 +123,10 @@ export async function trainCommand(flags: TrainFlags): Promise<number> {
         dispatchCodec: flags.dispatchCodec,
         combineCodec: flags.combineCodec,
         recordTimeline: flags.timeline,
+        allToAll: flags.allToAll,
+        nodeSize: flags.nodeSize,
       },
+      rebalance: flags.rebalanceEvery ? { every: flags.rebalanceEvery, decay: flags.rebalanceDecay } : undefined,
       placement: flags.placement,
       external: flags.externalWorkers,
       scheduler: {
@@ -151,6 +159,8 @@ export async function trainCommand(flags: TrainFlags): Promise<number> {
         : `trained ${result.steps.length} steps in ${fmtDuration(result.trainMs)} (median step ${fmtDuration(median(result.steps.map((s) => s.stepMs)))}); ` +
             `final loss ${last?.toFixed(6) ?? '-'} vs entropy ${result.entropy.toFixed(4)}`,
     );
+    printComms(result, model, train, flags.deviceProfile ?? (flags.backendOptions?.['profile'] as string | undefined));
+    if (flags.loadReport) console.log(`wrote ${writeLoadReport(flags.loadReport, result, model).join(', ')}`);
     if (flags.json) {
       writeFileSync(flags.json, JSON.stringify(summaryJson(result, model, train), null, 2));
       console.log(`wrote ${flags.json}`);
@@ -173,7 +183,7 @@ export async function trainCommand(flags: TrainFlags): Promise<number> {
 
 /** Adds `train` to `program`; the action sets `process.exitCode`. */
 export function addTrainCommand(program: Command, run: (flags: TrainFlags) => Promise<number> = trainCommand): void {
-  clusterOptions(
+  const train = clusterOptions(
     program
       .command('train')
       .description('start a local cluster (or wait for external workers), train, print every step, optionally check parity')
@@ -198,7 +208,8 @@ export function addTrainCommand(program: Command, run: (flags: TrainFlags) => Pr
       .option('--json <file>', 'write the run (config, per-step metrics, parity) as JSON')
       .option('--backend-options <json>', 'backend settings sent to every worker in LoadShard, e.g. \'{"dilation": 1000}\' for sim', jsonObject('--backend-options'))
       .option('--device-profile <name>', 'device profile of sim workers (H800, H100, H200, A100); sets "profile" in --backend-options'),
-  ).action(async (flags: TrainFlags) => {
+  );
+  addCommsOptions(train).action(async (flags: TrainFlags) => {
     process.exitCode = await run(flags);
   });
 }

@@ -18,8 +18,10 @@ import {
   type Batch,
   type ModelConfig,
   type ModelParams,
+  type StepMirror,
   type TrainConfig,
 } from '@moe/model';
+import type { SequenceRange } from '@moe/placement';
 
 /** Run A of the kit: softmax routing with bias balancing (the counts travel in the all-reduce). */
 export const KIT_MODEL: ModelConfig = parseModelConfig({
@@ -74,14 +76,39 @@ export class ReferenceStepper {
     return this.chain.batch(step, this.train.batchSequences, this.train.seqLen);
   }
 
-  /** Trains one step on `batch(step)`; returns its mean cross-entropy and aux loss. */
-  step(step: number): { loss: number; auxLoss: number; counts: number } {
+  /**
+   * Each rank's share of `step` before it is trained: its tokens' cross-entropy over the global
+   * token count, and its slots' expert counts per layer ([layers][E]). Tokens do not interact
+   * in the forward, so a rank's sub-batch gives its share exactly.
+   */
+  shares(step: number, ranges: readonly SequenceRange[]): { loss: number; counts: Int32Array[] }[] {
     const batch = this.batch(step);
-    const result = forwardBackward(this.params, batch, this.model, {
-      tokens: batch.sequences * batch.seqLen,
-      sequences: batch.sequences,
+    const L = this.train.seqLen;
+    return ranges.map((r) => {
+      const sub: Batch = {
+        inputs: batch.inputs.slice(r.first * L, (r.first + r.count) * L),
+        targets: batch.targets.slice(r.first * L, (r.first + r.count) * L),
+        sequences: r.count,
+        seqLen: L,
+      };
+      const result = forwardBackward(this.params, sub, this.model, { tokens: batch.sequences * L, sequences: batch.sequences });
+      return { loss: result.lossSum, counts: result.counts };
     });
+  }
+
+  /**
+   * Trains one step on `batch(step)`, mirroring the run's codec rounding and batch split
+   * (`runMirror`) so the numbers are the run's bit for bit; returns its mean cross-entropy and aux loss.
+   */
+  step(step: number, mirror?: StepMirror): { loss: number; auxLoss: number; counts: number } {
+    const batch = this.batch(step);
+    const result = forwardBackward(this.params, batch, this.model, { tokens: batch.sequences * batch.seqLen, sequences: batch.sequences }, mirror);
     applyUpdate(this.params, result.grads, result.counts, this.model, this.optimizer);
     return { loss: result.lossSum, auxLoss: result.auxLoss, counts: result.counts.reduce((n, c) => n + c.reduce((a, b) => a + b, 0), 0) };
+  }
+
+  /** AdamW's state now, positions in `optimizerOrder` order. */
+  optimizerState() {
+    return this.optimizer.state();
   }
 }

@@ -4,6 +4,7 @@ export {
   formatConformance,
   formatCheck,
   CheckFailure,
+  CheckSkipped,
   CHECKS,
   type CheckId,
   type CheckResult,
@@ -11,5 +12,6 @@ export {
   type ConformanceOptions,
   type ConformanceReport,
 } from './run';
+export { CHECK_TABLE, type Check } from './checks';
 export { registerConformanceCommand, conformanceCommand } from '../commands/conformance';
 export { KIT_MODEL, KIT_MODEL_AUX, KIT_TRAIN, ReferenceStepper, denseChecksum } from './fixture';

@@ -66,7 +66,8 @@ export class FrameProbe {
   private waiter?: (answer: ProbeAnswer) => void;
   private ended?: string;
 
-  constructor(address: string, hello: { runId: string; source: number; connection: number }) {
+  /** `hello` undefined: a stream that sends frames without one (which a worker must refuse). */
+  constructor(address: string, hello: { runId: string; source: number; connection: number } | undefined) {
     this.client = new (loadMoeProto().moe.v1.Peer)(address, channelCredentials(), GRPC_OPTIONS);
     this.call = this.client.Exchange();
     this.call.on('data', (ack: PeerAckOut) => {
@@ -84,7 +85,7 @@ export class FrameProbe {
     };
     this.call.on('error', (e: grpc.ServiceError) => end(`the worker failed the stream: ${grpc.status[e.code] ?? e.code}: ${e.details || e.message}`));
     this.call.on('end', () => end('the worker ended the stream'));
-    this.call.write({ hello });
+    if (hello) this.call.write({ hello });
   }
 
   /** Writes `message` and waits (up to `timeoutMs`) for the next PeerAck. */

@@ -16,7 +16,6 @@ export {
   tolerancesForCodecs,
   DEFAULT_LOSS_TOLERANCE,
   DEFAULT_PARAM_TOLERANCE,
-  LOSSY_CODEC_LOSS_TOLERANCE,
   type LossComparison,
   type ParamComparison,
   type ParityReport,

@@ -9,7 +9,7 @@
  * compute scale so that compute ≈ r × comm.
  * The achieved ratio of every naive run is in the report (compute_ms / comm_ms).
  */
-import { measureGrpcLoopback, measureTcpLoopback } from '@moe/comm';
+import { measureBenchTransport, planesUsed } from './bench-transport';
 import { NAIVE, OVERLAPPED, stepSettingsLabel } from '@moe/schedule';
 import { parseModelConfig, parseTrainConfig, TINY_MODEL, TINY_TRAIN, type ModelConfig, type TrainConfig } from '@moe/model';
 import { LocalCluster, type Cluster } from '../control/local-cluster';
@@ -28,6 +28,7 @@ import {
 } from '@moe/report';
 import type { StepMetrics } from './step-driver';
 import { runTraining, type TrainingResult } from './train-run';
+import { linkRecord, TRANSPORT_MEASURED } from './bench-records';
 import { alignment, computeOvershootMs, controlPlaneMs, predictBenchRow, type BenchPredictionSettings } from './bench-prediction';
 
 export interface BenchOptions {
@@ -130,6 +131,9 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     throw new RangeError(`--workers ${options.workers} is not a whole number of nodes of --node-size ${options.nodeSize}`);
   }
   const { model, train } = benchConfigs(options.workers);
+  // Settings of the sim workers that shape the figures but are not flags: stated once, recorded in config.
+  const accumulationSteps = 16;
+  const latencyScale = 0.01;
   const simOptions = (dilation: number, computeScale: number) => ({
     profile: options.profile,
     dilation,
@@ -137,10 +141,10 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     nodeSize: options.nodeSize,
     // One optimizer step per 16 micro-batches, as in large-batch MoE training: the update's
     // memory-bound work is not what this benchmark is about.
-    accumulationSteps: 16,
+    accumulationSteps,
     // Payloads here are ~1/100 of a DeepSeek-V3 rank's (fewer tokens, narrower rows); latency
     // scales with them so a frame stays bandwidth-bound as it is on the real cluster.
-    latencyScale: 0.01,
+    latencyScale,
     model: modeledModel(options.hiddenSize, model.routedExperts),
   });
   const schedules = [
@@ -220,11 +224,14 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     const rowKey = (schedule: string, chunks: number, ratio: number) => `${schedule}/${chunks}/${ratio}`;
 
     const runs: RunSamples[] = [];
+    const links = new Map<string, ReturnType<typeof linkRecord>>();
+    const dataPlanes: string[] = [];
     for (const ratio of options.ratios) {
       const computeScale = (ratio * base.comm) / base.compute;
       for (const schedule of schedules) {
         predictedMs.set(rowKey(schedule.schedule, schedule.chunks, ratio), predictBenchRow(prediction, schedule, computeScale).stepMs);
         const result = await run(options.warmupSteps + options.measuredSteps, simOptions(dilation, computeScale), schedule);
+        dataPlanes.push(...result.steps.flatMap((s) => s.dataPlanes));
         runs.push({
           schedule: schedule.schedule,
           chunks: schedule.chunks,
@@ -233,17 +240,25 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
           steps: result.steps.map((s) => toStepSample(s)),
           workerIds: result.workers.map((w) => w.workerId),
         });
+        links.set(`${schedule.schedule}/${schedule.chunks}/${ratio}`, linkRecord(result.steps.slice(options.warmupSteps)));
         progress(`ratio ${ratio}: ${stepSettingsLabel(schedule)}`);
       }
     }
 
-    let transport: { tcpMbps: number; grpcMbps: number } | null = null;
+    let measuredTransport: Awaited<ReturnType<typeof measureBenchTransport>> | null = null;
     if (options.transportSeconds > 0) {
-      log('measuring raw TCP and gRPC loopback throughput between two processes (1 MiB messages)');
-      const tcp = await measureTcpLoopback(1 << 20, options.transportSeconds);
-      const grpc = await measureGrpcLoopback(1 << 20, options.transportSeconds);
-      transport = { tcpMbps: tcp.mbPerSecond, grpcMbps: grpc.mbPerSecond };
+      log(`measuring the all-to-all of ${options.workers} processes on raw TCP and on every data plane`);
+      measuredTransport = await measureBenchTransport({
+        workers: options.workers,
+        globalTokens: train.batchSequences * train.seqLen,
+        topK: model.topK,
+        hiddenSize: options.hiddenSize,
+        dispatchCodec: options.dispatchCodec,
+        transportSeconds: options.transportSeconds,
+        repeats: options.transportSeconds >= 1 ? 3 : 1,
+      });
     }
+    const transport = measuredTransport && { ...measuredTransport, used: planesUsed(dataPlanes) };
 
     const report = buildReport({
       config: {
@@ -262,14 +277,22 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
         host_comm_ms: hostCommMs,
         modeled: simOptions(dilation, 1).model,
         node_size: options.nodeSize,
+        accumulation_steps: accumulationSteps,
+        latency_scale: latencyScale,
+        compute_scales: Object.fromEntries(options.ratios.map((ratio) => [ratio, (ratio * base.comm) / base.compute])),
         model,
         train: { batchSequences: train.batchSequences, seqLen: train.seqLen },
+        transport: measuredTransport?.config ?? null,
+        data_plane: planesUsed(dataPlanes),
         prediction: { host_comm_ms: hostCommMs, host_step_ms: prediction.hostStepMs, host_compute_op_ms: prediction.hostComputeOpMs },
       },
       runs,
       transport,
       environment: collectEnvironment(),
     });
+    // each row says what bound its all-to-alls; the transport line says what it measured
+    for (const row of report.results) row.link = links.get(`${row.schedule}/${row.chunks}/${row.ratio}`) ?? null;
+    if (report.transport) report.transport.what = TRANSPORT_MEASURED;
     for (const row of report.results) {
       const predicted = predictedMs.get(rowKey(row.schedule, row.chunks, row.ratio));
       if (predicted !== undefined) Object.assign(row, { predicted_step_ms: predicted, alignment: alignment(predicted, row.step_ms.median) });

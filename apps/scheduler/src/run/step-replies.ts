@@ -4,7 +4,7 @@
  *
  * Shapes: W = world size, E = routed experts, layers = MoE layers.
  */
-import type { OpRecordOut, RunStepResponseOut } from '@moe/comm';
+import type { LinkStatsOut, OpRecordOut, RunStepResponseOut } from '@moe/comm';
 import type { ModelConfig } from '@moe/model';
 import { ChecksumMismatchError, WorkerRpcError } from '../errors';
 
@@ -23,12 +23,18 @@ export interface StepMetrics {
   expertCounts: number[];
   /** [W] payload bytes each rank sent to its peers. */
   bytesSent: number[];
+  /** [W] all-to-all bytes each rank sent within its node (intra) and to other nodes (inter). */
+  linkBytes: { intra: number; inter: number }[];
   /** [W] each worker process's peak resident set size so far, bytes (0 from a worker that does not report it). */
   peakRssBytes: number[];
+  /** [W] the data plane each rank's frames went out over ("socket", "grpc", "socket+grpc"; "" from a worker that does not say). */
+  dataPlanes: string[];
   /** Checksum of the replicated dense parameters after the update (equal on every rank). */
   checksum: string;
   /** [W] each rank's op timeline (empty unless `recordTimeline`). */
   timelines: OpRecordOut[][];
+  /** [W] each rank's modeled links in the step (null from a worker without link shaping). */
+  link: (LinkStatsOut | null)[];
 }
 
 /**
@@ -90,8 +96,11 @@ export function gatherStep(step: number, replies: readonly RunStepResponseOut[],
     workerStepMs: replies.map((r) => r.stepMs),
     expertCounts,
     bytesSent: replies.map((r) => Number(r.bytesSent)),
+    linkBytes: replies.map((r) => ({ intra: Number(r.intraNodeBytes ?? 0), inter: Number(r.interNodeBytes ?? 0) })),
     peakRssBytes: replies.map((r) => Number(r.peakRssBytes ?? 0)),
+    dataPlanes: replies.map((r) => r.dataPlane ?? ''),
     checksum,
     timelines: replies.map((r) => r.timeline),
+    link: replies.map((r) => r.link ?? null),
   };
 }

@@ -3,7 +3,7 @@
  * (a local cluster of child processes unless given one), load the shards, drive the steps,
  * fetch the parameters, stop what was started, and optionally check parity with the reference.
  */
-import { resolveStepSettings, stepOptionsToWire, type StepSettings, type StepSettingsInput } from '@moe/schedule';
+import { resolveStepSettings, stepOptionsToWire, StepSettingsError, type StepSettings, type StepSettingsInput } from '@moe/schedule';
 import { initParams, MarkovChain, trainReference, type ModelConfig, type ModelParams, type TrainConfig } from '@moe/model';
 import { splitSequences, type SequenceRange } from '@moe/placement';
 import { LocalCluster, type Cluster, type SchedulerSettings } from '../control/local-cluster';
@@ -12,6 +12,7 @@ import { gatherOptimizerState, optimizerStateForRank, saveCheckpoint, type Check
 import { CheckpointError } from '../errors';
 import { newRunId } from './run-id';
 import { assembleParams, checkParity, parityTolerances, type ParityReport, type ParityTolerances } from './parity';
+import { runMirror } from './parity-mirror';
 import { planExperts, type Placement } from '@moe/placement';
 import type { RegisteredWorker } from '../control/rendezvous';
 import { RunGuard } from '../control/run-guard';
@@ -22,6 +23,7 @@ import {
   type StepMetrics,
 } from './step-driver';
 import { WorkerHandle } from '../control/worker-client';
+import { moveExperts, Rebalancer, type RebalanceEvent, type RebalanceSettings } from './rebalance-run';
 
 /** Deadline of each RunStep unless told otherwise. */
 export const DEFAULT_STEP_TIMEOUT_MS = 60_000;
@@ -77,6 +79,8 @@ export interface TrainingOptions {
    * checkpoint's. `losses` then holds the checkpoint's losses followed by the new ones.
    */
   resume?: Checkpoint;
+  /** Recompute the placement with EPLB from the measured loads every `rebalance.every` steps and move the experts. */
+  rebalance?: RebalanceSettings;
   /** Called once the shards are loaded, before the first step. */
   onReady?: (run: RunInfo) => void;
   /** Called after every step. */
@@ -113,6 +117,10 @@ export interface TrainingResult extends RunInfo {
   /** Present with `checkReference`. */
   parity?: ParityReport;
   reference?: { losses: number[]; auxLosses: number[] };
+  /** [E] owner rank of each expert at the end (differs from `owner` after a rebalance). */
+  finalOwner: number[];
+  /** Every placement change, in order (empty without `rebalance`). */
+  rebalances: RebalanceEvent[];
 }
 
 /**
@@ -127,13 +135,18 @@ export async function runTraining(options: TrainingOptions): Promise<TrainingRes
   const { model, train, resume } = options;
   const log = options.log ?? (() => {});
   const settings = resolveStepSettings(options.step);
+  if (settings.nodeSize > 0 && options.workers % settings.nodeSize !== 0) {
+    throw new StepSettingsError(`nodeSize=${settings.nodeSize} does not split the ${options.workers} workers into whole nodes`, 'nodeSize');
+  }
   const runId = options.runId ?? resume?.runId ?? newRunId();
   if (resume) checkResumable(resume, runId, model, train);
   const every = options.checkpointEvery ?? 0;
   if (options.checkpointDir && (!Number.isInteger(every) || every < 1)) {
     throw new RangeError(`checkpointEvery=${options.checkpointEvery} must be a positive integer when checkpointDir is set`);
   }
-  const owner = planExperts(model.routedExperts, options.workers, options.placement ?? 'contiguous');
+  let owner = planExperts(model.routedExperts, options.workers, options.placement ?? 'contiguous');
+  const rebalancer = options.rebalance ? new Rebalancer(model, options.workers, settings.nodeSize, options.rebalance) : undefined;
+  const rebalances: RebalanceEvent[] = [];
   const ranges = splitSequences(train.batchSequences, options.workers);
   const wireRunId = options.wireRunId ?? runId;
 
@@ -167,18 +180,15 @@ export async function runTraining(options: TrainingOptions): Promise<TrainingRes
       rpcTimeoutMs: options.rpcTimeoutMs ?? DEFAULT_RPC_TIMEOUT_MS,
     });
 
-    const shardRequests = loadShardRequests(
-      {
-        runId: wireRunId,
-        model,
-        optimizer: train.optimizer,
-        seqLen: train.seqLen,
-        owner,
-        peers: workers.map((w) => w.address),
-        backendOptions: options.backendOptions,
-      },
-      resume?.params ?? initParams(model),
-    );
+    const shardPlan = {
+      runId: wireRunId,
+      model,
+      optimizer: train.optimizer,
+      seqLen: train.seqLen,
+      peers: workers.map((w) => w.address),
+      backendOptions: options.backendOptions,
+    };
+    const shardRequests = loadShardRequests({ ...shardPlan, owner }, resume?.params ?? initParams(model));
     if (resume) shardRequests.forEach((r, rank) => (r.optimizerState = optimizerStateForRank(resume.optimizer, owner, rank)));
     const initialChecksum = await driver.loadShards(shardRequests);
     const chain = new MarkovChain(model.vocabSize, train.dataSeed);
@@ -202,13 +212,25 @@ export async function runTraining(options: TrainingOptions): Promise<TrainingRes
     const auxLosses = [...(resume?.auxLosses ?? [])];
     for (let step = firstStep; step < train.steps; step++) {
       const batch = chain.batch(step, train.batchSequences, train.seqLen);
-      const metrics = await driver.runStep(step, runStepRequests(wireRunId, step, batch, ranges, stepOptions), model);
+      const metrics = await driver.runStep(step, runStepRequests(shardPlan.runId, step, batch, ranges, stepOptions), model);
       steps.push(metrics);
       losses.push(metrics.loss);
       auxLosses.push(metrics.auxLoss);
       options.onStep?.(metrics, info);
+      rebalancer?.observe(metrics.expertCounts);
+      const event = rebalancer?.due(step, train.steps) ? rebalancer.plan(owner, step) : undefined;
+      if (event) {
+        // Each placement loads under its own run id (`<run>-p<n>`): the streams of the previous
+        // placement, cut by the reload, must not count as lost peers of the new one.
+        const loadedRunId = shardPlan.runId;
+        shardPlan.runId = `${wireRunId}-p${rebalances.length + 1}`;
+        await moveExperts(driver, loadedRunId, shardPlan, event);
+        owner = event.to;
+        rebalances.push(event);
+        log(`rebalanced after step ${step + 1}: ${event.moved} experts moved, imbalance ${event.imbalanceBefore.toFixed(3)} -> ${event.imbalanceAfter.toFixed(3)}`);
+      }
       if (options.checkpointDir && (step + 1) % every === 0) {
-        const replies = await driver.fetchParams(wireRunId, true);
+        const replies = await driver.fetchParams(shardPlan.runId, true);
         const path = saveCheckpoint(options.checkpointDir, {
           runId,
           step: step + 1,
@@ -223,7 +245,7 @@ export async function runTraining(options: TrainingOptions): Promise<TrainingRes
       }
     }
     const trainMs = performance.now() - trainStart;
-    const params = assembleParams(model, await driver.fetchParams(wireRunId), owner);
+    const params = assembleParams(model, await driver.fetchParams(shardPlan.runId), owner);
     result = {
       ...info,
       losses,
@@ -231,6 +253,8 @@ export async function runTraining(options: TrainingOptions): Promise<TrainingRes
       steps,
       params,
       trainMs,
+      finalOwner: [...owner],
+      rebalances,
     };
   } finally {
     unwatch.forEach((off) => off());
@@ -239,8 +263,8 @@ export async function runTraining(options: TrainingOptions): Promise<TrainingRes
   }
 
   if (options.checkReference) {
-    log('training the single-process reference on the same batches');
-    const reference = trainReference(model, train);
+    log('training the single-process reference on the same batches, with the run\'s codec rounding and summation order');
+    const reference = trainReference(model, train, { mirror: runMirror(settings, ranges, train.seqLen) });
     result.reference = { losses: reference.losses, auxLosses: reference.auxLosses };
     // The policy lives here, not in a command: the CLI and the queue check the same way.
     result.parity = checkParity(result, reference, parityTolerances(settings, options.tolerances));

@@ -1,12 +1,13 @@
 import {
   allReduceSum,
-  combine,
-  dispatch,
+  allToAllStrategy,
   dispatchLayout,
-  encodedBytes,
+  type AllToAllHandle,
+  type AllToAllMode,
   type CodecName,
-  type DispatchHandle,
   type DispatchLayout,
+  type HopTiming,
+  type LinkBytes,
   type FrameKey,
   type Phase,
   type ReceivedRows,
@@ -17,6 +18,7 @@ import {
 import type { Backend, ExpertRows, RouteOutput, StepBatch } from '../backend';
 import { chunkTokenRange } from '@moe/schedule';
 import type { OpObserver } from './flight-recorder';
+import type { PlantedFault } from './faults';
 import type { Op } from '@moe/schedule';
 
 export interface ExecuteSettings {
@@ -25,6 +27,10 @@ export interface ExecuteSettings {
   combineCodec: CodecName;
   /** Timeout of every wait for peers' frames. */
   timeoutMs: number;
+  /** flat (default) or hierarchical all-to-all. */
+  allToAll?: AllToAllMode;
+  /** Ranks per modeled node; 0 or absent: every rank in one node. */
+  nodeSize?: number;
 }
 
 export interface StepOutcome {
@@ -34,6 +40,8 @@ export interface StepOutcome {
   counts: Int32Array;
   timeline: OpRecordData[];
   bytesSent: number;
+  /** All-to-all bytes this rank sent, by link class (allreduce bytes are in bytesSent only). */
+  linkBytes: LinkBytes;
   stepMs: number;
 }
 
@@ -55,14 +63,14 @@ export class StepOpError extends Error {
 interface LayerState {
   route?: RouteOutput;
   layouts: DispatchLayout[];
-  handles: DispatchHandle[];
+  handles: AllToAllHandle[];
   received: ReceivedRows[][];
   expertOutputs: Float32Array[][];
   /** [S, H] slot outputs, filled chunk by chunk by the combines. */
   slotOutputs?: Float32Array;
   /** [S, H] gradients of the slot outputs. */
   dSlotOutputs?: Float32Array;
-  backwardHandles: DispatchHandle[];
+  backwardHandles: AllToAllHandle[];
   backwardReceived: ReceivedRows[][];
   expertInputGrads: Float32Array[][];
   /** [S, H] gradients of the slot inputs, filled chunk by chunk. */
@@ -83,6 +91,8 @@ export class StepExecutor {
     private readonly expertOwner: readonly number[],
     /** Told of every op's start and end (the worker's flight recorder). */
     private readonly observer?: OpObserver,
+    /** A planted fault (tests only, env MOE_FAULT): proves the parity checks catch it. */
+    private readonly fault?: PlantedFault,
   ) {}
 
   async run(ops: readonly Op[], batch: StepBatch, settings: ExecuteSettings): Promise<StepOutcome> {
@@ -105,8 +115,22 @@ export class StepExecutor {
     const slots = tokens * topK;
     const { rank, worldSize } = this.transport;
     const key = (op: Op, phase: Phase): FrameKey => ({ step: batch.step, layer: op.layer, chunk: Math.max(0, op.chunk), phase });
-    const wireBytes = (layout: DispatchLayout, codec: CodecName) =>
-      layout.slotsTo.reduce((sum, s, dest) => (dest === rank ? sum : sum + encodedBytes(s.length, hidden, codec)), 0);
+    const a2a = allToAllStrategy(settings.allToAll ?? 'flat', this.expertOwner, worldSize, settings.nodeSize || worldSize, () => timeline.now());
+    const linkBytes: LinkBytes = { intra: 0, inter: 0 };
+    /**
+     * Counts an all-to-all's bytes by link class and records a hierarchical one's hops as comm ops
+     * of their own ("dispatch.inter", "dispatch.intra"), so timelines and traces show both hops.
+     * Returns the total for the op's record.
+     */
+    const sent = (op: Op, result: { bytes: LinkBytes; hops: HopTiming[] }) => {
+      linkBytes.intra += result.bytes.intra;
+      linkBytes.inter += result.bytes.inter;
+      for (const hop of result.hops) {
+        const { layer, chunk, direction } = op;
+        timeline.record({ name: `${op.kind}.${hop.link}`, stream: 'comm', layer, chunk, startMs: hop.startMs, endMs: hop.endMs, bytesSent: hop.bytes, direction });
+      }
+      return result.bytes.intra + result.bytes.inter;
+    };
 
     let loss = { lossSum: 0, auxLoss: 0 };
     let gradients: Float32Array = new Float32Array(0);
@@ -135,15 +159,15 @@ export class StepExecutor {
         }
         case 'dispatch': {
           const layout = s!.layouts[op.chunk]!;
-          const { received, handle } = await dispatch(this.transport, key(op, 'DISPATCH'), layout, s!.route!.h, hidden, {
+          const { received, handle, ...result } = await a2a.dispatch(this.transport, key(op, 'DISPATCH'), layout, s!.route!.h, hidden, {
             rowOfSlot: (slot) => Math.floor(slot / topK),
-            expertIds: s!.route!.expertIds,
+            expertIds: this.fault?.expertIds(rank, s!.route!.expertIds, this.expertOwner) ?? s!.route!.expertIds,
             codec: settings.dispatchCodec,
             timeoutMs: settings.timeoutMs,
           });
           s!.received[op.chunk] = received;
           s!.handles[op.chunk] = handle;
-          return wireBytes(layout, settings.dispatchCodec);
+          return sent(op, result);
         }
         case 'shared':
           await this.backend.sharedExperts(op.layer);
@@ -152,13 +176,15 @@ export class StepExecutor {
           s!.expertOutputs[op.chunk] = await this.backend.experts(op.layer, op.chunk, toExpertRows(s!.received[op.chunk]!));
           return 0;
         case 'combine': {
-          const handle = s!.handles[op.chunk]!;
-          await combine(this.transport, key(op, 'COMBINE'), handle, s!.expertOutputs[op.chunk]!, {
+          const result = await a2a.combine(this.transport, key(op, 'COMBINE'), s!.handles[op.chunk]!, s!.expertOutputs[op.chunk]!, {
             codec: settings.combineCodec,
             timeoutMs: settings.timeoutMs,
             into: s!.slotOutputs,
           });
-          return receivedBytes(handle, rank, hidden, settings.combineCodec);
+          const range = chunkTokenRange(tokens, chunkCount, op.chunk);
+          const slotRange = { begin: range.begin * topK, end: range.end * topK };
+          this.fault?.afterCombine(rank, op.layer, s!.layouts[op.chunk]!, slotRange, op.chunk === chunkCount - 1, s!.slotOutputs!, hidden);
+          return sent(op, result);
         }
         case 'post':
           await this.backend.combineOutputs(op.layer, s!.slotOutputs!);
@@ -172,7 +198,7 @@ export class StepExecutor {
           return 0;
         case 'combine_bwd': {
           const layout = s!.layouts[op.chunk]!;
-          const { received, handle } = await dispatch(
+          const { received, handle, ...result } = await a2a.dispatch(
             this.transport,
             key(op, 'COMBINE_BACKWARD'),
             layout,
@@ -180,14 +206,15 @@ export class StepExecutor {
             hidden,
             {
               rowOfSlot: (slot) => slot,
-              expertIds: s!.route!.expertIds,
+              tokenOfSlot: (slot) => Math.floor(slot / topK),
+              expertIds: this.fault?.expertIds(rank, s!.route!.expertIds, this.expertOwner) ?? s!.route!.expertIds,
               codec: settings.combineCodec,
               timeoutMs: settings.timeoutMs,
             },
           );
           s!.backwardReceived[op.chunk] = received;
           s!.backwardHandles[op.chunk] = handle;
-          return wireBytes(layout, settings.combineCodec);
+          return sent(op, result);
         }
         case 'experts_bwd':
           s!.expertInputGrads[op.chunk] = await this.backend.expertsBackward(
@@ -197,13 +224,12 @@ export class StepExecutor {
           );
           return 0;
         case 'dispatch_bwd': {
-          const handle = s!.backwardHandles[op.chunk]!;
-          await combine(this.transport, key(op, 'DISPATCH_BACKWARD'), handle, s!.expertInputGrads[op.chunk]!, {
+          const result = await a2a.combine(this.transport, key(op, 'DISPATCH_BACKWARD'), s!.backwardHandles[op.chunk]!, s!.expertInputGrads[op.chunk]!, {
             codec: settings.combineCodec,
             timeoutMs: settings.timeoutMs,
             into: s!.dSlotInputs,
           });
-          return receivedBytes(handle, rank, hidden, settings.combineCodec);
+          return sent(op, result);
         }
         case 'shared_bwd':
           await this.backend.sharedExpertsBackward(op.layer);
@@ -215,7 +241,8 @@ export class StepExecutor {
           gradients = await this.backend.gradientsToReduce();
           return 0;
         case 'allreduce':
-          reduced = await allReduceSum(this.transport, key(op, 'ALLREDUCE'), gradients, settings.timeoutMs);
+          reduced = await allReduceSum(this.transport, key(op, 'ALLREDUCE'), this.fault?.beforeReduce(rank, gradients) ?? gradients, settings.timeoutMs);
+          if (this.fault) reduced = this.fault.afterReduce(reduced, worldSize);
           // Reduce-scatter then all-gather: each rank sends (W-1)/W of the vector twice.
           return worldSize > 1 ? Math.round((2 * gradients.byteLength * (worldSize - 1)) / worldSize) : 0;
         case 'update':
@@ -242,15 +269,18 @@ export class StepExecutor {
         }
         if (flight) this.observer!.opEnd(flight);
         bytesSent += bytes;
+        // A modeled device's compute op: the span its own clock measured (see Backend.deviceTiming).
+        const device = op.stream === 'compute' ? this.backend.deviceTiming?.() : undefined;
         timeline.record({
           name: op.kind,
           stream: op.stream,
           layer: op.layer,
           chunk: op.chunk,
-          startMs: t0,
-          endMs: timeline.now(),
+          startMs: device ? timeline.at(device.startMs) : t0,
+          endMs: device ? timeline.at(device.endMs) : timeline.now(),
           bytesSent: bytes,
           direction: op.direction,
+          ...(device ? { modeledMs: device.modeledMs } : {}),
         });
       });
       // A failure surfaces once, through Promise.all below; the dependants just stop.
@@ -267,12 +297,8 @@ export class StepExecutor {
       counts: await this.backend.expertCounts(),
       timeline: timeline.records(),
       bytesSent,
+      linkBytes,
       stepMs,
     };
   }
-}
-
-/** Bytes this rank sends back in a combine: the rows it received from other ranks. */
-function receivedBytes(handle: DispatchHandle, rank: number, hidden: number, codec: CodecName): number {
-  return handle.received.reduce((sum, n, source) => (source === rank ? sum : sum + encodedBytes(n, hidden, codec)), 0);
 }

@@ -2,15 +2,19 @@
  * Several ranks in one process: inline cpu backends over in-memory transports, driven exactly
  * as the scheduler drives worker processes. For fast parity tests of the executor and schedules.
  */
-import { createInMemoryTransports, type CodecName } from '@moe/comm';
+import { codecRounding, createInMemoryTransports, type CodecName } from '@moe/comm';
 import {
   MarkovChain,
   expertParamName,
   initParams,
   type ModelConfig,
+  type StepMirror,
   type Tensor,
   type TrainConfig,
 } from '@moe/model';
+import { splitSequences, tokenSplit } from '@moe/placement';
+import { chunkTokenRange } from '@moe/schedule';
+import { PlantedFault, type FaultName } from '../../src/schedule/faults';
 import { CpuBackend } from '../../src/backends/cpu-backend';
 import { shardOf } from './shard';
 import { buildSchedule } from '@moe/schedule';
@@ -22,6 +26,8 @@ export interface InProcessRun {
   /** Final dense params of rank 0 and every expert from its owner: name -> tensor. */
   params: Map<string, Tensor>;
   bytesSent: number[];
+  /** [world] all-to-all bytes each rank sent, by link class, summed over the steps. */
+  linkBytes: { intra: number; inter: number }[];
 }
 
 export async function trainInProcess(options: {
@@ -33,8 +39,13 @@ export async function trainInProcess(options: {
   chunks?: number;
   dispatchCodec?: CodecName;
   combineCodec?: CodecName;
+  allToAll?: 'flat' | 'hierarchical';
+  /** Ranks per modeled node (0: one node). */
+  nodeSize?: number;
   /** Edits the initial parameters in place before the shards are built (e.g. to force a routing). */
   mutateParams?: (params: ReturnType<typeof initParams>) => void;
+  /** A fault planted in every rank's executor (each fault acts on its own ranks). */
+  fault?: FaultName;
 }): Promise<InProcessRun> {
   const { model, train, owner, world } = options;
   const init = initParams(model);
@@ -45,18 +56,22 @@ export async function trainInProcess(options: {
     const shard = shardOf({ init, model, optimizer: train.optimizer, owner, rank, world, seqLen: train.seqLen, runId: 'in-process' });
     await backends[rank]!.load(shard);
   }
-  const executors = backends.map((b, rank) => new StepExecutor(b, transports[rank]!, owner));
+  const executors = backends.map(
+    (b, rank) => new StepExecutor(b, transports[rank]!, owner, undefined, options.fault ? new PlantedFault(options.fault) : undefined),
+  );
+  const ranges = splitSequences(train.batchSequences, world);
   const ops = buildSchedule({ kind: options.schedule, layers: model.layers, chunks: options.chunks ?? 1 });
   const chain = new MarkovChain(model.vocabSize, train.dataSeed);
   const losses: number[] = [];
   const checksums: string[][] = [];
   const bytesSent = new Array<number>(world).fill(0);
+  const linkBytes = Array.from({ length: world }, () => ({ intra: 0, inter: 0 }));
   for (let step = 0; step < train.steps; step++) {
     const batch = chain.batch(step, train.batchSequences, train.seqLen);
     const outcomes = await Promise.all(
       executors.map((executor, rank) => {
-        const first = Math.floor((rank * train.batchSequences) / world) * train.seqLen;
-        const last = Math.floor(((rank + 1) * train.batchSequences) / world) * train.seqLen;
+        const first = ranges[rank]!.first * train.seqLen;
+        const last = (ranges[rank]!.first + ranges[rank]!.count) * train.seqLen;
         return executor.run(
           ops,
           {
@@ -66,13 +81,23 @@ export async function trainInProcess(options: {
             globalTokens: train.batchSequences * train.seqLen,
             globalSequences: train.batchSequences,
           },
-          { dispatchCodec: options.dispatchCodec ?? 'f32', combineCodec: options.combineCodec ?? 'f32', timeoutMs: 10_000 },
+          {
+            dispatchCodec: options.dispatchCodec ?? 'f32',
+            combineCodec: options.combineCodec ?? 'f32',
+            timeoutMs: 10_000,
+            allToAll: options.allToAll ?? 'flat',
+            nodeSize: options.nodeSize ?? 0,
+          },
         );
       }),
     );
     losses.push(outcomes.reduce((sum, o) => sum + o.lossSum, 0));
     checksums.push(outcomes.map((o) => o.checksum));
-    outcomes.forEach((o, rank) => (bytesSent[rank]! += o.bytesSent));
+    outcomes.forEach((o, rank) => {
+      bytesSent[rank]! += o.bytesSent;
+      linkBytes[rank]!.intra += o.linkBytes.intra;
+      linkBytes[rank]!.inter += o.linkBytes.inter;
+    });
   }
   const params = new Map<string, Tensor>();
   const snapshots = await Promise.all(backends.map((b) => b.snapshot()));
@@ -83,7 +108,7 @@ export async function trainInProcess(options: {
     }),
   );
   await Promise.all([...backends.map((b) => b.close()), ...transports.map((t) => t.close())]);
-  return { losses, checksums, params, bytesSent };
+  return { losses, checksums, params, bytesSent, linkBytes };
 }
 
 export function maxAbsDiff(a: Map<string, Tensor>, b: Map<string, Tensor>): { max: number; name: string } {
@@ -102,4 +127,18 @@ export function maxAbsDiff(a: Map<string, Tensor>, b: Map<string, Tensor>): { ma
   }
   if (a.size !== b.size) throw new Error(`parameter sets differ: ${a.size} vs ${b.size}`);
   return { max, name };
+}
+
+/** What the reference mirrors of a `trainInProcess` run: its codec round trips and batch split. */
+export function mirrorOf(options: {
+  train: TrainConfig;
+  world: number;
+  chunks?: number;
+  dispatchCodec?: CodecName;
+  combineCodec?: CodecName;
+}): StepMirror {
+  return {
+    rounding: codecRounding(options.dispatchCodec ?? 'f32', options.combineCodec ?? 'f32'),
+    split: tokenSplit(splitSequences(options.train.batchSequences, options.world), options.train.seqLen, options.chunks ?? 1, chunkTokenRange),
+  };
 }

@@ -7,7 +7,7 @@ import { AllToAllShapeError } from './errors';
 import { exchange } from './exchange';
 
 export interface CombineOptions {
-  /** Codec of the rows that cross the network; this rank's own rows stay float32. */
+  /** Codec of the rows; this rank's own rows are encoded and decoded too (never sent), as in dispatch. */
   codec: CodecName;
   timeoutMs: number;
   /** [S, cols] array to scatter into (e.g. one per layer, filled chunk by chunk); allocated when absent. */
@@ -40,7 +40,7 @@ export async function combine(
         `${what}: outputs[${src}] has ${rows.length} values; rank ${src} sent ${count} rows of ${cols} (needs ${count * cols})`,
       );
     }
-    return { payload: encodeRows(rows, count, cols, src === rank ? 'f32' : options.codec) };
+    return { payload: encodeRows(rows, count, cols, options.codec) };
   });
   const out = options.into ?? new Float32Array(layout.slotCount * cols);
   if (out.length !== layout.slotCount * cols) {
@@ -56,7 +56,7 @@ export async function combine(
         `${what}: rank ${dest} sent back ${count} rows of ${frameCols} values; this rank sent it ${slots.length} rows of ${cols}`,
       );
     }
-    const rows = dest === rank ? outputs[rank]! : decodeRowsShared(incoming[dest]!.payload);
+    const rows = decodeRowsShared(incoming[dest]!.payload);
     for (let i = 0; i < slots.length; i++) out.set(rows.subarray(i * cols, (i + 1) * cols), slots[i]! * cols);
   }
   return out;

@@ -31,9 +31,17 @@ export interface DispatchHandle {
 export interface DispatchOptions {
   /** Row of `source` that slot `slot` carries (forward: token = floor(slot / topK); backward: the slot itself). */
   rowOfSlot: (slot: number) => number;
+  /**
+   * Token of a slot (default: rowOfSlot). The hierarchical all-to-all delivers a token's rows for
+   * one rank in ascending expert id; giving the backward the token keeps its rows in the forward's order.
+   */
+  tokenOfSlot?: (slot: number) => number;
   /** [S] global expert id per slot, sent with the rows (the receivers' experts need them). */
   expertIds?: Int32Array;
-  /** Codec of the rows that cross the network; rows for this rank's own experts stay float32. */
+  /**
+   * Codec of the rows. Rows for this rank's own experts are encoded and decoded too (never sent),
+   * so a row is rounded the same wherever its expert lives and the reference can round it alike.
+   */
   codec: CodecName;
   timeoutMs: number;
 }
@@ -43,8 +51,8 @@ export interface DispatchOptions {
  * send here. Every rank sends one frame to every other rank, empty when it has no rows for it.
  * @param layout this rank's slots by destination (from dispatchLayout).
  * @param source [R, cols] rows to take from, picked by `options.rowOfSlot`.
- * @returns received: by source rank (this rank's own rows included, never sent), rows in the
- *   sender's slot order; handle: for the matching combine.
+ * @returns received: by source rank (this rank's own rows included, never sent but rounded by the
+ *   codec as sent rows are), rows in the sender's slot order; handle: for the matching combine.
  */
 export async function dispatch(
   transport: Transport,
@@ -68,7 +76,6 @@ export async function dispatch(
     throw new AllToAllShapeError(`${what}: ${ids.length} expert ids for ${layout.slotCount} slots`);
   }
 
-  const packed: Float32Array[] = [];
   const packedIds: (Int32Array | undefined)[] = [];
   const outgoing: OutgoingFrame[] = [];
   for (let dest = 0; dest < worldSize; dest++) {
@@ -81,9 +88,8 @@ export async function dispatch(
       }
       rows.set(source.subarray(row * cols, (row + 1) * cols), i * cols);
     }
-    packed[dest] = rows;
     packedIds[dest] = ids ? Int32Array.from(slots, (slot) => ids[slot]!) : undefined;
-    const payload = encodeRows(rows, slots.length, cols, dest === rank ? 'f32' : options.codec);
+    const payload = encodeRows(rows, slots.length, cols, options.codec);
     outgoing[dest] = packedIds[dest] ? { payload, expertIds: packedIds[dest] } : { payload };
   }
 
@@ -91,7 +97,8 @@ export async function dispatch(
   const received = incoming.map((frame, src): ReceivedRows => {
     if (src === rank) {
       const count = layout.slotsTo[rank]!.length;
-      return { source: src, rows: packed[rank]!, expertIds: packedIds[rank] ?? new Int32Array(count).fill(-1), count };
+      // f32 decodes to a view of the packed rows; a lossy codec rounds the rows as a peer would see them
+      return { source: src, rows: decodeRowsShared(frame.payload), expertIds: packedIds[rank] ?? new Int32Array(count).fill(-1), count };
     }
     const { rows: count, cols: frameCols } = frame.payload;
     if (frameCols !== cols && count > 0) {

@@ -1,17 +1,17 @@
 import { decodeBf16, encodeBf16 } from './bf16';
 import { bytesOf, float32View, uint16View } from './endian';
 import { decodeE4m3Blocks, encodeE4m3Blocks } from './fp8-e4m3';
-import { CODEC_DTYPE, DTYPE_BYTES, FP8_BLOCK_SIZE, type CodecName, type EncodedTensor } from './types';
+import { CODEC_DTYPE, DTYPE_BYTES, fp8BlockSize, type CodecName, type EncodedTensor } from './types';
 import { checkEncoded } from './validate';
 
 /**
  * Bytes on the wire for a [rows, cols] payload in `codec`: data plus, for fp8, the float32 scales
- * (one per FP8_BLOCK_SIZE values). Frame headers and expert ids are not counted.
+ * (one per fp8BlockSize(cols) values). Frame headers and expert ids are not counted.
  */
 export function encodedBytes(rows: number, cols: number, codec: CodecName): number {
   const n = rows * cols;
   const data = n * DTYPE_BYTES[CODEC_DTYPE[codec]];
-  return codec === 'fp8' ? data + 4 * Math.ceil(n / FP8_BLOCK_SIZE) : data;
+  return codec === 'fp8' ? data + 4 * Math.ceil(n / fp8BlockSize(cols)) : data;
 }
 
 /**
@@ -34,10 +34,11 @@ export function encodeRows(values: Float32Array, rows: number, cols: number, cod
       return { dtype: 'BF16', rows, cols, data: bytesOf(bits) };
     }
     case 'fp8': {
+      const blockSize = fp8BlockSize(cols);
       const data = new Uint8Array(values.length);
-      const scales = new Float32Array(Math.ceil(values.length / FP8_BLOCK_SIZE));
-      encodeE4m3Blocks(values, data, scales, FP8_BLOCK_SIZE);
-      return { dtype: 'FP8_E4M3', rows, cols, data, scales: bytesOf(scales), blockSize: FP8_BLOCK_SIZE };
+      const scales = new Float32Array(Math.ceil(values.length / blockSize));
+      encodeE4m3Blocks(values, data, scales, blockSize);
+      return { dtype: 'FP8_E4M3', rows, cols, data, scales: bytesOf(scales), blockSize };
     }
     default:
       throw new RangeError(`encodeRows: unknown codec ${String(codec)} (f32, bf16 or fp8)`);
@@ -77,4 +78,17 @@ export function decodeRowsShared(t: EncodedTensor): Float32Array {
     return new Float32Array(t.data.buffer, t.data.byteOffset, t.rows * t.cols);
   }
   return decodeRows(t);
+}
+
+/**
+ * `values` [rows, cols] as a receiver decodes them after `codec`'s encoding: the rounding a row
+ * gets on the wire, written back in place (f32 leaves them as they are). Each row's result depends
+ * on that row alone (fp8 blocks never span rows), so any grouping of rows into frames agrees.
+ */
+export function roundTripRows(values: Float32Array, cols: number, codec: CodecName): void {
+  if (codec === 'f32' || values.length === 0) return;
+  if (!Number.isInteger(cols) || cols <= 0 || values.length % cols !== 0) {
+    throw new RangeError(`roundTripRows: ${values.length} values are not whole rows of ${cols}`);
+  }
+  values.set(decodeRows(encodeRows(values, values.length / cols, cols, codec)));
 }

@@ -1,6 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import { tokenProblem } from './cluster-token';
-import type { PeerAck, PeerHandlers, PeerHello } from '../proto/types';
+import type { PeerAck, PeerHandlers, PeerHello, SocketEndpoint } from '../proto/types';
 import { ackOf, MalformedFrameError, parseFramePart } from './frame-message';
 import type { InboundConnection, PeerMailbox } from './peer-mailbox';
 import { widenReceiveWindow } from './receive-window';
@@ -11,7 +11,8 @@ const PAUSE_AT = 64;
 const RESUME_AT = 16;
 
 /**
- * The Peer service's handlers over `mailbox`. Add them to the worker's server:
+ * The Peer service's handlers over `mailbox`: Exchange, and DataPlanes (which faster planes this
+ * worker serves, see libs/comm/src/socket). Add them to the worker's server:
  * `server.addService(loadMoeProto().moe.v1.Peer.service, peerServiceHandlers(mailbox))`.
  *
  * Each Exchange stream is served in order: a PeerHello, then frames (or parts), each answered by
@@ -19,8 +20,26 @@ const RESUME_AT = 16;
  * malformed sizes, unknown phase, duplicate, undecodable bytes). A refused frame does not end
  * the stream.
  */
-export function peerServiceHandlers(mailbox: PeerMailbox, options: { token?: string; log?: (line: string) => void } = {}): PeerHandlers {
+export function peerServiceHandlers(
+  mailbox: PeerMailbox,
+  options: {
+    token?: string;
+    log?: (line: string) => void;
+    /** The socket data plane this worker serves, for Peer.DataPlanes (undefined: Exchange only). */
+    socketEndpoint?: () => SocketEndpoint | undefined;
+  } = {},
+): PeerHandlers {
   return {
+    DataPlanes: (call, callback) => {
+      const problem = tokenProblem(call.metadata, options.token);
+      if (problem) {
+        options.log?.(`Peer: refused DataPlanes from ${call.getPeer()}: ${problem}`);
+        callback({ code: grpc.status.UNAUTHENTICATED, details: `Peer.DataPlanes: ${problem}`, metadata: new grpc.Metadata() });
+        return;
+      }
+      const socket = options.socketEndpoint?.();
+      callback(null, socket ? { socket } : {});
+    },
     Exchange: (call) => {
       const problem = tokenProblem(call.metadata, options.token);
       if (problem) {

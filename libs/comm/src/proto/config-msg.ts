@@ -19,6 +19,8 @@ export function modelConfigMsg(c: ModelConfig): ModelConfigMsg {
     biasUpdateSpeed: c.biasUpdateSpeed,
     seed: c.seed,
     rmsEps: c.rmsEps,
+    routerGroups: c.routerGroups,
+    routerGroupTopK: c.routerGroupTopK,
   };
 }
 
@@ -43,6 +45,9 @@ export function modelConfigFromMsg(m: ModelConfigMsgOut): Record<string, unknown
     biasUpdateSpeed: m.biasUpdateSpeed,
     seed: m.seed,
     rmsEps: m.rmsEps,
+    // 0 is proto3's "unset" (a sender that predates node-limited routing): no grouping.
+    routerGroups: m.routerGroups || 1,
+    routerGroupTopK: m.routerGroupTopK || 1,
   };
 }
 

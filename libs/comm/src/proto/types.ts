@@ -17,6 +17,7 @@ export type { LoadShardRequest, LoadShardRequest__Output as LoadShardRequestOut 
 export type { LoadShardResponse, LoadShardResponse__Output as LoadShardResponseOut } from '../generated/moe/v1/LoadShardResponse';
 export type { RunStepRequest, RunStepRequest__Output as RunStepRequestOut } from '../generated/moe/v1/RunStepRequest';
 export type { RunStepResponse, RunStepResponse__Output as RunStepResponseOut } from '../generated/moe/v1/RunStepResponse';
+export type { LinkStats, LinkStats__Output as LinkStatsOut } from '../generated/moe/v1/LinkStats';
 export type { OpRecord, OpRecord__Output as OpRecordOut } from '../generated/moe/v1/OpRecord';
 export type { FetchParamsRequest } from '../generated/moe/v1/FetchParamsRequest';
 export type { FetchParamsResponse, FetchParamsResponse__Output as FetchParamsResponseOut } from '../generated/moe/v1/FetchParamsResponse';
@@ -31,6 +32,9 @@ export type { Frame, Frame__Output as FrameOut } from '../generated/moe/v1/Frame
 export type { PeerHello } from '../generated/moe/v1/PeerHello';
 export type { PeerMessage, PeerMessage__Output as PeerMessageOut } from '../generated/moe/v1/PeerMessage';
 export type { PeerAck, PeerAck__Output as PeerAckOut } from '../generated/moe/v1/PeerAck';
+export type { DataPlanesRequest, DataPlanesRequest__Output as DataPlanesRequestOut } from '../generated/moe/v1/DataPlanesRequest';
+export type { DataPlanesReply, DataPlanesReply__Output as DataPlanesReplyOut } from '../generated/moe/v1/DataPlanesReply';
+export type { SocketEndpoint, SocketEndpoint__Output as SocketEndpointOut } from '../generated/moe/v1/SocketEndpoint';
 export type { WorkerClient, WorkerHandlers } from '../generated/moe/v1/Worker';
 export type { SchedulerClient, SchedulerHandlers } from '../generated/moe/v1/Scheduler';
 export type { PeerClient, PeerHandlers } from '../generated/moe/v1/Peer';

@@ -19,6 +19,8 @@ export interface OpRecordData {
   /** Payload bytes this worker sent to peers in this op (comm ops; 0 for compute). */
   bytesSent: number;
   direction: Direction;
+  /** Compute ops of a modeled device (sim): the cost model's duration, ms. Absent otherwise. */
+  modeledMs?: number;
 }
 
 /** Records each op's start and end per stream, relative to the recorder's creation. */
@@ -28,6 +30,11 @@ export class TimelineRecorder {
 
   now(): number {
     return performance.now() - this.origin;
+  }
+
+  /** A performance.now() time on this recorder's clock. */
+  at(performanceNowMs: number): number {
+    return performanceNowMs - this.origin;
   }
 
   record(op: OpRecordData): void {

@@ -1,11 +1,11 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { LinkModel } from '@moe/sim';
 import type { Backend, ExpertRows, ParamsSnapshot, RouteOutput, Shard, StepBatch, UpdateResult } from '../../backend';
 import { ShardCompute } from '@moe/model';
 import { linkModelOf } from '@moe/sim';
 import { CostModel, type OpCost } from '@moe/sim';
-import { mixSeed, seededExpertIds, skewedExpertIds } from '@moe/sim';
+import { groupLimitedExpertIds, mixSeed, seededExpertIds, skewedExpertIds } from '@moe/sim';
 import { parseSimOptions, type SimOptions } from './sim-options';
+import { DeviceClock, type DeviceSpan } from './device-clock';
 
 /** The compute ops a sim step models; the same names as the schedule's compute OpKinds. */
 export type SimOpKind =
@@ -34,8 +34,8 @@ export interface SimOpRecord {
   /** The cost model's prediction (dilated and scaled). */
   modeledMs: number;
   /**
-   * Wall time from the op's issue to its end: timer overshoot and event-loop load show here (a
-   * back-to-back op can measure a little under its model, see `run`).
+   * Wall time the device spent on it, measured on the device's own thread (see DeviceClock):
+   * from its start (when the device took it, or the previous op's modeled end) to the device's wake-up.
    */
   measuredMs: number;
 }
@@ -61,6 +61,9 @@ interface ShardInfo {
   vocab: number;
   /** [E] each routed expert's rank. */
   expertOwner: readonly number[];
+  /** Node-limited routing: expert groups and how many a token may reach (groupLimitedExpertIds). */
+  routerGroups: number;
+  routerGroupTopK: number;
 }
 
 export interface SimBackendOptions {
@@ -70,7 +73,7 @@ export interface SimBackendOptions {
 
 /**
  * The `sim` backend: models each compute op's duration on a device profile and waits for it on a
- * timer (never blocking the event loop), while the payloads of the modeled sizes really cross the
+ * device thread of its own (never on the event loop that serves the data plane), while the payloads of the modeled sizes really cross the
  * transport. It does no learning: parameters never change, the loss is a fixed ln(vocab) per
  * token, and `applyUpdate` returns the checksum of the unchanged dense params, so replicas agree.
  *
@@ -99,11 +102,11 @@ export class SimBackend implements Backend {
   /** [layers * E] experts routed this step. */
   private counts = new Int32Array(0);
   private records: SimOpRecord[] = [];
-  /** The modeled device: one op at a time. */
+  /** The modeled device: one op at a time, on a clock of its own thread. */
+  private readonly clock = new DeviceClock();
   private device: Promise<void> = Promise.resolve();
-  /** performance.now() when the last op really ended, and when it ended on the modeled clock. */
-  private lastEnd = -Infinity;
-  private modeledEnd = -Infinity;
+  /** The device's span and modeled duration of the op that ended last (see deviceTiming). */
+  private lastSpan?: DeviceSpan & { modeledMs: number };
 
   constructor(options: SimBackendOptions = {}) {
     this.defaultProfile = options.profile;
@@ -137,6 +140,8 @@ export class SimBackend implements Backend {
       topK: model.topK,
       vocab: model.vocabSize,
       expertOwner: [...shard.expertOwner],
+      routerGroups: model.routerGroups,
+      routerGroupTopK: model.routerGroupTopK,
     };
     this.denseGradLength = compute
       .snapshot()
@@ -202,10 +207,13 @@ export class SimBackend implements Backend {
     const step = this.inStep('route').step;
     await this.run('route', layer, -1, costs.route(this.tokens));
     const seed = mixSeed(options.seed, shard.rank, step, layer);
+    const { routerGroups: groups, routerGroupTopK: groupTopK } = shard;
     const expertIds =
       options.routing === 'skewed'
         ? skewedExpertIds(this.tokens, shard.topK, shard.expertOwner, seed)
-        : seededExpertIds(this.tokens, shard.topK, shard.experts, seed);
+        : groups > 1 && groupTopK < groups
+          ? groupLimitedExpertIds(this.tokens, shard.topK, shard.experts, groups, groupTopK, seed)
+          : seededExpertIds(this.tokens, shard.topK, shard.experts, seed);
     const counts = this.counts.subarray(layer * shard.experts, (layer + 1) * shard.experts);
     for (const e of expertIds) counts[e]!++;
     return { h: this.rows(this.tokens), expertIds };
@@ -283,6 +291,7 @@ export class SimBackend implements Backend {
 
   async close(): Promise<void> {
     await this.device;
+    await this.clock.close();
   }
 
   private loaded(): { options: SimOptions; costs: CostModel; shard: ShardInfo } {
@@ -333,38 +342,27 @@ export class SimBackend implements Backend {
   }
 
   /**
-   * Runs one modeled op on the device after the previous one: waits its modeled duration, records
-   * it. Back-to-back ops follow the device's modeled clock: an op issued within 0.5 ms of the
-   * previous op's end starts at that op's modeled end, so timer overshoot does not add up over a
-   * step; an op issued after an idle gap (the device waited on communication) starts when issued.
+   * Runs one modeled op on the device after the previous one: the device thread waits its
+   * modeled duration (DeviceClock) and measures it; the op is recorded with the device's span.
    */
   private run(kind: SimOpKind, layer: number, chunk: number, cost: OpCost): Promise<void> {
     const costs = this.loaded().costs;
     const modeledMs = costs.ms(cost);
     const flops = Object.values(cost.flops).reduce((a, b) => a + (b ?? 0), 0);
     const op = this.device.then(async () => {
-      const issued = performance.now();
-      const start = issued - this.lastEnd < 0.5 ? Math.min(issued, this.modeledEnd) : issued;
-      this.modeledEnd = start + modeledMs;
-      await waitUntil(this.modeledEnd);
-      this.lastEnd = performance.now();
-      this.records.push({ kind, layer, chunk, flops, bytes: cost.bytes, modeledMs, measuredMs: this.lastEnd - issued });
+      const span = await this.clock.run(modeledMs);
+      this.lastSpan = { ...span, modeledMs };
+      this.records.push({ kind, layer, chunk, flops, bytes: cost.bytes, modeledMs, measuredMs: span.endMs - span.startMs });
     });
     this.device = op.catch(() => {});
     return op;
   }
-}
 
-/**
- * Waits until performance.now() passes `deadline`, on the event loop's timers (never blocking it).
- * Node timers count whole ms from a loop time that may be stale, so they can fire a little early:
- * re-armed until the deadline has passed. Under a quarter ms it only yields (timers fire >= 1 ms late).
- */
-async function waitUntil(deadline: number): Promise<void> {
-  let left = deadline - performance.now();
-  if (left < 0.25) return new Promise((resolve) => setImmediate(resolve));
-  while (left > 0.05) {
-    await sleep(Math.max(1, Math.ceil(left)));
-    left = deadline - performance.now();
+  /**
+   * The device's start and end (performance.now() ms) and the modeled duration of the compute op
+   * that ended last: the executor records these, not when the event loop got round to noticing.
+   */
+  deviceTiming(): { startMs: number; endMs: number; modeledMs: number } | undefined {
+    return this.lastSpan;
   }
 }
