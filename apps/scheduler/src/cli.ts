@@ -4,6 +4,7 @@
  * bin/moe.mjs (`npx moe ...`).
  */
 import { Command, CommanderError } from 'commander';
+import { configureLogging, parseLogLevel, type LogLevel } from '@moe/log';
 import { addBenchCommand } from './commands/bench';
 import { addClusterCommand, type ClusterFlags } from './commands/cluster';
 import { EXIT, reportError } from './commands/exit';
@@ -25,7 +26,14 @@ export function buildProgram(run: { train?: (f: TrainFlags) => Promise<number>; 
   const program = new Command('moe')
     .description('expert-parallel Mixture-of-Experts training: a scheduler and worker processes over gRPC')
     .exitOverride()
-    .showHelpAfterError('(moe <command> --help for usage)');
+    .showHelpAfterError('(moe <command> --help for usage)')
+    .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent; the workers it starts inherit it (default: $MOE_LOG_LEVEL, else info)', (v: string) =>
+      parseLogLevel(v, '--log-level'),
+    )
+    // Log lines (stderr; JSON unless a terminal) are named after the command: serve, bench, train, ...
+    .hook('preAction', (root, action) => {
+      configureLogging({ name: action.name(), level: root.opts<{ logLevel?: LogLevel }>().logLevel });
+    });
   addTrainCommand(program, run.train);
   addClusterCommand(program, run.cluster);
   addBenchCommand(program, reportError);

@@ -268,7 +268,7 @@ describe('the compose services as local processes', () => {
     expect(outcome.result.kind).toBe('bench');
     expect(outcome.result.workers).toHaveLength(replicas);
     expect(outcome.result.workers.map((w) => w.address).sort()).toEqual(workerEnvs.map((e) => `127.0.0.1:${e.MOE_WORKER_PORT}`).sort());
-    expect(outcome.result.report.dir).toBe(join(reportsDir, outcome.result.runId));
+    expect(outcome.result.report.dir).toBe(join(reportsDir, outcome.result.runId)); // the run id, unique for all time, not the job id
     for (const file of outcome.result.report.files) expect(existsSync(file), file).toBe(true);
 
     // docker compose down: SIGTERM to every container, each must exit cleanly within its grace period.

@@ -2,14 +2,17 @@
  * `moe worker`: one worker process. Serves Worker and Peer over gRPC, registers with the
  * scheduler at --scheduler, heartbeats, and runs steps on its backend until told to stop.
  */
+import { randomUUID } from 'node:crypto';
 import { networkInterfaces } from 'node:os';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { DATA_PLANE_CHOICES, type DataPlaneChoice } from '@moe/comm';
+import { configureLogging, lineLog, parseLogLevel, type LogLevel } from '@moe/log';
 import type { Backend } from './backend';
 import { loadBackend } from './backends/create-backend';
 import { writeRegistrationStatus } from './registration-status';
 import { WorkerNode } from './worker-node';
 import { FAULT_ENV, faultFromEnv, type PlantedFault } from './schedule/faults';
+import { CountingTransport } from './metrics/counting-transport';
 
 const integer = (what: string) => (value: string) => {
   const n = Number(value);
@@ -38,6 +41,13 @@ const program = new Command('moe worker')
       .choices(DATA_PLANE_CHOICES)
       .default(process.env.MOE_TRANSPORT || 'auto'),
   )
+  .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent (default: $MOE_LOG_LEVEL, else info)', (v: string) => parseLogLevel(v, '--log-level'))
+  .option(
+    '--metrics-port <port>',
+    'serve Prometheus metrics at http://<host>:<port>/metrics (0: any free port; default: $MOE_WORKER_METRICS_PORT, else none)',
+    integer('--metrics-port'),
+    process.env.MOE_WORKER_METRICS_PORT ? Number(process.env.MOE_WORKER_METRICS_PORT) : undefined,
+  )
   .parse(process.argv);
 
 const opts = program.opts<{
@@ -52,7 +62,13 @@ const opts = program.opts<{
   token?: string;
   statusFile?: string;
   transport: DataPlaneChoice;
+  logLevel?: LogLevel;
+  metricsPort?: number;
 }>();
+
+// Lines go to stderr (JSON unless it is a terminal); stdout carries the one line a parent reads,
+// "worker <id> listening on <address>".
+const logger = configureLogging({ name: 'worker', level: opts.logLevel });
 
 /**
  * `--advertise auto` (compose replicas, which share one environment): the bound host when it is
@@ -61,7 +77,7 @@ const opts = program.opts<{
 function resolveAdvertise(advertise: string | undefined, host: string, port: number): string | undefined {
   if (advertise !== 'auto') return advertise || undefined;
   if (port === 0) {
-    console.error('moe worker: --advertise auto needs a fixed --port (MOE_WORKER_PORT), not 0');
+    logger.fatal('moe worker: --advertise auto needs a fixed --port (MOE_WORKER_PORT), not 0');
     process.exit(2);
   }
   if (host !== '0.0.0.0' && host !== '::') return `${host}:${port}`;
@@ -72,7 +88,7 @@ function resolveAdvertise(advertise: string | undefined, host: string, port: num
 }
 
 if (!DATA_PLANE_CHOICES.includes(opts.transport)) {
-  console.error(`moe worker: --transport (or MOE_TRANSPORT) "${opts.transport}" is not one of ${DATA_PLANE_CHOICES.join(', ')}`);
+  logger.fatal(`moe worker: --transport (or MOE_TRANSPORT) "${opts.transport}" is not one of ${DATA_PLANE_CHOICES.join(', ')}`);
   process.exit(2);
 }
 
@@ -82,16 +98,21 @@ try {
   fault = faultFromEnv();
   backend = await loadBackend(opts.backend);
 } catch (error) {
-  console.error(`moe worker: ${(error as Error).name}: ${(error as Error).message}`);
+  lineLog(logger)(`moe worker: ${(error as Error).name}: ${(error as Error).message}`, { level: 'error', err: error });
   process.exit(2);
 }
 
+// Named here, not in WorkerNode, so the metrics carry the same id from their first sample.
+const workerId = opts.workerId ?? `worker-${randomUUID().slice(0, 8)}`;
+// prom-client loads only for a worker that serves metrics.
+const metricsModules = opts.metricsPort === undefined ? undefined : await Promise.all([import('./metrics/worker-metrics'), import('./metrics/metrics-server')]);
+const metrics = metricsModules && new metricsModules[0].WorkerMetrics(workerId);
 const node = new WorkerNode({
   scheduler: opts.scheduler,
   host: opts.host,
   port: opts.port,
   advertise: resolveAdvertise(opts.advertise, opts.host, opts.port),
-  workerId: opts.workerId,
+  workerId,
   backend,
   peerTimeoutMs: opts.peerTimeout,
   registerTimeoutMs: opts.registerTimeout,
@@ -101,18 +122,23 @@ const node = new WorkerNode({
     : undefined,
   fault,
   transport: opts.transport,
+  onListening: (address) => process.stdout.write(`worker ${node.id} listening on ${address}\n`),
+  onStep: metrics?.observeStep,
+  wrapTransport: metrics && ((transport, nodeSize) => new CountingTransport(transport, nodeSize, metrics.countBytes)),
 });
-if (fault) console.error(`worker ${node.id}: PLANTED FAULT ${fault.name} (${FAULT_ENV}); this run is wrong on purpose`);
+if (fault) logger.warn({ workerId: node.id, fault: fault.name }, `worker ${node.id}: PLANTED FAULT ${fault.name} (${FAULT_ENV}); this run is wrong on purpose`);
+const metricsServer = metrics && metricsModules && (await metricsModules[1].serveMetrics(metrics.registry, opts.host, opts.metricsPort!));
+if (metricsServer) logger.info({ workerId: node.id }, `worker ${node.id}: metrics at http://${metricsServer.address}/metrics`);
 
 const stop = (signal: string) => {
-  console.log(`worker ${node.id}: ${signal}, stopping`);
-  node.close(signal).finally(() => process.exit(0));
+  logger.info({ workerId: node.id }, `worker ${node.id}: ${signal}, stopping`);
+  Promise.all([node.close(signal), metricsServer?.close()]).finally(() => process.exit(0));
   setTimeout(() => process.exit(1), 5_000).unref();
 };
 process.on('SIGINT', () => stop('SIGINT'));
 process.on('SIGTERM', () => stop('SIGTERM'));
 
 node.start().catch((error: Error) => {
-  console.error(error.message);
+  lineLog(logger)(error.message, { level: 'fatal', workerId: node.id, err: error });
   process.exit(1);
 });

@@ -22,6 +22,7 @@ import {
   type WorkerHandlers,
   undecodableReason,
 } from '@moe/comm';
+import { lineLog, log as processLog, type LogFields, type LogLine } from '@moe/log';
 import { ConfigError } from '@moe/model';
 import { UnknownDeviceProfileError } from '@moe/sim';
 import type { Backend, Shard } from './backend';
@@ -48,7 +49,14 @@ export interface WorkerNodeOptions {
   peerTimeoutMs?: number;
   /** How long to keep trying to register before giving up. */
   registerTimeoutMs?: number;
-  log?: (line: string) => void;
+  /** Default: the process's pino logger. Lines carry workerId, and runId and rank once a shard is loaded. */
+  log?: LogLine;
+  /** Called once the server is bound, with the address peers reach it at (moe worker prints it for its parent). */
+  onListening?: (address: string) => void;
+  /** Called after each step this worker ran (its metrics endpoint counts them). */
+  onStep?: (step: WorkerStepRecord) => void;
+  /** Wraps the step's transport (the metrics count bytes by link class); `nodeSize` of the link model, if any. */
+  wrapTransport?: (transport: Transport, nodeSize: number | undefined) => Transport;
   /**
    * Cluster token: required (gRPC metadata `x-moe-token`) on every Worker RPC and Peer stream
    * this worker serves, and sent on Register, Heartbeat and its own Peer streams.
@@ -70,6 +78,14 @@ export interface WorkerNodeOptions {
 }
 
 type State = 'idle' | 'loaded' | 'running';
+
+/** One finished step as this worker saw it: its duration and the bytes it sent, by link class. */
+export interface WorkerStepRecord {
+  stepMs: number;
+  bytesSent: number;
+  /** The step's ops as run (start/end in ms from the step's start; stream 'compute' or 'comm'). */
+  timeline: readonly { stream: string; startMs: number; endMs: number }[];
+}
 
 const deadline = (ms: number) => new Date(Date.now() + ms);
 
@@ -122,20 +138,24 @@ export class WorkerNode {
   constructor(private readonly options: WorkerNodeOptions) {
     this.id = options.workerId ?? `worker-${randomUUID().slice(0, 8)}`;
     this.token = options.token === undefined ? envToken() : options.token || undefined;
+    this.logLine = options.log ?? lineLog(processLog());
     // Every call (Worker RPCs, Peer streams, FetchParams included) shows the token on its
     // metadata before a byte of its message is read; see @moe/comm's server-guard.
     this.server = new grpc.Server(
-      guardedServerOptions(GRPC_OPTIONS, { token: this.token, log: (line) => this.log(`worker ${this.id}: ${line}`) }),
+      guardedServerOptions(GRPC_OPTIONS, { token: this.token, log: (line) => this.log(`worker ${this.id}: ${line}`, { level: 'warn' }) }),
     );
   }
 
-  private log(line: string): void {
-    (this.options.log ?? ((l: string) => console.log(l)))(line);
+  private readonly logLine: LogLine;
+
+  private log(line: string, fields?: LogFields): void {
+    const run = this.shard ? { runId: this.shard.runId, rank: this.shard.rank } : {};
+    this.logLine(line, { workerId: this.id, ...run, ...fields });
   }
 
   async start(): Promise<string> {
     const proto = loadMoeProto();
-    const log = (line: string) => this.log(`worker ${this.id}: ${line}`);
+    const log = (line: string) => this.log(`worker ${this.id}: ${line}`, { level: 'warn' });
     const socketEndpoint = () => this.socketServer?.endpoint();
     this.server.addService(proto.moe.v1.Peer.service, peerServiceHandlers(this.mailbox, { token: this.token, log, socketEndpoint }));
     this.server.addService(proto.moe.v1.Worker.service, this.handlers());
@@ -152,6 +172,7 @@ export class WorkerNode {
       this.socketServer = await PeerSocketServer.start({ mailbox: this.mailbox, host, advertiseHost, token: this.token, tls: tlsFromEnv(), log });
     }
     this.log(`worker ${this.id} listening on ${this.address}`);
+    this.options.onListening?.(this.address);
     await this.register();
     return this.address;
   }
@@ -234,7 +255,7 @@ export class WorkerNode {
         (call: { request: unknown }, callback: (error: grpc.StatusObject | null) => void) => {
           const reason = undecodableReason(call.request);
           if (reason) {
-            this.log(`worker ${this.id}: refused ${name}: ${reason}`);
+            this.log(`worker ${this.id}: refused ${name}: ${reason}`, { level: 'warn' });
             callback({ code: grpc.status.INVALID_ARGUMENT, details: `${name}: ${reason}`, metadata: new grpc.Metadata() });
             return;
           }
@@ -291,11 +312,12 @@ export class WorkerNode {
     // A simulated device also models its links: sends are shaped to the modeled bandwidth.
     const link = this.options.backend.linkModel?.();
     this.transport = link ? new ShapedTransport(peerTransport, link) : peerTransport;
+    this.transport = this.options.wrapTransport?.(this.transport, link?.nodeSize) ?? this.transport;
     this.executor = new StepExecutor(this.options.backend, this.transport, shard.expertOwner, this.flight, this.options.fault);
     this.shard = shard;
     this.flight.runId = shard.runId;
     this.state = 'loaded';
-    this.log(`worker ${this.id}: run ${shard.runId}, rank ${shard.rank} of ${shard.worldSize}`);
+    this.log(`worker ${this.id}: run ${shard.runId}, rank ${shard.rank} of ${shard.worldSize}`, { runId: shard.runId, rank: shard.rank });
     return checksum;
   }
 
@@ -320,6 +342,7 @@ export class WorkerNode {
     try {
       const outcome = await this.executor.run(ops, batch, settings);
       const link = shaped?.hostBound();
+      this.options.onStep?.({ stepMs: outcome.stepMs, bytesSent: outcome.bytesSent, timeline: outcome.timeline });
       return {
         step: batch.step,
         lossSum: outcome.lossSum,
@@ -337,6 +360,10 @@ export class WorkerNode {
         ...(link ? { link: { frames: link.frames, bytes: link.bytes, modeledMs: link.modeledMs, hostMs: link.hostMs, lateMs: link.lateMs, hostBound: link.bound } } : {}),
         dataPlane: this.dataPlane?.planesUsed() ?? 'grpc',
       };
+    } catch (error) {
+      const op = error instanceof StepOpError ? error.op.kind : undefined;
+      this.log(`worker ${this.id}: step ${batch.step} failed: ${(error as Error).message}`, { level: 'error', step: batch.step, op, err: error });
+      throw error;
     } finally {
       this.state = 'loaded';
     }
@@ -368,7 +395,7 @@ export class WorkerNode {
 
   /** Registering again failed for good: `onRefused` (default: log it and exit 1). */
   private onRefused(error: Error): void {
-    this.log(error.message);
+    this.log(error.message, { level: 'error', err: error });
     if (this.options.onRefused) this.options.onRefused(error);
     else void this.close().finally(() => process.exit(1));
   }
@@ -379,7 +406,7 @@ export class WorkerNode {
     if (!scheduler) return Promise.resolve();
     return new Promise<void>((resolve) =>
       scheduler.Deregister({ workerId: this.id, reason }, { deadline: deadline(timeoutMs) }, (error) => {
-        if (error && error.code !== grpc.status.UNIMPLEMENTED) this.log(`worker ${this.id}: could not deregister: ${error.message}`);
+        if (error && error.code !== grpc.status.UNIMPLEMENTED) this.log(`worker ${this.id}: could not deregister: ${error.message}`, { level: 'warn' });
         resolve();
       }),
     );

@@ -1,4 +1,5 @@
 /** `moe bench`: flags, a progress bar, the table, and where the report went. */
+import { lineLog, log } from '@moe/log';
 import { join, resolve } from 'node:path';
 import cliProgress from 'cli-progress';
 import { Command, Option } from 'commander';
@@ -77,19 +78,20 @@ export function addBenchCommand(program: Command, onError: OnError): void {
         cliProgress.Presets.shades_classic,
       );
       let started = false;
+      const logLine = lineLog(log());
       const abort = new AbortController();
       const release = stopOnSignals(() => abort.abort(new Error('interrupted')));
       try {
         const result = await runBench({
           ...options,
           signal: abort.signal,
-          log: (line) => (showBar && started ? undefined : console.error(line)),
+          log: (line, fields) => (showBar && started ? undefined : logLine(line, fields)),
           onProgress: (done, total, label) => {
             if (showBar) {
               if (!started) bar.start(total, 0, { label });
               started = true;
               bar.update(done, { label });
-            } else console.error(`[${done}/${total}] ${label}`);
+            } else logLine(`[${done}/${total}] ${label}`, { done, total });
           },
         });
         if (started) bar.stop();

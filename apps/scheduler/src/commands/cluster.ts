@@ -1,4 +1,5 @@
 /** `moe cluster`, and the cluster flags `moe train` shares: the scheduler's address, liveness and rendezvous, the workers it starts. */
+import { lineLog, log } from '@moe/log';
 import { Command } from 'commander';
 import { integer } from './flags';
 import { interruptOn, reportError } from './exit';
@@ -52,7 +53,7 @@ export function clusterOptions(command: Command): Command {
 export async function clusterCommand(flags: ClusterFlags): Promise<number> {
   const controller = new AbortController();
   const release = interruptOn(controller);
-  const log = (line: string) => console.error(line);
+  const logLine = lineLog(log());
   let cluster: LocalCluster | undefined;
   try {
     cluster = await LocalCluster.start({
@@ -61,7 +62,7 @@ export async function clusterCommand(flags: ClusterFlags): Promise<number> {
       workerArgs: splitArgs(flags.workerArgs),
       ...schedulerSettingsOf(flags),
       echoWorkerOutput: flags.verbose,
-      log: flags.verbose ? log : undefined,
+      log: flags.verbose ? logLine : undefined,
       abort: controller.signal,
     });
     console.log(`scheduler listening on ${cluster.scheduler.address}`);

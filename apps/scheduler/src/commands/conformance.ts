@@ -2,6 +2,7 @@
  * `moe conformance`: the conformance kit on the command line. Exit code 0 when no check failed,
  * 1 when one did, 2 for bad input (neither or both of --worker and --command, bad JSON).
  */
+import { lineLog, log } from '@moe/log';
 import { writeFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { integer, jsonObject } from './flags';
@@ -29,7 +30,7 @@ interface ConformanceFlags {
 /** Runs the kit with the command line's flags, prints a line per check; resolves with the exit code. */
 export async function conformanceCommand(flags: ConformanceFlags): Promise<number> {
   if (!flags.worker === !flags.command) {
-    console.error('moe conformance: give exactly one of --worker <host:port> and --command "<command that starts the worker>"');
+    log().error('moe conformance: give exactly one of --worker <host:port> and --command "<command that starts the worker>"');
     return EXIT.badInput;
   }
   const options: ConformanceOptions = {
@@ -46,7 +47,7 @@ export async function conformanceCommand(flags: ConformanceFlags): Promise<numbe
     rpcTimeoutMs: flags.rpcTimeout,
     registerTimeoutMs: flags.registerTimeout,
     skipRegister: flags.skipRegister,
-    log: (line) => (flags.verbose || line.includes('waiting for the worker') ? console.error(line) : undefined),
+    log: (line) => (flags.verbose || line.includes('waiting for the worker') ? log().info(line) : undefined),
     onCheck: (result) => console.log(formatCheck(result, Math.max(...CHECKS.map(([id]) => id.length)))),
   };
   // Ctrl-C: exit; the kit's 'exit' hook kills what it started.
@@ -57,7 +58,7 @@ export async function conformanceCommand(flags: ConformanceFlags): Promise<numbe
     if (flags.json) writeFileSync(flags.json, JSON.stringify(report, null, 2));
     return report.ok ? EXIT.ok : EXIT.failed;
   } catch (error) {
-    console.error(`moe conformance: ${(error as Error).message}`);
+    lineLog(log())(`moe conformance: ${(error as Error).message}`, { level: 'error', err: error });
     return EXIT.failed;
   } finally {
     release();

@@ -6,6 +6,7 @@
  * diverged, Redis unreachable); 2 bad input (usage, config file, placement, schedule, unknown
  * run); 3 the parity check exceeded its tolerance; 130 / 143 stopped by SIGINT / SIGTERM.
  */
+import { lineLog, log } from '@moe/log';
 import { ConfigError } from '@moe/model';
 import { ScheduleError } from '@moe/schedule';
 import { BatchSplitError, CheckpointError, ConfigFileError, InterruptedError, PlacementError } from '../errors';
@@ -41,7 +42,7 @@ export function stopOnSignals(stop: (signal: NodeJS.Signals) => void): () => voi
 /** SIGINT/SIGTERM abort `controller` with an InterruptedError; a second signal exits at once. */
 export function interruptOn(controller: AbortController): () => void {
   return stopOnSignals((signal) => {
-    console.error(`\n${signal}: stopping the workers (again to force)`);
+    log().warn({ signal }, `${signal}: stopping the workers (again to force)`);
     controller.abort(new InterruptedError(signal));
   });
 }
@@ -54,11 +55,11 @@ export function exitCodeOf(error: unknown): number {
   return EXIT.failed;
 }
 
-/** Prints `moe: <what>: <error>` on stderr; returns the exit code. */
+/** Logs `moe: <what>: <error>` at error level, with the error's class and numbers; returns the exit code. */
 export function reportError(error: unknown): number {
   const code = exitCodeOf(error);
   const e = error as Error;
   const label = code === EXIT.badInput ? 'invalid input' : code === EXIT.failed ? 'run failed' : 'stopped';
-  console.error(`moe: ${label}: ${e?.name && e.name !== 'Error' ? `${e.name}: ` : ''}${e?.message ?? String(error)}`);
+  lineLog(log())(`moe: ${label}: ${e?.name && e.name !== 'Error' ? `${e.name}: ` : ''}${e?.message ?? String(error)}`, { level: 'error', err: error, exitCode: code });
   return code;
 }

@@ -1,4 +1,5 @@
 /** What every queue command shares: where the queue is (--redis, --prefix), and how Redis trouble and unknown runs end. */
+import { lineLog, log } from '@moe/log';
 import type { Command } from 'commander';
 import { DEFAULT_PREFIX, DEFAULT_REDIS_URL, queueLocationFromEnv, type QueueLocation } from '../queue/connection';
 import { InvalidRunError, RedisUnavailableError, UnknownRunError } from '../queue/errors';
@@ -8,7 +9,7 @@ import { EXIT, type OnError } from './exit';
 /** Redis not answering is neither a run's failure nor bad input: say so plainly, exit 1. */
 export const withRedisHint = (onError: OnError): OnError => (error) => {
   if (error instanceof RedisUnavailableError) {
-    console.error(`moe: ${error.message}`);
+    lineLog(log())(`moe: ${error.message}`, { level: 'error', err: error });
     return EXIT.failed;
   }
   return onError(error);
@@ -52,7 +53,7 @@ export async function withRunQueue(flags: LocationFlags, onError: OnError, use: 
     return await use(runs);
   } catch (error) {
     if (error instanceof UnknownRunError) {
-      console.error(`moe: ${error.message}`);
+      lineLog(log())(`moe: ${error.message}`, { level: 'error', err: error });
       return EXIT.badInput;
     }
     return onError(error);

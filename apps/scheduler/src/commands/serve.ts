@@ -11,24 +11,27 @@ import { EXIT, stopOnSignals, type OnError } from './exit';
 import { envInt, locationOf, locationOptions, withRedisHint, type LocationFlags } from './queue-options';
 import { DEFAULT_RENDEZVOUS_TIMEOUT_MS } from '../control/rendezvous';
 import { RunService } from '../queue/run-service';
-import { DEFAULT_HTTP_PORT, HttpServer } from '../http/index';
-import { mountDashboard, type Dashboard } from '../dashboard/index';
+import { RunQueue } from '../queue/run-queue';
+import type { HttpServer } from '../http/index';
+import type { Dashboard } from '../dashboard/index';
+import { lineLog, log as processLog } from '@moe/log';
 
 interface ServeFlags extends LocationFlags {
   host?: string;
   port?: number;
-  httpHost?: string;
-  httpPort?: number;
   reports?: string;
   rendezvousTimeout?: number;
   heartbeatInterval?: number;
   heartbeatTimeout?: number;
+  httpHost?: string;
+  httpPort?: number;
 }
 
 /** Serves runs until a signal; resolves with the exit code. */
 export async function serveCommand(flags: ServeFlags, onError: OnError): Promise<number> {
-  const log = (line: string) => console.error(line);
+  const log = lineLog(processLog());
   let service: RunService | undefined;
+  let counts: RunQueue | undefined;
   let http: HttpServer | undefined;
   let dashboard: Dashboard | undefined;
   let signalled: ((signal: NodeJS.Signals) => void) | undefined;
@@ -42,6 +45,14 @@ export async function serveCommand(flags: ServeFlags, onError: OnError): Promise
     await dashboard?.close();
     await service?.stop(why);
   };
+  // express and prom-client load here, not with the CLI: other commands do not pay for them.
+  const { QUEUE_STATES, ServeMetrics, metricsRouter } = await import('../metrics/index');
+  const { DEFAULT_HTTP_HOST, HttpServer: Http } = await import('../http/index');
+  const { mountDashboard } = await import('../dashboard/index');
+  const metrics = new ServeMetrics({
+    workers: () => service?.scheduler.allWorkers() ?? [],
+    jobCounts: async () => (counts ? counts.queue.getJobCounts(...QUEUE_STATES) : {}),
+  });
   try {
     const location = locationOf(flags);
     const reportsDir = resolve(flags.reports ?? process.env.MOE_REPORTS_DIR ?? 'reports');
@@ -54,11 +65,20 @@ export async function serveCommand(flags: ServeFlags, onError: OnError): Promise
       heartbeatIntervalMs: flags.heartbeatInterval ?? envInt('MOE_HEARTBEAT_INTERVAL_MS', 1_000),
       heartbeatTimeoutMs: flags.heartbeatTimeout ?? envInt('MOE_HEARTBEAT_TIMEOUT_MS', 10_000),
       log,
+      metrics,
     });
-    // The one HTTP server of serve: the dashboard, Bull Board and /healthz; other modules mount theirs on `http`.
-    http = new HttpServer({ host: flags.httpHost ?? process.env.MOE_HTTP_HOST ?? '127.0.0.1', port: flags.httpPort ?? envInt('MOE_HTTP_PORT', DEFAULT_HTTP_PORT), log });
-    dashboard = await mountDashboard(http, service, location, reportsDir);
-    log(`serve: dashboard on ${await http.listen()}${http.tokenRequired ? ' (cluster token required: open it with ?token=<MOE_CLUSTER_TOKEN>)' : ''}`);
+    const httpPort = flags.httpPort ?? (process.env.MOE_HTTP_PORT ? envInt('MOE_HTTP_PORT', 0) : undefined);
+    if (httpPort !== undefined) {
+      // The one HTTP server of serve: /metrics (public, for Prometheus), /healthz (public), the dashboard and
+      // Bull Board (behind the cluster token when one is set). Other modules mount theirs on `http`.
+      counts = await RunQueue.connect(location); // a queue handle of its own: the depth is read at each scrape
+      http = new Http({ host: flags.httpHost ?? process.env.MOE_HTTP_HOST ?? DEFAULT_HTTP_HOST, port: httpPort, log });
+      http.mount('/', metricsRouter(metrics.registry), { public: true });
+      dashboard = await mountDashboard(http, service, location, reportsDir);
+      const url = await http.listen();
+      log(`serve: HTTP on ${url}: metrics at /metrics`, { httpAddress: url.replace(/^http:\/\//, '') });
+      log(`serve: dashboard on ${url}${http.tokenRequired ? ' (cluster token required: open it with ?token=<MOE_CLUSTER_TOKEN>)' : ''}`);
+    }
     const signal = await stopped;
     await stopAll(signal);
     return EXIT.ok;
@@ -66,6 +86,8 @@ export async function serveCommand(flags: ServeFlags, onError: OnError): Promise
     await stopAll('error');
     return onError(error);
   } finally {
+    await http?.close();
+    await counts?.close();
     release();
   }
 }
@@ -85,8 +107,8 @@ export function addServeCommand(program: Command, reportError: OnError): void {
       .option('--rendezvous-timeout <ms>', `how long a run waits for its workers (default: $MOE_RENDEZVOUS_TIMEOUT_MS, else ${DEFAULT_RENDEZVOUS_TIMEOUT_MS})`, integer('--rendezvous-timeout', 1))
       .option('--heartbeat-interval <ms>', 'heartbeat interval told to workers (default: $MOE_HEARTBEAT_INTERVAL_MS, else 1000)', integer('--heartbeat-interval', 1))
       .option('--heartbeat-timeout <ms>', 'silence after which a worker is lost (default: $MOE_HEARTBEAT_TIMEOUT_MS, else 10000)', integer('--heartbeat-timeout', 1))
-      .option('--http-host <host>', 'interface of the dashboard and /healthz (default: $MOE_HTTP_HOST, else 127.0.0.1)')
-      .option('--http-port <port>', 'their port, 0 for any free one (default: $MOE_HTTP_PORT, else 8080)', integer('--http-port')),
+      .option('--http-port <port>', 'serve HTTP on this port: the dashboard, Bull Board, /healthz, GET /metrics; 0: any free one (default: $MOE_HTTP_PORT, else no HTTP server)', integer('--http-port'))
+      .option('--http-host <host>', 'interface the HTTP server binds (default: $MOE_HTTP_HOST, else 127.0.0.1)'),
   ).action(async (flags: ServeFlags) => {
     process.exitCode = await serveCommand(flags, onError);
   });

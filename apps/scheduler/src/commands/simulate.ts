@@ -1,4 +1,5 @@
 /** `moe simulate`: one training step of a whole cluster on the discrete-event simulator, its figures and what training costs. */
+import { lineLog, log } from '@moe/log';
 import { join, resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { integer, numberList, positiveNumber } from './flags';
@@ -120,7 +121,7 @@ export function addSimulateCommand(program: Command, onError: OnError): void {
       } catch (error) {
         if (error instanceof ClusterConfigError || error instanceof InvalidArgumentError) {
           // A layout that does not divide or contradicting flags: bad input, like a bad schedule.
-          console.error(`moe: invalid input: ${error.message}`);
+          lineLog(log())(`moe: invalid input: ${error.message}`, { level: 'error', err: error });
           process.exitCode = EXIT.badInput;
         } else process.exitCode = onError(error);
       }

@@ -2,6 +2,7 @@
  * `moe submit bench|train`: puts a run on the queue for `moe serve`; --wait follows it. Bad
  * input exits 2 and submits nothing; Ctrl-C while following exits 130 (the run goes on).
  */
+import { lineLog, log } from '@moe/log';
 import { readFileSync } from 'node:fs';
 import { Option, type Command } from 'commander';
 import { COMBINE_CODECS, DISPATCH_CODECS, SCHEDULE_NAMES, type CombineCodecName, type DispatchCodecName } from '@moe/schedule';
@@ -115,7 +116,7 @@ async function submitCommand(data: RunJobData, flags: SubmitFlags, onError: OnEr
     validateRunJob(data);
   } catch (error) {
     if (error instanceof InvalidRunError) {
-      console.error(`moe: invalid input: ${error.message} (nothing was submitted)`);
+      lineLog(log())(`moe: invalid input: ${error.message} (nothing was submitted)`, { level: 'error', err: error });
       return EXIT.badInput;
     }
     throw error;
@@ -133,7 +134,8 @@ async function submitCommand(data: RunJobData, flags: SubmitFlags, onError: OnEr
       else console.log(`submitted run ${runId} (job ${job.id}, ${data.kind}) to ${where}; follow it: moe runs ${job.id} --wait`);
       return EXIT.ok;
     }
-    console.error(`submitted run ${(job.data as { runId?: string }).runId} (job ${job.id}, ${data.kind}) to ${where}; following it (Ctrl-C stops following, not the run)`);
+    const runId = (job.data as { runId?: string }).runId;
+    log().info({ jobId: job.id, runId }, `submitted run ${runId} (job ${job.id}, ${data.kind}) to ${where}; following it (Ctrl-C stops following, not the run)`);
     return await followAndPrint(runs, job.id!, flags, events);
   } catch (error) {
     return onError(error);
@@ -162,7 +164,7 @@ function submitAction<F extends SubmitFlags>(jobData: (flags: F) => RunJobData, 
     try {
       process.exitCode = await submitCommand(jobData(flags), flags, onError);
     } catch (error) {
-      console.error(`moe: invalid input: ${(error as Error).message}`);
+      lineLog(log())(`moe: invalid input: ${(error as Error).message}`, { level: 'error', err: error });
       process.exitCode = EXIT.badInput;
     }
   };

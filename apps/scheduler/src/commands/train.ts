@@ -1,4 +1,5 @@
 /** `moe train`: start a local cluster (or wait for external workers), train, print every step, optionally check parity. */
+import { lineLog, log } from '@moe/log';
 import { writeFileSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { ModelConfig, TrainConfig } from '@moe/model';
@@ -112,6 +113,7 @@ export async function trainCommand(flags: TrainFlags): Promise<number> {
   if (resume) console.log(`resuming run ${resume.runId} at step ${resume.step} (${resume.step} steps done) from ${flags.resume}`);
   const controller = new AbortController();
   const release = interruptOn(controller);
+  const logLine = lineLog(log());
   try {
     const result = await runTraining({
       model,
@@ -131,7 +133,7 @@ export async function trainCommand(flags: TrainFlags): Promise<number> {
       external: flags.externalWorkers,
       scheduler: {
         ...schedulerSettingsOf(flags),
-        log: (line) => (flags.verbose || flags.externalWorkers || line.startsWith('scheduler listening') ? console.error(line) : undefined),
+        log: (line, fields) => (flags.verbose || flags.externalWorkers || line.startsWith('scheduler listening') ? logLine(line, fields) : undefined),
       },
       backend: flags.backend,
       backendOptions:
@@ -148,7 +150,7 @@ export async function trainCommand(flags: TrainFlags): Promise<number> {
       resume,
       tolerances: { loss: flags.lossTolerance, param: flags.paramTolerance },
       signal: controller.signal,
-      log: (line) => console.error(line),
+      log: logLine,
       onReady: (run) => printRun(run, model, train),
       onStep: (m, run) => printStep(m, train.steps, run.entropy),
     });
@@ -168,7 +170,7 @@ export async function trainCommand(flags: TrainFlags): Promise<number> {
     if (result.parity) {
       console.log(`parity with the single-process reference:\n  ${formatParity(result.parity).replace('\n', '\n  ')}`);
       if (!result.parity.ok) {
-        console.error('moe: parity check failed: the distributed run differs from the reference by more than the tolerance');
+        logLine('moe: parity check failed: the distributed run differs from the reference by more than the tolerance', { level: 'error', runId: result.runId });
         return EXIT.parity;
       }
       console.log('parity check passed');

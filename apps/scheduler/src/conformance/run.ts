@@ -5,6 +5,7 @@
  * numerical checks, and a check is skipped only when something outside the worker is missing
  * (no worker at all, the kit's own reference peer, numbers of a modeled device).
  */
+import { readableLine } from '@moe/log';
 import { CHECK_TABLE, type Check } from './checks';
 import { Kit } from './kit';
 import type { ConformanceOptions } from './options';
@@ -45,7 +46,7 @@ async function runChecks(kit: Kit): Promise<ConformanceReport> {
   if (o.command) {
     const command = commandFor(o.command, schedulerAddress);
     kit.log(`conformance: starting the worker: ${command}`);
-    kit.target = new TargetCommand(command, o.cwd ?? process.cwd(), (line) => kit.log(`[worker] ${line}`));
+    kit.target = new TargetCommand(command, o.cwd ?? process.cwd(), (line) => kit.log(`[worker] ${readableLine(line)}`));
   } else if (!o.skipRegister) {
     kit.log(`conformance: waiting for the worker at ${o.worker} to register (start it with --scheduler ${schedulerAddress})`);
   }

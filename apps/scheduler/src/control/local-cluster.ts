@@ -4,6 +4,7 @@
  * on every way out: `stop()`, an error, the process exiting (SIGKILL of any child left) and,
  * through the parent guard each child preloads, even this process being killed.
  */
+import { readableLine, type LogLine } from '@moe/log';
 import { RendezvousTimeoutError } from '../errors';
 import { RunGuard } from './run-guard';
 import { DEFAULT_RENDEZVOUS_TIMEOUT_MS, SchedulerService, type RegisteredWorker } from './rendezvous';
@@ -29,7 +30,7 @@ export interface SchedulerSettings {
   heartbeatTimeoutMs?: number;
   /** How long to wait for the workers to register. Default 60 000 ms. */
   rendezvousTimeoutMs?: number;
-  log?: (line: string) => void;
+  log?: LogLine;
   /** Cluster token (see SchedulerServiceOptions.token); local workers get it in their environment. Default `MOE_CLUSTER_TOKEN`. */
   token?: string;
 }
@@ -107,7 +108,7 @@ export class LocalCluster implements Cluster {
           extraArgs: options.workerArgs,
           entry: options.workerEntry,
           token: scheduler.token ?? '',
-          onLine: options.echoWorkerOutput ? (line) => log(`[w-${i}] ${line}`) : undefined,
+          onLine: options.echoWorkerOutput ? (line) => log(`[w-${i}] ${readableLine(line)}`) : undefined,
         }),
     );
     const cluster = new LocalCluster(scheduler, processes, options);

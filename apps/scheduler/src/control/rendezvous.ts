@@ -8,6 +8,7 @@
  * A scheduler started for one run (`admit`) accepts only the workers that run needs and tells
  * the others why (RegisterResponse.reason); they stop.
  */
+import { lineLog, log as processLog, type LogFields, type LogLine } from '@moe/log';
 import * as grpc from '@grpc/grpc-js';
 import { GRPC_OPTIONS, envToken, guardedServerOptions, loadMoeProto, serverCredentials, undecodableReason, type SchedulerHandlers } from '@moe/comm';
 import { RendezvousTimeoutError, WorkerLostError } from '../errors';
@@ -40,7 +41,8 @@ export interface SchedulerServiceOptions {
   heartbeatIntervalMs?: number;
   /** Silence after which a worker is lost. Default 10 000 ms (ten heartbeats). */
   heartbeatTimeoutMs?: number;
-  log?: (line: string) => void;
+  /** Lines carry workerId (and rank once it holds one); a lost worker is a warning. */
+  log?: LogLine;
   /**
    * Cluster token required (gRPC metadata `x-moe-token`) on Register and Heartbeat; callers
    * without it get UNAUTHENTICATED and are logged with their address. Default:
@@ -98,7 +100,7 @@ export class SchedulerService {
     this.server = new grpc.Server(
       guardedServerOptions(
         { ...GRPC_OPTIONS, 'grpc.max_receive_message_length': SCHEDULER_MAX_REQUEST_BYTES },
-        { token: this.token, log: (line) => (options.log ?? console.error)(`scheduler: ${line}`), maxConcurrentReceives: Number.POSITIVE_INFINITY },
+        { token: this.token, log: (line) => (options.log ?? lineLog(processLog()))(`scheduler: ${line}`, { level: 'warn' }), maxConcurrentReceives: Number.POSITIVE_INFINITY },
       ),
     );
     this.heartbeatIntervalMs = options.heartbeatIntervalMs ?? 1_000;
@@ -110,8 +112,8 @@ export class SchedulerService {
     }
   }
 
-  private log(line: string): void {
-    this.options.log?.(line);
+  private log(line: string, fields?: LogFields): void {
+    this.options.log?.(line, fields);
   }
 
   /** Binds and serves; returns host:port (the port the OS picked when 0 was asked). */
@@ -142,7 +144,7 @@ export class SchedulerService {
       (call: { request: unknown; getPeer(): string }, callback: (error: grpc.StatusObject | null) => void) => {
         const reason = undecodableReason(call.request);
         if (reason) {
-          this.log(`scheduler: refused ${name} from ${call.getPeer()}: ${reason}`);
+          this.log(`scheduler: refused ${name} from ${call.getPeer()}: ${reason}`, { level: 'warn' });
           callback({ code: grpc.status.INVALID_ARGUMENT, details: `${name}: ${reason}`, metadata: new grpc.Metadata() });
           return;
         }
@@ -179,7 +181,7 @@ export class SchedulerService {
         }
         const refusal = this.admissionProblem(r.workerId);
         if (refusal) {
-          this.log(`scheduler: refused worker ${r.workerId} at ${r.address}: ${refusal}`);
+          this.log(`scheduler: refused worker ${r.workerId} at ${r.address}: ${refusal}`, { level: 'warn', workerId: r.workerId });
           callback(null, { accepted: false, heartbeatIntervalMs: this.heartbeatIntervalMs, reason: refusal });
           return;
         }
@@ -204,7 +206,7 @@ export class SchedulerService {
           };
           this.workers.delete(r.workerId); // a lost worker coming back goes to the end of the line
           this.workers.set(r.workerId, worker);
-          this.log(`scheduler: worker ${r.workerId} registered at ${r.address} (backend ${r.backend || '?'}, pid ${r.pid})`);
+          this.log(`scheduler: worker ${r.workerId} registered at ${r.address} (backend ${r.backend || '?'}, pid ${r.pid})`, { workerId: r.workerId });
           for (const listener of this.registerListeners) listener(worker);
         }
         callback(null, { accepted: true, heartbeatIntervalMs: this.heartbeatIntervalMs });
@@ -271,7 +273,7 @@ export class SchedulerService {
     const rank = this.ranks.get(worker.workerId) ?? -1;
     const who = rank >= 0 ? `rank ${rank} (worker ${worker.workerId} at ${worker.address})` : `worker ${worker.workerId} at ${worker.address}`;
     const error = new WorkerLostError(`${who} is lost: ${why}`, worker.workerId, rank);
-    this.log(`scheduler: ${error.message}`);
+    this.log(`scheduler: ${error.message}`, { level: 'warn', workerId: worker.workerId, ...(rank >= 0 ? { rank } : {}), ...(worker.runId ? { runId: worker.runId } : {}), err: error });
     // Not in the current run: nothing to report against, so it leaves the roster now.
     if (rank < 0) this.workers.delete(worker.workerId);
     for (const listener of this.lostListeners) listener(worker, error);

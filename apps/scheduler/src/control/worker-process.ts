@@ -3,6 +3,7 @@
  * Keeps the last lines of its output for error messages, knows whether its exit was asked for,
  * and can be stopped politely (SIGTERM) or not (SIGKILL).
  */
+import { readableLine } from '@moe/log';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { pathToFileURL } from 'node:url';
 import { WorkerProcessExitError } from '../errors';
@@ -134,10 +135,11 @@ export class WorkerProcess {
     return () => this.exitListeners.delete(listener);
   }
 
-  /** Last lines of stderr (of stdout when stderr was empty). */
+  /** Last lines of stderr (of stdout when stderr was empty), log lines as level and message. */
   outputTail(lines = 10): string[] {
     const source = this.stderr.lines.length ? this.stderr.lines : this.stdout.lines;
-    return source.slice(-lines);
+    // A worker's stderr is pino JSON off a terminal: quote the message, not the object.
+    return source.slice(-lines).map(readableLine);
   }
 
   /** The error that describes this process's (unexpected) end; `context` says when it happened. */

@@ -32,6 +32,7 @@ export interface MountOptions {
 }
 
 export const DEFAULT_HTTP_PORT = 8080;
+export const DEFAULT_HTTP_HOST = '127.0.0.1';
 
 export class HttpServer {
   readonly app = express();
@@ -70,7 +71,7 @@ export class HttpServer {
 
   /** Binds and serves; resolves with the URL (the port the OS picked when 0 was asked). */
   async listen(): Promise<string> {
-    const host = this.options.host ?? '127.0.0.1';
+    const host = this.options.host ?? DEFAULT_HTTP_HOST;
     const wanted = this.options.port ?? DEFAULT_HTTP_PORT;
     const server = this.app.listen(wanted, host);
     await new Promise<void>((resolve, reject) => {

@@ -11,7 +11,9 @@ import { CHECKPOINT_FILE, loadCheckpoint } from '../run/checkpoint';
 import { ParityError } from '../errors';
 import { formatParity } from '../run/parity';
 import type { SchedulerService } from '../control/rendezvous';
-import { runTraining } from '../run/train-run';
+import { runTraining, type RunInfo } from '../run/train-run';
+import type { StepMetrics } from '../run/step-replies';
+import { withFields, type LogLine } from '@moe/log';
 import { gatherWorkers } from './gather-workers';
 import { InvalidRunError } from './errors';
 import { claimReportDir } from './report-dir';
@@ -33,7 +35,9 @@ export interface RunContext {
   rendezvousTimeoutMs: number;
   signal: AbortSignal;
   onProgress: (progress: RunProgress) => void;
-  log: (line: string) => void;
+  /** Every finished step, with its run (the service's metrics observe them). */
+  onStep?: (kind: 'bench' | 'train', step: StepMetrics, run: RunInfo) => void;
+  log: LogLine;
 }
 
 /** Steps between checkpoints of a queued training run. */
@@ -64,6 +68,9 @@ export async function executeRun(run: ValidRun, ctx: RunContext): Promise<RunRes
   const runId = ctx.runId;
   // What the workers see: a leftover worker of an earlier attempt can never mix into this one.
   const wireRunId = attemptRunId(runId, ctx.attempt);
+  // Lines carry the run's id; the workers' lines carry the attempt's (wireRunId), which starts with it.
+  const log = withFields(ctx.log, { runId, attempt: ctx.attempt });
+  log(`run ${runId} (${run.kind}), attempt ${ctx.attempt} as ${wireRunId}, on ${workers.length} workers: ${workers.map((w) => `rank ${w.rank} ${w.workerId}`).join(', ')}`);
 
   try {
     if (run.kind === 'bench') {
@@ -83,8 +90,9 @@ export async function executeRun(run: ValidRun, ctx: RunContext): Promise<RunRes
         command: `moe submit bench (run ${runId}, job ${ctx.jobId}): ${JSON.stringify(run.bench)}`,
         cluster,
         signal: ctx.signal,
-        log: ctx.log,
-        onStep: (m) => {
+        log,
+        onStep: (m, info) => {
+          ctx.onStep?.('bench', m, info);
           stepMs = m.stepMs;
           ctx.onProgress({ ...base, phase: 'running', ...runs, stepMs, workers: workerIds });
         },
@@ -114,7 +122,7 @@ export async function executeRun(run: ValidRun, ctx: RunContext): Promise<RunRes
     const checkpointDir = workers.every((w) => w.backend !== 'sim') ? join(dir, 'checkpoint') : undefined;
     const resume =
       checkpointDir && ctx.attempt > 1 && existsSync(join(checkpointDir, CHECKPOINT_FILE)) ? loadCheckpoint(checkpointDir) : undefined;
-    if (resume) ctx.log(`run ${runId}, attempt ${ctx.attempt}: continuing from the checkpoint after step ${resume.step}`);
+    if (resume) log(`run ${runId}, attempt ${ctx.attempt}: continuing from the checkpoint after step ${resume.step}`);
     const result = await runTraining({
       checkpointDir,
       checkpointEvery: checkpointDir ? TRAIN_CHECKPOINT_EVERY : undefined,
@@ -133,9 +141,12 @@ export async function executeRun(run: ValidRun, ctx: RunContext): Promise<RunRes
       signal: ctx.signal,
       runId,
       wireRunId,
-      log: ctx.log,
+      log,
       onReady: () => ctx.onProgress({ ...base, phase: 'running', done: 0, total, workers: workerIds }),
-      onStep: (m) => ctx.onProgress({ ...base, phase: 'running', done: m.step + 1, total, stepMs: m.stepMs, loss: m.loss, workers: workerIds }),
+      onStep: (m, info) => {
+        ctx.onStep?.('train', m, info);
+        ctx.onProgress({ ...base, phase: 'running', done: m.step + 1, total, stepMs: m.stepMs, loss: m.loss, workers: workerIds });
+      },
     });
     const parity = result.parity;
     const summary: TrainRunSummary = {

@@ -2,6 +2,7 @@
  * Following a queued run from the command line: a progress bar on a terminal (progress lines
  * otherwise) until the run ends, then its outcome. Ctrl-C stops following, not the run.
  */
+import { lineLog, log } from '@moe/log';
 import cliProgress from 'cli-progress';
 import { fmtDuration } from '@moe/report';
 import { EXIT, onSignals } from '../commands/exit';
@@ -22,6 +23,8 @@ export async function followAndPrint(runs: RunQueue, jobId: string, flags: { jso
     if (started) bar.stop();
     started = false;
   };
+  // Progress without a terminal, retries and failure are log lines (stderr); the result is output (stdout).
+  const logLine = lineLog(log());
   const detach = new AbortController();
   const release = onSignals(() => detach.abort(), ['SIGINT']);
   try {
@@ -42,7 +45,7 @@ export async function followAndPrint(runs: RunQueue, jobId: string, flags: { jso
             // Without a terminal: a line per phase, then at most one a second, and the last.
             const due = p.phase !== 'running' || !lastLine || Date.now() - lastAt >= 1_000 || (p.total > 0 && p.done === p.total);
             if (line !== lastLine && due) {
-              console.error(`run ${jobId}: ${line}`);
+              logLine(`run ${jobId}: ${line}`, { jobId, done: p.done, total: p.total });
               lastLine = line;
               lastAt = Date.now();
             }
@@ -50,23 +53,23 @@ export async function followAndPrint(runs: RunQueue, jobId: string, flags: { jso
         },
         onRetry: (reason, made) => {
           stopBar();
-          console.error(`run ${jobId}: attempt ${made} failed: ${reason}; retrying after the backoff`);
+          logLine(`run ${jobId}: attempt ${made} failed: ${reason}; retrying after the backoff`, { level: 'warn', jobId, attempt: made });
         },
         onRequeued: () => {
           stopBar();
-          console.error(`run ${jobId}: back in the queue (its service stopped); it resumes when a service runs`);
+          logLine(`run ${jobId}: back in the queue (its service stopped); it resumes when a service runs`, { level: 'warn', jobId });
         },
       },
       events,
     );
     stopBar();
     if (outcome.state === 'detached') {
-      console.error(`stopped following run ${jobId}; it goes on (moe runs ${jobId} --wait, or moe cancel ${jobId})`);
+      logLine(`stopped following run ${jobId}; it goes on (moe runs ${jobId} --wait, or moe cancel ${jobId})`, { jobId });
       return EXIT.sigint;
     }
     if (outcome.state === 'failed') {
       if (flags.json) console.log(JSON.stringify(outcome, null, 2));
-      console.error(`moe: run ${jobId} failed after ${outcome.attemptsMade} attempt(s): ${outcome.reason}`);
+      logLine(`moe: run ${jobId} failed after ${outcome.attemptsMade} attempt(s): ${outcome.reason}`, { level: 'error', jobId, attempts: outcome.attemptsMade });
       return EXIT.failed;
     }
     if (flags.json) {

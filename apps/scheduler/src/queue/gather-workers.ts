@@ -3,6 +3,7 @@
  * Health and are not still busy with a step of an aborted run. A worker that does not answer is
  * marked lost (it registers again if it was only slow), and the next in line takes its place.
  */
+import type { LogLine } from '@moe/log';
 import { RendezvousTimeoutError } from '../errors';
 import { ExternalCluster } from '../control/external-cluster';
 import { describeWorkers, type SchedulerService } from '../control/rendezvous';
@@ -14,7 +15,7 @@ export interface GatherOptions {
   signal?: AbortSignal;
   /** Deadline of each Health call. Default 2000 ms. */
   healthTimeoutMs?: number;
-  log?: (line: string) => void;
+  log?: LogLine;
 }
 
 const sleep = (ms: number, signal?: AbortSignal) =>

@@ -16,6 +16,7 @@
  */
 import { UnrecoverableError, WaitingError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
+import type { LogLine } from '@moe/log';
 import { ConfigError } from '@moe/model';
 import { StepSettingsError } from '@moe/schedule';
 import {
@@ -34,6 +35,7 @@ import { DEFAULT_RENDEZVOUS_TIMEOUT_MS, SchedulerService } from '../control/rend
 import { bullConnection, cancelChannel, cancelKey, connectRedis, QUEUE_NAME, redactUrl, type QueueLocation } from './connection';
 import { InvalidRunError, RunCancelledError, ServiceStoppingError } from './errors';
 import { executeRun } from './execute-run';
+import type { RunOutcome, ServeMetrics } from '../metrics/serve-metrics';
 import { validateRunJob, type RunJobData, type RunProgress, type RunResult } from './run-job';
 import { newRunId } from '../run/run-id';
 
@@ -61,7 +63,10 @@ export interface RunServiceOptions extends QueueLocation {
   rendezvousTimeoutMs?: number;
   /** Reports go to `<reportsDir>/<runId>/`. */
   reportsDir: string;
-  log?: (line: string) => void;
+  /** Lines carry jobId, and runId once the run has one; failures carry the error's class. */
+  log?: LogLine;
+  /** Counts attempts and observes steps when given (served at GET /metrics). */
+  metrics?: ServeMetrics;
 }
 
 /**
@@ -109,7 +114,7 @@ class ProgressReporter {
 
   constructor(
     private readonly job: Job,
-    private readonly log: (line: string) => void,
+    private readonly log: LogLine,
     private readonly intervalMs = 100,
   ) {}
 
@@ -133,7 +138,7 @@ class ProgressReporter {
     this.lastSent = Date.now();
     this.inFlight = this.job
       .updateProgress(progress as unknown as object)
-      .catch((error: Error) => this.log(`serve: job ${this.job.id}: progress not recorded: ${error.message}`))
+      .catch((error: Error) => this.log(`serve: job ${this.job.id}: progress not recorded: ${error.message}`, { level: 'warn', jobId: this.job.id, err: error }))
       .finally(() => {
         this.inFlight = undefined;
         if (this.latest && !this.timer) this.schedule();
@@ -173,7 +178,7 @@ export class RunService {
   private current?: { jobId: string; controller: AbortController };
   private stopSignal?: string;
   private stopping?: Promise<void>;
-  private readonly log: (line: string) => void;
+  private readonly log: LogLine;
 
   private constructor(
     readonly scheduler: SchedulerService,
@@ -213,7 +218,7 @@ export class RunService {
       throw error;
     }
     const exposure = unauthenticatedExposure(options.host ?? '127.0.0.1', scheduler.token);
-    if (exposure) log(exposure);
+    if (exposure) log(exposure, { level: 'warn' });
     const service = new RunService(scheduler, subscriber, redis, options);
     subscriber.on('message', (_channel: string, jobId: string) => service.cancelActive(jobId));
     await subscriber.subscribe(cancelChannel(options));
@@ -223,9 +228,9 @@ export class RunService {
       concurrency: 1,
       autorun: false,
     });
-    worker.on('error', (error) => log(`serve: queue: ${error.message}`));
+    worker.on('error', (error) => log(`serve: queue: ${error.message}`, { level: 'error', err: error }));
     service.worker = worker;
-    void worker.run().catch((error: Error) => log(`serve: queue worker stopped: ${error.message}`));
+    void worker.run().catch((error: Error) => log(`serve: queue worker stopped: ${error.message}`, { level: 'error', err: error }));
     await worker.waitUntilReady();
     // The address bound (0.0.0.0 in a container), not the one this host dials (scheduler.address).
     const port = scheduler.address.split(':').pop();
@@ -258,7 +263,7 @@ export class RunService {
   /** Aborts the running job `jobId` as cancelled; a job not running here is caught when it starts. */
   private cancelActive(jobId: string): void {
     if (!this.current || this.current.jobId !== jobId) return;
-    this.log(`serve: job ${jobId}: cancel requested; stopping the run`);
+    this.log(`serve: job ${jobId}: cancel requested; stopping the run`, { jobId });
     this.current.controller.abort(new RunCancelledError(`run ${jobId} was cancelled (moe cancel) while it ran`));
   }
 
@@ -269,7 +274,7 @@ export class RunService {
     const controller = new AbortController();
     this.current = { jobId, controller };
     const progress = new ProgressReporter(job, this.log);
-    this.log(`serve: job ${jobId} (${job.name}), attempt ${attempt} of ${attempts}: started`);
+    this.log(`serve: job ${jobId} (${job.name}), attempt ${attempt} of ${attempts}: started`, { jobId, attempt });
     try {
       if (this.stopSignal) throw new ServiceStoppingError(this.stopSignal);
       const cancelled = await this.redis.get(cancelKey(this.options, jobId));
@@ -286,10 +291,12 @@ export class RunService {
         rendezvousTimeoutMs: this.options.rendezvousTimeoutMs ?? DEFAULT_RENDEZVOUS_TIMEOUT_MS,
         signal: controller.signal,
         onProgress: (p) => progress.update(p),
-        log: (line) => this.log(`serve: job ${jobId}: ${line}`),
+        onStep: this.options.metrics && ((kind, step, info) => this.options.metrics!.observeStep(kind, step, info)),
+        log: (line, fields) => this.log(`serve: job ${jobId}: ${line}`, { jobId, runId, ...fields }),
       });
       await progress.flush();
-      this.log(`serve: job ${jobId} (run ${runId}): done in ${(result.durationMs / 1000).toFixed(1)} s; report in ${result.report.dir}`);
+      this.log(`serve: job ${jobId} (run ${runId}): done in ${(result.durationMs / 1000).toFixed(1)} s; report in ${result.report.dir}`, { jobId, runId });
+      this.options.metrics?.countAttempt(result.kind, 'completed');
       return result;
     } catch (raw) {
       await progress.flush();
@@ -308,45 +315,55 @@ export class RunService {
     if (typeof data.runId === 'string' && data.runId) return data.runId;
     const runId = newRunId();
     await job.updateData({ ...job.data, runId } as RunJobData);
-    this.log(`serve: job ${job.id}: assigned run id ${runId}`);
+    this.log(`serve: job ${job.id}: assigned run id ${runId}`, { jobId: job.id, runId });
     return runId;
   }
 
   /** The error BullMQ should see for `error`, after doing what that error asks (requeue, cleanup). */
   private async failure(error: unknown, job: Job, token: string | undefined, attempt: number, attempts: number): Promise<Error> {
     const jobId = job.id!;
+    const kind = job.name === 'bench' ? 'bench' : 'train';
+    const count = (outcome: RunOutcome) => this.options.metrics?.countAttempt(kind, outcome);
     if (error instanceof ServiceStoppingError) {
       await job.moveToWait(token);
-      this.log(`serve: job ${jobId}: ${error.message}`);
+      this.log(`serve: job ${jobId}: ${error.message}`, { level: 'warn', jobId });
+      count('requeued');
       return new WaitingError();
     }
     if (error instanceof RunCancelledError) {
       await this.redis.del(cancelKey(this.options, jobId)).catch(() => 0);
-      this.log(`serve: job ${jobId}: ${error.message}`);
+      this.log(`serve: job ${jobId}: ${error.message}`, { level: 'warn', jobId });
+      count('cancelled');
       return new UnrecoverableError(describe(error));
     }
     if (error instanceof InvalidRunError) {
-      this.log(`serve: job ${jobId}: refused: ${error.message}`);
+      this.log(`serve: job ${jobId}: refused: ${error.message}`, { level: 'error', jobId, err: error });
+      count('failed');
       return new UnrecoverableError(error.message);
     }
     if (error instanceof ConfigError || error instanceof ConfigFileError || error instanceof PlacementError || error instanceof BatchSplitError || error instanceof StepSettingsError) {
-      this.log(`serve: job ${jobId}: refused: ${describe(error)}`);
+      this.log(`serve: job ${jobId}: refused: ${describe(error)}`, { level: 'error', jobId, err: error });
+      count('failed');
       return new UnrecoverableError(`invalid run: ${describe(error)}`);
     }
     if (error instanceof WorkerRpcError && error.code === GRPC_INVALID_ARGUMENT) {
-      this.log(`serve: job ${jobId}: a worker refused the run: ${error.message}`);
+      this.log(`serve: job ${jobId}: a worker refused the run: ${error.message}`, { level: 'error', jobId, err: error });
+      count('failed');
       return new UnrecoverableError(`invalid run: a worker refused it: ${error.message}`);
     }
     if (isFinal(error)) {
       // CheckpointError, ParityError, ChecksumMismatchError: the run itself is wrong, not the cluster.
-      this.log(`serve: job ${jobId}: failed (not retried: another attempt cannot succeed): ${describe(error)}`);
+      this.log(`serve: job ${jobId}: failed (not retried: another attempt cannot succeed): ${describe(error)}`, { level: 'error', jobId, err: error });
+      count('failed');
       return new UnrecoverableError(describe(error));
     }
     const retry = attempt < attempts;
     this.log(
       `serve: job ${jobId}: attempt ${attempt} of ${attempts} failed${isInfrastructure(error) ? ' (infrastructure)' : ''}: ${describe(error)}` +
         (retry ? '; BullMQ retries it after its backoff' : '; no attempts left'),
+      { level: retry ? 'warn' : 'error', jobId, attempt, err: error },
     );
+    count(retry ? 'retried' : 'failed');
     return new Error(describe(error));
   }
 

@@ -10,6 +10,7 @@
  * The achieved ratio of every naive run is in the report (compute_ms / comm_ms).
  */
 import { measureBenchTransport, planesUsed } from './bench-transport';
+import type { LogLine } from '@moe/log';
 import { NAIVE, OVERLAPPED, stepSettingsLabel } from '@moe/schedule';
 import { parseModelConfig, parseTrainConfig, TINY_MODEL, TINY_TRAIN, type ModelConfig, type TrainConfig } from '@moe/model';
 import { LocalCluster, type Cluster } from '../control/local-cluster';
@@ -27,7 +28,7 @@ import {
   type StepSample,
 } from '@moe/report';
 import type { StepMetrics } from './step-driver';
-import { runTraining, type TrainingResult } from './train-run';
+import { runTraining, type RunInfo, type TrainingResult } from './train-run';
 import { linkRecord, TRANSPORT_MEASURED } from './bench-records';
 import { alignment, computeOvershootMs, controlPlaneMs, predictBenchRow, type BenchPredictionSettings } from './bench-prediction';
 
@@ -58,11 +59,11 @@ export interface BenchOptions {
   /** The command line, recorded in the report for reproduction. */
   command: string;
   signal?: AbortSignal;
-  log?: (line: string) => void;
+  log?: LogLine;
   /** Called as runs finish: `done` of `total` runs, and what ran. */
   onProgress?: (done: number, total: number, label: string) => void;
   /** Called after every step of every run (calibration included). */
-  onStep?: (metrics: StepMetrics) => void;
+  onStep?: (metrics: StepMetrics, run: RunInfo) => void;
   /** Run on these registered `sim` workers (the first `workers`) instead of starting a local cluster; not stopped afterwards (`moe serve`). */
   cluster?: Cluster;
 }
@@ -167,7 +168,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
         backendOptions,
         step: { ...schedule, dispatchCodec: options.dispatchCodec, combineCodec: options.combineCodec, recordTimeline: true },
         signal: options.signal,
-        onStep: options.onStep && ((metrics) => options.onStep!(metrics)),
+        onStep: options.onStep && ((metrics, info) => options.onStep!(metrics, info)),
       });
     const commAndCompute = (result: TrainingResult) => {
       const figures = result.steps.slice(1).map((s) => stepMetrics(toStepSample(s).timelines, s.stepMs));

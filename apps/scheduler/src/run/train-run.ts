@@ -3,6 +3,7 @@
  * (a local cluster of child processes unless given one), load the shards, drive the steps,
  * fetch the parameters, stop what was started, and optionally check parity with the reference.
  */
+import type { LogLine } from '@moe/log';
 import { resolveStepSettings, stepOptionsToWire, StepSettingsError, type StepSettings, type StepSettingsInput } from '@moe/schedule';
 import { initParams, MarkovChain, trainReference, type ModelConfig, type ModelParams, type TrainConfig } from '@moe/model';
 import { splitSequences, type SequenceRange } from '@moe/placement';
@@ -85,7 +86,7 @@ export interface TrainingOptions {
   onReady?: (run: RunInfo) => void;
   /** Called after every step. */
   onStep?: (metrics: StepMetrics, run: RunInfo) => void;
-  log?: (line: string) => void;
+  log?: LogLine;
 }
 
 export interface RunInfo {
@@ -102,6 +103,8 @@ export interface RunInfo {
   entropy: number;
   /** Dense-parameter checksum after LoadShard. */
   initialChecksum: string;
+  /** Tokens of one step's global batch (batchSequences x seqLen). */
+  tokensPerStep: number;
 }
 
 export interface TrainingResult extends RunInfo {
@@ -201,6 +204,7 @@ export async function runTraining(options: TrainingOptions): Promise<TrainingRes
       settings,
       entropy: chain.entropy,
       initialChecksum,
+      tokensPerStep: train.batchSequences * train.seqLen,
     };
     options.onReady?.(info);
 
