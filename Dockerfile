@@ -19,6 +19,7 @@ COPY package.json package-lock.json ./
 COPY apps/scheduler/package.json apps/scheduler/
 COPY apps/worker/package.json apps/worker/
 COPY libs/comm/package.json libs/comm/
+COPY libs/log/package.json libs/log/
 COPY libs/model/package.json libs/model/
 COPY libs/placement/package.json libs/placement/
 COPY libs/report/package.json libs/report/
