@@ -31,7 +31,7 @@ beforeAll(async () => {
   const port = await freePort();
   reportsDir = mkdtempSync(join(tmpdir(), 'moe-dashboard-'));
   serve = startMoe('moe serve', ['serve', '--port', String(port), '--http-port', '0', '--reports', reportsDir, '--rendezvous-timeout', '30000'], env);
-  base = `${(await serve.waitFor(/serve: dashboard on (http:\/\/\S+)/, 30_000))[1]}/`;
+  base = `${(await serve.waitFor(/serve: dashboard on (http:\/\/[\w.:[\]-]+)/, 30_000))[1]}/`;
   const workers = WORKER_IDS.map((id) => startMoe(id, ['worker', '--scheduler', `127.0.0.1:${port}`, '--backend', 'sim', '--worker-id', id], env));
   // Four workers starting at once on a busy 2-core machine take a while.
   for (const [i, id] of WORKER_IDS.entries()) {

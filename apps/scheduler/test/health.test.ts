@@ -71,7 +71,7 @@ describe('moe health scheduler', () => {
     redis = await startTestRedis();
     const env = { ...process.env, REDIS_URL: redis.url, MOE_QUEUE_PREFIX: redis.prefix };
     serve = startMoe('moe serve', ['serve', '--port', String(await freePort()), '--http-port', '0', '--reports', dir], env);
-    url = `${(await serve.waitFor(/serve: dashboard on (http:\/\/\S+)/, 30_000))[1]}/healthz`;
+    url = `${(await serve.waitFor(/serve: dashboard on (http:\/\/[\w.:[\]-]+)/, 30_000))[1]}/healthz`;
   }, 60_000);
   afterAll(async () => {
     await serve?.stop();
