@@ -105,9 +105,12 @@ describe('sim backend through the step executor, 4 in-memory ranks', () => {
     await cluster.close();
 
     for (const [rank, found] of withOverlap.entries()) {
-      // Each layer's shared expert starts with the layer's dispatches: they are always in flight together.
+      // In every layer some all-to-all of the layer is in flight under the layer's compute (the shared
+      // expert under a dispatch, or chunk i's experts under chunk i-1's combine: which one depends on
+      // how fast a small frame arrives, so either counts).
       for (let layer = 0; layer < model.layers; layer++) {
-        expect(found.some((p) => p.compute === `shared L${layer}` && p.comm.startsWith(`dispatch L${layer}.`)), `rank ${rank}, layer ${layer}: ${JSON.stringify(found)}`).toBe(true);
+        const underCompute = found.some((p) => / L(\d+)/.exec(p.compute)?.[1] === String(layer) && p.comm.includes(` L${layer}.`));
+        expect(underCompute, `rank ${rank}, layer ${layer}: ${JSON.stringify(found)}`).toBe(true);
       }
     }
     for (const [name, ranks] of Object.entries(withoutOverlap)) {
