@@ -7,10 +7,13 @@ import type { LinkRecord } from '@moe/report';
 import { median } from '@moe/report';
 import type { StepMetrics } from './step-driver';
 
-/** Exactly what `measureTcpLoopback` / `measureGrpcLoopback` measure, for the report's transport line. */
-export const TRANSPORT_MEASURED =
-  'one raw TCP socket against one gRPC Peer.Exchange stream, between two processes on loopback, 1 MiB messages, ' +
-  'one direction: a single rank-to-rank stream, not an all-to-all';
+/** Exactly what the bench's transport probe (`measureBenchTransport`) measures, for the report's transport line. */
+export function transportMeasured(c: { world: number; frame_bytes: number; bytes_per_rank: number; repeats: number; planes: readonly string[] }): string {
+  return (
+    `an all-to-all among ${c.world} processes on loopback (every process sends ${c.bytes_per_rank} bytes to its peers in frames of ${c.frame_bytes} bytes), ` +
+    `once on each of ${c.planes.join(', ')} in turn, best of ${c.repeats}`
+  );
+}
 
 /**
  * The link record of a row from its measured steps: per step, the rank whose host transport

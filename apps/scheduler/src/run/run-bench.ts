@@ -29,7 +29,7 @@ import {
 } from '@moe/report';
 import type { StepMetrics } from './step-driver';
 import { runTraining, type RunInfo, type TrainingResult } from './train-run';
-import { linkRecord, TRANSPORT_MEASURED } from './bench-records';
+import { linkRecord, transportMeasured } from './bench-records';
 import { alignment, computeOvershootMs, controlPlaneMs, predictBenchRow, type BenchPredictionSettings } from './bench-prediction';
 
 export interface BenchOptions {
@@ -293,7 +293,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     });
     // each row says what bound its all-to-alls; the transport line says what it measured
     for (const row of report.results) row.link = links.get(`${row.schedule}/${row.chunks}/${row.ratio}`) ?? null;
-    if (report.transport) report.transport.what = TRANSPORT_MEASURED;
+    if (report.transport && measuredTransport) report.transport.what = transportMeasured(measuredTransport.config);
     for (const row of report.results) {
       const predicted = predictedMs.get(rowKey(row.schedule, row.chunks, row.ratio));
       if (predicted !== undefined) Object.assign(row, { predicted_step_ms: predicted, alignment: alignment(predicted, row.step_ms.median) });
