@@ -1,8 +1,13 @@
 #!/usr/bin/env node
 // `moe`: the command line of the orchestrator (apps/scheduler/src/cli.ts), run through tsx so the
 // TypeScript sources run as they are. `npx moe --help` from the repository root.
-import { register } from 'tsx/esm/api';
-
+// `moe health` (docker healthchecks, every few seconds) is plain JavaScript: answered here,
+// without loading tsx and the CLI.
+if (process.argv[2] === 'health') {
+  const { health } = await import('./moe-health.mjs');
+  process.exit(await health(process.argv.slice(3)));
+}
+const { register } = await import('tsx/esm/api');
 register();
 const { main } = await import('../apps/scheduler/src/cli.ts');
 const code = await main(process.argv.slice(2));

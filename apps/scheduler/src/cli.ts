@@ -12,6 +12,7 @@ import { addCancelCommand } from './commands/cancel';
 import { addPlanCommand } from './commands/plan';
 import { addBenchCommsCommand } from './commands/bench-comms';
 import { addRunsCommand } from './commands/runs';
+import { addHealthCommand, healthCommand } from './commands/health';
 import { addServeCommand } from './commands/serve';
 import { addSimulateCommand } from './commands/simulate';
 import { addSubmitCommand } from './commands/submit';
@@ -45,6 +46,7 @@ export function buildProgram(run: { train?: (f: TrainFlags) => Promise<number>; 
   addCancelCommand(program, reportError);
   registerConformanceCommand(program);
   addWorkerCommand(program);
+  addHealthCommand(program);
   return program;
 }
 
@@ -54,6 +56,7 @@ export function buildProgram(run: { train?: (f: TrainFlags) => Promise<number>; 
  */
 export async function main(argv: readonly string[]): Promise<number | undefined> {
   if (argv[0] === 'worker') return workerCommand(argv.slice(1));
+  if (argv[0] === 'health') return healthCommand(argv.slice(1));
   const program = buildProgram();
   process.exitCode = undefined;
   try {

@@ -9,3 +9,6 @@ export const WORKER_MAIN = fileURLToPath(new URL('../../worker/src/main.ts', imp
 
 /** Preloaded into every worker process this scheduler starts: it exits when its parent dies. */
 export const PARENT_GUARD = fileURLToPath(new URL('./control/parent-guard.mjs', import.meta.url));
+
+/** `moe health`: plain JavaScript, run without tsx by bin/moe.mjs. */
+export const HEALTH_MAIN = fileURLToPath(new URL('../../../bin/moe-health.mjs', import.meta.url));

@@ -21,21 +21,25 @@ import { freePort, startTestRedis, type TestRedis } from './support/redis';
 import { Proc, stopAll } from './support/redis-service';
 
 interface ComposeService {
-  build?: string;
+  build?: { context: string; args?: Record<string, string> };
   image?: string;
+  pull_policy?: string;
+  restart?: string;
+  ports?: string[];
+  profiles?: string[];
   command?: string[];
   environment?: Record<string, string>;
   expose?: string[];
   volumes?: string[];
   depends_on?: Record<string, { condition: string }>;
-  healthcheck?: { test: string[] };
+  healthcheck?: { test: string[]; interval?: string; retries?: number; start_period?: string };
   deploy?: { replicas?: number };
   stop_grace_period?: string;
 }
 
 /** Compose's `${VAR:-default}` interpolation, with the defaults (the host's environment is not the test's business). */
 const interpolate = (text: string) => text.replace(/\$\{([A-Z0-9_]+):-([^}]*)\}/g, (_, _name: string, fallback: string) => fallback);
-const compose = parse(interpolate(readFileSync(join(REPO_ROOT, 'docker-compose.yml'), 'utf8'))) as { services: Record<string, ComposeService>; volumes?: object };
+const compose = parse(interpolate(readFileSync(join(REPO_ROOT, 'docker-compose.yml'), 'utf8'))) as { services: Record<string, ComposeService>; volumes?: Record<string, unknown> };
 const services = compose.services;
 const dockerfile = readFileSync(join(REPO_ROOT, 'Dockerfile'), 'utf8');
 /** The final stage's ENTRYPOINT, exec form. */
@@ -63,11 +67,13 @@ const seconds = (text: string | undefined, fallback: number) => (text ? Number(t
 
 describe('docker-compose.yml and the Dockerfile', () => {
   it('declare redis, a scheduler that serves and worker replicas, with healthchecks and variables the programs read', () => {
-    expect(Object.keys(services).sort()).toEqual(['redis', 'scheduler', 'worker']);
+    // Services that start by default (an optional one, like prometheus, sits behind a profile).
+    expect(Object.keys(services).filter((name) => !services[name]!.profiles).sort()).toEqual(['redis', 'scheduler', 'worker']);
     expect(services.scheduler!.command).toEqual(['serve']);
     expect(services.worker!.command).toEqual(['worker']);
     expect(services.worker!.deploy?.replicas).toBeGreaterThanOrEqual(2);
     for (const [name, service] of Object.entries(services)) {
+      if (service.profiles) continue; // optional services (prometheus) are not ours to check here
       expect(service.healthcheck?.test[0], `${name}.healthcheck`).toBe('CMD');
       for (const key of Object.keys(service.environment ?? {})) {
         expect(READ_BY_PROGRAMS.has(key), `${name}.environment.${key} is read by no program`).toBe(true);
@@ -89,15 +95,46 @@ describe('docker-compose.yml and the Dockerfile', () => {
     expect(services.scheduler!.volumes?.some((v) => v.endsWith(`:${reports}`))).toBe(true);
   });
 
-  it('the Dockerfile is multi-stage on an official Node 20 image, and runs bin/moe.mjs', () => {
+  it('the Dockerfile builds offline: no # syntax line, multi-stage on a base image chosen by a build argument (default: the official Node 20), running bin/moe.mjs', () => {
+    expect(dockerfile).not.toMatch(/^#\s*syntax\s*=/im);
     const stages = [...dockerfile.matchAll(/^FROM\s+(\S+)(?:\s+AS\s+(\S+))?/gim)];
     expect(stages.length).toBeGreaterThanOrEqual(2);
-    for (const [, image] of stages) expect(image).toMatch(/^node:20(\.|-|$)/);
+    for (const [, image] of stages) expect(image).toBe('${NODE_IMAGE}');
+    expect(dockerfile).toMatch(/^ARG NODE_IMAGE=node:20-bookworm-slim$/m);
     expect(dockerfile).toMatch(/npm ci --omit=dev/);
+    // Every workspace's manifest reaches `npm ci` (a lib added without it breaks the image).
+    for (const dir of ['apps', 'libs']) {
+      for (const name of readdirSync(join(REPO_ROOT, dir))) {
+        if (existsSync(join(REPO_ROOT, dir, name, 'package.json'))) expect(dockerfile).toContain(`COPY ${dir}/${name}/package.json ${dir}/${name}/`);
+      }
+    }
     expect(entrypoint).toEqual(['node', 'bin/moe.mjs']);
     expect(existsSync(join(REPO_ROOT, entrypoint[1]!))).toBe(true);
-    expect(services.scheduler!.build).toBe('.');
-    expect(services.worker!.build).toBe('.');
+  });
+
+  it('one image for both services, built once with the base image as a build argument', () => {
+    expect(services.scheduler!.build?.context).toBe('.');
+    expect(services.scheduler!.build?.args?.NODE_IMAGE).toBe('node:20-bookworm-slim');
+    expect(services.worker!.build).toBeUndefined();
+    expect(services.worker!.image).toBe(services.scheduler!.image);
+    expect(services.worker!.pull_policy).toBe('never');
+  });
+
+  it('Redis keeps the queue: append-only file on a named volume, a restart policy', () => {
+    const command = services.redis!.command!;
+    expect(command[command.indexOf('--appendonly') + 1]).toBe('yes');
+    const dir = command[command.indexOf('--dir') + 1]!;
+    const volume = services.redis!.volumes!.find((v) => v.endsWith(`:${dir}`))!;
+    expect(compose.volumes).toHaveProperty(volume.split(':')[0]!);
+    expect(services.redis!.restart).toBe('unless-stopped');
+  });
+
+  it('healthchecks ask the programs whether they are ready (moe health), not whether a port opens', () => {
+    expect(services.scheduler!.healthcheck!.test).toEqual(['CMD', ...entrypoint, 'health', 'scheduler']);
+    expect(services.worker!.healthcheck!.test).toEqual(['CMD', ...entrypoint, 'health', 'worker']);
+    expect(services.worker!.environment!.MOE_WORKER_STATUS_FILE).toMatch(/^\//);
+    // The dashboard is published on the host's loopback only.
+    expect(services.scheduler!.ports).toEqual([`127.0.0.1:8080:${services.scheduler!.environment!.MOE_HTTP_PORT}`]);
   });
 });
 
@@ -156,6 +193,8 @@ describe('the compose services as local processes', () => {
           if (services[match[1]!]) value = value.replace(match[0], `127.0.0.1:${await local(match[1]!, match[2]!)}`);
         }
       }
+      // A file of its own per replica (containers each have their own /tmp).
+      if (key === 'MOE_WORKER_STATUS_FILE') value = join(reportsDir, `${name}-${replica}-status.json`);
       for (const volume of service.volumes ?? []) {
         const target = volume.split(':')[1]!;
         if (value.startsWith(target)) value = reportsDir + value.slice(target.length);
@@ -173,16 +212,21 @@ describe('the compose services as local processes', () => {
     return proc;
   }
 
-  /** Runs the service's healthcheck (`CMD node ...`) with its environment until it passes. */
-  async function healthy(name: string, env: NodeJS.ProcessEnv, timeoutMs = 20_000): Promise<void> {
-    const [cmd, program, ...args] = services[name]!.healthcheck!.test;
+  /**
+   * Runs the service's healthcheck (`CMD node ...`) with its environment until it passes, for as
+   * long as Docker would before calling the container unhealthy (start period + retries x interval).
+   */
+  async function healthy(name: string, env: NodeJS.ProcessEnv): Promise<void> {
+    const check = services[name]!.healthcheck!;
+    const timeoutMs = (seconds(check.start_period, 0) + (check.retries ?? 3) * seconds(check.interval, 30)) * 1000;
+    const [cmd, program, ...args] = check.test;
     expect(cmd).toBe('CMD');
     expect(program).toBe('node');
     const give = Date.now() + timeoutMs;
     for (;;) {
-      const check = spawnSync(process.execPath, args, { env, cwd: REPO_ROOT, timeout: 5_000 });
-      if (check.status === 0) return;
-      if (Date.now() > give) throw new Error(`${name}: healthcheck still failing after ${timeoutMs} ms: ${check.stderr}`);
+      const probe = spawnSync(process.execPath, args, { env, cwd: REPO_ROOT, timeout: 10_000 });
+      if (probe.status === 0) return;
+      if (Date.now() > give) throw new Error(`${name}: healthcheck still failing after ${timeoutMs} ms: ${probe.stderr}`);
       await new Promise((r) => setTimeout(r, 200));
     }
   }
@@ -237,5 +281,5 @@ describe('the compose services as local processes', () => {
     ]);
     for (const e of exits) expect(e).toEqual({ code: 0, signal: null });
     expect(scheduler.stderr).toMatch(/serve: stopped; queue closed/);
-  });
+  }, 300_000);
 });

@@ -21,7 +21,7 @@ beforeAll(async () => {
   env = { ...process.env, REDIS_URL: redis.url, MOE_QUEUE_PREFIX: redis.prefix };
   const port = await freePort();
   reportsDir = mkdtempSync(join(tmpdir(), 'moe-queue-parity-'));
-  serve = startMoe('moe serve', ['serve', '--port', String(port), '--reports', reportsDir, '--rendezvous-timeout', '20000'], env);
+  serve = startMoe('moe serve', ['serve', '--port', String(port), '--http-port', '0', '--reports', reportsDir, '--rendezvous-timeout', '20000'], env);
   await serve.waitFor(/serve: scheduler listening/);
   for (const id of ['cpu-0', 'cpu-1']) {
     startMoe(id, ['worker', '--scheduler', `127.0.0.1:${port}`, '--backend', 'cpu', '--worker-id', id], env);

@@ -29,7 +29,7 @@ const progress = new Map<string, RunProgress[]>();
 function startServe(): Proc {
   return startMoe(
     'moe serve',
-    ['serve', '--port', String(schedulerPort), '--reports', reportsDir, '--heartbeat-interval', '500', '--heartbeat-timeout', '3000', '--rendezvous-timeout', '20000'],
+    ['serve', '--port', String(schedulerPort), '--http-port', '0', '--reports', reportsDir, '--heartbeat-interval', '500', '--heartbeat-timeout', '3000', '--rendezvous-timeout', '20000'],
     env,
   );
 }

@@ -9,6 +9,7 @@ import { DATA_PLANE_CHOICES, type DataPlaneChoice } from '@moe/comm';
 import { configureLogging, lineLog, parseLogLevel, type LogLevel } from '@moe/log';
 import type { Backend } from './backend';
 import { loadBackend } from './backends/create-backend';
+import { writeRegistrationStatus } from './registration-status';
 import { WorkerNode } from './worker-node';
 import { FAULT_ENV, faultFromEnv, type PlantedFault } from './schedule/faults';
 import { CountingTransport } from './metrics/counting-transport';
@@ -33,6 +34,7 @@ const program = new Command('moe worker')
   .option('--worker-id <id>', 'unique name of this worker', process.env.MOE_WORKER_ID)
   .option('--peer-timeout <ms>', 'timeout of every wait for a peer during a step', integer('--peer-timeout'), 30_000)
   .option('--token <token>', 'cluster token, required from every caller and sent on every call (prefer the MOE_CLUSTER_TOKEN environment variable: flags show in ps)', process.env.MOE_CLUSTER_TOKEN)
+  .option('--status-file <path>', 'keep this worker\'s registration (registered, when the scheduler last acknowledged it) in this JSON file, for `moe health worker`', process.env.MOE_WORKER_STATUS_FILE)
   .option('--register-timeout <ms>', 'how long to keep trying to register', integer('--register-timeout'), 30_000)
   .addOption(
     new Option('--transport <plane>', 'data plane to peers: auto (socket to peers that speak it, gRPC Exchange to the others), socket, or grpc')
@@ -58,6 +60,7 @@ const opts = program.opts<{
   peerTimeout: number;
   registerTimeout: number;
   token?: string;
+  statusFile?: string;
   transport: DataPlaneChoice;
   logLevel?: LogLevel;
   metricsPort?: number;
@@ -114,6 +117,9 @@ const node = new WorkerNode({
   peerTimeoutMs: opts.peerTimeout,
   registerTimeoutMs: opts.registerTimeout,
   token: opts.token ?? '',
+  onRegistration: opts.statusFile
+    ? (registered) => writeRegistrationStatus(opts.statusFile!, { workerId: node.id, scheduler: opts.scheduler, registered, at: Date.now() }, console.error)
+    : undefined,
   fault,
   transport: opts.transport,
   onListening: (address) => process.stdout.write(`worker ${node.id} listening on ${address}\n`),

@@ -63,6 +63,8 @@ export interface WorkerNodeOptions {
    * Default: `MOE_CLUSTER_TOKEN`; unset or empty: none.
    */
   token?: string;
+  /** true at each Register/Heartbeat the scheduler acknowledges, false when it no longer knows this worker (`moe health worker`). */
+  onRegistration?: (registered: boolean) => void;
   /** A planted fault (tests only; `moe worker` reads env MOE_FAULT). */
   fault?: PlantedFault;
   /**
@@ -210,6 +212,7 @@ export class WorkerNode {
       }
       if (reply.accepted) {
         this.log(`worker ${this.id} registered with scheduler ${this.options.scheduler}`);
+        this.options.onRegistration?.(true);
         this.startHeartbeat(reply.heartbeatIntervalMs || 1_000);
         return;
       }
@@ -233,7 +236,9 @@ export class WorkerNode {
         { workerId: this.id, runId: this.shard?.runId ?? '', step: this.currentStep },
         { deadline: deadline(Math.max(1_000, intervalMs)) },
         (error, reply) => {
+          if (!error && reply?.known) this.options.onRegistration?.(true);
           if (!error && reply && !reply.known && !this.closed) {
+            this.options.onRegistration?.(false);
             this.log(`worker ${this.id}: scheduler does not know this worker any more; registering again`);
             clearInterval(this.heartbeat);
             this.register().catch((e: Error) => this.onRefused(e));

@@ -72,7 +72,9 @@ export function transportLine(report: BenchReport): string {
     return (
       `All-to-all of ${t.world ?? '?'} processes, ${fmtBytes(t.frame_bytes ?? 0)} frames, measured in the same run: raw TCP ${t.tcp_mbps.toFixed(0)} MB/s; ` +
       `${planes.join(', ')} (fraction of raw TCP; MB = 10^6 bytes).` +
-      (t.used ? ` The runs above sent their frames over: ${t.used}.` : '')
+      (t.used ? ` The runs above sent their frames over: ${t.used}.` : '') +
+      (t.what ? ` Measured: ${t.what}.` : '') +
+      hostBoundText(report)
     );
   }
   return (

@@ -13,6 +13,7 @@ import { DEFAULT_RENDEZVOUS_TIMEOUT_MS } from '../control/rendezvous';
 import { RunService } from '../queue/run-service';
 import { RunQueue } from '../queue/run-queue';
 import type { HttpServer } from '../http/index';
+import type { Dashboard } from '../dashboard/index';
 import { lineLog, log as processLog } from '@moe/log';
 
 interface ServeFlags extends LocationFlags {
@@ -32,25 +33,34 @@ export async function serveCommand(flags: ServeFlags, onError: OnError): Promise
   let service: RunService | undefined;
   let counts: RunQueue | undefined;
   let http: HttpServer | undefined;
+  let dashboard: Dashboard | undefined;
   let signalled: ((signal: NodeJS.Signals) => void) | undefined;
   const stopped = new Promise<NodeJS.Signals>((resolve) => (signalled = resolve));
   const release = stopOnSignals((signal) => {
     log(`serve: ${signal}: aborting the current run (it goes back to the queue), closing the queue (again to force)`);
     signalled!(signal);
   });
+  const stopAll = async (why: string) => {
+    await http?.close();
+    await dashboard?.close();
+    await service?.stop(why);
+  };
   // express and prom-client load here, not with the CLI: other commands do not pay for them.
   const { QUEUE_STATES, ServeMetrics, metricsRouter } = await import('../metrics/index');
   const { DEFAULT_HTTP_HOST, HttpServer: Http } = await import('../http/index');
+  const { mountDashboard } = await import('../dashboard/index');
   const metrics = new ServeMetrics({
     workers: () => service?.scheduler.allWorkers() ?? [],
     jobCounts: async () => (counts ? counts.queue.getJobCounts(...QUEUE_STATES) : {}),
   });
   try {
+    const location = locationOf(flags);
+    const reportsDir = resolve(flags.reports ?? process.env.MOE_REPORTS_DIR ?? 'reports');
     service = await RunService.start({
-      ...locationOf(flags),
+      ...location,
       host: flags.host ?? process.env.MOE_SCHEDULER_HOST ?? '127.0.0.1',
       port: flags.port ?? envInt('MOE_SCHEDULER_PORT', 7000),
-      reportsDir: resolve(flags.reports ?? process.env.MOE_REPORTS_DIR ?? 'reports'),
+      reportsDir,
       rendezvousTimeoutMs: flags.rendezvousTimeout ?? envInt('MOE_RENDEZVOUS_TIMEOUT_MS', DEFAULT_RENDEZVOUS_TIMEOUT_MS),
       heartbeatIntervalMs: flags.heartbeatInterval ?? envInt('MOE_HEARTBEAT_INTERVAL_MS', 1_000),
       heartbeatTimeoutMs: flags.heartbeatTimeout ?? envInt('MOE_HEARTBEAT_TIMEOUT_MS', 10_000),
@@ -59,17 +69,21 @@ export async function serveCommand(flags: ServeFlags, onError: OnError): Promise
     });
     const httpPort = flags.httpPort ?? (process.env.MOE_HTTP_PORT ? envInt('MOE_HTTP_PORT', 0) : undefined);
     if (httpPort !== undefined) {
-      // A queue handle of its own: the depth is read at each scrape (Queue.getJobCounts).
-      counts = await RunQueue.connect(locationOf(flags));
-      http = await Http.start({ host: flags.httpHost ?? process.env.MOE_HTTP_HOST ?? DEFAULT_HTTP_HOST, port: httpPort });
-      http.mount('/', metricsRouter(metrics.registry));
-      log(`serve: HTTP on http://${http.address}: metrics at /metrics`, { httpAddress: http.address });
+      // The one HTTP server of serve: /metrics (public, for Prometheus), /healthz (public), the dashboard and
+      // Bull Board (behind the cluster token when one is set). Other modules mount theirs on `http`.
+      counts = await RunQueue.connect(location); // a queue handle of its own: the depth is read at each scrape
+      http = new Http({ host: flags.httpHost ?? process.env.MOE_HTTP_HOST ?? DEFAULT_HTTP_HOST, port: httpPort, log });
+      http.mount('/', metricsRouter(metrics.registry), { public: true });
+      dashboard = await mountDashboard(http, service, location, reportsDir);
+      const url = await http.listen();
+      log(`serve: HTTP on ${url}: metrics at /metrics`, { httpAddress: url.replace(/^http:\/\//, '') });
+      log(`serve: dashboard on ${url}${http.tokenRequired ? ' (cluster token required: open it with ?token=<MOE_CLUSTER_TOKEN>)' : ''}`);
     }
     const signal = await stopped;
-    await service.stop(signal);
+    await stopAll(signal);
     return EXIT.ok;
   } catch (error) {
-    await service?.stop('error');
+    await stopAll('error');
     return onError(error);
   } finally {
     await http?.close();
@@ -93,7 +107,7 @@ export function addServeCommand(program: Command, reportError: OnError): void {
       .option('--rendezvous-timeout <ms>', `how long a run waits for its workers (default: $MOE_RENDEZVOUS_TIMEOUT_MS, else ${DEFAULT_RENDEZVOUS_TIMEOUT_MS})`, integer('--rendezvous-timeout', 1))
       .option('--heartbeat-interval <ms>', 'heartbeat interval told to workers (default: $MOE_HEARTBEAT_INTERVAL_MS, else 1000)', integer('--heartbeat-interval', 1))
       .option('--heartbeat-timeout <ms>', 'silence after which a worker is lost (default: $MOE_HEARTBEAT_TIMEOUT_MS, else 10000)', integer('--heartbeat-timeout', 1))
-      .option('--http-port <port>', 'serve HTTP (GET /metrics for Prometheus) on this port, 0: any free one (default: $MOE_HTTP_PORT, else no HTTP server)', integer('--http-port'))
+      .option('--http-port <port>', 'serve HTTP on this port: the dashboard, Bull Board, /healthz, GET /metrics; 0: any free one (default: $MOE_HTTP_PORT, else no HTTP server)', integer('--http-port'))
       .option('--http-host <host>', 'interface the HTTP server binds (default: $MOE_HTTP_HOST, else 127.0.0.1)'),
   ).action(async (flags: ServeFlags) => {
     process.exitCode = await serveCommand(flags, onError);

@@ -39,6 +39,19 @@ import type { RunOutcome, ServeMetrics } from '../metrics/serve-metrics';
 import { validateRunJob, type RunJobData, type RunProgress, type RunResult } from './run-job';
 import { newRunId } from '../run/run-id';
 
+/** What `RunService.health` finds. */
+export interface ServiceHealth {
+  ok: boolean;
+  /** "ok", or "error: <why>". */
+  redis: string;
+  /** "consuming", "not consuming" or "stopping (<signal>)". */
+  queue: string;
+  /** host:port of the Scheduler gRPC service, as workers dial it on this host. */
+  scheduler: string;
+  /** The job running now, if any. */
+  running: string | null;
+}
+
 export interface RunServiceOptions extends QueueLocation {
   /** Interface the Scheduler gRPC service binds. Default 127.0.0.1 (0.0.0.0 in a container). */
   host?: string;
@@ -219,11 +232,32 @@ export class RunService {
     service.worker = worker;
     void worker.run().catch((error: Error) => log(`serve: queue worker stopped: ${error.message}`, { level: 'error', err: error }));
     await worker.waitUntilReady();
+    // The address bound (0.0.0.0 in a container), not the one this host dials (scheduler.address).
+    const port = scheduler.address.split(':').pop();
+    const host = options.host ?? '127.0.0.1';
+    const bound = `${host.includes(':') ? `[${host}]` : host}:${port}`;
     log(
-      `serve: scheduler listening on ${scheduler.address} (workers: moe worker --scheduler <this host>:${scheduler.address.split(':').pop()}); ` +
+      `serve: scheduler listening on ${bound} (workers: moe worker --scheduler <this host>:${port}); ` +
         `consuming queue "${QUEUE_NAME}" (prefix "${options.prefix}") at ${redactUrl(options.redisUrl)}; reports in ${options.reportsDir}`,
     );
     return service;
+  }
+
+  /**
+   * Whether this service is ready to run jobs: Redis answers a PING within `timeoutMs`, the queue
+   * worker is consuming, and the Scheduler gRPC service is bound (GET /healthz, `moe health scheduler`).
+   */
+  async health(timeoutMs = 2_000): Promise<ServiceHealth> {
+    const redis = await Promise.race([
+      this.redis.ping().then(
+        () => 'ok',
+        (error: Error) => `error: ${error.message}`,
+      ),
+      new Promise<string>((resolve) => setTimeout(() => resolve(`error: no PING answer within ${timeoutMs} ms`), timeoutMs).unref()),
+    ]);
+    const queue = this.stopSignal ? `stopping (${this.stopSignal})` : this.worker?.isRunning() ? 'consuming' : 'not consuming';
+    const ok = redis === 'ok' && queue === 'consuming' && this.scheduler.address !== '';
+    return { ok, redis, queue, scheduler: this.scheduler.address, running: this.current?.jobId ?? null };
   }
 
   /** Aborts the running job `jobId` as cancelled; a job not running here is caught when it starts. */
