@@ -13,7 +13,6 @@ import {
   ShapedTransport,
   SocketTransport,
   tlsFromEnv,
-  type DataPlaneChoice,
   loadMoeProto,
   namedTensorMsg,
   peerServiceHandlers,
@@ -23,91 +22,19 @@ import {
   undecodableReason,
 } from '@moe/comm';
 import { lineLog, log as processLog, type LogFields, type LogLine } from '@moe/log';
-import { ConfigError } from '@moe/model';
-import { UnknownDeviceProfileError } from '@moe/sim';
-import type { Backend, Shard } from './backend';
+import type { Shard } from './backend';
 import { StepExecutor, StepOpError } from './schedule/executor';
 import { FlightRecorder } from './schedule/flight-recorder';
-import type { PlantedFault } from './schedule/faults';
 import { buildSchedule, SCHEDULE_NAMES } from '@moe/schedule';
 import type { Op } from '@moe/schedule';
-import { FailedPreconditionError, InvalidRequestError, RegistrationRefusedError } from './errors';
+import { FailedPreconditionError, RegistrationRefusedError } from './errors';
 import { decodeShard, decodeStep } from './shard-decode';
+import { deadline, remainingMs, statusOf } from './grpc-status';
+import type { WorkerNodeOptions } from './worker-node-options';
 
-export interface WorkerNodeOptions {
-  /** host:port of the scheduler's Scheduler service. */
-  scheduler: string;
-  /** Interface to bind; 127.0.0.1 unless told otherwise. */
-  host?: string;
-  /** 0 picks a free port. */
-  port?: number;
-  /** Address peers and the scheduler use to reach this worker; defaults to host:boundPort. */
-  advertise?: string;
-  workerId?: string;
-  backend: Backend;
-  /** Timeout of every wait for a peer's frame during a step. */
-  peerTimeoutMs?: number;
-  /** How long to keep trying to register before giving up. */
-  registerTimeoutMs?: number;
-  /** Default: the process's pino logger. Lines carry workerId, and runId and rank once a shard is loaded. */
-  log?: LogLine;
-  /** Called once the server is bound, with the address peers reach it at (moe worker prints it for its parent). */
-  onListening?: (address: string) => void;
-  /** Called after each step this worker ran (its metrics endpoint counts them). */
-  onStep?: (step: WorkerStepRecord) => void;
-  /** Wraps the step's transport (the metrics count bytes by link class); `nodeSize` of the link model, if any. */
-  wrapTransport?: (transport: Transport, nodeSize: number | undefined) => Transport;
-  /**
-   * Cluster token: required (gRPC metadata `x-moe-token`) on every Worker RPC and Peer stream
-   * this worker serves, and sent on Register, Heartbeat and its own Peer streams.
-   * Default: `MOE_CLUSTER_TOKEN`; unset or empty: none.
-   */
-  token?: string;
-  /** true at each Register/Heartbeat the scheduler acknowledges, false when it no longer knows this worker (`moe health worker`). */
-  onRegistration?: (registered: boolean) => void;
-  /** A planted fault (tests only; `moe worker` reads env MOE_FAULT). */
-  fault?: PlantedFault;
-  /**
-   * Data plane for frames to peers: `auto` (default: the socket data plane to every peer that
-   * speaks it, gRPC Exchange to the others), `socket` (every peer must speak it) or `grpc`
-   * (Exchange only; then this worker offers no socket either). Exchange is always served.
-   */
-  transport?: DataPlaneChoice;
-  /** Called when the scheduler refuses this worker after it was registered (default: exit 1). */
-  onRefused?: (error: Error) => void;
-}
+export type { WorkerNodeOptions, WorkerStepRecord } from './worker-node-options';
 
 type State = 'idle' | 'loaded' | 'running';
-
-/** One finished step as this worker saw it: its duration and the bytes it sent, by link class. */
-export interface WorkerStepRecord {
-  stepMs: number;
-  bytesSent: number;
-  /** The step's ops as run (start/end in ms from the step's start; stream 'compute' or 'comm'). */
-  timeline: readonly { stream: string; startMs: number; endMs: number }[];
-}
-
-const deadline = (ms: number) => new Date(Date.now() + ms);
-
-/** ms left until a call's deadline; Infinity when the caller set none. */
-function remainingMs(d: grpc.Deadline): number {
-  const at = d instanceof Date ? d.getTime() : d;
-  return Number.isFinite(at) ? at - Date.now() : Number.POSITIVE_INFINITY;
-}
-
-/** Maps an error to the gRPC status a caller should see. */
-function statusOf(error: unknown): grpc.StatusObject {
-  const message = error instanceof Error ? error.message : String(error);
-  const code =
-    error instanceof InvalidRequestError || error instanceof ConfigError || error instanceof UnknownDeviceProfileError || (error instanceof Error && error.name === 'TensorMessageError')
-      ? grpc.status.INVALID_ARGUMENT
-      : error instanceof FailedPreconditionError
-        ? grpc.status.FAILED_PRECONDITION
-        : error instanceof StepOpError
-          ? grpc.status.ABORTED
-          : grpc.status.INTERNAL;
-  return { code, details: message, metadata: new grpc.Metadata() };
-}
 
 /**
  * A worker process's servers and lifecycle: serves Worker and Peer on one gRPC server,
