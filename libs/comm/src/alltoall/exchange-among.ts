@@ -1,4 +1,5 @@
 import { keyString, type FrameKey } from '../transport/frame-key';
+import { settleWithin } from './exchange';
 import { ReceiveTimeoutError } from '../transport/errors';
 import type { IncomingFrame, OutgoingFrame, Transport } from '../transport/transport';
 import { AllToAllShapeError, ExchangeTimeoutError } from './errors';
@@ -36,15 +37,7 @@ export async function exchangeAmong(
       ),
     );
   }
-  const all = Promise.all(work);
-  all.catch(() => {}); // after a timeout, late failures have nobody to tell
-  let timer: NodeJS.Timeout | undefined;
-  const timedOut = new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)));
-  try {
-    await Promise.race([all, timedOut]);
-  } finally {
-    clearTimeout(timer);
-  }
+  await settleWithin(work, timeoutMs);
   const missing = peers.filter((p) => !incoming.has(p));
   if (missing.length > 0) throw new ExchangeTimeoutError(key, missing, rank, peers.length + 1, timeoutMs, incoming.size + 1);
   const unaccepted = peers.filter((p) => !accepted.has(p));

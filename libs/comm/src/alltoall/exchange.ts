@@ -41,6 +41,22 @@ export async function exchange(
       ),
     );
   }
+  await settleWithin(work, timeoutMs);
+
+  const missing = incoming.flatMap((frame, source) => (frame ? [] : [source]));
+  if (missing.length > 0) {
+    throw new ExchangeTimeoutError(key, missing, rank, worldSize, timeoutMs, worldSize - missing.length);
+  }
+  const unaccepted = accepted.flatMap((ok, dest) => (ok ? [] : [dest]));
+  if (unaccepted.length > 0) throw new ExchangeTimeoutError(key, unaccepted, rank, worldSize, timeoutMs, worldSize, true);
+  return incoming as IncomingFrame[];
+}
+
+/**
+ * Waits for every send and receive of an exchange, or `timeoutMs`, whichever comes first; the
+ * caller then names what is missing. A failure other than a receive timeout rejects at once.
+ */
+export async function settleWithin(work: readonly Promise<unknown>[], timeoutMs: number): Promise<void> {
   const all = Promise.all(work);
   all.catch(() => {}); // after a timeout, late failures have nobody to tell
   let timer: NodeJS.Timeout | undefined;
@@ -50,12 +66,4 @@ export async function exchange(
   } finally {
     clearTimeout(timer);
   }
-
-  const missing = incoming.flatMap((frame, source) => (frame ? [] : [source]));
-  if (missing.length > 0) {
-    throw new ExchangeTimeoutError(key, missing, rank, worldSize, timeoutMs, worldSize - missing.length);
-  }
-  const unaccepted = accepted.flatMap((ok, dest) => (ok ? [] : [dest]));
-  if (unaccepted.length > 0) throw new ExchangeTimeoutError(key, unaccepted, rank, worldSize, timeoutMs, worldSize, true);
-  return incoming as IncomingFrame[];
 }
