@@ -78,7 +78,7 @@ describe('ShapedTransport', () => {
     const inner = new RecordingTransport(0, 4);
     const shaped = new ShapedTransport(inner, MODEL);
     await shaped.send(1, key(0), frameOf(MB));
-    expect(shaped.hostBound().modeledMs).toBeCloseTo(2 + 5, 0);
+    expect(Math.abs(shaped.hostBound().modeledMs - (2 + 5))).toBeLessThan(2);
   });
 
   it('serialises frames on one link: the third of three waits for the first two', async () => {
@@ -90,18 +90,19 @@ describe('ShapedTransport', () => {
     expect(inner.arrivals.map((a) => a.key.chunk)).toEqual([0, 1, 2]);
     // wire 20 ms each, latency 5 ms pipelined: arrivals near 25, 45, 65 ms.
     expect(at[2]!).toBeGreaterThanOrEqual(65 - 1);
-    expect(shaped.hostBound().modeledMs).toBeCloseTo(25 + 45 + 65, 0);
+    // modeledMs sums each frame's modeled queueing from the moment it was really sent: timers add a fraction of a ms either way.
+    expect(Math.abs(shaped.hostBound().modeledMs - (25 + 45 + 65))).toBeLessThan(2);
   });
 
   it('shares one port among peers of a class, unless sharing is "pair"', async () => {
     const t0 = performance.now();
     const shared = new ShapedTransport(new RecordingTransport(0, 4), MODEL);
     await Promise.all([2, 3].map((dest) => shared.send(dest, key(0), frameOf(MB))));
-    expect(shared.hostBound().modeledMs).toBeCloseTo(25 + 45, 0);
+    expect(Math.abs(shared.hostBound().modeledMs - (25 + 45))).toBeLessThan(2);
 
     const pair = new ShapedTransport(new RecordingTransport(0, 4), { ...MODEL, sharing: 'pair' });
     await Promise.all([2, 3].map((dest) => pair.send(dest, key(0), frameOf(MB))));
-    expect(pair.hostBound().modeledMs).toBeCloseTo(25 + 25, 0);
+    expect(Math.abs(pair.hostBound().modeledMs - (25 + 25))).toBeLessThan(2);
     expect(performance.now() - t0).toBeGreaterThanOrEqual(45 + 25 - 1);
   });
 
