@@ -17,7 +17,8 @@ describe('PeerMailbox.peerLost', () => {
     mailbox.peerLost('run-1', 1, '127.0.0.1:5555', 'read ECONNRESET');
     await expect(fromLost).rejects.toBeInstanceOf(PeerUnreachableError);
     await expect(fromLost).rejects.toThrow(/rank 1 at 127\.0\.0\.1:5555 is unreachable: its stream to rank 0 broke .*ECONNRESET/);
-    expect(Date.now() - started).toBeLessThan(100);
+    // "At once" means long before the receive's own 30 s timeout; 100 ms flaked under load 30-60.
+    expect(Date.now() - started).toBeLessThan(5_000);
     await expect(fromOther).rejects.toThrow(/timed out|timeout|within/i);
     // Later receives from it fail at once too, until it opens a new stream.
     await expect(mailbox.receive(1, { ...key, layer: 2 }, 30_000)).rejects.toBeInstanceOf(PeerUnreachableError);
