@@ -15,7 +15,7 @@ import { parseArgs } from 'node:util';
 import type { CombineCodecName, DispatchCodecName } from '@moe/schedule';
 import { parseModelConfig, parseTrainConfig, TINY_MODEL, TINY_TRAIN, trainReference } from '@moe/model';
 import { splitSequences } from '@moe/placement';
-import { namedParams } from '../src/run/parity';
+import { namedParams } from '@moe/model';
 import { runMirror } from '../src/run/parity-mirror';
 
 const { values } = parseArgs({

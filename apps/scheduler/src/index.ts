@@ -19,8 +19,8 @@ export {
   type ShardPlan,
   type StepDriverOptions,
 } from './run/step-driver';
+export { assembleParams } from './run/parity';
 export {
-  assembleParams,
   checkParity,
   compareLosses,
   compareParams,
@@ -33,7 +33,7 @@ export {
   type ParamComparison,
   type ParityReport,
   type ParityTolerances,
-} from './run/parity';
+} from '@moe/model';
 export { loadRunConfig, resolveRunConfig, type RunConfig, type RunConfigOverrides } from './run/run-config';
 export { runTraining, type TrainingOptions, type TrainingResult, type RunInfo } from './run/train-run';
 export { REPO_ROOT, WORKER_MAIN } from './paths';

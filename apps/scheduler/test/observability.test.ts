@@ -7,10 +7,11 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Queue } from 'bullmq';
+import type { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunResult } from '../src/queue/index';
 import { promtoolCheck, startPrometheus, type TestPrometheus } from './support/prometheus';
+import { QueueWatch } from './support/queue-watch';
 import { freePort, startTestRedis, type TestRedis } from './support/redis';
 import { runMoe, startMoe, stopAll, type Proc } from './support/redis-service';
 
@@ -19,6 +20,7 @@ const SIM = { profile: 'H800', dilation: 1, model: { hiddenSize: 64, expertFfnSi
 let redis: TestRedis;
 let env: NodeJS.ProcessEnv;
 let queue: Queue;
+let watch: QueueWatch;
 let serve: Proc;
 let httpPort: number;
 let workerMetricsPort: number;
@@ -40,17 +42,6 @@ function logLines(proc: Proc): LogEntry[] {
         throw new Error(`${proc.name} wrote a line to stderr that is not a JSON log line: ${line}`);
       }
     });
-}
-
-async function finished(id: string, timeoutMs = 60_000) {
-  const give = Date.now() + timeoutMs;
-  for (;;) {
-    const job = (await queue.getJob(id))!;
-    const state = await job.getState();
-    if (state === 'completed' || state === 'failed') return (await queue.getJob(id))!;
-    if (Date.now() > give) throw new Error(`job ${id} still ${state} after ${timeoutMs} ms; serve said:\n${serve.stderr.slice(-3_000)}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 const scrape = async (port: number) => {
@@ -82,12 +73,13 @@ beforeAll(async () => {
     workers.push(startMoe(id, ['worker', '--scheduler', `127.0.0.1:${schedulerPort}`, '--backend', 'sim', '--worker-id', id, ...extra], env));
     await serve.waitFor(new RegExp(`worker ${id} registered`), 90_000);
   }
-  queue = new Queue('runs', { connection: { url: redis.url }, prefix: redis.prefix });
+  watch = await QueueWatch.open(redis, () => serve.stderr);
+  queue = watch.queue;
 }, 300_000);
 
 afterAll(async () => {
   await prometheus?.stop();
-  await queue?.close();
+  await watch?.close();
   await stopAll();
   await redis?.stop();
   if (reportsDir) rmSync(reportsDir, { recursive: true, force: true });
@@ -96,7 +88,7 @@ afterAll(async () => {
 describe('logs: pino JSON lines that follow a run', () => {
   it("a 2-worker run's id is on lines of the scheduler and of both workers, with its job, ranks and workers", async () => {
     const added = await queue.add('train', { kind: 'train', workers: 2, steps: 3, backendOptions: SIM });
-    const job = await finished(added.id!);
+    const job = await watch.finished(added.id!);
     expect(job.failedReason, serve.stderr.slice(-2_000)).toBeFalsy();
     const runId = (job.returnvalue as RunResult).runId;
     expect(runId).toMatch(/\S/);
@@ -122,7 +114,7 @@ describe('logs: pino JSON lines that follow a run', () => {
 
   it('an error line carries the error class and the numbers its message names', async () => {
     const added = await queue.add('train', { kind: 'train', workers: 5, steps: 1, rendezvousTimeoutMs: 300, backendOptions: SIM }, { attempts: 1 });
-    const job = await finished(added.id!);
+    const job = await watch.finished(added.id!);
     expect(job.failedReason).toMatch(/RendezvousTimeoutError/);
     const line = logLines(serve).find((l) => l.jobId === added.id && l.level === 50);
     expect(line, serve.stderr.slice(-2_000)).toMatchObject({ errClass: 'RendezvousTimeoutError', numbers: { ms: 300, workers: 5, registered: 2 } });

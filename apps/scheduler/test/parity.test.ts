@@ -2,7 +2,8 @@ import { namedTensorMsg, type FetchParamsResponseOut } from '@moe/comm';
 import { denseParams, expertParams, initParams, parseModelConfig, TINY_MODEL, type ModelParams, type Tensor } from '@moe/model';
 import { describe, expect, it } from 'vitest';
 import { ParityError } from '../src/errors';
-import { assembleParams, compareParams, namedParams } from '../src/run/parity';
+import { compareParams, namedParams } from '@moe/model';
+import { assembleParams } from '../src/run/parity';
 import { planExperts } from '@moe/placement';
 
 const tensor = (values: number[], shape = [values.length]): Tensor => ({ shape, data: Float32Array.from(values) });

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunResult, TrainRunSummary } from '../src/queue/index';
-import { parityTolerances } from '../src/run/parity';
+import { parityTolerances } from '@moe/model';
 import { freePort, startTestRedis, type TestRedis } from './support/redis';
 import { runMoe, startMoe, stopAll, type Proc } from './support/redis-service';
 

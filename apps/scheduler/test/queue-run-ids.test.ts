@@ -7,23 +7,23 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Queue, QueueEvents, type Job } from 'bullmq';
+import type { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { RunProgress, RunResult } from '../src/queue/index';
+import type { RunResult } from '../src/queue/index';
 import { loadCheckpoint, saveCheckpoint } from '../src/run/checkpoint';
 import { newRunId, RUN_ID_PATTERN } from '../src/run/run-id';
 import { freePort, startTestRedis, type TestRedis } from './support/redis';
+import { QueueWatch } from './support/queue-watch';
 import { startMoe, stopAll, type Proc } from './support/redis-service';
 
 let redis: TestRedis;
 let env: NodeJS.ProcessEnv;
 let queue: Queue;
-let events: QueueEvents;
+let watch: QueueWatch;
 let serve: Proc;
 let schedulerPort: number;
 let reportsDir: string;
 const workers = new Map<string, Proc>();
-const progress = new Map<string, RunProgress[]>();
 
 const train = (steps: number, extra: Record<string, unknown> = {}) => ({ kind: 'train', workers: 2, steps, ...extra });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -34,26 +34,6 @@ async function startWorker(id: string): Promise<Proc> {
   // A busy machine starts a cpu worker (tsx, a compute thread) slowly.
   await serve.waitFor(new RegExp(`worker ${id} registered`), 60_000);
   return proc;
-}
-
-async function finished(id: string, timeoutMs = 60_000): Promise<Job> {
-  const give = Date.now() + timeoutMs;
-  for (;;) {
-    const state = await (await queue.getJob(id))!.getState();
-    if (state === 'completed' || state === 'failed') return (await queue.getJob(id))!;
-    if (Date.now() > give) throw new Error(`job ${id} still ${state} after ${timeoutMs} ms; serve said:\n${serve.output.slice(-3_000)}`);
-    await sleep(100);
-  }
-}
-
-async function progressOf(id: string, test: (p: RunProgress) => boolean, timeoutMs = 30_000): Promise<RunProgress> {
-  const give = Date.now() + timeoutMs;
-  for (;;) {
-    const hit = progress.get(id)?.find(test);
-    if (hit) return hit;
-    if (Date.now() > give) throw new Error(`job ${id}: no such progress within ${timeoutMs} ms; saw ${JSON.stringify(progress.get(id)?.slice(-3) ?? [])}`);
-    await sleep(25);
-  }
 }
 
 beforeAll(async () => {
@@ -68,15 +48,12 @@ beforeAll(async () => {
   );
   await serve.waitFor(/serve: scheduler listening/);
   await Promise.all(['c-0', 'c-1', 'c-2'].map(startWorker));
-  queue = new Queue('runs', { connection: { url: redis.url }, prefix: redis.prefix });
-  events = new QueueEvents('runs', { connection: { url: redis.url }, prefix: redis.prefix });
-  await events.waitUntilReady();
-  events.on('progress', ({ jobId, data }) => progress.set(jobId, [...(progress.get(jobId) ?? []), data as unknown as RunProgress]));
+  watch = await QueueWatch.open(redis, () => serve.output);
+  queue = watch.queue;
 }, 120_000);
 
 afterAll(async () => {
-  await events?.close();
-  await queue?.close();
+  await watch?.close();
   await stopAll();
   await redis?.stop();
   if (reportsDir) rmSync(reportsDir, { recursive: true, force: true });
@@ -85,19 +62,19 @@ afterAll(async () => {
 describe('runs are never mixed', () => {
   it('job ids start again at 1 after the queue loses its state, run ids do not: no report is overwritten', async () => {
     const first = await queue.add('train', train(3), { attempts: 1 });
-    const firstDone = await finished(first.id!);
+    const firstDone = await watch.finished(first.id!);
     expect(await firstDone.getState(), firstDone.failedReason).toBe('completed');
     const a = firstDone.returnvalue as RunResult;
     expect(a.runId).toMatch(RUN_ID_PATTERN);
     expect(a.report.dir).toBe(join(reportsDir, a.runId));
     expect((firstDone.data as { runId: string }).runId).toBe(a.runId); // stored on the job for every later attempt
-    expect(progress.get(first.id!)!.every((p) => p.runId === a.runId)).toBe(true);
+    expect(watch.progress.get(first.id!)!.every((p) => p.runId === a.runId)).toBe(true);
     const aReport = readFileSync(join(a.report.dir, 'run.json'), 'utf8');
 
     await queue.obliterate({ force: true }); // the queue's state is gone: job ids start again
     const second = await queue.add('train', train(4), { attempts: 1 });
     expect(second.id).toBe(first.id);
-    const b = (await finished(second.id!)).returnvalue as RunResult;
+    const b = (await watch.finished(second.id!)).returnvalue as RunResult;
     expect(b.runId).toMatch(RUN_ID_PATTERN);
     expect(b.runId).not.toBe(a.runId);
     expect(readFileSync(join(a.report.dir, 'run.json'), 'utf8')).toBe(aReport);
@@ -106,10 +83,10 @@ describe('runs are never mixed', () => {
 
   it("a run id copied into another job's data is refused before it writes anything, and not retried", async () => {
     const original = await queue.add('train', train(2), { attempts: 1 });
-    const runId = ((await finished(original.id!)).returnvalue as RunResult).runId;
+    const runId = ((await watch.finished(original.id!)).returnvalue as RunResult).runId;
     const before = readFileSync(join(reportsDir, runId, 'run.json'), 'utf8');
     const copy = await queue.add('train', train(2, { runId }), { attempts: 3, backoff: { type: 'fixed', delay: 100 } });
-    const failed = await finished(copy.id!);
+    const failed = await watch.finished(copy.id!);
     expect(await failed.getState()).toBe('failed');
     expect(failed.failedReason).toMatch(new RegExp(`^invalid run: runId: ${runId} already belongs to job ${original.id}`));
     expect(failed.attemptsMade).toBe(1);
@@ -118,14 +95,14 @@ describe('runs are never mixed', () => {
 
   it("a job whose name is not its data's kind is refused, naming both", async () => {
     const job = await queue.add('nonsense', train(2), { attempts: 3 });
-    const failed = await finished(job.id!);
+    const failed = await watch.finished(job.id!);
     expect(failed.failedReason).toMatch(/^invalid run: name: the job is named "nonsense" but its data.kind is "train"/);
     expect(failed.attemptsMade).toBe(1);
   });
 
   it("a retried training never loads another run's checkpoint: the mismatch fails the job for good", async () => {
     const job = await queue.add('train', train(2_000), { attempts: 3, backoff: { type: 'fixed', delay: 1_500 } });
-    const running = await progressOf(job.id!, (p) => p.phase === 'running' && p.done >= 8);
+    const running = await watch.progressOf(job.id!, (p) => p.phase === 'running' && p.done >= 8);
     const checkpointDir = join(reportsDir, running.runId!, 'checkpoint');
     expect(existsSync(join(checkpointDir, 'checkpoint.moe'))).toBe(true);
     workers.get(running.workers![1]!)!.child.kill('SIGKILL');
@@ -139,7 +116,7 @@ describe('runs are never mixed', () => {
     const other = newRunId();
     saveCheckpoint(checkpointDir, { ...loadCheckpoint(checkpointDir), runId: other });
 
-    const failed = await finished(job.id!);
+    const failed = await watch.finished(job.id!);
     expect(await failed.getState()).toBe('failed');
     expect(failed.failedReason).toMatch(new RegExp(`CheckpointError: the checkpoint belongs to run ${other}, not to this run ${running.runId}`));
     expect(failed.attemptsMade).toBe(2); // the lost worker was retried once; the mismatch was not

@@ -6,10 +6,11 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Queue, QueueEvents, type Job } from 'bullmq';
+import type { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { BenchRunSummary, RunProgress, RunResult } from '../src/queue/index';
+import type { BenchRunSummary, RunResult } from '../src/queue/index';
 import { freePort, startTestRedis, type TestRedis } from './support/redis';
+import { QueueWatch } from './support/queue-watch';
 import { runMoe, startMoe, stopAll, type Proc } from './support/redis-service';
 
 const SIM = { profile: 'H800', dilation: 1, model: { hiddenSize: 64, expertFfnSize: 128 } };
@@ -18,13 +19,11 @@ const train = (steps: number, extra: Record<string, unknown> = {}) => ({ kind: '
 let redis: TestRedis;
 let env: NodeJS.ProcessEnv;
 let queue: Queue;
-let events: QueueEvents;
+let watch: QueueWatch;
 let serve: Proc;
 let schedulerPort: number;
 let reportsDir: string;
 const workers = new Map<string, Proc>();
-/** Progress events seen through QueueEvents, by job id. */
-const progress = new Map<string, RunProgress[]>();
 
 function startServe(): Proc {
   return startMoe(
@@ -44,30 +43,6 @@ async function startWorker(id: string): Promise<Proc> {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Polls until job `id` is completed or failed. */
-async function finished(id: string, timeoutMs = 30_000): Promise<Job> {
-  const give = Date.now() + timeoutMs;
-  for (;;) {
-    const job = (await queue.getJob(id))!;
-    const state = await job.getState();
-    // the job may have ended between the two reads: fetch it again to see its final fields
-    if (state === 'completed' || state === 'failed') return (await queue.getJob(id))!;
-    if (Date.now() > give) throw new Error(`job ${id} still ${state} after ${timeoutMs} ms; serve said:\n${serve.output.slice(-3_000)}`);
-    await sleep(100);
-  }
-}
-
-/** Resolves with the first progress event of job `id` that satisfies `test`. */
-async function progressOf(id: string, test: (p: RunProgress) => boolean, timeoutMs = 20_000): Promise<RunProgress> {
-  const give = Date.now() + timeoutMs;
-  for (;;) {
-    const hit = progress.get(id)?.find(test);
-    if (hit) return hit;
-    if (Date.now() > give) throw new Error(`job ${id}: no such progress within ${timeoutMs} ms; saw ${JSON.stringify(progress.get(id) ?? [])}`);
-    await sleep(25);
-  }
-}
-
 beforeAll(async () => {
   redis = await startTestRedis();
   env = { ...process.env, REDIS_URL: redis.url, MOE_QUEUE_PREFIX: redis.prefix };
@@ -76,16 +51,12 @@ beforeAll(async () => {
   serve = startServe();
   await serve.waitFor(/serve: scheduler listening/);
   await Promise.all(['t-0', 't-1', 't-2'].map(startWorker));
-  const connection = { url: redis.url };
-  queue = new Queue('runs', { connection, prefix: redis.prefix });
-  events = new QueueEvents('runs', { connection, prefix: redis.prefix });
-  await events.waitUntilReady();
-  events.on('progress', ({ jobId, data }) => progress.set(jobId, [...(progress.get(jobId) ?? []), data as unknown as RunProgress]));
+  watch = await QueueWatch.open(redis, () => serve.output);
+  queue = watch.queue;
 }, 120_000);
 
 afterAll(async () => {
-  await events?.close();
-  await queue?.close();
+  await watch?.close();
   await stopAll();
   await redis?.stop();
   if (reportsDir) rmSync(reportsDir, { recursive: true, force: true });
@@ -116,7 +87,7 @@ describe('moe serve: runs as jobs on the BullMQ queue "runs"', () => {
     for (const file of result.report.files) expect(existsSync(file), file).toBe(true);
     expect(JSON.parse(readFileSync(join(result.report.dir, 'report.json'), 'utf8')).summary.speedup).toBeCloseTo(summary.speedup!, 4);
 
-    const seen = progress.get(outcome.jobId) ?? [];
+    const seen = watch.progress.get(outcome.jobId) ?? [];
     expect(seen[0]).toMatchObject({ kind: 'bench', phase: 'waiting', attempt: 1 });
     const running = seen.filter((p) => p.phase === 'running' && p.total > 0);
     expect(running.length).toBeGreaterThan(0);
@@ -138,14 +109,14 @@ describe('moe serve: runs as jobs on the BullMQ queue "runs"', () => {
     ];
     const jobs = await Promise.all(cases.map((c) => queue.add(String(c.data.kind), c.data, opts)));
     for (const [i, added] of jobs.entries()) {
-      const job = await finished(added.id!);
+      const job = await watch.finished(added.id!);
       expect(await job.getState()).toBe('failed');
       expect(job.failedReason).toMatch(/^invalid run: /);
       expect(job.failedReason).toMatch(cases[i]!.field);
       expect(job.attemptsMade).toBe(1);
       expect(job.stacktrace).toHaveLength(1);
       expect(job.finishedOn! - job.processedOn!).toBeLessThan(1_000);
-      expect(progress.get(added.id!)).toBeUndefined(); // refused before anything started
+      expect(watch.progress.get(added.id!)).toBeUndefined(); // refused before anything started
     }
   });
 
@@ -159,27 +130,27 @@ describe('moe serve: runs as jobs on the BullMQ queue "runs"', () => {
 
   it('a run waits for the number of workers it asks for, uses one that registers meanwhile, and times out with a clear error', async () => {
     const waiting = await queue.add('train', train(10, { workers: 4 }), { attempts: 1 });
-    await progressOf(waiting.id!, (p) => p.phase === 'waiting');
+    await watch.progressOf(waiting.id!, (p) => p.phase === 'waiting');
     await sleep(300);
     expect(await waiting.getState()).toBe('active');
     await startWorker('t-3');
-    const done = await finished(waiting.id!);
+    const done = await watch.finished(waiting.id!);
     expect(await done.getState()).toBe('completed');
     expect((done.returnvalue as RunResult).workers.map((w) => w.workerId).sort()).toEqual(['t-0', 't-1', 't-2', 't-3']);
 
     const tooMany = await queue.add('train', train(10, { workers: 6, rendezvousTimeoutMs: 800 }), { attempts: 1 });
-    const failed = await finished(tooMany.id!);
+    const failed = await watch.finished(tooMany.id!);
     expect(failed.failedReason).toMatch(/^RendezvousTimeoutError: waited 800 ms for 6 workers; 4 registered \(t-/);
     expect(failed.failedReason).toMatch(/Start more workers .*docker compose up -d --scale worker=6/);
   });
 
   it('a running job can be cancelled: it stops at once and fails as cancelled, without retries', async () => {
     const job = await queue.add('train', train(5_000), { attempts: 3, backoff: { type: 'fixed', delay: 100 } });
-    await progressOf(job.id!, (p) => p.phase === 'running' && p.done >= 2);
+    await watch.progressOf(job.id!, (p) => p.phase === 'running' && p.done >= 2);
     const cancel = await runMoe(['cancel', job.id!], env);
     expect(cancel.exit.code, cancel.output).toBe(0);
     expect(cancel.stdout).toMatch(/is running: cancel sent/);
-    const ended = await finished(job.id!, 10_000);
+    const ended = await watch.finished(job.id!, 10_000);
     expect(await ended.getState()).toBe('failed');
     expect(ended.failedReason).toMatch(/^RunCancelledError: run \d+ was cancelled/);
     expect(ended.attemptsMade).toBe(1);
@@ -188,11 +159,11 @@ describe('moe serve: runs as jobs on the BullMQ queue "runs"', () => {
 
   it('a run that loses a worker is retried with backoff and completes on the workers left', async () => {
     const job = await queue.add('train', train(150), { attempts: 3, backoff: { type: 'fixed', delay: 300 } });
-    const first = await progressOf(job.id!, (p) => p.attempt === 1 && p.phase === 'running' && p.done >= 3);
+    const first = await watch.progressOf(job.id!, (p) => p.attempt === 1 && p.phase === 'running' && p.done >= 3);
     const victim = first.workers![1]!;
     workers.get(victim)!.child.kill('SIGKILL');
 
-    const done = await finished(job.id!, 40_000);
+    const done = await watch.finished(job.id!, 40_000);
     expect(await done.getState(), done.failedReason).toBe('completed');
     const result = done.returnvalue as RunResult;
     expect(result.attempt).toBe(2);
@@ -201,7 +172,7 @@ describe('moe serve: runs as jobs on the BullMQ queue "runs"', () => {
     expect(done.stacktrace).toHaveLength(1);
     expect(done.failedReason).toMatch(/WorkerRpcError|WorkerLostError/);
     expect(done.failedReason).toContain(victim);
-    expect(progress.get(job.id!)!.some((p) => p.attempt === 2 && p.phase === 'done')).toBe(true);
+    expect(watch.progress.get(job.id!)!.some((p) => p.attempt === 2 && p.phase === 'done')).toBe(true);
   });
 
   it('moe runs lists recent runs with their state', async () => {
@@ -219,7 +190,7 @@ describe('moe serve: runs as jobs on the BullMQ queue "runs"', () => {
 
   it('SIGTERM aborts the current run, puts its job back in the queue and exits; no job is left active, and the next service runs it', async () => {
     const job = await queue.add('train', train(120), { attempts: 3, backoff: { type: 'fixed', delay: 100 } });
-    await progressOf(job.id!, (p) => p.phase === 'running' && p.done >= 3);
+    await watch.progressOf(job.id!, (p) => p.phase === 'running' && p.done >= 3);
     const t0 = Date.now();
     const stopped = serve;
     const exit = await stopped.stop('SIGTERM', 15_000);
@@ -232,7 +203,7 @@ describe('moe serve: runs as jobs on the BullMQ queue "runs"', () => {
     expect((await queue.getJobCounts('active')).active).toBe(0);
 
     serve = startServe();
-    const done = await finished(job.id!, 40_000);
+    const done = await watch.finished(job.id!, 40_000);
     expect(await done.getState(), `${done.failedReason}; ${said()}; the next serve said:\n${serve.output.slice(-3_000)}`).toBe('completed');
     expect((done.returnvalue as RunResult).summary).toMatchObject({ steps: 120 });
     expect((await queue.getJobCounts('active')).active).toBe(0);

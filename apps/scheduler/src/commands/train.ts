@@ -10,7 +10,7 @@ import { integer, jsonObject, nonNegativeNumber } from './flags';
 import { EXIT, interruptOn, reportError } from './exit';
 import { clusterOptions, schedulerSettingsOf, splitArgs, type ClusterFlags } from './cluster';
 import { loadCheckpoint } from '../run/checkpoint';
-import { formatParity } from '../run/parity';
+import { formatParity } from '@moe/model';
 import { loadRunConfig } from '../run/run-config';
 import { JOB_LIMITS } from '../queue/run-job';
 import type { StepMetrics } from '../run/step-driver';

@@ -9,7 +9,7 @@ import { median } from '@moe/report';
 import { runBench } from '../run/run-bench';
 import { CHECKPOINT_FILE, loadCheckpoint } from '../run/checkpoint';
 import { ParityError } from '../errors';
-import { formatParity } from '../run/parity';
+import { formatParity } from '@moe/model';
 import type { SchedulerService } from '../control/rendezvous';
 import { runTraining, type RunInfo } from '../run/train-run';
 import type { StepMetrics } from '../run/step-replies';

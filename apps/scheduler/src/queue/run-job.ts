@@ -17,7 +17,7 @@ import { z } from 'zod';
 import { splitSequences } from '@moe/placement';
 import { BENCH_DEFAULTS, BENCH_QUICK, type BenchOptions } from '../run/run-bench';
 import { BatchSplitError, ConfigFileError, PlacementError } from '../errors';
-import type { ParityReport } from '../run/parity';
+import type { ParityReport } from '@moe/model';
 import { planExperts, PLACEMENT_RULES, type Placement } from '@moe/placement';
 import type { ReportSummary } from '@moe/report';
 import { resolveRunConfig } from '../run/run-config';

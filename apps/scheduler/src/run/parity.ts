@@ -1,26 +1,9 @@
 /**
- * The parity check of a run: the comparison itself is `@moe/model`'s (pure); here the model is
- * assembled from the workers' FetchParams replies.
+ * The parity check of a run: the comparison itself is `@moe/model`'s (pure: checkParity,
+ * compareParams, ...); here the model is assembled from the workers' FetchParams replies.
  */
 import { namedTensorsFromMsg, type FetchParamsResponseOut } from '@moe/comm';
 import { assembleParams as assembleReturned, type ModelConfig, type ModelParams } from '@moe/model';
-
-export {
-  checkParity,
-  compareLosses,
-  compareParams,
-  expertParamName,
-  formatParity,
-  namedParams,
-  parityTolerances,
-  tolerancesForCodecs,
-  DEFAULT_LOSS_TOLERANCE,
-  DEFAULT_PARAM_TOLERANCE,
-  type LossComparison,
-  type ParamComparison,
-  type ParityReport,
-  type ParityTolerances,
-} from '@moe/model';
 
 /**
  * The full model from FetchParams replies: dense parameters from rank 0, each expert from its

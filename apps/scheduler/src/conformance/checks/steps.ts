@@ -7,7 +7,7 @@ import * as grpc from '@grpc/grpc-js';
 import { tensorFromMsg } from '@moe/comm';
 import type { Tensor } from '@moe/model';
 import { FB_OVERLAP, NAIVE, OVERLAPPED, resolveStepSettings, stepOptionsToWire, type StepSettingsInput } from '@moe/schedule';
-import { compareParams, expertParamName, namedParams } from '../../run/parity';
+import { compareParams, expertParamName, namedParams } from '@moe/model';
 import { runStepRequests } from '../../run/step-driver';
 import { KIT_MODEL, KIT_MODEL_AUX } from '../fixture';
 import { errorText, KIT_RANGES, PARAM_TOLERANCE, type Kit, type StepOutcome } from '../kit';
