@@ -23,7 +23,7 @@ import { denseParams, expertParams, type ExpertParams, type NamedParam } from '.
 import { zeros, type Tensor } from '../tensor';
 import { namedOptimizerState, restoreOptimizers, type ShardOptimizers } from './named-optimizer';
 import { packReplicaGradients, replicaChecksums, replicaGradientLength, unpackReplicaGradients } from './replica-grads';
-import type { ExpertRows, NamedOptimizerState, ParamsSnapshot, RouteOutput, ShardParams, StepBatch, UpdateResult } from './types';
+import type { ExpertRows, NamedOptimizerState, ParamsSnapshot, ReplicaChecksum, RouteOutput, ShardParams, StepBatch, UpdateResult } from './types';
 
 type Cache<F extends (...args: never[]) => { cache: unknown }> = ReturnType<F>['cache'];
 
@@ -341,7 +341,12 @@ export class ShardCompute {
         updateRouterBias(layer.routerBias, reduced.subarray(offset + l * E, offset + (l + 1) * E), this.config.biasUpdateSpeed);
       });
     }
-    return this.replicated.length > 0 ? { checksum: this.checksum(), replicaChecksums: replicaChecksums(this.localExperts, this.replicated) } : { checksum: this.checksum() };
+    return this.replicated.length > 0 ? { checksum: this.checksum(), replicaChecksums: this.replicaChecksums() } : { checksum: this.checksum() };
+  }
+
+  /** The checksum of this rank's copy of every replicated expert it holds. */
+  replicaChecksums(): ReplicaChecksum[] {
+    return replicaChecksums(this.localExperts, this.replicated);
   }
 
   /** Values of one replicated expert's block in the all-reduce: 3·H·F. */
