@@ -19,6 +19,11 @@ export function singleCopy(owner: readonly number[]): ExpertPlacement {
   return { physicalToLogical: owner.map((_, e) => e), physicalOwner: [...owner] };
 }
 
+/** An owner map [E] as its single-copy placement; a placement as is. */
+export function asPlacement(p: readonly number[] | ExpertPlacement): ExpertPlacement {
+  return 'physicalOwner' in p ? p : singleCopy(p);
+}
+
 /** Whether `p` holds more physical experts than logical ones (E), i.e. needs the replica fields on the wire. */
 export function hasRedundantExperts(p: ExpertPlacement, experts: number): boolean {
   return p.physicalToLogical.length > experts;
