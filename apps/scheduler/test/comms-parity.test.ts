@@ -86,7 +86,7 @@ describe('redundant experts on real workers', () => {
         const mismatch = error as ChecksumMismatchError;
         expect(mismatch.step).toBe(0);
         expect(mismatch.expert).toMatchObject({ layer: 0 });
-        expect(mismatch.message).toMatch(/step 0: the copies of expert \d+ of layer 0 diverged \(rank \d+ has [0-9a-f]{16}, rank \d+ has [0-9a-f]{16}.*\); ranks? [\d, ]+ disagree with rank \d+/);
+        expect(mismatch.message).toMatch(/step 0: the copies of expert \d+ of layer 0 diverged \(rank \d+ has [0-9a-f]{16}, rank \d+ has [0-9a-f]{16}.*\); ranks? [\d, ]+ disagrees? with rank \d+/);
       } finally {
         delete process.env['MOE_FAULT'];
       }

@@ -48,7 +48,7 @@ export function assertReplicasAgree(reported: readonly (readonly ReplicaChecksum
       if (differing.length === 0) continue;
       const described = ranks.map((rank) => `rank ${rank} has ${sums.get(rank)}`).join(', ');
       throw new ChecksumMismatchError(
-        `${when}: the copies of expert ${expert} of layer ${layer} diverged (${described}); ranks ${differing.join(', ')} disagree with rank ${ranks[0]}, stopping the run`,
+        `${when}: the copies of expert ${expert} of layer ${layer} diverged (${described}); ${differing.length > 1 ? 'ranks' : 'rank'} ${differing.join(', ')} ${differing.length > 1 ? 'disagree' : 'disagrees'} with rank ${ranks[0]}, stopping the run`,
         step,
         differing,
         { layer, expert },
