@@ -70,5 +70,21 @@ describe('moe bench on a local cluster of sim workers', () => {
     for (const file of [result.files.markdown, result.files.timelineSvg, result.files.sweepSvg]) {
       expect(readFileSync(file, 'utf8').length).toBeGreaterThan(100);
     }
-  }, 400_000); // 4 sim workers, 9 runs (3 schedules) and two transport probes on a loaded 2-core machine
+
+    // Expert load: the headline naive run's tokens per expert (2 layers x 8) and per GPU, then skewed
+    // routing (top-2 on rank 0's two experts) without and with 4 redundant experts.
+    const { sweep, skewed } = report.load;
+    expect(sweep.load.expertLoads).toHaveLength(2);
+    expect(sweep.load.expertLoads[0]).toHaveLength(8);
+    const [plain, replicated] = skewed.rows;
+    expect(plain).toMatchObject({ redundant_experts: 0, imbalance: 4, tokens_per_gpu: [expect.any(Number), 0, 0, 0] });
+    expect(replicated.redundant_experts).toBe(4);
+    expect(replicated.load.physical.physicalToLogical).toHaveLength(12);
+    expect(replicated.imbalance).toBeLessThan(2);
+    // The same tokens, spread over the copies.
+    expect(replicated.tokens_per_gpu.reduce((a: number, b: number) => a + b)).toBe(plain.tokens_per_gpu[0]);
+    expect(report.config.skewed).toMatchObject({ routing: 'skewed', top_k: 2, redundant_experts: 4 });
+    expect(readFileSync(result.files.loadHeatmapSvg!, 'utf8').match(/<svg /g)).toHaveLength(4);
+    expect(readFileSync(result.files.markdown, 'utf8')).toContain('## Expert load');
+  }, 400_000); // 4 sim workers, 11 runs (3 schedules, 2 skewed) and two transport probes on a loaded 2-core machine
 });

@@ -98,7 +98,7 @@ export function expectedTokensPerRank(loads: readonly (readonly number[])[], p: 
   return out;
 }
 
-/** The placement as text: one entry per rank, "r0: e0 e8 | r1: e1 e0' ..." (a prime marks a second or later copy). */
+/** The placement as text: one entry per rank, "r0: e0 e8; r1: e1 e0' ..." (a prime marks a second or later copy). */
 export function describePlacement(p: ExpertPlacement, workers: number): string {
   const seen = new Set<number>();
   const perRank = Array.from({ length: workers }, () => [] as string[]);
@@ -106,5 +106,5 @@ export function describePlacement(p: ExpertPlacement, workers: number): string {
     perRank[p.physicalOwner[q]!]!.push(`e${e}${seen.has(e) ? "'" : ''}`);
     seen.add(e);
   });
-  return perRank.map((list, r) => `r${r}: ${list.join(' ') || '-'}`).join(' | ');
+  return perRank.map((list, r) => `r${r}: ${list.join(' ') || '-'}`).join('; ');
 }

@@ -32,7 +32,7 @@ describe('an expert placement', () => {
     expect(primaryOwner(p, 4)).toEqual([0, 1, 0, 2]);
     expect(holdersOf(p, 4)).toEqual([[0, 2], [1], [0], [2]]);
     expect(replicatedExperts(p, 4)).toEqual([0]);
-    expect(describePlacement(p, 3)).toBe("r0: e0 e2 | r1: e1 e1' | r2: e0' e3");
+    expect(describePlacement(p, 3)).toBe("r0: e0 e2; r1: e1 e1'; r2: e0' e3");
   });
 
   it('copies share their expert\'s load evenly in the planner\'s estimate', () => {

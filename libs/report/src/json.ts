@@ -251,5 +251,28 @@ export function validateReport(value: unknown): string[] {
     if (!isObject(t)) p.push(`transport: expected an object or null, got ${describe(t)}`);
     else for (const k of ['tcp_mbps', 'grpc_mbps', 'ratio'] as const) checkNumber(p, `transport.${k}`, t[k], { min: 0 });
   }
+  if (value.load !== undefined) checkLoad(p, value.load);
   return p;
+}
+
+/** report.json's optional `load`: the sweep's imbalance, and each skewed row's figures. */
+function checkLoad(p: Problems, load: unknown): void {
+  if (!isObject(load) || !isObject(load.sweep) || !isObject(load.sweep.load)) {
+    p.push(`load: expected { sweep: { run, load }, skewed? }, got ${describe(load)}`);
+    return;
+  }
+  checkNumber(p, 'load.sweep.load.overallImbalance', load.sweep.load.overallImbalance, { min: 1 });
+  if (load.skewed === undefined) return;
+  const rows = isObject(load.skewed) ? load.skewed.rows : undefined;
+  if (!Array.isArray(rows)) {
+    p.push(`load.skewed.rows: expected an array, got ${describe(rows)}`);
+    return;
+  }
+  rows.forEach((row: unknown, i) => {
+    const at = `load.skewed.rows[${i}]`;
+    if (!isObject(row)) return void p.push(`${at}: expected an object, got ${describe(row)}`);
+    checkNumber(p, `${at}.redundant_experts`, row.redundant_experts, { min: 0, integer: true });
+    checkNumber(p, `${at}.imbalance`, row.imbalance, { min: 1 });
+    for (const k of ['step_ms', 'compute_ms'] as const) checkRange(p, `${at}.${k}`, row[k]);
+  });
 }

@@ -9,6 +9,7 @@ import { attrs, escapeXml, svgOpen, text, tint, wantsDarkText } from './svg';
 const BASE = '#c0392b';
 const CELL = 28;
 const ROW = 22;
+const MIN_WIDTH = 760;
 
 /** Fill for `value` of a panel whose largest value is `max`: white at 0, BASE at max. */
 const shade = (value: number, max: number) => tint(BASE, max > 0 ? 1 - value / max : 1);
@@ -32,6 +33,30 @@ function panel(x0: number, y0: number, rows: number[][], columnLabel: (c: number
   return out;
 }
 
+/** Width and height `renderLoadHeatmapSvg` draws `load` at. */
+function heatmapSize(load: ExpertLoadReport): { width: number; height: number } {
+  const gpus = load.tokensPerGpu[0]?.length ?? 0;
+  // At least wide enough for the title line.
+  return { width: Math.max(MIN_WIDTH, 70 + load.owner.length * CELL + 60 + gpus * CELL + 140), height: 70 + load.expertLoads.length * ROW + 50 };
+}
+
+/** Several loads' heatmaps one under the other (each an `renderLoadHeatmapSvg` panel of its own). */
+export function renderLoadHeatmapsSvg(sections: readonly { title: string; load: ExpertLoadReport }[], title = 'Expert load'): string {
+  const sizes = sections.map((s) => heatmapSize(s.load));
+  const width = Math.max(400, ...sizes.map((s) => s.width));
+  const height = sizes.reduce((h, s) => h + s.height, 0);
+  const out = [svgOpen(width, height, title)];
+  let y = 0;
+  sections.forEach((section, i) => {
+    // Each panel is a whole SVG of its own, nested at its offset.
+    const inner = renderLoadHeatmapSvg(section.load, section.title).replace(/^<\?xml[^>]*>\n/, '');
+    out.push(inner.replace('<svg ', `<svg ${attrs({ x: 0, y })} `));
+    y += sizes[i]!.height;
+  });
+  out.push('</svg>');
+  return out.join('\n');
+}
+
 export function renderLoadHeatmapSvg(load: ExpertLoadReport, title = 'Expert load'): string {
   const layers = load.expertLoads.length;
   const experts = load.owner.length;
@@ -40,7 +65,7 @@ export function renderLoadHeatmapSvg(load: ExpertLoadReport, title = 'Expert loa
   const top = 70;
   const gap = 60;
   const right = left + experts * CELL + gap;
-  const width = right + gpus * CELL + 140;
+  const width = Math.max(MIN_WIDTH, right + gpus * CELL + 140);
   const height = top + layers * ROW + 50;
   const out = [svgOpen(width, height, title), text(10, 20, `${title}: tokens over ${load.steps} step(s); overall imbalance ${load.overallImbalance.toFixed(3)} (max / mean tokens per GPU)`)];
   for (let l = 0; l < layers; l++) out.push(text(left - 8, top + l * ROW + ROW / 2 + 4, `layer ${l}`, { 'text-anchor': 'end' }));

@@ -1,4 +1,5 @@
 import { predictionSection } from './prediction';
+import { loadLines, loadSection } from './load-section';
 import { alignColumns, fmtBytes, fmtMs, fmtPercent, fmtRange, fmtRatio, fmtTimes } from './format';
 import { ratiosOf } from './metrics';
 import type { BenchReport, ResultRow, SettingSummary } from './types';
@@ -150,6 +151,7 @@ export function renderMarkdown(report: BenchReport): string {
     markdownTable(allHeader, all, allHeader.map((h) => h !== 'schedule')),
     '',
     ...predictionSection(report),
+    ...loadSection(report.load),
     '## Transport',
     '',
     transportLine(report),
@@ -187,5 +189,6 @@ export function formatTable(report: BenchReport): string {
     ...alignColumns([[...COLUMNS], ...rows], right),
     '(ms: median (min-max); * winning chunk count; overhead, efficiency in %)',
     transportLine(report),
+    ...loadLines(report.load),
   ].join('\n');
 }

@@ -7,6 +7,7 @@
  */
 
 import type { OpDirection, OpRecordData, OpStream } from '@moe/comm';
+import type { BenchLoad } from './load-section';
 
 /** The two streams of a worker's step, and an op's direction: as the worker records them. */
 export type Stream = OpStream;
@@ -220,6 +221,8 @@ export interface BenchReport {
   summary: ReportSummary;
   /** null when the run did not measure the transport. */
   transport: TransportBench | null;
+  /** Expert load of the sweep, and the skewed-routing comparison with and without redundant experts (absent in older reports). */
+  load?: BenchLoad;
 }
 
 /** Input that cannot make a report; the message names what is wrong. */

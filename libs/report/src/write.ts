@@ -2,6 +2,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { reportToJson } from './json';
 import { renderMarkdown } from './markdown';
+import { renderLoadHeatmapsSvg } from './load-heatmap-svg';
 import { median, runName } from './metrics';
 import { renderSweepSvg } from './sweep-svg';
 import { renderTimelineSvg } from './timeline-svg';
@@ -15,9 +16,14 @@ export interface ReportFiles {
   timelineSvg: string;
   sweepSvg: string;
   trace: string;
+  /** load-heatmap.svg, written when the report carries an expert load. */
+  loadHeatmapSvg?: string;
 }
 
-export const REPORT_FILE_NAMES: Readonly<ReportFiles> = {
+/** The five files every report has. */
+type CoreFile = Exclude<keyof ReportFiles, 'loadHeatmapSvg'>;
+
+export const REPORT_FILE_NAMES: Readonly<Record<CoreFile, string>> = {
   json: 'report.json',
   markdown: 'report.md',
   timelineSvg: 'timeline.svg',
@@ -25,8 +31,19 @@ export const REPORT_FILE_NAMES: Readonly<ReportFiles> = {
   trace: 'trace.json',
 };
 
+export const LOAD_HEATMAP_FILE = 'load-heatmap.svg';
+
+/** load-heatmap.svg of a bench: the sweep's load, then each skewed run's. */
+export function renderBenchLoadSvg(load: NonNullable<BenchReport['load']>): string {
+  const sections = [{ title: `Uniform routing (${load.sweep.run})`, load: load.sweep.load }];
+  for (const row of load.skewed?.rows ?? []) {
+    sections.push({ title: `Skewed routing, ${row.redundant_experts === 0 ? 'no redundant experts' : `${row.redundant_experts} redundant experts (EPLB ${row.policy})`}`, load: row.load });
+  }
+  return renderLoadHeatmapsSvg(sections, 'Expert load of the bench');
+}
+
 /** The five files' contents, by the keys of `ReportFiles`; `steps` are drawn and traced in order. */
-export function renderReportFiles(report: BenchReport, steps: readonly StepTimeline[]): Record<keyof ReportFiles, string> {
+export function renderReportFiles(report: BenchReport, steps: readonly StepTimeline[]): Record<CoreFile, string> {
   if (steps.length === 0) throw new ReportError('a report draws at least 1 step timeline (timeline.svg, trace.json), got 0');
   return {
     json: reportToJson(report),
@@ -39,7 +56,7 @@ export function renderReportFiles(report: BenchReport, steps: readonly StepTimel
 
 /**
  * Writes report.json, report.md, timeline.svg, sweep.svg and trace.json into `dir` (made
- * if missing). `steps` (say one naive and one overlapped step, see `representativeSteps`) are
+ * if missing), and load-heatmap.svg when the report carries an expert load. `steps` (say one naive and one overlapped step, see `representativeSteps`) are
  * the panels of timeline.svg, top to bottom, and the steps of trace.json, in order.
  * @returns the absolute path of each file.
  */
@@ -48,9 +65,13 @@ export async function writeReport(dir: string, report: BenchReport, ...steps: St
   const root = path.resolve(dir);
   await mkdir(root, { recursive: true });
   const files = {} as ReportFiles;
-  for (const key of Object.keys(REPORT_FILE_NAMES) as (keyof ReportFiles)[]) {
+  for (const key of Object.keys(REPORT_FILE_NAMES) as CoreFile[]) {
     files[key] = path.join(root, REPORT_FILE_NAMES[key]);
     await writeFile(files[key], contents[key]);
+  }
+  if (report.load) {
+    files.loadHeatmapSvg = path.join(root, LOAD_HEATMAP_FILE);
+    await writeFile(files.loadHeatmapSvg, renderBenchLoadSvg(report.load));
   }
   return files;
 }

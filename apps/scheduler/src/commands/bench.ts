@@ -26,6 +26,7 @@ interface BenchFlags {
   commTarget?: number;
   transportSeconds?: number;
   quick: boolean;
+  redundantExperts?: number;
   out?: string;
   progress: boolean;
 }
@@ -55,6 +56,7 @@ export function addBenchCommand(program: Command, onError: OnError): void {
     .option('--node-size <n>', 'workers per modeled node (NVLink inside, network between)', integer('--node-size', 1), BENCH_DEFAULTS.nodeSize)
     .option('--comm-target <ms>', `all-to-all time of one naive step, sets the time dilation (default ${BENCH_DEFAULTS.commTargetMs}; --quick ${BENCH_QUICK.commTargetMs})`, positiveNumber('--comm-target'))
     .option('--transport-seconds <s>', 'scale of the all-to-all measurement on raw TCP and every data plane: each rank sends seconds x 50 MB a run (0 skips it)', nonNegativeNumber('--transport-seconds'))
+    .option('--redundant-experts <n>', `the skewed-routing comparison: naive at the headline ratio with every token's top-${BENCH_DEFAULTS.skewedTopK} on rank 0's experts, then with n redundant experts planned by EPLB from its loads (default ${BENCH_DEFAULTS.redundantExperts}; 0 skips it)`, integer('--redundant-experts', 0))
     .option('--quick', 'fewer chunk counts, steps and a shorter comm target: a run in well under a minute', false)
     .option('--out <dir>', 'report folder (default reports/<timestamp>)')
     .option('--no-progress', 'no progress bar')
@@ -78,6 +80,7 @@ export function addBenchCommand(program: Command, onError: OnError): void {
         nodeSize: flags.nodeSize,
         commTargetMs: flags.commTarget ?? preset.commTargetMs,
         transportSeconds: flags.transportSeconds ?? preset.transportSeconds,
+        redundantExperts: flags.redundantExperts ?? preset.redundantExperts,
         out,
         command: ['npx moe bench', ...process.argv.slice(3)].join(' '),
       };

@@ -9,6 +9,8 @@
  * set so the modeled links of one naive step take `commTargetMs`, and each ratio r sets the sim's
  * compute scale so that compute ≈ r × comm.
  * The achieved ratio of every naive run is in the report (compute_ms / comm_ms).
+ * Then the expert load (bench-load.ts): the headline naive run's tokens per expert and per GPU,
+ * and a skewed-routing run without and with redundant experts.
  */
 import { measureBenchTransport, planesUsed } from './bench-transport';
 import type { LogLine } from '@moe/log';
@@ -17,6 +19,7 @@ import { parseModelConfig, parseTrainConfig, TINY_MODEL, TINY_TRAIN, type ModelC
 import { LocalCluster, type Cluster } from '../control/local-cluster';
 import {
   buildReport,
+  headlineRatio,
   median,
   collectEnvironment,
   representativeSteps,
@@ -27,7 +30,9 @@ import {
   type ReportFiles,
   type RunSamples,
   type StepSample,
+  type BenchLoad,
 } from '@moe/report';
+import { measuredLoad, skewedComparison } from './bench-load';
 import type { StepMetrics } from './step-driver';
 import { runTraining, type RunInfo, type TrainingResult } from './train-run';
 import { linkRecord, transportMeasured } from './bench-records';
@@ -61,6 +66,10 @@ export interface BenchOptions {
   nodeSize: number;
   /** Seconds of each loopback throughput measurement (0 skips it). */
   transportSeconds: number;
+  /** Skewed-routing comparison: physical copies beyond the experts in its second run (0 skips the comparison). */
+  redundantExperts: number;
+  /** top-k of the skewed comparison's model (its skew puts every token's k slots on rank 0's experts). */
+  skewedTopK: number;
   /** Folder for the report files. */
   out: string;
   /** The command line, recorded in the report for reproduction. */
@@ -91,6 +100,8 @@ export const BENCH_DEFAULTS: Omit<BenchOptions, 'out' | 'command'> = {
   hiddenSize: 256,
   nodeSize: 2,
   transportSeconds: 1.5,
+  redundantExperts: 4,
+  skewedTopK: 2,
 };
 
 export const BENCH_QUICK: Partial<BenchOptions> = {
@@ -168,7 +179,10 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     ...options.chunks.map((chunks) => ({ schedule: OVERLAPPED, chunks })),
     ...options.fbChunks.map((chunks) => ({ schedule: FB_OVERLAP, chunks })),
   ];
-  const total = 2 + options.ratios.length * schedules.length;
+  const skewedRuns = options.redundantExperts > 0 ? 2 : 0;
+  const total = 2 + options.ratios.length * schedules.length + skewedRuns;
+  const headline = headlineRatio(options.ratios);
+  let sweepLoad: BenchLoad['sweep'] | undefined;
   let done = 0;
   const progress = (label: string) => options.onProgress?.(++done, total, label);
 
@@ -260,8 +274,30 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
           workerIds: result.workers.map((w) => w.workerId),
         });
         links.set(`${schedule.schedule}/${schedule.chunks}/${ratio}`, linkRecord(result.steps.slice(options.warmupSteps)));
+        if (ratio === headline && schedule.schedule === NAIVE) sweepLoad = { run: `naive at ratio ${ratio}`, load: measuredLoad(result, model, options.warmupSteps) };
         progress(`ratio ${ratio}: ${stepSettingsLabel({ ...schedule, microBatches: options.microBatches })}`);
       }
+    }
+
+    let skewed: BenchLoad['skewed'];
+    const skewedModel = parseModelConfig({ ...model, topK: options.skewedTopK });
+    const skewedScale = (headline * base.comm) / base.compute;
+    if (options.redundantExperts > 0) {
+      skewed = await skewedComparison({
+        cluster,
+        workers: options.workers,
+        model: skewedModel,
+        train,
+        backendOptions: simOptions(dilation, skewedScale),
+        step: { ...schedules[0]!, microBatches: options.microBatches, dispatchCodec: options.dispatchCodec, combineCodec: options.combineCodec, nodeSize: options.nodeSize },
+        ratio: headline,
+        warmupSteps: options.warmupSteps,
+        measuredSteps: options.measuredSteps,
+        redundantExperts: options.redundantExperts,
+        signal: options.signal,
+        onStep: options.onStep,
+        onRun: progress,
+      });
     }
 
     let measuredTransport: Awaited<ReturnType<typeof measureBenchTransport>> | null = null;
@@ -309,6 +345,8 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
         transport: measuredTransport?.config ?? null,
         data_plane: planesUsed(dataPlanes),
         prediction: { host_comm_ms: hostCommMs, host_step_ms: prediction.hostStepMs, host_compute_op_ms: prediction.hostComputeOpMs },
+        // The skewed-routing comparison (report.load.skewed): its model's top-k, the copies its second run adds, and its compute scale.
+        skewed: options.redundantExperts > 0 ? { routing: 'skewed', top_k: options.skewedTopK, redundant_experts: options.redundantExperts, schedule: NAIVE, ratio: headline, compute_scale: skewedScale } : null,
       },
       runs,
       transport,
@@ -317,6 +355,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     // each row says what bound its all-to-alls; the transport line says what it measured
     for (const row of report.results) row.link = links.get(`${row.schedule}/${row.chunks}/${row.ratio}`) ?? null;
     if (report.transport && measuredTransport) report.transport.what = transportMeasured(measuredTransport.config);
+    if (sweepLoad) report.load = { sweep: sweepLoad, ...(skewed ? { skewed } : {}) };
     for (const row of report.results) {
       const predicted = predictedMs.get(rowKey(row.schedule, row.chunks, row.ratio));
       if (predicted !== undefined) Object.assign(row, { predicted_step_ms: predicted, alignment: alignment(predicted, row.step_ms.median) });
