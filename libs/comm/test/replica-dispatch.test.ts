@@ -31,7 +31,7 @@ describe('ReplicaChooser', () => {
   });
 
   it('is a function of the placement: another chooser on the same placement answers alike, another node size differently', () => {
-    const again = new ReplicaChooser({ physicalToLogical: [...placement.physicalToLogical], physicalOwner: [...placement.physicalOwner] }, 4, 4, 2);
+    const again = new ReplicaChooser({ physicalToLogical: Array.from(placement.physicalToLogical), physicalOwner: Array.from(placement.physicalOwner) }, 4, 4, 2);
     const ids = Int32Array.from([0, 1, 1, 2, 0, 3, -1, 1]);
     expect([...again.choose(ids, 3, 2, 5)]).toEqual([...chooser.choose(ids, 3, 2, 5)]);
     expect([...chooser.choose(ids, 3, 2, 0)].at(-2)).toBe(-1);
