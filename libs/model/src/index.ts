@@ -76,7 +76,19 @@ export { trainReference, applyUpdate, optimizerOrder, type ReferenceResult } fro
 export { MarkovChain, type MarkovChainOptions } from './data';
 export { wholeBatch, checkSplit, type BatchSplit, type TokenRange } from './batch-split';
 export { ShardCompute } from './shard/compute';
-export type { ExpertRows, MicroBatch, NamedOptimizerState, ParamsSnapshot, RouteOutput, ShardParams, StepBatch, UpdateResult } from './shard/types';
+export type {
+  ExpertRows,
+  MicroBatch,
+  NamedOptimizerState,
+  ParamsSnapshot,
+  RouteOutput,
+  RoutedForm,
+  RoutedInputGrads,
+  RoutedRows,
+  ShardParams,
+  StepBatch,
+  UpdateResult,
+} from './shard/types';
 export {
   DEFAULT_LOSS_TOLERANCE,
   DEFAULT_PARAM_TOLERANCE,
