@@ -40,10 +40,13 @@ export class DelayedBackend implements Backend {
   readonly maxMicroBatches?: number;
   /** Checkpoints: the inner backend's AdamW state, when it keeps one. */
   readonly optimizerState?: Backend['optimizerState'];
+  /** Redundant experts: the inner backend sums their gradients (every call below forwards as is). */
+  readonly sumsReplicaGradients?: boolean;
 
   constructor(private readonly inner: Backend) {
     this.optimizerState = inner.optimizerState?.bind(inner);
     this.maxMicroBatches = inner.maxMicroBatches;
+    this.sumsReplicaGradients = inner.sumsReplicaGradients;
   }
 
   private async delay(rows: readonly ExpertRows[]): Promise<void> {

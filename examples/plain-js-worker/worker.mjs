@@ -167,6 +167,11 @@ export class PlainWorker {
     if ((model.routerGroups || 1) > 1 && (model.routerGroupTopK || 1) < model.routerGroups) {
       throw bad(`model.router_groups=${model.routerGroups} with router_group_top_k=${model.routerGroupTopK}: node-limited routing is not implemented by this worker`);
     }
+    // One copy of each expert only: redundant experts (EPLB) need their copies' gradients summed
+    // across ranks, which this worker does not do, so a replicated placement is refused by name.
+    if ((req.physicalToLogical ?? []).length > 0) {
+      throw bad(`physical_to_logical holds ${req.physicalToLogical.length} physical experts for ${model.routedExperts} experts: redundant experts (replicated placements) are not implemented by this worker`);
+    }
     if (!req.optimizer) throw bad('optimizer config is missing');
     if (req.worldSize < 1 || req.rank >= req.worldSize) throw bad(`rank ${req.rank} is outside world_size ${req.worldSize}`);
     if (req.peerAddresses.length !== req.worldSize) throw bad(`${req.peerAddresses.length} peer addresses for world_size ${req.worldSize}`);

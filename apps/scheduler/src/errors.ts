@@ -55,14 +55,16 @@ export class WorkerRpcError extends Error {
   }
 }
 
-/** The replicas of the dense parameters disagree after a step. */
+/** The replicas of the dense parameters, or the copies of a redundant expert, disagree after a step. */
 export class ChecksumMismatchError extends Error {
   override readonly name = 'ChecksumMismatchError';
   constructor(
     message: string,
     readonly step: number,
-    /** Ranks whose checksum differs from rank 0's. */
+    /** Ranks whose checksum differs from rank 0's (a redundant expert: from its first holder's). */
     readonly ranks: number[],
+    /** A redundant expert's copies diverged: which one. Absent: the dense parameters. */
+    readonly expert?: { layer: number; expert: number },
   ) {
     super(message);
   }

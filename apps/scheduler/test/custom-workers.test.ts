@@ -47,6 +47,25 @@ describe('a backend module in a cluster', () => {
     },
     TIMEOUT,
   );
+
+  it(
+    'a backend module that forwards sumsReplicaGradients runs redundant experts',
+    async () => {
+      const result = await runTraining({
+        model,
+        train: { ...train, steps: 4 },
+        workers: 3,
+        backend: './examples/delayed-cpu-backend/delayed-cpu-backend.ts',
+        backendOptions: { delayMsPerExpert: 0 },
+        redundantExperts: 1,
+        expertLoads: [[9, 1, 1, 1, 1, 1, 1, 1]],
+        checkReference: true,
+      });
+      expect(result.placement.physicalToLogical.filter((e) => e === 0)).toHaveLength(2);
+      expect(result.parity!.params.maxAbsolute).toBe(0);
+    },
+    TIMEOUT,
+  );
 });
 
 describe('the plain-JS worker is written against the contract alone', () => {
@@ -166,6 +185,15 @@ describe('a mixed cluster: the plain-JS worker beside two built-in workers', () 
         stepTimeoutMs: 20_000,
       });
       expectParity(result);
+    },
+    TIMEOUT,
+  );
+
+  it(
+    'a placement with redundant experts is refused by the plain-JS worker, by name',
+    async () => {
+      const run = runTraining({ model, train, workers: 3, cluster, redundantExperts: 1, stepTimeoutMs: 20_000 });
+      await expect(run).rejects.toThrow(/redundant experts \(replicated placements\) are not implemented by this worker/);
     },
     TIMEOUT,
   );

@@ -76,6 +76,8 @@ describe('gathering a step', () => {
     link: null,
     intraNodeBytes: 0,
     interNodeBytes: 0,
+    physicalCounts: [],
+    replicaChecksums: [],
     bytesSent: 10,
     stepMs: 2,
     peakRssBytes: 1 << 20,

@@ -19,6 +19,7 @@
  * weight gradients with the input gradients. The backward's form is always the forward's.
  */
 import type { ExpertRows, MicroBatch, NamedOptimizerState, ParamsSnapshot, RoutedInputGrads, RoutedRows, RouteOutput, ShardParams, UpdateResult } from '@moe/model';
+import type { ExpertPlacement } from '@moe/placement';
 import type { LinkModel } from '@moe/sim';
 
 export type { ExpertRows, MicroBatch, NamedOptimizerState, ParamsSnapshot, RoutedForm, RoutedInputGrads, RoutedRows, RouteOutput, StepBatch, UpdateResult } from '@moe/model';
@@ -30,8 +31,13 @@ export interface Shard extends ShardParams {
   worldSize: number;
   /** host:port of every rank's Peer service, by rank. */
   peers: string[];
-  /** [E]: rank owning each global expert. */
+  /** [E]: rank owning each global expert (with redundant experts: the rank of its first copy). */
   expertOwner: number[];
+  /**
+   * Redundant experts (LoadShard.physical_to_logical / physical_owner): every physical copy and
+   * its rank; `replicatedExperts` (ShardParams) lists the experts several ranks hold. Absent: one copy each.
+   */
+  replicaPlacement?: ExpertPlacement;
   /** Backend-specific settings (LoadShard.backend_options_json, parsed). */
   backendOptions: Record<string, unknown>;
 }
@@ -46,6 +52,13 @@ export interface Backend {
    * `microBatch` argument of its methods) says so here; absent: 1. Advertised at Register.
    */
   readonly maxMicroBatches?: number;
+  /**
+   * The backend runs a placement with redundant experts: `gradientsToReduce` appends the
+   * replicated experts' gradient blocks and `applyUpdate` takes their sums (`@moe/model`'s
+   * replica-grads.ts layout) and reports their checksums. Absent: a LoadShard with experts on
+   * several ranks is refused, naming the backend.
+   */
+  readonly sumsReplicaGradients?: boolean;
 
   /** Takes the shard; returns the checksum of the replicated dense parameters. */
   load(shard: Shard): Promise<string>;

@@ -7,7 +7,7 @@ import {
   type RunStepRequestOut,
 } from '@moe/comm';
 import { denseShapes, expertShapes, isRouterBias, parseExpertParamName, parseModelConfig, type ModelConfig, type Tensor } from '@moe/model';
-import { BatchSplitError } from '@moe/placement';
+import { BatchSplitError, checkPlacement, holdersOf, PlacementError, primaryOwner, replicatedExperts, type ExpertPlacement } from '@moe/placement';
 import type { MicroBatch, NamedOptimizerState, Shard, StepBatch } from './backend';
 import { microBatchesOf } from './schedule/micro-batches';
 import { ScheduleError, stepSettingsFromWire, type ScheduleSpec, type StepSettings } from '@moe/schedule';
@@ -32,15 +32,18 @@ export function decodeShard(req: LoadShardRequestOut): Shard {
   if (badOwner >= 0) {
     throw new InvalidRequestError(`LoadShard: expert_owner[${badOwner}]=${req.expertOwner[badOwner]} is not a rank below ${req.worldSize}`);
   }
+  const replicaPlacement = decodeReplicaPlacement(req, model.routedExperts);
+  // [E] the ranks holding each expert: its owner, or every rank with a copy.
+  const holders = replicaPlacement ? holdersOf(replicaPlacement, model.routedExperts) : req.expertOwner.map((r) => [r]);
   if (!Number.isInteger(req.seqLen) || req.seqLen < 1) throw new InvalidRequestError(`LoadShard: seq_len=${req.seqLen} must be positive`);
   if (!req.optimizer) throw new InvalidRequestError('LoadShard: optimizer config is missing');
 
   const experts = Array.from({ length: model.layers }, () => new Map<number, Map<string, Tensor>>());
   for (const [i, shard] of req.experts.entries()) {
     if (shard.layer >= model.layers) throw new InvalidRequestError(`LoadShard: experts[${i}] has layer ${shard.layer} of ${model.layers}`);
-    if (req.expertOwner[shard.expert] !== req.rank) {
+    if (!holders[shard.expert]?.includes(req.rank)) {
       throw new InvalidRequestError(
-        `LoadShard: experts[${i}] is expert ${shard.expert}, owned by rank ${req.expertOwner[shard.expert]}, not by this rank ${req.rank}`,
+        `LoadShard: experts[${i}] is expert ${shard.expert}, held by rank${holders[shard.expert]!.length > 1 ? 's' : ''} ${holders[shard.expert]!.join(', ')}, not by this rank ${req.rank}`,
       );
     }
     if (experts[shard.layer]!.has(shard.expert)) {
@@ -48,7 +51,7 @@ export function decodeShard(req: LoadShardRequestOut): Shard {
     }
     experts[shard.layer]!.set(shard.expert, namedTensorsFromMsg(shard.params, `LoadShard.experts[${i}]`));
   }
-  const owned = req.expertOwner.filter((r) => r === req.rank).length;
+  const owned = holders.filter((ranks) => ranks.includes(req.rank)).length;
   experts.forEach((layer, l) => {
     if (layer.size !== owned) {
       throw new InvalidRequestError(`LoadShard: layer ${l} carries ${layer.size} experts but this rank owns ${owned}`);
@@ -79,7 +82,31 @@ export function decodeShard(req: LoadShardRequestOut): Shard {
     seqLen: req.seqLen,
     backendOptions,
     optimizerState,
+    ...(replicaPlacement ? { replicaPlacement, replicatedExperts: replicatedExperts(replicaPlacement, model.routedExperts) } : {}),
   };
+}
+
+/**
+ * LoadShard.physical_to_logical / physical_owner, checked: undefined when empty (one copy of each
+ * expert); else a whole placement whose first copy of each expert sits where expert_owner says.
+ */
+function decodeReplicaPlacement(req: LoadShardRequestOut, experts: number): ExpertPlacement | undefined {
+  const physicalToLogical = req.physicalToLogical ?? [];
+  const physicalOwner = req.physicalOwner ?? [];
+  if (physicalToLogical.length === 0 && physicalOwner.length === 0) return undefined;
+  const placement = { physicalToLogical: [...physicalToLogical], physicalOwner: [...physicalOwner] };
+  try {
+    checkPlacement(placement, experts, req.worldSize);
+  } catch (error) {
+    if (error instanceof PlacementError) throw new InvalidRequestError(`LoadShard.physical_to_logical/physical_owner: ${error.message}`);
+    throw error;
+  }
+  const first = primaryOwner(placement, experts);
+  const wrong = first.findIndex((r, e) => r !== req.expertOwner[e]);
+  if (wrong >= 0) {
+    throw new InvalidRequestError(`LoadShard: expert_owner[${wrong}]=${req.expertOwner[wrong]} but the first physical copy of expert ${wrong} is on rank ${first[wrong]}; expert_owner must name each expert's first copy`);
+  }
+  return placement;
 }
 
 /** "[16, 32]" */

@@ -27,7 +27,8 @@ import { StepExecutor, StepOpError } from './schedule/executor';
 import { FlightRecorder } from './schedule/flight-recorder';
 import { buildSchedule, SCHEDULE_NAMES } from '@moe/schedule';
 import type { Op } from '@moe/schedule';
-import { FailedPreconditionError, RegistrationRefusedError } from './errors';
+import { FailedPreconditionError, InvalidRequestError, RegistrationRefusedError } from './errors';
+import { replicaGradientLength } from '@moe/model';
 import { decodeShard, decodeStep } from './shard-decode';
 import { deadline, remainingMs, statusOf } from './grpc-status';
 import type { WorkerNodeOptions } from './worker-node-options';
@@ -233,6 +234,13 @@ export class WorkerNode {
   private async loadShard(request: Parameters<WorkerHandlers['LoadShard']>[0]['request']): Promise<string> {
     if (this.state === 'running') throw new FailedPreconditionError(`LoadShard: worker ${this.id} is running a step of run ${this.shard?.runId}`);
     const shard = decodeShard(request);
+    const replicated = shard.replicatedExperts ?? [];
+    if (replicated.length > 0 && !this.options.backend.sumsReplicaGradients) {
+      throw new InvalidRequestError(
+        `LoadShard: the placement holds expert${replicated.length > 1 ? 's' : ''} ${replicated.join(', ')} on several ranks (redundant experts), ` +
+          `and backend "${this.options.backend.name}" does not sum replicated experts' gradients (Backend.sumsReplicaGradients); run it without --redundant-experts`,
+      );
+    }
     await this.transport?.close();
     const checksum = await this.options.backend.load(shard);
     const plane = this.options.transport ?? 'auto';
@@ -243,7 +251,12 @@ export class WorkerNode {
     const link = this.options.backend.linkModel?.();
     this.transport = link ? new ShapedTransport(peerTransport, link) : peerTransport;
     this.transport = this.options.wrapTransport?.(this.transport, link?.nodeSize) ?? this.transport;
-    this.executor = new StepExecutor(this.options.backend, this.transport, shard.expertOwner, this.flight, this.options.fault);
+    const replicas = shard.replicaPlacement && {
+      placement: shard.replicaPlacement,
+      gradientValues: replicaGradientLength(shard.model, replicated),
+      layers: shard.model.layers,
+    };
+    this.executor = new StepExecutor(this.options.backend, this.transport, shard.expertOwner, this.flight, this.options.fault, replicas);
     this.shard = shard;
     this.flight.runId = shard.runId;
     this.state = 'loaded';
@@ -283,6 +296,8 @@ export class WorkerNode {
         bytesSent: outcome.bytesSent,
         intraNodeBytes: outcome.linkBytes.intra,
         interNodeBytes: outcome.linkBytes.inter,
+        physicalCounts: outcome.physicalCounts ? [...outcome.physicalCounts] : [],
+        replicaChecksums: outcome.replicaChecksums ?? [],
         stepMs: outcome.stepMs,
         // maxRSS is in KiB; the peak of this process so far (bounded-memory checks compare it across routings).
         peakRssBytes: process.resourceUsage().maxRSS * 1024,

@@ -46,6 +46,7 @@ export { SocketProtocolError } from './socket/records';
 // all-to-all
 export { exchange } from './alltoall/exchange';
 export { dispatchLayout, type DispatchLayout } from './alltoall/layout';
+export { ReplicaChooser, type ReplicaPlacement } from './alltoall/replicas';
 export { dispatch, type DispatchHandle, type DispatchOptions, type ReceivedRows } from './alltoall/dispatch';
 export { combine, type CombineOptions } from './alltoall/combine';
 export { allReduceSum } from './alltoall/all-reduce';

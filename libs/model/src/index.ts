@@ -68,6 +68,7 @@ export {
   sharedExpertsBackward,
   residualAdd,
   type ForwardBackwardResult,
+  type ReplicaMirror,
   type RoundRows,
   type StepMirror,
   type WireRounding,
@@ -81,6 +82,7 @@ export type {
   MicroBatch,
   NamedOptimizerState,
   ParamsSnapshot,
+  ReplicaChecksum,
   RouteOutput,
   RoutedForm,
   RoutedInputGrads,
@@ -89,6 +91,7 @@ export type {
   StepBatch,
   UpdateResult,
 } from './shard/types';
+export { replicaGradientLength } from './shard/replica-grads';
 export {
   DEFAULT_LOSS_TOLERANCE,
   DEFAULT_PARAM_TOLERANCE,

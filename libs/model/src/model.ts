@@ -79,14 +79,21 @@ export interface ForwardBackwardResult {
   counts: Int32Array[];
 }
 
+/** The rows one expert copy takes in one chunk: the expert, the rank holding the copy (-1: its only copy), its slots ascending. */
+interface ExpertGroup {
+  expert: number;
+  holder: number;
+  slots: Int32Array;
+}
+
 /** Cached state of one MoE layer's forward pass. */
 interface LayerTape {
   x: Tensor;
   norm: RmsNormCache;
   route: Route;
-  /** [C][E] slot lists of each chunk, ascending. */
-  groups: Int32Array[][];
-  /** [C][E] each expert's cache for the chunk's rows. */
+  /** [C][] the expert groups of each chunk. */
+  groups: ExpertGroup[][];
+  /** [C][] each group's cache for its rows. */
   expertCaches: ExpertCache[][];
   sharedCaches: ExpertCache[];
   slotOutputs: Tensor;
@@ -129,6 +136,8 @@ export function residualAdd(x: Tensor, shared: Tensor, combined: Tensor): Tensor
   return out;
 }
 
+const zerosLikeExpert = (p: ExpertParams): ExpertParams => ({ w1: zeros(p.w1.shape), w3: zeros(p.w3.shape), w2: zeros(p.w2.shape) });
+
 function addGrads(into: ExpertParams, g: ExpertParams): void {
   addInPlace(into.w1, g.w1);
   addInPlace(into.w3, g.w3);
@@ -141,13 +150,35 @@ export interface StepMirror {
   rounding?: WireRounding;
   /** The run's split of the batch, to sum gradients in its order (absent: one rank, one chunk). */
   split?: BatchSplit;
+  /** The run's redundant experts (absent: one copy of each). */
+  replicas?: ReplicaMirror;
 }
 
-/** [E] the slots of `slots` (ascending) routed to each expert, ascending. */
-function groupByExpert(expertIds: Int32Array, slots: Int32Array, E: number): Int32Array[] {
+/**
+ * Redundant experts in the run: each holder of a replicated expert computes the gradient of the
+ * rows it took (chunk by chunk, from 0), and the all-reduce adds the holders' sums in rank order.
+ */
+export interface ReplicaMirror {
+  /** Experts several ranks hold. */
+  replicated: readonly number[];
+  /** The rank whose copy of `expert` took global token `token`'s row (of the step's batch). */
+  holderOf(token: number, expert: number): number;
+}
+
+/** The slots of `slots` (ascending) by expert, ascending, and for a replicated expert by holder, ascending. */
+function groupByExpert(expertIds: Int32Array, slots: Int32Array, E: number, k: number, replicas?: ReplicaMirror): ExpertGroup[] {
   const lists = Array.from({ length: E }, () => [] as number[]);
   for (const s of slots) lists[expertIds[s]!]!.push(s);
-  return lists.map((l) => Int32Array.from(l));
+  const replicated = new Set(replicas?.replicated ?? []);
+  return lists.flatMap((list, expert): ExpertGroup[] => {
+    if (!replicated.has(expert)) return [{ expert, holder: -1, slots: Int32Array.from(list) }];
+    const byHolder = new Map<number, number[]>();
+    for (const s of list) {
+      const holder = replicas!.holderOf(Math.floor(s / k), expert);
+      byHolder.set(holder, [...(byHolder.get(holder) ?? []), s]);
+    }
+    return [...byHolder].sort(([a], [b]) => a - b).map(([holder, l]) => ({ expert, holder, slots: Int32Array.from(l) }));
+  });
 }
 
 /**
@@ -195,12 +226,12 @@ export function forwardBackward(
     const h = norm.y;
     const r = route(h, layer, config, { seqLen: batch.seqLen, globalSequences: divisors.sequences });
     const slotOutputs = zeros([T * k, H]);
-    const groups = chunks.map((slots) => groupByExpert(r.expertIds, slots, E));
-    const expertCaches = groups.map((byExpert) =>
-      byExpert.map((slots, e) => {
+    const groups = chunks.map((slots) => groupByExpert(r.expertIds, slots, E, k, mirror.replicas));
+    const expertCaches = groups.map((chunk) =>
+      chunk.map(({ expert, slots }) => {
         const rows = gatherRows(h, Array.from(slots, (s) => Math.floor(s / k)));
         rounding.dispatch?.(rows.data, H);
-        const out = expertForward(params.experts[l]![e]!, rows);
+        const out = expertForward(params.experts[l]![expert]!, rows);
         rounding.combine?.(out.y.data, H);
         scatterRows(slotOutputs, slots, out.y);
         return out.cache;
@@ -229,17 +260,25 @@ export function forwardBackward(
     const dy = dx; // gradient w.r.t. the layer output, which is also the residual's
     const comb = combineBackward(dy, tape.slotOutputs, tape.route.weights, k);
     const dSlotInputs = zeros([T * k, H]);
-    tape.groups.forEach((byExpert, c) =>
-      byExpert.forEach((slots, e) => {
+    // A replicated expert's gradient: each holder's own sum (key "expert/holder"), then the holders' sums in rank order.
+    const held = new Map<string, { expert: number; holder: number; grads: ExpertParams }>();
+    tape.groups.forEach((chunk, c) =>
+      chunk.forEach(({ expert, holder, slots }, i) => {
         if (slots.length === 0) return; // the distributed expert is not called for a chunk without rows
         const dyRows = gatherRows(comb.dSlotOutputs, slots);
         rounding.combineBackward?.(dyRows.data, H);
-        const back = expertBackward(params.experts[l]![e]!, tape.expertCaches[c]![e]!, dyRows);
+        const back = expertBackward(params.experts[l]![expert]!, tape.expertCaches[c]![i]!, dyRows);
         rounding.dispatchBackward?.(back.dx.data, H);
-        addGrads(grads.experts[l]![e]!, back.grads);
+        if (holder < 0) addGrads(grads.experts[l]![expert]!, back.grads);
+        else {
+          const key = `${expert}/${holder}`;
+          if (!held.has(key)) held.set(key, { expert, holder, grads: zerosLikeExpert(params.experts[l]![expert]!) });
+          addGrads(held.get(key)!.grads, back.grads);
+        }
         scatterRows(dSlotInputs, slots, back.dx);
       }),
     );
+    for (const h of [...held.values()].sort((a, b) => a.expert - b.expert || a.holder - b.holder)) addGrads(grads.experts[l]![h.expert]!, h.grads);
     const shared = sharedExpertsBackward(layer.shared, tape.sharedCaches, dy);
     const sharedGrads = dense(
       shared.grads.flatMap((sg) => [sg.w1, sg.w3, sg.w2]),

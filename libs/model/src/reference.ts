@@ -76,6 +76,8 @@ export function trainReference(
     mutateParams?: (params: ModelParams) => void;
     /** The distributed run's wire rounding and batch split to mirror. */
     mirror?: StepMirror;
+    /** A mirror per step (wins over `mirror`): a run whose placement changed mid-way (redundant experts moved). */
+    mirrorAt?: (step: number) => StepMirror;
   } = {},
 ): ReferenceResult {
   const chain = new MarkovChain(model.vocabSize, train.dataSeed);
@@ -88,7 +90,7 @@ export function trainReference(
   const divisors = { tokens: train.batchSequences * train.seqLen, sequences: train.batchSequences };
   for (let step = 0; step < steps; step++) {
     const batch = chain.batch(step, train.batchSequences, train.seqLen);
-    const result = forwardBackward(params, batch, model, divisors, options.mirror);
+    const result = forwardBackward(params, batch, model, divisors, options.mirrorAt?.(step) ?? options.mirror);
     applyUpdate(params, result.grads, result.counts, model, optimizer);
     losses.push(result.lossSum);
     auxLosses.push(result.auxLoss);

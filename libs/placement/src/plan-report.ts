@@ -8,7 +8,8 @@ import { gpuLoads, imbalance, type EplbOptions, type EplbPlan } from './eplb';
 
 /**
  * A loads file: `[[...], ...]` ([layers][experts] tokens per expert), one layer `[...]`, or an
- * object whose `expertLoads` (as report.json writes it) or `loads` field is either of those.
+ * object whose `expertLoads` (as report.json writes it) or `loads` field is either of those, or
+ * a load.json of `moe train --load-report` (its `after.expertLoads`).
  */
 export function parseLoads(text: string, source: string): number[][] {
   let value: unknown;
@@ -19,8 +20,10 @@ export function parseLoads(text: string, source: string): number[][] {
   }
   if (value && typeof value === 'object' && !Array.isArray(value)) {
     const o = value as Record<string, unknown>;
-    value = o['expertLoads'] ?? o['loads'];
-    if (value === undefined) throw new PlacementError(`${source}: an object needs an "expertLoads" or "loads" field ([layers][experts] numbers)`);
+    const after = o['after'] && typeof o['after'] === 'object' ? (o['after'] as Record<string, unknown>)['expertLoads'] : undefined;
+    // load.json (moe train --load-report): the loads measured after the last rebalance.
+    value = o['expertLoads'] ?? o['loads'] ?? after;
+    if (value === undefined) throw new PlacementError(`${source}: an object needs an "expertLoads" or "loads" field ([layers][experts] numbers), or "after.expertLoads" as load.json has`);
   }
   if (!Array.isArray(value) || value.length === 0) throw new PlacementError(`${source}: expected a non-empty array of per-expert loads, or one array per layer`);
   const rows = (value.every((v) => typeof v === 'number') ? [value] : value) as unknown[];

@@ -1,12 +1,13 @@
 /**
- * Rebalancing during a run: a moving average of the measured expert loads, and the expert owner
- * map EPLB gives for it. The workers hold one placement for every layer, so the plan balances
- * the loads summed over layers, with one replica per expert (a permutation of the experts over
- * the ranks, `replicas = experts`); node-limited routing's groups stay whole on one node when
- * the hierarchical policy applies (groups % nodes == 0).
+ * Rebalancing during a run: a moving average of the measured expert loads, and the placement
+ * EPLB gives for it. The workers hold one placement for every layer, so the plan balances the
+ * loads summed over layers: one copy per expert (a permutation of the experts over the ranks,
+ * balancedOwner) or with redundant copies of the hot ones (balancedPlacement); node-limited
+ * routing's groups stay whole on one node when the hierarchical policy applies (groups % nodes == 0).
  */
 import { PlacementError } from './errors';
 import { imbalance, rebalanceExperts, type EplbPlan } from './eplb';
+import { expectedTokensPerRank, placementFromPlan, type ExpertPlacement } from './expert-placement';
 
 /**
  * Exponential moving average of per-expert token counts: avg = decay·avg + (1 - decay)·counts,
@@ -47,11 +48,35 @@ export interface BalanceTopology {
   groups: number;
 }
 
-/** Why a run cannot rebalance, before it starts; undefined when it can. */
-export function rebalanceProblem(experts: number, t: BalanceTopology): string | undefined {
-  if (experts % t.gpus !== 0) return `rebalancing moves whole experts between ranks and needs the ${experts} experts to divide evenly over the ${t.gpus} workers`;
+/**
+ * Why a run cannot be balanced by EPLB, before it starts; undefined when it can.
+ * @param redundant physical experts beyond the E logical ones (0: one copy of each)
+ */
+export function rebalanceProblem(experts: number, t: BalanceTopology, redundant = 0): string | undefined {
+  if (!Number.isInteger(redundant) || redundant < 0) return `redundant experts=${redundant} must be an integer >= 0`;
+  const physical = experts + redundant;
+  if (physical % t.gpus !== 0) {
+    return redundant === 0
+      ? `rebalancing moves whole experts between ranks and needs the ${experts} experts to divide evenly over the ${t.gpus} workers`
+      : `${experts} experts + ${redundant} redundant = ${physical} physical experts do not divide evenly over the ${t.gpus} workers (every rank holds as many)`;
+  }
   if (t.nodeSize > 0 && t.gpus % t.nodeSize !== 0) return `nodeSize=${t.nodeSize} does not split the ${t.gpus} workers into whole nodes`;
   return undefined;
+}
+
+/**
+ * The placement EPLB gives for `loads` ([layers][E], summed over layers) with `redundant` extra
+ * physical experts (0: one copy of each, as balancedOwner). Hierarchical policy when the routing
+ * groups split over the nodes (a group and its replicas stay on one node), global otherwise.
+ */
+export function balancedPlacement(loads: readonly (readonly number[])[], t: BalanceTopology, redundant = 0): { placement: ExpertPlacement; plan: EplbPlan } {
+  const experts = loads[0]?.length ?? 0;
+  const problem = rebalanceProblem(experts, t, redundant);
+  if (problem) throw new PlacementError(problem);
+  const total = Array.from({ length: experts }, (_, e) => loads.reduce((sum, row) => sum + row[e]!, 0));
+  const nodes = t.nodeSize > 0 ? t.gpus / t.nodeSize : 1;
+  const plan = rebalanceExperts([total], { replicas: experts + redundant, groups: t.groups, nodes, gpus: t.gpus });
+  return { placement: placementFromPlan(plan, t.gpus), plan };
 }
 
 /**
@@ -78,7 +103,7 @@ export function tokensPerRank(loads: readonly (readonly number[])[], owner: read
   return out;
 }
 
-/** max / mean tokens per rank of `owner` under `loads`. */
-export function placementImbalance(loads: readonly (readonly number[])[], owner: readonly number[], workers: number): number {
-  return imbalance(tokensPerRank(loads, owner, workers));
+/** max / mean tokens per rank of `owner` (or of a placement, copies sharing evenly) under `loads`. */
+export function placementImbalance(loads: readonly (readonly number[])[], owner: readonly number[] | ExpertPlacement, workers: number): number {
+  return imbalance('physicalOwner' in owner ? expectedTokensPerRank(loads, owner, workers) : tokensPerRank(loads, owner, workers));
 }

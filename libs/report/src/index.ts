@@ -42,7 +42,7 @@ export { assignLanes, renderTimelineSvg, type TimelineSvgOptions } from './timel
 export { renderSweepSvg, type SweepSvgOptions } from './sweep-svg';
 export { buildTrace, validateTrace, STREAM_TIDS, type ChromeTrace, type ExpectedOp, type TraceEvent, type TraceOptions } from './trace';
 export { medianStep, renderReportFiles, representativeSteps, writeReport, REPORT_FILE_NAMES, type ReportFiles } from './write';
-export { expertLoadReport, type ExpertLoadReport } from './expert-load';
+export { expertLoadReport, type ExpertLoadReport, type PhysicalLoad } from './expert-load';
 export { renderLoadHeatmapSvg } from './load-heatmap-svg';
 export { renderPipelineSvg, type PipelineBox, type PipelineBoxKind, type PipelineSvgInput } from './pipeline-svg';
 export { predictionLine, predictionSection, worstAlignment } from './prediction';

@@ -47,7 +47,10 @@ export function renderLoadHeatmapSvg(load: ExpertLoadReport, title = 'Expert loa
   out.push(...panel(left, top, load.expertLoads, (e) => `e${e}`, 'tokens per expert'));
   out.push(...panel(right, top, load.tokensPerGpu, (g) => `gpu ${g}`, 'tokens per GPU'));
   load.imbalance.forEach((x, l) => out.push(text(right + gpus * CELL + 8, top + l * ROW + ROW / 2 + 4, `imbalance ${x.toFixed(3)}`)));
-  out.push(text(left, top + layers * ROW + 24, `expert -> gpu: ${load.owner.map((g, e) => `e${e}:${g}`).join(' ')}`, { 'font-size': 10 }));
+  const placement = load.physical
+    ? `gpu <- experts (copies of redundant experts counted per copy): ${Array.from({ length: gpus }, (_, g) => `${g}: ${load.physical!.physicalToLogical.filter((_, q) => load.physical!.physicalOwner[q] === g).map((e) => `e${e}`).join(',')}`).join('  ')}`
+    : `expert -> gpu: ${load.owner.map((g, e) => `e${e}:${g}`).join(' ')}`;
+  out.push(text(left, top + layers * ROW + 24, placement, { 'font-size': 10 }));
   out.push('</svg>');
   return out.join('\n');
 }

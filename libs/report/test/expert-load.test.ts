@@ -33,3 +33,24 @@ describe('expertLoadReport', () => {
     expect(svg).toContain('imbalance 1.556');
   });
 });
+
+describe('expertLoadReport with redundant experts', () => {
+  // 1 layer, 2 experts on 2 ranks; expert 0 has a copy on each rank (physical 0 on rank 0, 2 on rank 1).
+  const physical = { physicalToLogical: [0, 1, 0], physicalOwner: [0, 1, 1], stepCounts: [[6, 2, 4], [4, 2, 6]] };
+  const load = expertLoadReport([[10, 2], [10, 2]], 1, [0, 1], 2, physical);
+
+  it('counts tokens per GPU where each copy took them, not at the expert\'s first copy', () => {
+    expect(load.expertLoads).toEqual([[20, 4]]);
+    expect(load.physical!.loads).toEqual([[10, 4, 10]]);
+    expect(load.tokensPerGpu).toEqual([[10, 14]]);
+    expect(load.overallImbalance).toBeCloseTo(14 / 12, 12);
+  });
+
+  it('the heatmap lists every GPU\'s copies', () => {
+    expect(renderLoadHeatmapSvg(load)).toContain('0: e0  1: e1,e0');
+  });
+
+  it('refuses physical counts of the wrong length', () => {
+    expect(() => expertLoadReport([[1, 1]], 1, [0, 1], 2, { ...physical, stepCounts: [[1, 2]] })).toThrow('physical expert counts of a step have 2 entries, expected layers*physical experts = 1*3');
+  });
+});

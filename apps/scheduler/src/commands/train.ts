@@ -15,7 +15,8 @@ import { loadRunConfig } from '../run/run-config';
 import { JOB_LIMITS } from '../queue/run-job';
 import type { StepMetrics } from '../run/step-driver';
 import { DEFAULT_RPC_TIMEOUT_MS, DEFAULT_STEP_TIMEOUT_MS, runTraining, type RunInfo, type TrainingResult } from '../run/train-run';
-import { addCommsOptions, printComms, withRouting, writeLoadReport, type CommsFlags } from './train-comms';
+import { addCommsOptions, printComms, readExpertLoads, withRouting, writeLoadReport, type CommsFlags } from './train-comms';
+import type { ExpertPlacement } from '@moe/placement';
 
 const placementArg = (value: string): Placement => {
   try {
@@ -50,9 +51,9 @@ export interface TrainFlags extends ClusterFlags, CommsFlags {
   resume?: string;
 }
 
-/** "0-2" or "0,3,6" or "-": the experts a rank owns. */
-function expertList(owner: readonly number[], rank: number): string {
-  const ids = owner.flatMap((r, e) => (r === rank ? [e] : []));
+/** "0-2" or "0,3,6" or "none": the experts a rank holds a copy of (a redundant expert's copies count once per rank). */
+function expertList(placement: ExpertPlacement, rank: number): string {
+  const ids = [...new Set(placement.physicalToLogical.filter((_, q) => placement.physicalOwner[q] === rank))].sort((a, b) => a - b);
   if (ids.length === 0) return 'none';
   const contiguous = ids.every((id, i) => i === 0 || id === ids[i - 1]! + 1);
   return contiguous && ids.length > 1 ? `${ids[0]}-${ids[ids.length - 1]}` : ids.join(',');
@@ -62,7 +63,7 @@ function printRun(run: RunInfo, model: ModelConfig, train: TrainConfig): void {
   run.workers.forEach((w, rank) => {
     const r = run.ranges[rank]!;
     console.log(
-      `rank ${rank}: ${w.workerId} at ${w.address} (${w.backend || '?'}, pid ${w.pid})  experts ${expertList(run.owner, rank)}  sequences ${r.first}-${r.first + r.count - 1}`,
+      `rank ${rank}: ${w.workerId} at ${w.address} (${w.backend || '?'}, pid ${w.pid})  experts ${expertList(run.placement, rank)}  sequences ${r.first}-${r.first + r.count - 1}`,
     );
   });
   const s = run.settings;
@@ -91,6 +92,8 @@ function summaryJson(result: TrainingResult, model: ModelConfig, train: TrainCon
     settings: result.settings,
     workers: result.workers.map((w, rank) => ({ rank, workerId: w.workerId, address: w.address, backend: w.backend, pid: w.pid })),
     expertOwner: result.owner,
+    placement: result.placement,
+    finalPlacement: result.finalPlacement,
     sequenceRanges: result.ranges,
     entropy: result.entropy,
     trainMs: result.trainMs,
@@ -131,6 +134,8 @@ export async function trainCommand(flags: TrainFlags): Promise<number> {
         nodeSize: flags.nodeSize,
       },
       rebalance: flags.rebalanceEvery ? { every: flags.rebalanceEvery, decay: flags.rebalanceDecay } : undefined,
+      redundantExperts: flags.redundantExperts,
+      expertLoads: flags.expertLoads ? readExpertLoads(flags.expertLoads) : undefined,
       placement: flags.placement,
       external: flags.externalWorkers,
       scheduler: {

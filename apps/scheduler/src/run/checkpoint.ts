@@ -9,6 +9,7 @@ import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, wr
 import { join } from 'node:path';
 import { namedTensorMsg, namedTensorsFromMsg, type FetchParamsResponseOut, type OptimizerStateMsg } from '@moe/comm';
 import { CheckpointError, decodeCheckpoint, encodeCheckpoint, parseExpertParamName, type Checkpoint, type OptimizerSnapshot, type Tensor } from '@moe/model';
+import { asPlacement, holdersOf, type ExpertPlacement } from '@moe/placement';
 
 export type { Checkpoint, OptimizerSnapshot } from '@moe/model';
 
@@ -47,7 +48,8 @@ export function loadCheckpoint(dir: string): Checkpoint {
 
 /**
  * The whole model's AdamW state from every rank's FetchParams (with include_optimizer_state):
- * dense entries from rank 0 (replicated), each expert's from its owner.
+ * dense entries from rank 0 (replicated), each expert's from the lowest rank holding it (one
+ * copy of a redundant expert: the copies' states are identical, as their parameters are).
  */
 export function gatherOptimizerState(replies: readonly FetchParamsResponseOut[]): OptimizerSnapshot {
   const out: OptimizerSnapshot = { t: 0, m: new Map(), v: new Map() };
@@ -58,18 +60,20 @@ export function gatherOptimizerState(replies: readonly FetchParamsResponseOut[])
     else if (state.step !== out.t) throw new CheckpointError(`optimizer step differs: rank 0 has t=${out.t}, rank ${rank} t=${state.step}`);
     for (const kind of ['m', 'v'] as const) {
       for (const [name, t] of namedTensorsFromMsg(state[kind], `FetchParams[rank ${rank}].optimizer_state.${kind}`)) {
-        if (rank === 0 || parseExpertParamName(name)) out[kind].set(name, t);
+        if (rank === 0 || (parseExpertParamName(name) && !out[kind].has(name))) out[kind].set(name, t);
       }
     }
   });
   return out;
 }
 
-/** The part of `state` rank `rank` holds (dense entries, and the experts `owner` gives it), as a message. */
-export function optimizerStateForRank(state: OptimizerSnapshot, owner: readonly number[], rank: number): OptimizerStateMsg {
+/** The part of `state` rank `rank` holds (dense entries, and the experts `owner` gives it a copy of), as a message. */
+export function optimizerStateForRank(state: OptimizerSnapshot, owner: readonly number[] | ExpertPlacement, rank: number): OptimizerStateMsg {
+  const placement = asPlacement(owner);
+  const holders = holdersOf(placement, Math.max(-1, ...placement.physicalToLogical) + 1);
   const mine = (name: string) => {
     const e = parseExpertParamName(name);
-    return !e || owner[e.expert] === rank;
+    return !e || (holders[e.expert]?.includes(rank) ?? false);
   };
   const list = (map: Map<string, Tensor>) =>
     [...map].filter(([name]) => mine(name)).map(([name, t]) => namedTensorMsg(name, t));

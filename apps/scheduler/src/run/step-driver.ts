@@ -5,6 +5,7 @@
  */
 import type { FetchParamsResponseOut, LoadShardRequest, RunStepRequest, RunStepResponseOut } from '@moe/comm';
 import type { ModelConfig } from '@moe/model';
+import type { ExpertPlacement } from '@moe/placement';
 import { allRanks } from './all-ranks';
 import { formatFlightRecords } from './flight-recorder';
 import { assertSameChecksum, gatherStep, type StepMetrics } from './step-replies';
@@ -52,8 +53,11 @@ export class StepDriver {
     );
   }
 
-  /** One step on every rank: `stepMs` runs from sending the first RunStep to the last reply. */
-  async runStep(step: number, requests: readonly RunStepRequest[], model: ModelConfig): Promise<StepMetrics> {
+  /**
+   * One step on every rank: `stepMs` runs from sending the first RunStep to the last reply.
+   * With redundant experts (`placement`) the copies' checksums are checked too.
+   */
+  async runStep(step: number, requests: readonly RunStepRequest[], model: ModelConfig, placement?: ExpertPlacement): Promise<StepMetrics> {
     const started = performance.now();
     const calls = this.workers.map((w, rank) => w.runStep(requests[rank]!, this.options.stepTimeoutMs));
     let replies: RunStepResponseOut[];
@@ -67,7 +71,7 @@ export class StepDriver {
       // Only this run's records: a worker's recorder also holds earlier runs' ops (bench sub-runs, earlier attempts).
       throw await this.withFlightRecords(failure, requests[0]?.runId);
     }
-    return gatherStep(step, replies, model, performance.now() - started);
+    return gatherStep(step, replies, model, performance.now() - started, placement);
   }
 
   /**

@@ -6,7 +6,9 @@
  */
 import type { LinkStatsOut, OpRecordOut, RunStepResponseOut } from '@moe/comm';
 import type { ModelConfig } from '@moe/model';
+import { hasRedundantExperts, holdersOf, type ExpertPlacement } from '@moe/placement';
 import { ChecksumMismatchError, WorkerRpcError } from '../errors';
+import { assertReplicasAgree } from './replica-checks';
 
 /** What one step did, gathered from every rank. */
 export interface StepMetrics {
@@ -35,6 +37,8 @@ export interface StepMetrics {
   timelines: OpRecordOut[][];
   /** [W] each rank's modeled links in the step (null from a worker without link shaping). */
   link: (LinkStatsOut | null)[];
+  /** Redundant experts only: [layers * P] tokens routed to each physical expert, summed over ranks. */
+  physicalCounts?: number[];
 }
 
 /**
@@ -59,10 +63,11 @@ export function assertSameChecksum(checksums: readonly string[], step: number, w
 }
 
 /**
- * Gathers one step's replies (index = rank) into `StepMetrics`, checking each reply's shape.
+ * Gathers one step's replies (index = rank) into `StepMetrics`, checking each reply's shape and,
+ * with redundant experts (`placement`), that every expert's copies agree.
  * @throws WorkerRpcError (code -1) for a reply of the wrong step or shape; ChecksumMismatchError
  */
-export function gatherStep(step: number, replies: readonly RunStepResponseOut[], model: ModelConfig, stepMs: number): StepMetrics {
+export function gatherStep(step: number, replies: readonly RunStepResponseOut[], model: ModelConfig, stepMs: number, placement?: ExpertPlacement): StepMetrics {
   const countsLength = model.layers * model.routedExperts;
   const expertCounts = new Array<number>(countsLength).fill(0);
   let loss = 0;
@@ -88,6 +93,17 @@ export function gatherStep(step: number, replies: readonly RunStepResponseOut[],
     step,
     `step ${step}`,
   );
+  const redundant = placement && hasRedundantExperts(placement, model.routedExperts);
+  if (redundant) assertReplicasAgree(replies.map((r) => r.replicaChecksums ?? []), holdersOf(placement, model.routedExperts), model.layers, step, `step ${step}`);
+  const physicalLength = redundant ? model.layers * placement.physicalToLogical.length : 0;
+  const physicalCounts = new Array<number>(physicalLength).fill(0);
+  replies.forEach((reply, rank) => {
+    const counts = reply.physicalCounts ?? [];
+    if (redundant && counts.length !== physicalLength) {
+      throw new WorkerRpcError(`RunStep on rank ${rank}, step ${step}: physical_counts has ${counts.length} entries, expected layers*physical experts = ${physicalLength}`, rank, 'RunStep', -1);
+    }
+    counts.forEach((c, i) => (physicalCounts[i]! += c));
+  });
   return {
     step,
     loss,
@@ -102,5 +118,6 @@ export function gatherStep(step: number, replies: readonly RunStepResponseOut[],
     checksum,
     timelines: replies.map((r) => r.timeline),
     link: replies.map((r) => r.link ?? null),
+    ...(redundant ? { physicalCounts } : {}),
   };
 }

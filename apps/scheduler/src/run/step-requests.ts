@@ -17,7 +17,7 @@ import {
   type StepOptions,
 } from '@moe/comm';
 import { denseParams, expertParams, type Batch, type ModelConfig, type ModelParams, type OptimizerConfig } from '@moe/model';
-import { sliceSequences, type SequenceRange } from '@moe/placement';
+import { asPlacement, hasRedundantExperts, holdersOf, primaryOwner, sliceSequences, type ExpertPlacement, type SequenceRange } from '@moe/placement';
 
 export interface ShardPlan {
   runId: string;
@@ -25,8 +25,8 @@ export interface ShardPlan {
   optimizer: OptimizerConfig;
   /** L: tokens per sequence. */
   seqLen: number;
-  /** [E] owner rank of each global expert. */
-  owner: readonly number[];
+  /** [E] owner rank of each global expert, or a placement with redundant experts (physical copies and their ranks). */
+  owner: readonly number[] | ExpertPlacement;
   /** [W] host:port of every rank's Worker/Peer services. */
   peers: readonly string[];
   /** Backend-specific settings, sent as LoadShard.backend_options_json when given. */
@@ -35,16 +35,22 @@ export interface ShardPlan {
 
 /**
  * Every rank's LoadShard: all dense parameters (replicated; one encoding shared by all
- * requests) and, for every layer, exactly the experts that rank owns.
+ * requests) and, for every layer, exactly the experts that rank holds a copy of. With redundant
+ * experts the physical placement travels too, and expert_owner names each expert's first copy.
  *
  * @returns [W] requests, index = rank
  */
 export function loadShardRequests(plan: ShardPlan, params: ModelParams): LoadShardRequest[] {
+  const E = plan.model.routedExperts;
+  const placement = asPlacement(plan.owner);
+  const holders = holdersOf(placement, E);
+  const replicaFields = hasRedundantExperts(placement, E) ? { physicalToLogical: [...placement.physicalToLogical], physicalOwner: [...placement.physicalOwner] } : {};
   const dense: NamedTensor[] = denseParams(params).map((p) => namedTensorMsg(p.name, p.tensor));
   const experts: ExpertShard[][] = plan.peers.map(() => []);
   params.experts.forEach((layer, l) =>
     layer.forEach((expert, e) => {
-      experts[plan.owner[e]!]!.push({ layer: l, expert: e, params: expertParams(expert).map((p) => namedTensorMsg(p.name, p.tensor)) });
+      const shard = { layer: l, expert: e, params: expertParams(expert).map((p) => namedTensorMsg(p.name, p.tensor)) };
+      for (const rank of holders[e]!) experts[rank]!.push(shard);
     }),
   );
   return plan.peers.map((_, rank) => ({
@@ -54,7 +60,8 @@ export function loadShardRequests(plan: ShardPlan, params: ModelParams): LoadSha
     peerAddresses: [...plan.peers],
     model: modelConfigMsg(plan.model),
     optimizer: optimizerConfigMsg(plan.optimizer),
-    expertOwner: [...plan.owner],
+    expertOwner: primaryOwner(placement, E),
+    ...replicaFields,
     denseParams: dense,
     experts: experts[rank]!,
     seqLen: plan.seqLen,

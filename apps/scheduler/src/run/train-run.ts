@@ -14,8 +14,8 @@ import { CheckpointError } from '../errors';
 import { newRunId } from './run-id';
 import { assembleParams } from './parity';
 import { checkParity, parityTolerances, type ParityReport, type ParityTolerances } from '@moe/model';
-import { runMirror } from './parity-mirror';
-import { planExperts, type Placement } from '@moe/placement';
+import { replicaMirror, runMirror } from './parity-mirror';
+import { balancedPlacement, describePlacement, primaryOwner, rebalanceProblem, singleCopy, planExperts, PlacementError, type ExpertPlacement, type Placement } from '@moe/placement';
 import type { RegisteredWorker } from '../control/rendezvous';
 import { RunGuard } from '../control/run-guard';
 import {
@@ -41,6 +41,14 @@ export interface TrainingOptions {
   step?: StepSettingsInput;
   /** Expert placement: a rule or an owner rank per expert. Default contiguous. */
   placement?: Placement;
+  /**
+   * Redundant experts (EPLB): this many physical copies beyond the E experts, placed by EPLB
+   * (hierarchical policy when the routing groups split over the nodes, global otherwise) from
+   * `expertLoads`, or from even loads when absent; every rebalance re-plans as many. Replaces `placement`.
+   */
+  redundantExperts?: number;
+  /** [layers][E] expert loads to plan the first placement with redundant experts from (e.g. a previous run's load.json). */
+  expertLoads?: number[][];
   /** Run on these registered workers (the first `workers` of them) instead of starting any; not stopped afterwards. */
   cluster?: Cluster;
   /** Start no workers: serve the scheduler and wait for `workers` started elsewhere (`moe worker`). */
@@ -95,8 +103,10 @@ export interface RunInfo {
   schedulerAddress: string;
   /** The run's workers, index = rank. */
   workers: RegisteredWorker[];
-  /** [E] owner rank of each global expert. */
+  /** [E] owner rank of each global expert (with redundant experts: its first copy's rank). */
   owner: number[];
+  /** Every physical expert and its rank (one per expert without redundant experts). */
+  placement: ExpertPlacement;
   /** [W] each rank's block of sequences. */
   ranges: SequenceRange[];
   settings: StepSettings;
@@ -123,6 +133,8 @@ export interface TrainingResult extends RunInfo {
   reference?: { losses: number[]; auxLosses: number[] };
   /** [E] owner rank of each expert at the end (differs from `owner` after a rebalance). */
   finalOwner: number[];
+  /** The placement at the end. */
+  finalPlacement: ExpertPlacement;
   /** Every placement change, in order (empty without `rebalance`). */
   rebalances: RebalanceEvent[];
 }
@@ -148,8 +160,10 @@ export async function runTraining(options: TrainingOptions): Promise<TrainingRes
   if (options.checkpointDir && (!Number.isInteger(every) || every < 1)) {
     throw new RangeError(`checkpointEvery=${options.checkpointEvery} must be a positive integer when checkpointDir is set`);
   }
-  let owner = planExperts(model.routedExperts, options.workers, options.placement ?? 'contiguous');
-  const rebalancer = options.rebalance ? new Rebalancer(model, options.workers, settings.nodeSize, options.rebalance) : undefined;
+  let placement = initialPlacement(options, model, settings.nodeSize);
+  let owner = primaryOwner(placement, model.routedExperts);
+  if (options.redundantExperts) log(`redundant experts: ${describePlacement(placement, options.workers)}`);
+  const rebalancer = options.rebalance ? new Rebalancer(model, options.workers, settings.nodeSize, options.rebalance, options.redundantExperts ?? 0) : undefined;
   const rebalances: RebalanceEvent[] = [];
   const ranges = splitSequences(train.batchSequences, options.workers);
   const wireRunId = options.wireRunId ?? runId;
@@ -193,8 +207,8 @@ export async function runTraining(options: TrainingOptions): Promise<TrainingRes
       peers: workers.map((w) => w.address),
       backendOptions: options.backendOptions,
     };
-    const shardRequests = loadShardRequests({ ...shardPlan, owner }, resume?.params ?? initParams(model));
-    if (resume) shardRequests.forEach((r, rank) => (r.optimizerState = optimizerStateForRank(resume.optimizer, owner, rank)));
+    const shardRequests = loadShardRequests({ ...shardPlan, owner: placement }, resume?.params ?? initParams(model));
+    if (resume) shardRequests.forEach((r, rank) => (r.optimizerState = optimizerStateForRank(resume.optimizer, placement, rank)));
     const initialChecksum = await driver.loadShards(shardRequests);
     const chain = new MarkovChain(model.vocabSize, train.dataSeed);
     const info: RunInfo = {
@@ -202,6 +216,7 @@ export async function runTraining(options: TrainingOptions): Promise<TrainingRes
       schedulerAddress: cluster.scheduler.address,
       workers,
       owner,
+      placement,
       ranges,
       settings,
       entropy: chain.entropy,
@@ -218,13 +233,13 @@ export async function runTraining(options: TrainingOptions): Promise<TrainingRes
     const auxLosses = [...(resume?.auxLosses ?? [])];
     for (let step = firstStep; step < train.steps; step++) {
       const batch = chain.batch(step, train.batchSequences, train.seqLen);
-      const metrics = await driver.runStep(step, runStepRequests(shardPlan.runId, step, batch, ranges, stepOptions), model);
+      const metrics = await driver.runStep(step, runStepRequests(shardPlan.runId, step, batch, ranges, stepOptions), model, placement);
       steps.push(metrics);
       losses.push(metrics.loss);
       auxLosses.push(metrics.auxLoss);
       options.onStep?.(metrics, info);
       rebalancer?.observe(metrics.expertCounts);
-      const event = rebalancer?.due(step, train.steps) ? rebalancer.plan(owner, step) : undefined;
+      const event = rebalancer?.due(step, train.steps) ? rebalancer.plan(placement, step) : undefined;
       if (event) {
         // Each placement loads under its own run id (`<run>-p<n>`): the streams of the previous
         // placement, cut by the reload, must not count as lost peers of the new one.
@@ -232,6 +247,7 @@ export async function runTraining(options: TrainingOptions): Promise<TrainingRes
         shardPlan.runId = `${wireRunId}-p${rebalances.length + 1}`;
         await moveExperts(driver, loadedRunId, shardPlan, event);
         owner = event.to;
+        placement = event.toPlacement;
         rebalances.push(event);
         log(`rebalanced after step ${step + 1}: ${event.moved} experts moved, imbalance ${event.imbalanceBefore.toFixed(3)} -> ${event.imbalanceAfter.toFixed(3)}`);
       }
@@ -244,14 +260,14 @@ export async function runTraining(options: TrainingOptions): Promise<TrainingRes
           train,
           losses,
           auxLosses,
-          params: assembleParams(model, replies, owner),
+          params: assembleParams(model, replies, placement),
           optimizer: gatherOptimizerState(replies),
         });
         log(`checkpoint after step ${step} (${step + 1} steps done): ${path}`);
       }
     }
     const trainMs = performance.now() - trainStart;
-    const params = assembleParams(model, await driver.fetchParams(shardPlan.runId), owner);
+    const params = assembleParams(model, await driver.fetchParams(shardPlan.runId), placement);
     result = {
       ...info,
       losses,
@@ -260,6 +276,7 @@ export async function runTraining(options: TrainingOptions): Promise<TrainingRes
       params,
       trainMs,
       finalOwner: [...owner],
+      finalPlacement: placement,
       rebalances,
     };
   } finally {
@@ -270,12 +287,47 @@ export async function runTraining(options: TrainingOptions): Promise<TrainingRes
 
   if (options.checkReference) {
     log('training the single-process reference on the same batches, with the run\'s codec rounding and summation order');
-    const reference = trainReference(model, train, { mirror: runMirror(settings, ranges, train.seqLen) });
+    const mirror = runMirror(settings, ranges, train.seqLen);
+    const replicas = new Map<ExpertPlacement, ReturnType<typeof replicaMirror>>();
+    const placementAt = placementOfStep(result);
+    const mirrorAt = (step: number) => {
+      const p = placementAt(step);
+      if (!replicas.has(p)) replicas.set(p, replicaMirror(p, model.routedExperts, ranges, train.seqLen, settings.nodeSize));
+      const r = replicas.get(p);
+      return r ? { ...mirror, replicas: r } : mirror;
+    };
+    const reference = trainReference(model, train, { mirrorAt });
     result.reference = { losses: reference.losses, auxLosses: reference.auxLosses };
     // The policy lives here, not in a command: the CLI and the queue check the same way.
     result.parity = checkParity(result, reference, parityTolerances(settings, options.tolerances));
   }
   return result;
+}
+
+/** The run's first placement: EPLB's with redundant experts (from the given loads, or even ones), else the placement rule's. */
+function initialPlacement(options: TrainingOptions, model: ModelConfig, nodeSize: number): ExpertPlacement {
+  const redundant = options.redundantExperts ?? 0;
+  if (redundant === 0) return singleCopy(planExperts(model.routedExperts, options.workers, options.placement ?? 'contiguous'));
+  if (options.placement !== undefined && options.placement !== 'contiguous') {
+    throw new PlacementError(`redundant experts are placed by EPLB; leave out placement=${JSON.stringify(options.placement)}`);
+  }
+  const topology = { gpus: options.workers, nodeSize, groups: model.routerGroups };
+  const problem = rebalanceProblem(model.routedExperts, topology, redundant);
+  if (problem) throw new PlacementError(problem);
+  const loads = options.expertLoads ?? [new Array<number>(model.routedExperts).fill(1)];
+  if (loads.some((row) => row.length !== model.routedExperts)) {
+    throw new PlacementError(`the expert loads have ${loads.find((row) => row.length !== model.routedExperts)!.length} experts a layer; the model has ${model.routedExperts}`);
+  }
+  return balancedPlacement(loads, topology, redundant).placement;
+}
+
+/** The placement each step ran with (a rebalance after step s takes effect at s + 1): the reference mirrors each step's replica choices. */
+function placementOfStep(result: TrainingResult): (step: number) => ExpertPlacement {
+  return (step) => {
+    let placement = result.placement;
+    for (const e of result.rebalances) if (step > e.afterStep) placement = e.toPlacement;
+    return placement;
+  };
 }
 
 /**

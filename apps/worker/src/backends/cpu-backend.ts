@@ -25,6 +25,8 @@ export class CpuBackend implements Backend {
   readonly name = 'cpu';
   readonly deviceProfile = '';
   readonly maxMicroBatches = MAX_MICRO_BATCHES;
+  /** ShardCompute sums replicated experts' gradients over the all-reduce (replica-grads.ts). */
+  readonly sumsReplicaGradients = true;
   private readonly thread?: Worker;
   private readonly inline?: ShardCompute;
   private nextId = 0;

@@ -14,8 +14,11 @@ import {
   type ReceivedRows,
   type Transport,
   TimelineRecorder,
+  ReplicaChooser,
   type OpRecordData,
+  type ReplicaPlacement,
 } from '@moe/comm';
+import type { ReplicaChecksum } from '@moe/model';
 import type { Backend, ExpertRows, MicroBatch, RoutedInputGrads, RoutedRows, RouteOutput, StepBatch } from '../backend';
 import { wholeBatch } from './micro-batches';
 import { chunkTokenRange } from '@moe/schedule';
@@ -45,6 +48,18 @@ export interface StepOutcome {
   /** All-to-all bytes this rank sent, by link class (allreduce bytes are in bytesSent only). */
   linkBytes: LinkBytes;
   stepMs: number;
+  /** Redundant experts only: [layers·P] tokens this rank routed to each physical expert, and its replicas' checksums after the update. */
+  physicalCounts?: Int32Array;
+  replicaChecksums?: ReplicaChecksum[];
+}
+
+/** What the executor needs of a placement with redundant experts. */
+export interface ExecutorReplicas {
+  placement: ReplicaPlacement;
+  /** Values the replicated experts' gradient blocks take at the end of the all-reduce vector (replicaGradientLength). */
+  gradientValues: number;
+  /** MoE layers of the model (physical counts are [layers·P]). */
+  layers: number;
 }
 
 /** An op of the step failed; names the op, the step and the rank. */
@@ -99,7 +114,22 @@ export class StepExecutor {
     private readonly observer?: OpObserver,
     /** A planted fault (tests only, env MOE_FAULT): proves the parity checks catch it. */
     private readonly fault?: PlantedFault,
+    /** Redundant experts: tokens go to the copy ReplicaChooser picks; absent: every expert at expertOwner. */
+    private readonly replicas?: ExecutorReplicas,
   ) {}
+
+  /** The chooser of the placement for `nodeSize` (a step setting: the same placement prefers other copies on other node sizes). */
+  private chooser?: ReplicaChooser;
+  private replicaChooser(nodeSize: number): ReplicaChooser | undefined {
+    if (!this.replicas) return undefined;
+    const size = nodeSize || this.transport.worldSize;
+    if (!this.chooser || this.chooserNodeSize !== size) {
+      this.chooser = new ReplicaChooser(this.replicas.placement, this.expertOwner.length, this.transport.worldSize, size);
+      this.chooserNodeSize = size;
+    }
+    return this.chooser;
+  }
+  private chooserNodeSize = 0;
 
   /**
    * @param batch this worker's micro-batches of the step, in order (`microBatchesOf`); a plain
@@ -135,9 +165,13 @@ export class StepExecutor {
     const topK = this.backend.topK();
     const { rank, worldSize } = this.transport;
     const key = (op: Op, phase: Phase): FrameKey => ({ step, microBatch: Math.max(0, op.microBatch), layer: op.layer, chunk: Math.max(0, op.chunk), phase });
-    const a2a = allToAllStrategy(settings.allToAll ?? 'flat', this.expertOwner, worldSize, settings.nodeSize || worldSize, () => timeline.now());
+    const a2a = allToAllStrategy(settings.allToAll ?? 'flat', this.replicas?.placement ?? this.expertOwner, worldSize, settings.nodeSize || worldSize, () => timeline.now());
     /** Rows of a layer's routed arrays for `slots` slots: one per slot, or one per token when the all-to-all sums them. */
     const routedRows = (slots: number) => (a2a.form === 'tokens' ? slots / topK : slots);
+    const chooser = this.replicaChooser(settings.nodeSize ?? 0);
+    const physicalCounts = chooser ? new Int32Array(this.replicas!.layers * chooser.physical) : undefined;
+    // A micro-batch's tokens follow the earlier micro-batches' among the rank's tokens of the step (the replica choice counts from there).
+    const tokenOffset = (mb: number) => microBatches.slice(0, mb).reduce((n, m) => n + m.inputs.length, 0) + (this.fault?.replicaTokenShift(rank) ?? 0);
     const linkBytes: LinkBytes = { intra: 0, inter: 0 };
     /**
      * Counts an all-to-all's bytes by link class and records a hierarchical one's hops as comm ops
@@ -159,6 +193,7 @@ export class StepExecutor {
     let gradients: Float32Array = new Float32Array(0);
     let reduced: Float32Array = new Float32Array(0);
     let checksum = '';
+    let replicaChecksums: ReplicaChecksum[] | undefined;
     let bytesSent = 0;
 
     const runOp = async (op: Op): Promise<number> => {
@@ -174,12 +209,16 @@ export class StepExecutor {
           // Sized from the router's output: a sim backend may model more tokens than the batch holds.
           s!.slots = route.expertIds.length;
           const tokens = s!.slots / topK;
+          let slotRanks: Int32Array | undefined;
+          if (chooser) {
+            const physical = chooser.choose(route.expertIds, rank, topK, tokenOffset(mb));
+            const counts = physicalCounts!.subarray(op.layer * chooser.physical, (op.layer + 1) * chooser.physical);
+            for (const q of physical) if (q >= 0) counts[q]!++;
+            slotRanks = chooser.ranksOf(physical);
+          }
           for (let c = 0; c < chunkCount; c++) {
             const range = chunkTokenRange(tokens, chunkCount, c);
-            s!.layouts[c] = dispatchLayout(route.expertIds, this.expertOwner, worldSize, {
-              begin: range.begin * topK,
-              end: range.end * topK,
-            });
+            s!.layouts[c] = dispatchLayout(route.expertIds, this.expertOwner, worldSize, { begin: range.begin * topK, end: range.end * topK }, slotRanks);
           }
           s!.routed = new Float32Array(routedRows(s!.slots) * hidden);
           return 0;
@@ -276,12 +315,15 @@ export class StepExecutor {
           return 0;
         case 'allreduce':
           reduced = await allReduceSum(this.transport, key(op, 'ALLREDUCE'), this.fault?.beforeReduce(rank, gradients) ?? gradients, settings.timeoutMs);
-          if (this.fault) reduced = this.fault.afterReduce(reduced, worldSize);
+          if (this.fault) reduced = this.fault.afterReduce(reduced, worldSize, gradients, this.replicas?.gradientValues ?? 0);
           // Reduce-scatter then all-gather: each rank sends (W-1)/W of the vector twice.
           return worldSize > 1 ? Math.round((2 * gradients.byteLength * (worldSize - 1)) / worldSize) : 0;
-        case 'update':
-          checksum = (await this.backend.applyUpdate(reduced)).checksum;
+        case 'update': {
+          const update = await this.backend.applyUpdate(reduced);
+          checksum = update.checksum;
+          replicaChecksums = update.replicaChecksums;
           return 0;
+        }
       }
     };
 
@@ -334,6 +376,8 @@ export class StepExecutor {
       bytesSent,
       linkBytes,
       stepMs,
+      ...(physicalCounts ? { physicalCounts } : {}),
+      ...(replicaChecksums ? { replicaChecksums } : {}),
     };
   }
 }

@@ -10,6 +10,10 @@
  * | skip-rank-grads | rank 1's gradients are left out of the reduce-scatter                      |
  * | average-grads   | every rank averages the reduced gradients instead of summing them          |
  * | stale-chunk     | rank 0's last chunk of each combine holds the previous step's rows         |
+ * | unsummed-replica-grads   | every rank updates its copies of a replicated expert with its own gradient, not the holders' sum |
+ * | divergent-replica-choice | rank 0 sends each token to another copy than the choice rule says (the rule every rank and the reference share) |
+ *
+ * The last two act only on a placement with redundant experts (REPLICA_FAULT_NAMES).
  *
  * When a schedule or a placement brings a new way to be wrong, its fault joins this table.
  */
@@ -17,7 +21,11 @@ import type { DispatchLayout } from '@moe/comm';
 import type { RoutedRows } from '@moe/model';
 
 export const FAULT_ENV = 'MOE_FAULT';
-export const FAULT_NAMES = ['drop-peer-rows', 'wrong-expert', 'skip-rank-grads', 'average-grads', 'stale-chunk'] as const;
+/** Faults that break any placement. */
+export const SINGLE_COPY_FAULT_NAMES = ['drop-peer-rows', 'wrong-expert', 'skip-rank-grads', 'average-grads', 'stale-chunk'] as const;
+/** Faults of redundant experts: they change nothing where every expert has one copy. */
+export const REPLICA_FAULT_NAMES = ['unsummed-replica-grads', 'divergent-replica-choice'] as const;
+export const FAULT_NAMES = [...SINGLE_COPY_FAULT_NAMES, ...REPLICA_FAULT_NAMES] as const;
 export type FaultName = (typeof FAULT_NAMES)[number];
 
 export class UnknownFaultError extends Error {
@@ -86,8 +94,23 @@ export class PlantedFault {
     return this.name === 'skip-rank-grads' && rank === 1 ? new Float32Array(gradients.length) : gradients;
   }
 
-  /** The reduced vector the update uses: divided by the world size under average-grads. */
-  afterReduce(reduced: Float32Array, worldSize: number): Float32Array {
-    return this.name === 'average-grads' ? reduced.map((v) => v / worldSize) : reduced;
+  /**
+   * The reduced vector the update uses: divided by the world size under average-grads; under
+   * unsummed-replica-grads its last `replicaValues` values (the replicated experts' summed
+   * gradients) are this rank's own `gradients` again.
+   */
+  afterReduce(reduced: Float32Array, worldSize: number, gradients?: Float32Array, replicaValues = 0): Float32Array {
+    if (this.name === 'average-grads') return reduced.map((v) => v / worldSize);
+    if (this.name === 'unsummed-replica-grads' && gradients && replicaValues > 0) {
+      const out = reduced.slice();
+      out.set(gradients.subarray(gradients.length - replicaValues), reduced.length - replicaValues);
+      return out;
+    }
+    return reduced;
+  }
+
+  /** Added to the token index the replica choice uses: 1 on rank 0 under divergent-replica-choice, else 0. */
+  replicaTokenShift(rank: number): number {
+    return this.name === 'divergent-replica-choice' && rank === 0 ? 1 : 0;
   }
 }

@@ -55,7 +55,7 @@ export async function hierarchicalDispatch(
   if (!ids) throw new AllToAllShapeError(`${what}: needs the slots' expert ids`);
   if (!weights || weights.length < layout.slotCount) throw new AllToAllShapeError(`${what}: needs a combine weight for each of the ${layout.slotCount} slots, got ${weights?.length ?? 0}`);
   if (nl.nodes * nl.nodeSize !== worldSize) throw new AllToAllShapeError(`${what}: ${nl.nodes} nodes of ${nl.nodeSize} for a world of ${worldSize}`);
-  const E = nl.bitOf.length;
+  const E = nl.experts;
   const me = nodePeers(rank, nl);
   const bytes: LinkBytes = { intra: 0, inter: 0 };
 
@@ -66,16 +66,26 @@ export async function hierarchicalDispatch(
   let own: { rows: Float32Array; sets: Int32Array; weights: Float32Array } = { rows: new Float32Array(0), sets: new Int32Array(0), weights: new Float32Array(0) };
   for (let n = 0; n < nl.nodes; n++) {
     const slots: number[] = [];
-    for (let j = 0; j < nl.nodeSize; j++) slots.push(...layout.slotsTo[n * nl.nodeSize + j]!);
+    // The bit of each slot's target (its destination rank's copy of its expert) in node n's list.
+    const bitOf = new Map<number, number>();
+    for (let j = 0; j < nl.nodeSize; j++) {
+      const dest = n * nl.nodeSize + j;
+      for (const s of layout.slotsTo[dest]!) {
+        const bit = nl.targetBit[dest * E + ids[s]!]!;
+        if (!(bit >= 0)) throw new AllToAllShapeError(`${what}: slot ${s} goes to rank ${dest} for expert ${ids[s]}, which that rank does not hold`);
+        bitOf.set(s, bit);
+        slots.push(s);
+      }
+    }
     const row = (s: number) => options.rowOfSlot(s);
-    slots.sort((a, b) => row(a) - row(b) || nl.bitOf[ids[a]!]! - nl.bitOf[ids[b]!]!);
+    slots.sort((a, b) => row(a) - row(b) || bitOf.get(a)! - bitOf.get(b)!);
     returnSlots[n] = Int32Array.from(slots);
     const rowList: number[] = [];
     const sets: number[] = [];
     for (const s of slots) {
       const r = row(s);
       if (!(r >= 0 && r * cols < source.length)) throw new AllToAllShapeError(`${what}: slot ${s} maps to row ${r}, outside the ${source.length / cols} source rows`);
-      const bit = 1 << nl.bitOf[ids[s]!]!;
+      const bit = 1 << bitOf.get(s)!;
       if (rowList.length > 0 && rowList[rowList.length - 1] === r) {
         if (sets[sets.length - 1]! & bit) throw new AllToAllShapeError(`${what}: row ${r} goes to expert ${ids[s]} twice`);
         sets[sets.length - 1]! |= bit;
@@ -122,7 +132,7 @@ export async function hierarchicalDispatch(
         if (!((set >>> b) & 1)) continue;
         const e = nl.nodeExperts[me.node]![b];
         if (e === undefined) throw new AllToAllShapeError(`${what}: rank ${origin} names expert bit ${b}; node ${me.node} holds ${nl.nodeExperts[me.node]!.length} experts`);
-        const dest = perDest.get(nl.owner[e]!)!;
+        const dest = perDest.get(nl.nodeRanks[me.node]![b]!)!;
         dest.rows.push(rows.subarray(i * cols, (i + 1) * cols));
         dest.codes.push(n * E + e);
         dest.pairs.push(n, rowOf.length);
@@ -165,7 +175,7 @@ export async function hierarchicalDispatch(
       const originNode = Math.floor(codes[i]! / E);
       const e = codes[i]! % E;
       const origin = originNode * nl.nodeSize + j;
-      if (originNode >= nl.nodes || nl.owner[e] !== rank) throw new AllToAllShapeError(`${what}: rank ${forwarder} forwarded a row for expert ${e} of node ${originNode}, not held here`);
+      if (originNode >= nl.nodes || nl.targetBit[rank * E + e]! < 0) throw new AllToAllShapeError(`${what}: rank ${forwarder} forwarded a row for expert ${e} of node ${originNode}, not held here`);
       const last = list[list.length - 1];
       if (last && last[0] === origin) last[1]++;
       else {

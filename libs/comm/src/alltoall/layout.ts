@@ -15,6 +15,8 @@ export interface DispatchLayout {
  * @param expertIds [S] global expert id of each slot; -1 means "no expert" (the slot is dropped).
  * @param expertOwner [E] rank holding each global expert.
  * @param range slots [begin, end) of one chunk; the whole batch when absent.
+ * @param slotRanks [S] with redundant experts: the rank of the copy each slot goes to
+ *   (ReplicaChooser), which wins over expertOwner; -1 exactly where expertIds has -1.
  * Throws LayoutError naming the slot, expert or rank that is out of range.
  */
 export function dispatchLayout(
@@ -22,6 +24,7 @@ export function dispatchLayout(
   expertOwner: ArrayLike<number>,
   worldSize: number,
   range?: { begin: number; end: number },
+  slotRanks?: Int32Array,
 ): DispatchLayout {
   const slotCount = expertIds.length;
   const begin = range?.begin ?? 0;
@@ -37,19 +40,23 @@ export function dispatchLayout(
       throw new LayoutError(`expert ${e} is owned by rank ${owner}, outside 0..${worldSize - 1}`);
     }
   }
+  if (slotRanks && slotRanks.length !== slotCount) throw new LayoutError(`${slotRanks.length} slot ranks for ${slotCount} slots`);
+  const rankOf = (s: number, e: number) => (slotRanks ? slotRanks[s]! : expertOwner[e]!);
   const counts = new Int32Array(worldSize);
   for (let s = begin; s < end; s++) {
     const e = expertIds[s]!;
     if (e === -1) continue;
     if (e < 0 || e >= experts) throw new LayoutError(`slot ${s}: expert id ${e} is outside 0..${experts - 1} (-1 for none)`);
-    counts[expertOwner[e]!]!++;
+    const d = rankOf(s, e);
+    if (!(d >= 0 && d < worldSize)) throw new LayoutError(`slot ${s} (expert ${e}) goes to rank ${d}, outside 0..${worldSize - 1}`);
+    counts[d]!++;
   }
   const slotsTo = Array.from(counts, (n) => new Int32Array(n));
   const fill = new Int32Array(worldSize);
   for (let s = begin; s < end; s++) {
     const e = expertIds[s]!;
     if (e === -1) continue;
-    const d = expertOwner[e]!;
+    const d = rankOf(s, e);
     slotsTo[d]![fill[d]!++] = s;
   }
   return { slotsTo, slotCount };

@@ -20,6 +20,7 @@ import { hierarchicalCombineBackward, hierarchicalDispatch } from './hierarchica
 import type { HierarchicalBackwardHandle, HierarchicalHandle } from './hierarchical-handle';
 import type { DispatchLayout } from './layout';
 import { nodeLayout, type HopTiming, type LinkBytes } from './node-layout';
+import type { ReplicaPlacement } from './replicas';
 
 export const ALL_TO_ALL_MODES = ['flat', 'hierarchical'] as const;
 export type AllToAllMode = (typeof ALL_TO_ALL_MODES)[number];
@@ -83,14 +84,15 @@ export interface AllToAllStrategy {
 }
 
 /**
- * @param expertOwner [E] rank of each expert
+ * @param expertOwner [E] rank of each expert, or a placement with redundant experts (the
+ *   hierarchical forwarders then fan out to the copy each source chose)
  * @param nodeSize ranks per node (consecutive ranks); the world when every rank shares one node
  * @param clock the caller's clock (ms) for the hops' timings; a flat all-to-all has no hops
  * @throws LayoutError (hierarchical) when the world is not whole nodes or a node holds over 32 experts
  */
 export function allToAllStrategy(
   mode: AllToAllMode,
-  expertOwner: ArrayLike<number>,
+  expertOwner: ArrayLike<number> | ReplicaPlacement,
   worldSize: number,
   nodeSize: number,
   clock: () => number = () => performance.now(),

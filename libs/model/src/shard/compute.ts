@@ -18,12 +18,14 @@ import { AdamW } from '../optimizer';
 import { route, routeBackward } from '../router';
 import { updateRouterBias } from '../balancing';
 import { checksumTensors } from '../checksum';
-import { denseFrom, expertFrom, expertParamName, EXPERT_WEIGHTS, type DenseModelParams } from '../param-names';
+import { denseFrom, expertFrom, EXPERT_WEIGHTS, type DenseModelParams } from '../param-names';
 import { denseParams, expertParams, type ExpertParams, type NamedParam } from '../params';
 import { zeros, type Tensor } from '../tensor';
 import { addInto, lookup, zerosLikeExpert } from './helpers';
+import { namedOptimizerState, restoreOptimizers, type ShardOptimizers } from './named-optimizer';
+import { packReplicaGradients, replicaChecksums, replicaGradientLength, unpackReplicaGradients } from './replica-grads';
 import { combineRouted, routedInputGrads } from './routed-form';
-import type { ExpertRows, NamedOptimizerState, ParamsSnapshot, RoutedInputGrads, RoutedRows, RouteOutput, ShardParams, StepBatch, UpdateResult } from './types';
+import type { ExpertRows, NamedOptimizerState, ParamsSnapshot, ReplicaChecksum, RoutedInputGrads, RoutedRows, RouteOutput, ShardParams, StepBatch, UpdateResult } from './types';
 
 type Cache<F extends (...args: never[]) => { cache: unknown }> = ReturnType<F>['cache'];
 
@@ -72,6 +74,8 @@ export class ShardCompute {
   private denseGrads!: DenseModelParams;
   private adamDense!: AdamW;
   private adamExperts!: AdamW;
+  /** Experts several ranks hold (ascending): their gradients ride on the all-reduce (replica-grads.ts). */
+  private replicated: readonly number[] = [];
   /**
    * The step's micro-batches begun so far, each with its own activations: with fb-overlap two are
    * between forward and backward at once. Gradients (denseGrads, expertGrads) are shared: every
@@ -97,9 +101,10 @@ export class ShardCompute {
           }),
       ),
     );
+    this.replicated = [...(shard.replicatedExperts ?? [])];
     this.adamDense = new AdamW(shard.optimizer);
     this.adamExperts = new AdamW(shard.optimizer);
-    if (shard.optimizerState) this.restoreOptimizer(shard.optimizerState);
+    if (shard.optimizerState) restoreOptimizers(this.optimizers(), shard.optimizerState);
     return this.checksum();
   }
 
@@ -275,7 +280,10 @@ export class ShardCompute {
     m.dx = dx;
   }
 
-  /** Dense gradients (trainable, in `denseParams` order) followed by this step's expert counts; every micro-batch's embedding backward first. */
+  /**
+   * Dense gradients (trainable, in `denseParams` order), this step's expert counts, then the
+   * replicated experts' blocks (replica-grads.ts); every micro-batch's embedding backward first.
+   */
   gradientsToReduce(): Float32Array {
     for (const m of this.micro.values()) {
       const dEmbedding = embedBackward(m.batch.inputs, m.dx!, this.config.vocabSize);
@@ -284,13 +292,14 @@ export class ShardCompute {
     const counts = this.expertCounts();
     const grads = denseParams(this.denseGrads).filter((p) => p.trainable);
     const total = grads.reduce((n, p) => n + p.tensor.data.length, 0) + counts.length;
-    const flat = new Float32Array(total);
+    const flat = new Float32Array(total + replicaGradientLength(this.config, this.replicated));
     let offset = 0;
     for (const p of grads) {
       flat.set(p.tensor.data, offset);
       offset += p.tensor.data.length;
     }
     flat.set(counts, offset);
+    packReplicaGradients(flat, total, this.expertGrads, this.replicated, this.replicaBlock());
     return flat;
   }
 
@@ -306,6 +315,8 @@ export class ShardCompute {
       trainable.map((p) => p.tensor),
       grads,
     );
+    const countsEnd = offset + this.config.layers * this.config.routedExperts;
+    unpackReplicaGradients(reduced, countsEnd, this.expertGrads, this.replicated, this.replicaBlock());
     const params: Tensor[] = [];
     const expertGrads: Tensor[] = [];
     this.localExperts.forEach((layer, l) => {
@@ -322,7 +333,17 @@ export class ShardCompute {
         updateRouterBias(layer.routerBias, reduced.subarray(offset + l * E, offset + (l + 1) * E), this.config.biasUpdateSpeed);
       });
     }
-    return { checksum: this.checksum() };
+    return this.replicated.length > 0 ? { checksum: this.checksum(), replicaChecksums: this.replicaChecksums() } : { checksum: this.checksum() };
+  }
+
+  /** The checksum of this rank's copy of every replicated expert it holds. */
+  replicaChecksums(): ReplicaChecksum[] {
+    return replicaChecksums(this.localExperts, this.replicated);
+  }
+
+  /** Values of one replicated expert's block in the all-reduce: 3·H·F. */
+  private replicaBlock(): number {
+    return 3 * this.config.hiddenSize * this.config.expertFfnSize;
   }
 
   expertCounts(): Int32Array {
@@ -336,46 +357,13 @@ export class ShardCompute {
     return counts;
   }
 
-  /** Names of the AdamW positions: [dense trainable in `denseParams` order], [local experts' w1, w3, w2, layer by layer, ascending ids]. */
-  private optimizerNames(): { dense: string[]; experts: string[] } {
-    const experts: string[] = [];
-    this.localExperts.forEach((layer, l) => {
-      for (const id of layer.keys()) for (const w of EXPERT_WEIGHTS) experts.push(expertParamName(l, id, w));
-    });
-    return { dense: this.named.filter((p) => p.trainable).map((p) => p.name), experts };
-  }
-
-  /** Both AdamW instances from a named state (checked by decodeShard: names and sizes). */
-  private restoreOptimizer(state: NamedOptimizerState): void {
-    if (state.t === 0 && state.m.size === 0) return;
-    const names = this.optimizerNames();
-    const pick = (list: string[], from: Map<string, Tensor>, what: string) =>
-      list.map((name) => {
-        const t = from.get(name);
-        if (!t) throw new Error(`LoadShard.optimizer_state: ${what} of ${name} is missing`);
-        return new Float32Array(t.data);
-      });
-    this.adamDense.restore({ m: pick(names.dense, state.m, 'm'), v: pick(names.dense, state.v, 'v'), t: state.t });
-    this.adamExperts.restore({ m: pick(names.experts, state.m, 'm'), v: pick(names.experts, state.v, 'v'), t: state.t });
-  }
-
   /** The AdamW state of the dense params and this worker's experts, by name (empty before the first step). */
   optimizerState(): NamedOptimizerState {
-    const names = this.optimizerNames();
-    const m = new Map<string, Tensor>();
-    const v = new Map<string, Tensor>();
-    const shapes = new Map<string, number[]>(this.named.map((p) => [p.name, [...p.tensor.shape]]));
-    this.localExperts.forEach((layer, l) => {
-      for (const [id, p] of layer) for (const w of EXPERT_WEIGHTS) shapes.set(expertParamName(l, id, w), [...p[w].shape]);
-    });
-    for (const [list, state] of [
-      [names.dense, this.adamDense.state()],
-      [names.experts, this.adamExperts.state()],
-    ] as const) {
-      state.m.forEach((data, i) => m.set(list[i]!, { shape: shapes.get(list[i]!)!, data }));
-      state.v.forEach((data, i) => v.set(list[i]!, { shape: shapes.get(list[i]!)!, data }));
-    }
-    return { t: this.adamDense.t, m, v };
+    return namedOptimizerState(this.optimizers());
+  }
+
+  private optimizers(): ShardOptimizers {
+    return { named: this.named, experts: this.localExperts, dense: this.adamDense, expert: this.adamExperts };
   }
 
   snapshot(): ParamsSnapshot {

@@ -21,6 +21,19 @@ export interface ShardParams {
   seqLen: number;
   /** Resuming: the AdamW state to start from. Absent: fresh. */
   optimizerState?: NamedOptimizerState;
+  /**
+   * Redundant experts: the experts (ascending ids, the same list on every rank) that several ranks
+   * hold. Their gradients are summed over the holders in the step's all-reduce (replica-grads.ts).
+   * Absent or empty: every expert lives on one rank.
+   */
+  replicatedExperts?: readonly number[];
+}
+
+/** The checksum of one rank's copy of a replicated expert (all its weights). */
+export interface ReplicaChecksum {
+  layer: number;
+  expert: number;
+  checksum: string;
 }
 
 /**
@@ -101,6 +114,8 @@ export type RoutedInputGrads = { form: 'slots'; rows: Float32Array } | { form: '
 export interface UpdateResult {
   /** Checksum of the replicated dense parameters after the update. */
   checksum: string;
+  /** Checksums of this rank's copies of replicated experts after the update (absent without any). */
+  replicaChecksums?: ReplicaChecksum[];
 }
 
 export interface ParamsSnapshot {

@@ -1,7 +1,8 @@
 import type { LinkModel } from '@moe/sim';
 import type { Backend, ExpertRows, MicroBatch, ParamsSnapshot, RoutedForm, RoutedInputGrads, RoutedRows, RouteOutput, Shard, UpdateResult } from '../../backend';
 import { MAX_MICRO_BATCHES } from '@moe/schedule';
-import { ShardCompute } from '@moe/model';
+import { replicaGradientLength, ShardCompute, type ReplicaChecksum } from '@moe/model';
+import { planExperts } from '@moe/placement';
 import { linkModelOf } from '@moe/sim';
 import { CostModel, type OpCost } from '@moe/sim';
 import { groupLimitedExpertIds, mixSeed, seededExpertIds, skewedExpertIds } from '@moe/sim';
@@ -62,8 +63,8 @@ interface ShardInfo {
   experts: number;
   topK: number;
   vocab: number;
-  /** [E] each routed expert's rank. */
-  expertOwner: readonly number[];
+  /** [E] each expert's rank under the contiguous placement: skewed routing's hot experts, whatever the run's placement. */
+  skewOwner: readonly number[];
   /** Node-limited routing: expert groups and how many a token may reach (groupLimitedExpertIds). */
   routerGroups: number;
   routerGroupTopK: number;
@@ -83,15 +84,18 @@ export interface SimBackendOptions {
  * Shapes (T = tokensPerRank or the real batch's tokens, k = the real top-k, S = T*k,
  * H = the modeled hidden size): `route` gives h [T, H] (cheap deterministic values) and expert ids
  * [S] drawn uniformly over the real model's routed experts (or, with `routing: "skewed"`, all from
- * rank 0's experts), so their real owners receive the rows, and weights [S] of 1/k;
- * `experts` returns its input rows (same sizes); `combineOutputsBackward` gives [S, H] or, when the
- * forward's routed rows came summed per token (the hierarchical all-to-all), [T, H].
+ * the experts rank 0 holds under the contiguous placement), so the ranks holding them receive the rows,
+ * and weights [S] of 1/k; `experts` returns its input rows (same sizes); `combineOutputsBackward`
+ * gives [S, H] or, when the forward's routed rows came summed per token (the hierarchical
+ * all-to-all), [T, H].
  * The executor must size its slot arrays from `route`'s output when tokensPerRank differs from
  * the batch.
  */
 export class SimBackend implements Backend {
   readonly name = 'sim';
   readonly maxMicroBatches = MAX_MICRO_BATCHES;
+  /** The all-reduce carries the replicated experts' (zero) gradient blocks, as cpu's does; the copies never change. */
+  readonly sumsReplicaGradients = true;
   private readonly defaultProfile?: string;
   private options?: SimOptions;
   private costs?: CostModel;
@@ -100,6 +104,9 @@ export class SimBackend implements Backend {
   private checksum = '';
   /** Length of the dense part of `gradientsToReduce` (the real model's trainable dense params). */
   private denseGradLength = 0;
+  /** Length of its replicated experts' part (after the counts), and their (constant) checksums. */
+  private replicaGradLength = 0;
+  private replicaChecksums: ReplicaChecksum[] = [];
   /** [H]: the pattern every row of h and of the gradients carries. */
   private rowPattern = new Float32Array(0);
   /** The step's micro-batches begun so far, and the tokens each one models. */
@@ -144,7 +151,7 @@ export class SimBackend implements Backend {
       experts: model.routedExperts,
       topK: model.topK,
       vocab: model.vocabSize,
-      expertOwner: [...shard.expertOwner],
+      skewOwner: planExperts(model.routedExperts, shard.worldSize, 'contiguous'),
       routerGroups: model.routerGroups,
       routerGroupTopK: model.routerGroupTopK,
     };
@@ -152,6 +159,8 @@ export class SimBackend implements Backend {
       .snapshot()
       .dense.filter((p) => p.trainable)
       .reduce((n, p) => n + p.tensor.data.length, 0);
+    this.replicaGradLength = replicaGradientLength(model, shard.replicatedExperts ?? []);
+    this.replicaChecksums = compute.replicaChecksums();
     const H = options.model.hiddenSize;
     this.rowPattern = Float32Array.from({ length: H }, (_, i) => (((i * 37) % 101) - 50) / 100);
     return checksum;
@@ -225,7 +234,7 @@ export class SimBackend implements Backend {
     const { routerGroups: groups, routerGroupTopK: groupTopK } = shard;
     const expertIds =
       options.routing === 'skewed'
-        ? skewedExpertIds(tokens, shard.topK, shard.expertOwner, seed)
+        ? skewedExpertIds(tokens, shard.topK, shard.skewOwner, seed)
         : groups > 1 && groupTopK < groups
           ? groupLimitedExpertIds(tokens, shard.topK, shard.experts, groups, groupTopK, seed)
           : seededExpertIds(tokens, shard.topK, shard.experts, seed);
@@ -287,23 +296,23 @@ export class SimBackend implements Backend {
     return this.run('route_bwd', layer, -1, microBatch, this.loaded().costs.routeBackward(tokens));
   }
 
-  /** [dense trainable params (zeros) + layers*E counts]: the real model's layout, so the all-reduce matches cpu's. */
+  /** [dense trainable params (zeros) + layers*E counts + replicated experts' blocks (zeros)]: the real model's layout, so the all-reduce matches cpu's. */
   async gradientsToReduce(): Promise<Float32Array> {
     // The embedding backward of every micro-batch's tokens.
     const tokens = [...this.microBatches.values()].reduce((n, m) => n + m.tokens, 0);
     await this.run('grads', -1, -1, -1, this.loaded().costs.grads(tokens));
-    const flat = new Float32Array(this.denseGradLength + this.counts.length);
+    const flat = new Float32Array(this.denseGradLength + this.counts.length + this.replicaGradLength);
     flat.set(this.counts, this.denseGradLength);
     return flat;
   }
 
   async applyUpdate(reduced: Float32Array): Promise<UpdateResult> {
-    const expected = this.denseGradLength + this.counts.length;
+    const expected = this.denseGradLength + this.counts.length + this.replicaGradLength;
     if (reduced.length !== expected) {
       throw new SimShapeError(`applyUpdate: reduced gradients have ${reduced.length} values, expected ${expected}`);
     }
     await this.run('update', -1, -1, -1, this.loaded().costs.update());
-    return { checksum: this.checksum };
+    return this.replicaChecksums.length > 0 ? { checksum: this.checksum, replicaChecksums: this.replicaChecksums } : { checksum: this.checksum };
   }
 
   async expertCounts(): Promise<Int32Array> {

@@ -61,8 +61,9 @@ export const simOptionsSchema = z.strictObject({
   linkSharing: z.enum(['port', 'pair']).optional(),
   /**
    * Routing of the simulated tokens; default "uniform". "skewed": every token's top-k slots go to
-   * the experts of rank 0 (k distinct ones, spilling to the next ranks' experts only when rank 0
-   * owns fewer than k), the worst case of a hot rank.
+   * the experts rank 0 holds under the contiguous placement (k distinct ones, spilling to the next
+   * ranks' blocks only when rank 0's holds fewer than k), the worst case of a hot rank; the same
+   * experts whatever the run's placement, so a balanced or replicated placement can spread them.
    */
   routing: z.enum(['uniform', 'skewed']).optional(),
 });
