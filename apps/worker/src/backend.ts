@@ -12,12 +12,17 @@
  * Shapes: T = tokens this worker holds in the micro-batch, k = top-k, S = T*k slots (slot s = t*k + j),
  * H = `hiddenSize` of the backend (the columns of every row that crosses the wire).
  * All arrays are row-major Float32Array unless said otherwise.
+ *
+ * Routed rows come in the all-to-all's form (`RoutedForm`): `slots` [S, H] with the flat one (the
+ * backend weights and sums them, and computes the weight gradients); `tokens` [T, H] with the
+ * hierarchical one, which weights and sums them within each node on the way back and returns the
+ * weight gradients with the input gradients. The backward's form is always the forward's.
  */
-import type { ExpertRows, MicroBatch, NamedOptimizerState, ParamsSnapshot, RouteOutput, ShardParams, UpdateResult } from '@moe/model';
+import type { ExpertRows, MicroBatch, NamedOptimizerState, ParamsSnapshot, RoutedInputGrads, RoutedRows, RouteOutput, ShardParams, UpdateResult } from '@moe/model';
 import type { ExpertPlacement } from '@moe/placement';
 import type { LinkModel } from '@moe/sim';
 
-export type { ExpertRows, MicroBatch, NamedOptimizerState, ParamsSnapshot, RouteOutput, StepBatch, UpdateResult } from '@moe/model';
+export type { ExpertRows, MicroBatch, NamedOptimizerState, ParamsSnapshot, RoutedForm, RoutedInputGrads, RoutedRows, RouteOutput, StepBatch, UpdateResult } from '@moe/model';
 
 /** Everything LoadShard hands a worker, decoded: the parameters (`ShardParams`) and where the rank sits. */
 export interface Shard extends ShardParams {
@@ -64,24 +69,24 @@ export interface Backend {
 
   /** Starts a micro-batch: embeds its tokens (micro-batch 0 also starts the step: zeroes the gradients). */
   beginStep(batch: MicroBatch): Promise<void>;
-  /** RMSNorm and router of `layer`: the rows to dispatch and their experts. */
+  /** RMSNorm and router of `layer`: the rows to dispatch, their experts and their combine weights. */
   route(layer: number, microBatch: number): Promise<RouteOutput>;
   /** Shared experts of `layer` on all T tokens (runs while the dispatch is in flight). */
   sharedExperts(layer: number, microBatch: number): Promise<void>;
   /** This worker's experts on the rows of one chunk; returns output rows by source, same order. */
   experts(layer: number, chunk: number, rows: ExpertRows[], microBatch: number): Promise<Float32Array[]>;
-  /** Weighted sum of the slot outputs [S, H] plus shared output and residual: the layer's output. */
-  combineOutputs(layer: number, slotOutputs: Float32Array, microBatch: number): Promise<void>;
+  /** The routed output (slots: weighted sum of [S, H]; tokens: [T, H] as given) plus shared output and residual: the layer's output. */
+  combineOutputs(layer: number, routed: RoutedRows, microBatch: number): Promise<void>;
   /** Final norm, head, cross-entropy and their backward; the loss of this micro-batch's tokens (global divisors). */
   lossAndHeadBackward(microBatch: number): Promise<{ lossSum: number; auxLoss: number }>;
-  /** Backward of `combineOutputs`: the gradient of every slot output [S, H]. */
-  combineOutputsBackward(layer: number, microBatch: number): Promise<Float32Array>;
+  /** Backward of `combineOutputs`, in its form: slots: the gradient of every slot output [S, H]; tokens: of the routed output [T, H]. */
+  combineOutputsBackward(layer: number, microBatch: number): Promise<RoutedRows>;
   /** Backward of `experts` for one chunk: input-gradient rows by source; expert grads accumulate. */
   expertsBackward(layer: number, chunk: number, gradRows: ExpertRows[], microBatch: number): Promise<Float32Array[]>;
   /** Backward of `sharedExperts`. */
   sharedExpertsBackward(layer: number, microBatch: number): Promise<void>;
-  /** Backward of `route` and the norm, given every slot's input gradient [S, H]. */
-  routeBackward(layer: number, dSlotInputs: Float32Array, microBatch: number): Promise<void>;
+  /** Backward of `route` and the norm, given the routed inputs' gradient: per slot [S, H], or per token [T, H] with the weight gradients [S]. */
+  routeBackward(layer: number, grads: RoutedInputGrads, microBatch: number): Promise<void>;
   /** Once per step, after every micro-batch's backward: embedding backward; returns the flat vector to all-reduce: dense gradients then counts. */
   gradientsToReduce(): Promise<Float32Array>;
   /** AdamW on dense params (with the reduced gradients) and on local experts; bias balancing. */

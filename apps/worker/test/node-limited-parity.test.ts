@@ -15,7 +15,7 @@ const contiguous = (experts: number, world: number) => Array.from({ length: expe
 async function expectParity(
   modelFields: object,
   world: number,
-  step: { allToAll?: 'flat' | 'hierarchical'; nodeSize?: number; schedule?: string; chunks?: number } = {},
+  step: { allToAll?: 'flat' | 'hierarchical'; nodeSize?: number; schedule?: string; chunks?: number; microBatches?: number } = {},
 ) {
   const model = parseModelConfig({ ...TINY_MODEL, layers: 2, ...modelFields });
   const reference = trainReference(model, train);
@@ -48,6 +48,14 @@ describe('the hierarchical all-to-all trains as the reference does', () => {
     await expectParity({ routedExperts: 8, topK: 2, routerGroups: 2, routerGroupTopK: M }, 4, { allToAll: 'hierarchical', nodeSize: 2 });
   });
 
+  it.each([1, 2, 3])('8 ranks in 2 nodes, 16 experts in 4 groups, top-4, node-limited M=%i, naive schedule', async (M) => {
+    await expectParity({ routedExperts: 16, topK: 4, routerGroups: 4, routerGroupTopK: M }, 8, { allToAll: 'hierarchical', nodeSize: 4 });
+  });
+
+  it('4 ranks in 2 nodes, fb-overlap with 2 micro-batches (two layers between forward and backward at once)', async () => {
+    await expectParity({ routedExperts: 8, topK: 2 }, 4, { allToAll: 'hierarchical', nodeSize: 2, schedule: 'fb-overlap', microBatches: 2 });
+  });
+
   it('8 ranks in 2 nodes, 16 experts top-4, overlapped schedule with 2 chunks', async () => {
     await expectParity({ routedExperts: 16, topK: 4, routerGroups: 2, routerGroupTopK: 2 }, 8, { allToAll: 'hierarchical', nodeSize: 4, schedule: 'overlapped', chunks: 2 });
   });
@@ -59,5 +67,20 @@ describe('the hierarchical all-to-all trains as the reference does', () => {
     const inter = (run: typeof flat) => run.linkBytes.reduce((sum, b) => sum + b.inter, 0);
     expect(inter(hier)).toBeLessThan(inter(flat));
     expect(inter(flat)).toBeGreaterThan(0);
+  });
+
+  it('with M=1 (top-2, a group per node) a token that leaves its node crosses once each way where the flat one crosses twice', async () => {
+    // One step: both runs route the same tokens. Every remote token has both its experts on the
+    // other node: the flat all-to-alls carry 2 rows for it each, the hierarchical ones 1 (in all
+    // four: dispatch, combine, and their backwards).
+    const model = parseModelConfig({ ...TINY_MODEL, layers: 2, routedExperts: 8, topK: 2, routerGroups: 2, routerGroupTopK: 1 });
+    const oneStep = { ...train, steps: 1 };
+    const inter = async (allToAll: 'flat' | 'hierarchical') => {
+      const run = await trainInProcess({ model, train: oneStep, world: 4, owner: contiguous(8, 4), schedule: 'naive', allToAll, nodeSize: 2 });
+      return run.linkBytes.reduce((sum, b) => sum + b.inter, 0);
+    };
+    const [flat, hier] = [await inter('flat'), await inter('hierarchical')];
+    expect(hier).toBeGreaterThan(0);
+    expect(flat).toBe(2 * hier);
   });
 });

@@ -82,11 +82,20 @@ describe('the placements under test hold real replicas', () => {
   });
 });
 
-describe('redundant experts train exactly as the reference with the run\'s replica choices', () => {
+/**
+ * Exact for the flat all-to-all; the hierarchical one sums a token's outputs per node before the
+ * token's rank adds them, another float order than the reference's: float32 tolerance.
+ */
+const expectParity = (allToAll: 'flat' | 'hierarchical', loss: number, params: { max: number; name: string }) => {
+  expect(loss).toBeLessThan(allToAll === 'flat' ? 1e-12 : 1e-5);
+  if (allToAll === 'flat') expect(params.max, `worst parameter ${params.name}`).toBe(0);
+  else expect(params.max, `worst parameter ${params.name}`).toBeLessThan(1e-4);
+};
+
+describe('redundant experts train as the reference with the run\'s replica choices (flat: exactly)', () => {
   it.each(['flat', 'hierarchical'] as const)('4 ranks in 2 nodes, 8 experts + 4 redundant, %s', async (allToAll) => {
     const { result, loss, params } = await run({ ...small, allToAll });
-    expect(loss).toBeLessThan(1e-12);
-    expect(params.max, `worst parameter ${params.name}`).toBe(0);
+    expectParity(allToAll, loss, params);
     for (const sums of result.checksums) expect(new Set(sums).size).toBe(1);
     expect(divergedReplicas(result).flat()).toEqual([]);
     expect(result.replicaChecksums[0]!.flat().length).toBeGreaterThan(0);
@@ -95,8 +104,8 @@ describe('redundant experts train exactly as the reference with the run\'s repli
   });
 
   it.each(['flat', 'hierarchical'] as const)('8 ranks in 2 nodes, 16 experts + 8 redundant (global policy), overlapped in 2 chunks, %s', async (allToAll) => {
-    const { result, params } = await run({ ...large, allToAll, schedule: 'overlapped', chunks: 2 });
-    expect(params.max, `worst parameter ${params.name}`).toBe(0);
+    const { result, loss, params } = await run({ ...large, allToAll, schedule: 'overlapped', chunks: 2 });
+    expectParity(allToAll, loss, params);
     expect(divergedReplicas(result).flat()).toEqual([]);
   });
 

@@ -168,13 +168,14 @@ describe('SimBackend', () => {
     for (let l = 0; l < 2; l++) {
       await backend.route(l);
       await backend.sharedExperts(l);
-      await backend.combineOutputs(l, new Float32Array(16 * 2 * 64));
+      await backend.combineOutputs(l, { form: 'slots', rows: new Float32Array(16 * 2 * 64) });
     }
     const loss = await backend.lossAndHeadBackward();
     expect(loss.lossSum).toBeCloseTo((Math.log(model.vocabSize) * 16) / (16 * WORLD), 9);
     expect(loss.auxLoss).toBe(0);
     const dSlots = await backend.combineOutputsBackward(1);
-    expect(dSlots.length).toBe(16 * 2 * 64);
+    expect(dSlots.form).toBe('slots');
+    expect(dSlots.rows.length).toBe(16 * 2 * 64);
     const grads = await backend.gradientsToReduce();
     const dense = (await backend.snapshot()).dense.filter((p) => p.trainable).reduce((n, p) => n + p.tensor.data.length, 0);
     expect(grads.length).toBe(dense + 2 * 8);
@@ -186,8 +187,12 @@ describe('SimBackend', () => {
     const backend = new SimBackend();
     await backend.load(shardOf(0, { profile: 'H800', dilation: 1, model: SMALL }));
     await backend.beginStep(batchOf(0, 16));
-    await expect(backend.combineOutputs(0, new Float32Array(10))).rejects.toThrow(
+    await expect(backend.combineOutputs(0, { form: 'slots', rows: new Float32Array(10) })).rejects.toThrow(
       /combineOutputs layer 0: 10 values, expected S=32 slots x H=64 = 2048/,
+    );
+    // Summed per token by the hierarchical all-to-all: one row per token.
+    await expect(backend.combineOutputs(0, { form: 'tokens', rows: new Float32Array(32 * 64) })).rejects.toThrow(
+      /combineOutputs layer 0: 2048 values, expected T=16 tokens x H=64 = 1024/,
     );
     await expect(
       backend.experts(0, 1, [{ source: 3, rows: new Float32Array(64), expertIds: new Int32Array(2) }]),

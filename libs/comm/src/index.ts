@@ -52,8 +52,19 @@ export { combine, type CombineOptions } from './alltoall/combine';
 export { allReduceSum } from './alltoall/all-reduce';
 export { exchangeAmong } from './alltoall/exchange-among';
 export { nodeLayout, MAX_EXPERTS_PER_NODE, type HopTiming, type LinkBytes, type NodeLayout } from './alltoall/node-layout';
-export { hierarchicalDispatch, hierarchicalCombine, flatLinkBytes, type HierarchicalHandle } from './alltoall/hierarchical';
-export { allToAllStrategy, ALL_TO_ALL_MODES, type AllToAllHandle, type AllToAllMode, type AllToAllStrategy } from './alltoall/strategy';
+export { hierarchicalDispatch, hierarchicalCombineBackward } from './alltoall/hierarchical-dispatch';
+export { hierarchicalCombine, hierarchicalDispatchBackward, type HierarchicalCombineOptions } from './alltoall/hierarchical-combine';
+export type { HierarchicalBackwardHandle, HierarchicalHandle } from './alltoall/hierarchical-handle';
+export {
+  allToAllStrategy,
+  flatLinkBytes,
+  ALL_TO_ALL_MODES,
+  type AllToAllBackwardHandle,
+  type AllToAllHandle,
+  type AllToAllMode,
+  type AllToAllStrategy,
+  type CombineStepOptions,
+} from './alltoall/strategy';
 export { AllToAllShapeError, ExchangeTimeoutError, LayoutError } from './alltoall/errors';
 
 // link shaping (modeled links over any Transport)

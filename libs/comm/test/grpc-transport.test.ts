@@ -188,9 +188,11 @@ describe('gRPC transport', () => {
         expect((await next(6)).error).toMatch(/FP8_E4M3 \[2, 4\] needs 4 bytes of scales but 0 arrived/);
         call.write(frame({ expertIds: Buffer.alloc(4) }));
         expect((await next(7)).error).toMatch(/4 bytes of expert ids for 2 rows \(needs 8 or none\)/);
+        call.write(frame({ weights: Buffer.alloc(6) }));
+        expect((await next(8)).error).toMatch(/6 bytes of weights is not a whole number of float32 \(a multiple of 4\)/);
         // the same stream still carries a good frame
         call.write(frame({}));
-        expect((await next(8)).error).toBe('');
+        expect((await next(9)).error).toBe('');
         expect((await world[1]!.receive(0, key, 1_000)).payload.rows).toBe(2);
         call.end();
         // and the receiver still serves ordinary transports

@@ -86,16 +86,20 @@ describe.each(['flat', 'hierarchical'] as const)('%s all-to-all with copies', (m
           const physical = chooser.choose(ids, r, k);
           const layout = dispatchLayout(ids, [0, 0, 1, 3], world, undefined, chooser.ranksOf(physical));
           const source = Float32Array.from({ length: (ids.length / k) * cols }, (_, i) => r * 100 + i);
-          const d = await a2a.dispatch(t, key, layout, source, cols, { rowOfSlot: (s) => Math.floor(s / k), expertIds: ids, codec: 'f32', timeoutMs: 5000 });
+          const weights = Float32Array.from(ids, (_, s) => 1 + (s % k));
+          const d = await a2a.dispatch(t, key, layout, source, cols, { rowOfSlot: (s) => Math.floor(s / k), expertIds: ids, weights, codec: 'f32', timeoutMs: 5000 });
           const outputs = d.received.map((rec) => rec.rows.map((v) => -v));
           const c = await a2a.combine(t, { ...key, phase: 'COMBINE' }, d.handle, outputs, { codec: 'f32', timeoutMs: 5000 });
-          return { received: d.received, out: c.out, physical, source };
+          return { received: d.received, out: c.out, physical, source, form: a2a.form };
         }),
       );
-      results.forEach(({ out, source }, r) => {
+      results.forEach(({ out, source, form }, r) => {
         for (let s = 0; s < routes[r]!.length; s++) {
           const token = Math.floor(s / k);
-          expect([...out.subarray(s * cols, (s + 1) * cols)]).toEqual([...source.subarray(token * cols, (token + 1) * cols)].map((v) => -v));
+          const want = [...source.subarray(token * cols, (token + 1) * cols)].map((v) => -v);
+          // Per slot (flat), or per token weighted and summed (hierarchical): weights 1 and 2.
+          if (form === 'slots') expect([...out.subarray(s * cols, (s + 1) * cols)]).toEqual(want);
+          else expect([...out.subarray(token * cols, (token + 1) * cols)]).toEqual(want.map((v) => 3 * v + 0)); // + 0: a sum starts from +0
         }
       });
       // What each rank received from each origin is exactly what that origin chose to send it.

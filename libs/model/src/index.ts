@@ -77,7 +77,20 @@ export { trainReference, applyUpdate, optimizerOrder, type ReferenceResult } fro
 export { MarkovChain, type MarkovChainOptions } from './data';
 export { wholeBatch, checkSplit, type BatchSplit, type TokenRange } from './batch-split';
 export { ShardCompute } from './shard/compute';
-export type { ExpertRows, MicroBatch, NamedOptimizerState, ParamsSnapshot, ReplicaChecksum, RouteOutput, ShardParams, StepBatch, UpdateResult } from './shard/types';
+export type {
+  ExpertRows,
+  MicroBatch,
+  NamedOptimizerState,
+  ParamsSnapshot,
+  ReplicaChecksum,
+  RouteOutput,
+  RoutedForm,
+  RoutedInputGrads,
+  RoutedRows,
+  ShardParams,
+  StepBatch,
+  UpdateResult,
+} from './shard/types';
 export { replicaGradientLength } from './shard/replica-grads';
 export {
   DEFAULT_LOSS_TOLERANCE,

@@ -1,5 +1,5 @@
 import { Worker } from 'node:worker_threads';
-import type { Backend, ExpertRows, MicroBatch, NamedOptimizerState, ParamsSnapshot, RouteOutput, Shard, UpdateResult } from '../backend';
+import type { Backend, ExpertRows, MicroBatch, NamedOptimizerState, ParamsSnapshot, RoutedInputGrads, RoutedRows, RouteOutput, Shard, UpdateResult } from '../backend';
 import { MAX_MICRO_BATCHES } from '@moe/schedule';
 import { ShardCompute } from '@moe/model';
 import type { ComputeMethod, ThreadRequest, ThreadResponse } from './thread-protocol';
@@ -94,13 +94,13 @@ export class CpuBackend implements Backend {
   experts(layer: number, chunk: number, rows: ExpertRows[], microBatch: number): Promise<Float32Array[]> {
     return this.call('experts', layer, chunk, rows, microBatch);
   }
-  combineOutputs(layer: number, slotOutputs: Float32Array, microBatch: number): Promise<void> {
-    return this.call('combineOutputs', layer, slotOutputs, microBatch);
+  combineOutputs(layer: number, routed: RoutedRows, microBatch: number): Promise<void> {
+    return this.call('combineOutputs', layer, routed, microBatch);
   }
   lossAndHeadBackward(microBatch: number): Promise<{ lossSum: number; auxLoss: number }> {
     return this.call('lossAndHeadBackward', microBatch);
   }
-  combineOutputsBackward(layer: number, microBatch: number): Promise<Float32Array> {
+  combineOutputsBackward(layer: number, microBatch: number): Promise<RoutedRows> {
     return this.call('combineOutputsBackward', layer, microBatch);
   }
   expertsBackward(layer: number, chunk: number, gradRows: ExpertRows[], microBatch: number): Promise<Float32Array[]> {
@@ -109,8 +109,8 @@ export class CpuBackend implements Backend {
   sharedExpertsBackward(layer: number, microBatch: number): Promise<void> {
     return this.call('sharedExpertsBackward', layer, microBatch);
   }
-  routeBackward(layer: number, dSlotInputs: Float32Array, microBatch: number): Promise<void> {
-    return this.call('routeBackward', layer, dSlotInputs, microBatch);
+  routeBackward(layer: number, grads: RoutedInputGrads, microBatch: number): Promise<void> {
+    return this.call('routeBackward', layer, grads, microBatch);
   }
   gradientsToReduce(): Promise<Float32Array> {
     return this.call('gradientsToReduce');

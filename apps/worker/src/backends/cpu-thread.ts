@@ -24,6 +24,7 @@ port.on('message', (request: ThreadRequest) => {
     };
     if (request.method !== 'snapshot' && request.method !== 'optimizerState') {
       if (Array.isArray(result)) result.forEach(collect);
+      else if (result && typeof result === 'object' && 'form' in result && 'rows' in result) collect(result.rows); // RoutedRows
       else collect(result);
     }
     response = { id: request.id, ok: true, result };

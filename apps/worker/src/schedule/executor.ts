@@ -2,6 +2,7 @@ import {
   allReduceSum,
   allToAllStrategy,
   dispatchLayout,
+  type AllToAllBackwardHandle,
   type AllToAllHandle,
   type AllToAllMode,
   type CodecName,
@@ -18,7 +19,7 @@ import {
   type ReplicaPlacement,
 } from '@moe/comm';
 import type { ReplicaChecksum } from '@moe/model';
-import type { Backend, ExpertRows, MicroBatch, RouteOutput, StepBatch } from '../backend';
+import type { Backend, ExpertRows, MicroBatch, RoutedInputGrads, RoutedRows, RouteOutput, StepBatch } from '../backend';
 import { wholeBatch } from './micro-batches';
 import { chunkTokenRange } from '@moe/schedule';
 import type { OpObserver } from './flight-recorder';
@@ -84,15 +85,17 @@ interface LayerState {
   handles: AllToAllHandle[];
   received: ReceivedRows[][];
   expertOutputs: Float32Array[][];
-  /** [S, H] slot outputs, filled chunk by chunk by the combines. */
-  slotOutputs?: Float32Array;
-  /** [S, H] gradients of the slot outputs. */
-  dSlotOutputs?: Float32Array;
-  backwardHandles: AllToAllHandle[];
+  /** Routed outputs in the all-to-all's form ([S, H] per slot or [T, H] per token), filled chunk by chunk by the combines. */
+  routed?: Float32Array;
+  /** Their gradients, in the same form. */
+  dRouted?: RoutedRows;
+  backwardHandles: AllToAllBackwardHandle[];
   backwardReceived: ReceivedRows[][];
   expertInputGrads: Float32Array[][];
-  /** [S, H] gradients of the slot inputs, filled chunk by chunk. */
-  dSlotInputs?: Float32Array;
+  /** Gradients of the routed inputs in that form, filled chunk by chunk. */
+  dRoutedInputs?: Float32Array;
+  /** `tokens` form: [S] gradients of the combine weights, filled chunk by chunk with dRoutedInputs. */
+  dWeights?: Float32Array;
 }
 
 const toExpertRows = (received: ReceivedRows[]): ExpertRows[] =>
@@ -163,6 +166,8 @@ export class StepExecutor {
     const { rank, worldSize } = this.transport;
     const key = (op: Op, phase: Phase): FrameKey => ({ step, microBatch: Math.max(0, op.microBatch), layer: op.layer, chunk: Math.max(0, op.chunk), phase });
     const a2a = allToAllStrategy(settings.allToAll ?? 'flat', this.replicas?.placement ?? this.expertOwner, worldSize, settings.nodeSize || worldSize, () => timeline.now());
+    /** Rows of a layer's routed arrays for `slots` slots: one per slot, or one per token when the all-to-all sums them. */
+    const routedRows = (slots: number) => (a2a.form === 'tokens' ? slots / topK : slots);
     const chooser = this.replicaChooser(settings.nodeSize ?? 0);
     const physicalCounts = chooser ? new Int32Array(this.replicas!.layers * chooser.physical) : undefined;
     // A micro-batch's tokens follow the earlier micro-batches' among the rank's tokens of the step (the replica choice counts from there).
@@ -215,7 +220,7 @@ export class StepExecutor {
             const range = chunkTokenRange(tokens, chunkCount, c);
             s!.layouts[c] = dispatchLayout(route.expertIds, this.expertOwner, worldSize, { begin: range.begin * topK, end: range.end * topK }, slotRanks);
           }
-          s!.slotOutputs = new Float32Array(s!.slots * hidden);
+          s!.routed = new Float32Array(routedRows(s!.slots) * hidden);
           return 0;
         }
         case 'dispatch': {
@@ -223,6 +228,7 @@ export class StepExecutor {
           const { received, handle, ...result } = await a2a.dispatch(this.transport, key(op, 'DISPATCH'), layout, s!.route!.h, hidden, {
             rowOfSlot: (slot) => Math.floor(slot / topK),
             expertIds: this.fault?.expertIds(rank, s!.route!.expertIds, this.expertOwner) ?? s!.route!.expertIds,
+            weights: s!.route!.weights,
             codec: settings.dispatchCodec,
             timeoutMs: settings.timeoutMs,
           });
@@ -240,15 +246,15 @@ export class StepExecutor {
           const result = await a2a.combine(this.transport, key(op, 'COMBINE'), s!.handles[op.chunk]!, s!.expertOutputs[op.chunk]!, {
             codec: settings.combineCodec,
             timeoutMs: settings.timeoutMs,
-            into: s!.slotOutputs,
+            into: s!.routed,
           });
           const range = chunkTokenRange(s!.slots / topK, chunkCount, op.chunk);
           const slotRange = { begin: range.begin * topK, end: range.end * topK };
-          this.fault?.afterCombine(rank, op.layer, s!.layouts[op.chunk]!, slotRange, op.chunk === chunkCount - 1, s!.slotOutputs!, hidden);
+          this.fault?.afterCombine(rank, op.layer, s!.layouts[op.chunk]!, slotRange, op.chunk === chunkCount - 1, { form: a2a.form, rows: s!.routed! }, hidden, topK);
           return sent(op, result);
         }
         case 'post':
-          await this.backend.combineOutputs(op.layer, s!.slotOutputs!, mb);
+          await this.backend.combineOutputs(op.layer, { form: a2a.form, rows: s!.routed! }, mb);
           return 0;
         case 'loss': {
           const part = await this.backend.lossAndHeadBackward(mb);
@@ -256,26 +262,22 @@ export class StepExecutor {
           loss.auxLoss += part.auxLoss;
           return 0;
         }
-        case 'post_bwd':
-          s!.dSlotOutputs = await this.backend.combineOutputsBackward(op.layer, mb);
-          s!.dSlotInputs = new Float32Array(s!.slots * hidden);
+        case 'post_bwd': {
+          const dRouted = await this.backend.combineOutputsBackward(op.layer, mb);
+          if (dRouted.form !== a2a.form || dRouted.rows.length !== routedRows(s!.slots) * hidden) {
+            throw new Error(`backend ${this.backend.name} returned ${dRouted.rows.length / hidden} rows in ${dRouted.form} form; the ${a2a.mode} all-to-all needs ${routedRows(s!.slots)} in ${a2a.form} form`);
+          }
+          s!.dRouted = dRouted;
+          s!.dRoutedInputs = new Float32Array(routedRows(s!.slots) * hidden);
+          if (a2a.form === 'tokens') s!.dWeights = new Float32Array(s!.slots);
           return 0;
+        }
         case 'combine_bwd': {
-          const layout = s!.layouts[op.chunk]!;
-          const { received, handle, ...result } = await a2a.dispatch(
-            this.transport,
-            key(op, 'COMBINE_BACKWARD'),
-            layout,
-            s!.dSlotOutputs!,
-            hidden,
-            {
-              rowOfSlot: (slot) => slot,
-              tokenOfSlot: (slot) => Math.floor(slot / topK),
-              expertIds: this.fault?.expertIds(rank, s!.route!.expertIds, this.expertOwner) ?? s!.route!.expertIds,
-              codec: settings.combineCodec,
-              timeoutMs: settings.timeoutMs,
-            },
-          );
+          const { received, handle, ...result } = await a2a.combineBackward(this.transport, key(op, 'COMBINE_BACKWARD'), s!.handles[op.chunk]!, s!.dRouted!.rows, {
+            expertIds: this.fault?.expertIds(rank, s!.route!.expertIds, this.expertOwner) ?? s!.route!.expertIds,
+            codec: settings.combineCodec,
+            timeoutMs: settings.timeoutMs,
+          });
           s!.backwardReceived[op.chunk] = received;
           s!.backwardHandles[op.chunk] = handle;
           return sent(op, result);
@@ -289,21 +291,25 @@ export class StepExecutor {
           );
           return 0;
         case 'dispatch_bwd': {
-          const result = await a2a.combine(this.transport, key(op, 'DISPATCH_BACKWARD'), s!.backwardHandles[op.chunk]!, s!.expertInputGrads[op.chunk]!, {
+          const result = await a2a.dispatchBackward(this.transport, key(op, 'DISPATCH_BACKWARD'), s!.backwardHandles[op.chunk]!, s!.expertInputGrads[op.chunk]!, {
             codec: settings.combineCodec,
             timeoutMs: settings.timeoutMs,
-            into: s!.dSlotInputs,
+            into: s!.dRoutedInputs,
+            dWeightsInto: s!.dWeights,
           });
           return sent(op, result);
         }
         case 'shared_bwd':
           await this.backend.sharedExpertsBackward(op.layer, mb);
           return 0;
-        case 'route_bwd':
-          await this.backend.routeBackward(op.layer, s!.dSlotInputs!, mb);
+        case 'route_bwd': {
+          const rows = s!.dRoutedInputs!;
+          const grads: RoutedInputGrads = a2a.form === 'tokens' ? { form: 'tokens', rows, dWeights: s!.dWeights! } : { form: 'slots', rows };
+          await this.backend.routeBackward(op.layer, grads, mb);
           // This micro-batch's layer is done: let its activations go.
           layers.delete(`${mb}/${op.layer}`);
           return 0;
+        }
         case 'grads':
           gradients = await this.backend.gradientsToReduce();
           return 0;

@@ -18,6 +18,7 @@
  * When a schedule or a placement brings a new way to be wrong, its fault joins this table.
  */
 import type { DispatchLayout } from '@moe/comm';
+import type { RoutedRows } from '@moe/model';
 
 export const FAULT_ENV = 'MOE_FAULT';
 /** Faults that break any placement. */
@@ -66,19 +67,24 @@ export class PlantedFault {
   }
 
   /**
-   * After a forward combine wrote `slotOutputs` [S, H]: drop-peer-rows zeroes the rows peer 1
-   * returned; stale-chunk puts back the previous step's rows of the last chunk's slots.
+   * After a forward combine wrote the routed rows ([S, H] per slot, or [T, H] per token when the
+   * all-to-all sums them): drop-peer-rows zeroes the rows of the slots peer 1 served (per token:
+   * the whole row of each token with such a slot); stale-chunk puts back the previous step's rows
+   * of the last chunk.
    * @param slots [begin, end) the chunk's slot range; @param last whether it is the step's last chunk
    */
-  afterCombine(rank: number, layer: number, layout: DispatchLayout, slots: { begin: number; end: number }, last: boolean, slotOutputs: Float32Array, hidden: number): void {
+  afterCombine(rank: number, layer: number, layout: DispatchLayout, slots: { begin: number; end: number }, last: boolean, routed: RoutedRows, hidden: number, topK: number): void {
     if (rank !== 0) return;
+    const rowOf = (s: number) => (routed.form === 'tokens' ? Math.floor(s / topK) : s);
+    const rows = routed.rows;
     if (this.name === 'drop-peer-rows' && layout.slotsTo.length > 1) {
-      for (const s of layout.slotsTo[1]!) slotOutputs.fill(0, s * hidden, (s + 1) * hidden);
+      for (const s of layout.slotsTo[1]!) rows.fill(0, rowOf(s) * hidden, (rowOf(s) + 1) * hidden);
     }
     if (this.name === 'stale-chunk' && last) {
-      const now = slotOutputs.slice(slots.begin * hidden, slots.end * hidden);
+      const [begin, end] = routed.form === 'tokens' ? [slots.begin / topK, slots.end / topK] : [slots.begin, slots.end];
+      const now = rows.slice(begin * hidden, end * hidden);
       const before = this.previous.get(layer);
-      slotOutputs.set(before && before.length === now.length ? before : new Float32Array(now.length), slots.begin * hidden);
+      rows.set(before && before.length === now.length ? before : new Float32Array(now.length), begin * hidden);
       this.previous.set(layer, now);
     }
   }

@@ -31,13 +31,13 @@ export interface DispatchHandle {
 export interface DispatchOptions {
   /** Row of `source` that slot `slot` carries (forward: token = floor(slot / topK); backward: the slot itself). */
   rowOfSlot: (slot: number) => number;
-  /**
-   * Token of a slot (default: rowOfSlot). The hierarchical all-to-all delivers a token's rows for
-   * one rank in ascending expert id; giving the backward the token keeps its rows in the forward's order.
-   */
-  tokenOfSlot?: (slot: number) => number;
   /** [S] global expert id per slot, sent with the rows (the receivers' experts need them). */
   expertIds?: Int32Array;
+  /**
+   * [S] combine weight per slot. The hierarchical all-to-all carries them to the nodes that reduce
+   * its combine (and needs them); the flat one leaves the weighting to the token's rank.
+   */
+  weights?: Float32Array;
   /**
    * Codec of the rows. Rows for this rank's own experts are encoded and decoded too (never sent),
    * so a row is rounded the same wherever its expert lives and the reference can round it alike.

@@ -29,7 +29,7 @@ const view = (b: Uint8Array): Buffer => Buffer.from(b.buffer, b.byteOffset, b.by
 
 /**
  * The PeerMessages carrying `frame` from rank `source`: part p holds data bytes partRange(p);
- * part 0 also carries the scales and expert ids. Byte fields are views (no copy).
+ * part 0 also carries the scales, expert ids and weights. Byte fields are views (no copy).
  */
 export function framePartMessages(key: FrameKey, source: number, frame: OutgoingFrame, maxFrameBytes: number): PeerMessage[] {
   const payload = toTensorMsg(frame.payload);
@@ -53,6 +53,7 @@ export function framePartMessages(key: FrameKey, source: number, frame: Outgoing
           ...(payload.scales ? { scales: part === 0 ? payload.scales : empty } : {}),
         },
         expertIds: part === 0 && frame.expertIds ? view(new Uint8Array(frame.expertIds.buffer, frame.expertIds.byteOffset, frame.expertIds.byteLength)) : empty,
+        weights: part === 0 && frame.weights ? view(new Uint8Array(frame.weights.buffer, frame.weights.byteOffset, frame.weights.byteLength)) : empty,
         part,
         parts,
       },
@@ -76,9 +77,10 @@ export interface FramePart {
   totalBytes: number;
   /** This part's data bytes (a view of the message). */
   data: Uint8Array;
-  /** Part 0 only: float32 scales (FP8_E4M3) and int32 expert ids, views of the message. */
+  /** Part 0 only: float32 scales (FP8_E4M3), int32 expert ids and float32 weights, views of the message. */
   scales: Uint8Array;
   expertIds: Uint8Array;
+  weights: Uint8Array;
 }
 
 /** What an ack echoes of a frame, read leniently from whatever arrived. */
@@ -140,8 +142,12 @@ export function parseFramePart(frame: FrameOut, streamSource: number): FramePart
     if (frame.expertIds.byteLength !== 0 && frame.expertIds.byteLength !== 4 * rows) {
       throw new MalformedFrameError(`${what}: ${frame.expertIds.byteLength} bytes of expert ids for ${rows} rows (needs ${4 * rows} or none)`);
     }
-  } else if (payload.scales.byteLength !== 0 || frame.expertIds.byteLength !== 0) {
-    throw new MalformedFrameError(`${what}: scales and expert ids travel in part 0 only`);
+    // How many weights a row stands for is the all-to-all's to check; the wire only needs whole float32s.
+    if ((frame.weights?.byteLength ?? 0) % 4 !== 0) {
+      throw new MalformedFrameError(`${what}: ${frame.weights.byteLength} bytes of weights is not a whole number of float32 (a multiple of 4)`);
+    }
+  } else if (payload.scales.byteLength !== 0 || frame.expertIds.byteLength !== 0 || (frame.weights?.byteLength ?? 0) !== 0) {
+    throw new MalformedFrameError(`${what}: scales, expert ids and weights travel in part 0 only`);
   }
   return {
     key,
@@ -156,5 +162,6 @@ export function parseFramePart(frame: FrameOut, streamSource: number): FramePart
     data: payload.data,
     scales: payload.scales,
     expertIds: frame.expertIds,
+    weights: frame.weights ?? new Uint8Array(0),
   };
 }

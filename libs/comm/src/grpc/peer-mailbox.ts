@@ -3,7 +3,7 @@ import { DuplicateFrameError, PeerUnreachableError, RankRangeError, TransportClo
 import { frameId, type FrameKey } from '../transport/frame-key';
 import { copyFrame, payloadBytes } from '../transport/payload';
 import type { IncomingFrame, OutgoingFrame } from '../transport/transport';
-import { int32View } from '../codec/endian';
+import { float32View, int32View } from '../codec/endian';
 import type { EncodedTensor } from '../codec/types';
 import { MalformedFrameError, partRange, type FramePart } from './frame-message';
 
@@ -52,6 +52,7 @@ interface Assembly {
   data?: Uint8Array;
   scales?: Uint8Array;
   expertIds?: Uint8Array;
+  weights?: Uint8Array;
 }
 
 
@@ -123,7 +124,7 @@ export class PeerMailbox {
     const run = this.requireRun(undefined);
     run.store.check(run.rank, key);
     const copy = copyFrame(frame);
-    const bytes = payloadBytes(copy.payload) + (copy.expertIds?.byteLength ?? 0);
+    const bytes = payloadBytes(copy.payload) + (copy.expertIds?.byteLength ?? 0) + (copy.weights?.byteLength ?? 0);
     await run.store.reserve(bytes, run.rank, key);
     this.put(run, run.rank, key, { source: run.rank, ...copy }, bytes);
   }
@@ -138,12 +139,12 @@ export class PeerMailbox {
     if (part.source >= run.worldSize) throw new RankRangeError('source', part.source, run.worldSize);
     const id = frameId(part.source, part.key);
     const scaleBytes = part.dtype === 'FP8_E4M3' ? 4 * Math.ceil((part.rows * part.cols) / part.blockSize) : 0;
-    const bytes = part.totalBytes + scaleBytes + 4 * part.rows;
+    const bytes = part.totalBytes + scaleBytes + 4 * part.rows + part.weights.byteLength;
     if (part.parts === 1) {
       if (this.assemblies.has(id)) throw new DuplicateFrameError(part.key, part.source, 'a multi-part frame for this key is arriving');
       run.store.check(part.source, part.key);
       await run.store.reserve(bytes, part.source, part.key);
-      this.put(run, part.source, part.key, frameOf(part, part.data, part.scales, part.expertIds), bytes);
+      this.put(run, part.source, part.key, frameOf(part, part.data, part.scales, part.expertIds, part.weights), bytes);
       return;
     }
 
@@ -179,10 +180,11 @@ export class PeerMailbox {
     if (part.part === 0) {
       asm.scales = part.scales.slice();
       asm.expertIds = part.expertIds.slice();
+      asm.weights = part.weights.slice();
     }
     if (++asm.count === part.parts) {
       this.assemblies.delete(id);
-      this.put(run, part.source, part.key, frameOf(asm.first, asm.data, asm.scales!, asm.expertIds!), asm.bytes);
+      this.put(run, part.source, part.key, frameOf(asm.first, asm.data, asm.scales!, asm.expertIds!, asm.weights!), asm.bytes);
     }
   }
 
@@ -226,7 +228,7 @@ export class PeerMailbox {
   }
 }
 
-function frameOf(header: FramePart, data: Uint8Array, scales: Uint8Array, expertIds: Uint8Array): IncomingFrame {
+function frameOf(header: FramePart, data: Uint8Array, scales: Uint8Array, expertIds: Uint8Array, weights: Uint8Array): IncomingFrame {
   const payload: EncodedTensor = { dtype: header.dtype, rows: header.rows, cols: header.cols, data };
   if (header.dtype === 'FP8_E4M3') {
     payload.scales = scales;
@@ -234,5 +236,6 @@ function frameOf(header: FramePart, data: Uint8Array, scales: Uint8Array, expert
   }
   const frame: IncomingFrame = { source: header.source, payload };
   if (expertIds.byteLength > 0) frame.expertIds = int32View(expertIds);
+  if (weights.byteLength > 0) frame.weights = float32View(weights);
   return frame;
 }

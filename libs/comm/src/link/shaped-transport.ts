@@ -29,10 +29,10 @@ export interface HostBoundReport {
   bound: boolean;
 }
 
-/** Bytes of one frame as it crosses a link: payload data, block scales and expert ids. */
+/** Bytes of one frame as it crosses a link: payload data, block scales, expert ids and weights. */
 export function frameBytes(frame: OutgoingFrame): number {
   const view = (v: unknown): number => (ArrayBuffer.isView(v) ? v.byteLength : 0);
-  return view(frame.payload.data) + view(frame.payload.scales) + view(frame.expertIds);
+  return view(frame.payload.data) + view(frame.payload.scales) + view(frame.expertIds) + view(frame.weights);
 }
 
 /**

@@ -4,8 +4,8 @@
  *   [u32 big-endian header length][header: UTF-8 JSON][body: header.bodyBytes bytes]
  *
  * A connection starts with the sender's `hello` (run, source rank, cluster token) and the
- * receiver's `welcome` or `refuse`; then `frame` records (body = expert ids, scales, data, in that
- * order so each starts 4-byte aligned in a fresh buffer) each answered by one `ack`, and a `bye`
+ * receiver's `welcome` or `refuse`; then `frame` records (body = expert ids, weights, scales, data,
+ * in that order so each starts 4-byte aligned in a fresh buffer) each answered by one `ack`, and a `bye`
  * when the sender closes cleanly. A connection that ends without `bye` is a sender lost mid-stream.
  */
 import { Buffer } from 'node:buffer';
@@ -48,6 +48,8 @@ export interface FrameRecord {
   /** 0 unless FP8_E4M3. */
   blockSize: number;
   idBytes: number;
+  /** Float32 weights (moe.proto Frame.weights); absent: none. */
+  weightBytes?: number;
   scaleBytes: number;
   dataBytes: number;
 }
@@ -81,7 +83,7 @@ export function encodeHeader(record: SocketRecord): Buffer {
 
 /** Body bytes that follow a record's header. */
 export function bodyBytes(record: SocketRecord): number {
-  return record.kind === 'frame' ? record.idBytes + record.scaleBytes + record.dataBytes : 0;
+  return record.kind === 'frame' ? record.idBytes + (record.weightBytes ?? 0) + record.scaleBytes + record.dataBytes : 0;
 }
 
 const KINDS = new Set(['hello', 'welcome', 'refuse', 'frame', 'ack', 'bye']);
@@ -100,6 +102,10 @@ function parseHeader(bytes: Uint8Array): SocketRecord {
     for (const field of SIZE_FIELDS) {
       const n = (value as Record<string, unknown>)[field];
       if (!Number.isSafeInteger(n) || (n as number) < 0) throw new SocketProtocolError(`frame header: ${field} ${JSON.stringify(n)} is not a byte count`);
+    }
+    const weights = (value as Record<string, unknown>)['weightBytes'];
+    if (weights !== undefined && (!Number.isSafeInteger(weights) || (weights as number) < 0 || (weights as number) % 4 !== 0)) {
+      throw new SocketProtocolError(`frame header: weightBytes ${JSON.stringify(weights)} is not a byte count of whole float32s`);
     }
   }
   return value as SocketRecord;

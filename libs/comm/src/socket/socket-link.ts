@@ -71,6 +71,7 @@ export class SocketLink {
       cols: p.cols,
       blockSize: p.dtype === 'FP8_E4M3' ? (p.blockSize ?? 0) : 0,
       idBytes: frame.expertIds?.byteLength ?? 0,
+      ...(frame.weights && frame.weights.byteLength > 0 ? { weightBytes: frame.weights.byteLength } : {}),
       scaleBytes: p.scales?.byteLength ?? 0,
       dataBytes: p.data.byteLength,
     };
@@ -119,6 +120,7 @@ export class SocketLink {
       socket.cork();
       socket.write(encodeHeader(next.record));
       if (frame.expertIds && frame.expertIds.byteLength > 0) socket.write(bytes(frame.expertIds));
+      if (frame.weights && frame.weights.byteLength > 0) socket.write(bytes(frame.weights));
       if (frame.payload.scales && frame.payload.scales.byteLength > 0) socket.write(frame.payload.scales);
       const more = frame.payload.data.byteLength > 0 ? socket.write(frame.payload.data) : true;
       socket.uncork();

@@ -216,8 +216,10 @@ function tokenProblem(sent: unknown, token: string | undefined): string | undefi
 /** A frame record and its body as the Frame message parseFramePart checks (views, no copy). */
 function frameOut(r: FrameRecord, source: number, body: Uint8Array): FrameOut {
   const ids = body.subarray(0, r.idBytes);
-  const scales = body.subarray(r.idBytes, r.idBytes + r.scaleBytes);
-  const data = body.subarray(r.idBytes + r.scaleBytes);
+  const weightsEnd = r.idBytes + (r.weightBytes ?? 0);
+  const weights = body.subarray(r.idBytes, weightsEnd);
+  const scales = body.subarray(weightsEnd, weightsEnd + r.scaleBytes);
+  const data = body.subarray(weightsEnd + r.scaleBytes);
   return {
     step: r.step,
     microBatch: Number(r.microBatch ?? 0),
@@ -228,6 +230,7 @@ function frameOut(r: FrameRecord, source: number, body: Uint8Array): FrameOut {
     part: 0,
     parts: 1,
     expertIds: ids,
+    weights,
     payload: { dtype: r.dtype, shape: [r.rows, r.cols], data, scales, blockSize: r.blockSize },
   } as unknown as FrameOut;
 }

@@ -17,10 +17,14 @@ export function checkOutgoing(frame: OutgoingFrame, key: FrameKey, dest: number)
   }
 }
 
-/** A deep copy of a frame's payload and expert ids (what a real wire would do to the sender's memory). */
+/** A deep copy of a frame's payload, expert ids and weights (what a real wire would do to the sender's memory). */
 export function copyFrame(frame: OutgoingFrame): OutgoingFrame {
   const p = frame.payload;
   const payload: EncodedTensor = { ...p, data: p.data.slice() };
   if (p.scales) payload.scales = p.scales.slice();
-  return frame.expertIds ? { payload, expertIds: frame.expertIds.slice() } : { payload };
+  const copy: OutgoingFrame = { payload };
+  if (frame.expertIds) copy.expertIds = frame.expertIds.slice();
+  // The wire drops an empty field: an empty weight list arrives as none.
+  if (frame.weights && frame.weights.length > 0) copy.weights = frame.weights.slice();
+  return copy;
 }

@@ -7,6 +7,8 @@ export interface OutgoingFrame {
   payload: EncodedTensor;
   /** [rows] global expert id of each row (DISPATCH and COMBINE_BACKWARD); absent otherwise. */
   expertIds?: Int32Array;
+  /** Exact f32 per (row, expert) the rows stand for (the hierarchical all-to-all's combine weights and their gradients, see moe.proto Frame.weights); absent otherwise. */
+  weights?: Float32Array;
 }
 
 /** One frame as received from rank `source`; its memory belongs to the receiver (no one else holds it). */
@@ -15,6 +17,8 @@ export interface IncomingFrame {
   payload: EncodedTensor;
   /** [rows] global expert id of each row, when the sender sent them. */
   expertIds?: Int32Array;
+  /** Per (row, expert) weights, when the sender sent any. */
+  weights?: Float32Array;
 }
 
 /**

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   allReduceSum,
+  allToAllStrategy,
   combine,
   decodeRows,
   dispatch,
@@ -205,6 +206,52 @@ export function allToAllSpec(name: string, make: () => Promise<Transport[]>, tea
             }
           }),
         );
+      }));
+
+    it('the hierarchical all-to-all (2 nodes of 2) carries the combine weights out and their gradients back, exact beside rows of any codec', () =>
+      withWorld(async (transports) => {
+        for (const [step, codec, tolerance] of [[20, 'f32', 1e-6], [21, 'bf16', 2 ** -6]] as const) {
+          await Promise.all(
+            transports.map(async (t) => {
+              const tokens = 6 + t.rank;
+              const ids = routing(t.rank, tokens);
+              const weights = Float32Array.from(ids, (_, s) => 1 / (s + 3));
+              const source = tokenRows(t.rank, tokens);
+              // dL/dy: quarters, exact in bf16.
+              const g = Float32Array.from({ length: tokens * HIDDEN }, (_, i) => ((i % 5) - 2) / 4);
+              const a2a = allToAllStrategy('hierarchical', OWNER, WORLD, 2);
+              const key: FrameKey = { step, layer: 0, chunk: 0, phase: 'DISPATCH' };
+              const opts = { codec, timeoutMs: 10_000 };
+              const d = await a2a.dispatch(t, key, dispatchLayout(ids, OWNER, WORLD), source, HIDDEN, { ...opts, rowOfSlot: (s) => Math.floor(s / TOP_K), expertIds: ids, weights });
+              const c = await a2a.combine(t, { ...key, phase: 'COMBINE' }, d.handle, d.received.map((r) => expertOf(r.rows, r.expertIds)), opts);
+              const cb = await a2a.combineBackward(t, { ...key, phase: 'COMBINE_BACKWARD' }, d.handle, g, { ...opts, expertIds: ids });
+              const dWeights = new Float32Array(ids.length).fill(-7);
+              // Experts whose input gradient is their output gradient: dL/dh[t] = Σ_s w_s · g[t].
+              const db = await a2a.dispatchBackward(t, { ...key, phase: 'DISPATCH_BACKWARD' }, cb.handle, cb.received.map((r) => r.rows), { ...opts, dWeightsInto: dWeights });
+              for (let token = 0; token < tokens; token++) {
+                const slots = [0, 1].map((j) => token * TOP_K + j).filter((s) => ids[s] !== -1);
+                for (let col = 0; col < HIDDEN; col++) {
+                  const i = token * HIDDEN + col;
+                  const terms = slots.map((s) => weights[s]! * source[i]! * (ids[s]! + 1));
+                  const scale = terms.reduce((a, b) => a + Math.abs(b), 0);
+                  expect(Math.abs(c.out[i]! - terms.reduce((a, b) => a + b, 0))).toBeLessThanOrEqual(scale * tolerance);
+                  const dTerms = slots.map((s) => weights[s]! * g[i]!);
+                  expect(Math.abs(db.out[i]! - dTerms.reduce((a, b) => a + b, 0))).toBeLessThanOrEqual(dTerms.reduce((a, b) => a + Math.abs(b), 0) * tolerance);
+                }
+                for (let j = 0; j < TOP_K; j++) {
+                  const s = token * TOP_K + j;
+                  if (ids[s] === -1) {
+                    expect(dWeights[s]).toBe(-7);
+                    continue;
+                  }
+                  const products = Array.from({ length: HIDDEN }, (_, col) => source[token * HIDDEN + col]! * (ids[s]! + 1) * g[token * HIDDEN + col]!);
+                  const want = products.reduce((a, b) => a + b, 0);
+                  expect(Math.abs(dWeights[s]! - want)).toBeLessThanOrEqual(products.reduce((a, b) => a + Math.abs(b), 0) * tolerance);
+                }
+              }
+            }),
+          );
+        }
       }));
 
     it('allReduceSum gives every rank the same bits: segments summed in rank order from 0', () =>

@@ -5,7 +5,7 @@
  * distributed step reproduces it. Parameters are found by structure (`denseFrom`, `expertFrom`),
  * never by writing a name.
  */
-import { combine, combineBackward } from '../combine';
+import { combineBackward } from '../combine';
 import { parseModelConfig, type ModelConfig } from '../config';
 import { embed, embedBackward } from '../embedding';
 import { expertBackward, expertForward } from '../expert';
@@ -21,9 +21,11 @@ import { checksumTensors } from '../checksum';
 import { denseFrom, expertFrom, EXPERT_WEIGHTS, type DenseModelParams } from '../param-names';
 import { denseParams, expertParams, type ExpertParams, type NamedParam } from '../params';
 import { zeros, type Tensor } from '../tensor';
+import { addInto, lookup, zerosLikeExpert } from './helpers';
 import { namedOptimizerState, restoreOptimizers, type ShardOptimizers } from './named-optimizer';
 import { packReplicaGradients, replicaChecksums, replicaGradientLength, unpackReplicaGradients } from './replica-grads';
-import type { ExpertRows, NamedOptimizerState, ParamsSnapshot, ReplicaChecksum, RouteOutput, ShardParams, StepBatch, UpdateResult } from './types';
+import { combineRouted, routedInputGrads } from './routed-form';
+import type { ExpertRows, NamedOptimizerState, ParamsSnapshot, ReplicaChecksum, RoutedInputGrads, RoutedRows, RouteOutput, ShardParams, StepBatch, UpdateResult } from './types';
 
 type Cache<F extends (...args: never[]) => { cache: unknown }> = ReturnType<F>['cache'];
 
@@ -43,6 +45,7 @@ interface LayerStep {
   route: ReturnType<typeof route>;
   sharedCaches: Cache<typeof expertForward>[];
   sharedOut: Tensor;
+  /** Absent when the routed rows came summed per token (`tokens` form). */
   slotOutputs?: Tensor;
   work: ExpertWork[][];
   dy?: Tensor;
@@ -57,23 +60,6 @@ interface MicroBatchStep {
   /** Gradient flowing into the output of the layer being differentiated. */
   dx?: Tensor;
 }
-
-const tensorOf = (data: Float32Array, cols: number): Tensor => ({ shape: [data.length / cols, cols], data });
-
-function addInto(into: Float32Array, from: Float32Array): void {
-  for (let i = 0; i < into.length; i++) into[i]! += from[i]!;
-}
-
-/** `get(name)`, or an error naming what lacks it. */
-function lookup(named: ReadonlyMap<string, Tensor>, what: string): (name: string) => Tensor {
-  return (name) => {
-    const t = named.get(name);
-    if (!t) throw new Error(`${what} ${name} is missing`);
-    return t;
-  };
-}
-
-const zerosLikeExpert = (p: ExpertParams): ExpertParams => ({ w1: zeros(p.w1.shape), w3: zeros(p.w3.shape), w2: zeros(p.w2.shape) });
 
 /** One rank's share of every training step: forward, backward and update of its parameters. */
 export class ShardCompute {
@@ -155,7 +141,7 @@ export class ShardCompute {
     s.h = norm.y;
     s.route = route(norm.y, p, this.config, { seqLen: this.seqLen, globalSequences: this.step(mb).batch.globalSequences });
     s.work = [];
-    return { h: norm.y.data, expertIds: s.route.expertIds };
+    return { h: norm.y.data, expertIds: s.route.expertIds, weights: s.route.weights };
   }
 
   sharedExperts(layer: number, mb = 0): void {
@@ -206,12 +192,12 @@ export class ShardCompute {
     return outputs;
   }
 
-  combineOutputs(layer: number, slotOutputs: Float32Array, mb = 0): void {
+  /** The layer's output from its routed rows: per slot (weighted and summed here) or already summed per token. */
+  combineOutputs(layer: number, routed: RoutedRows, mb = 0): void {
     const m = this.step(mb);
     const s = m.layers[layer]!;
-    const H = this.config.hiddenSize;
-    s.slotOutputs = tensorOf(slotOutputs, H);
-    const combined = combine(s.slotOutputs, s.route.weights, this.config.topK);
+    const { combined, slotOutputs } = combineRouted(routed, s.route.weights, s.x.shape[0]!, this.config.topK, this.config.hiddenSize, `combineOutputs layer ${layer}`);
+    s.slotOutputs = slotOutputs;
     m.layers[layer + 1] = { x: residualAdd(s.x, s.sharedOut, combined) } as LayerStep;
   }
 
@@ -231,13 +217,15 @@ export class ShardCompute {
     return { lossSum: ce.lossSum, auxLoss };
   }
 
-  combineOutputsBackward(layer: number, mb = 0): Float32Array {
+  /** The routed rows' gradient in the forward's form: per slot (weight gradients kept) or per token (dy; they come to routeBackward). */
+  combineOutputsBackward(layer: number, mb = 0): RoutedRows {
     const m = this.step(mb);
     const s = m.layers[layer]!;
     s.dy = m.dx!;
-    const back = combineBackward(s.dy, s.slotOutputs!, s.route.weights, this.config.topK);
+    if (!s.slotOutputs) return { form: 'tokens', rows: s.dy.data.slice() }; // a copy: the thread hands results over
+    const back = combineBackward(s.dy, s.slotOutputs, s.route.weights, this.config.topK);
     s.dWeights = back.dWeights;
-    return back.dSlotOutputs.data;
+    return { form: 'slots', rows: back.dSlotOutputs.data };
   }
 
   expertsBackward(layer: number, chunk: number, gradRows: ExpertRows[], mb = 0): Float32Array[] {
@@ -275,12 +263,16 @@ export class ShardCompute {
     s.dhShared = back.dh;
   }
 
-  routeBackward(layer: number, dSlotInputs: Float32Array, mb = 0): void {
+  /** Router and norm backward from the routed inputs' gradient, per slot or per token (with the weight gradients). */
+  routeBackward(layer: number, grads: RoutedInputGrads, mb = 0): void {
     const m = this.step(mb);
     const s = m.layers[layer]!;
-    const router = routeBackward(s.route.cache, s.dWeights!);
+    const forwardForm = s.slotOutputs ? 'slots' : 'tokens';
+    const routed = routedInputGrads(grads, forwardForm, s.dWeights, s.x.shape[0]!, this.config.topK, this.config.hiddenSize, `routeBackward layer ${layer}`);
+    const router = routeBackward(s.route.cache, routed.dWeights);
     addInto(this.denseGrads.layers[layer]!.router.data, router.dRouter.data);
-    const dh = moeInputGrad(s.dhShared!, router.dh, tensorOf(dSlotInputs, this.config.hiddenSize), this.config.topK);
+    // Per token, the routed gradient is one more term after the shared and router ones.
+    const dh = moeInputGrad(s.dhShared!, router.dh, routed.rows, routed.rowsPerToken);
     const norm = rmsNormBackward(s.norm, dh);
     addInto(this.denseGrads.layers[layer]!.norm.data, norm.dGain.data);
     const dx = zeros(s.x.shape);

@@ -81,7 +81,35 @@ export interface RouteOutput {
   h: Float32Array;
   /** [S]: the global expert id of every slot (never -1). */
   expertIds: Int32Array;
+  /** [S]: the combine weight of every slot (the hierarchical all-to-all weights the outputs where they are reduced). */
+  weights: Float32Array;
 }
+
+/**
+ * Where the routed experts' rows are summed per token, which fixes the shape they reach the
+ * token's rank in: `slots`, one row per slot [S, H] (the flat all-to-all: the backend weights and
+ * sums them, computes the weight gradients and gets per-slot input gradients back); `tokens`, one
+ * row per token [T, H] (the hierarchical all-to-all weights and sums them within each node, so
+ * only one row per token crosses back; the weight gradients come back with the input gradients).
+ */
+export type RoutedForm = 'slots' | 'tokens';
+
+/**
+ * Routed rows of one layer in one form. Forward (`combineOutputs`): `slots` [S, H] expert outputs;
+ * `tokens` [T, H] already weighted and summed. Backward (`combineOutputsBackward`): `slots` [S, H]
+ * gradients of the slot outputs (w[s] * dy[t]); `tokens` [T, H] the gradient of the combined output.
+ */
+export interface RoutedRows {
+  form: RoutedForm;
+  rows: Float32Array;
+}
+
+/**
+ * The gradient reaching the routed experts' inputs (`routeBackward`): `slots` [S, H] per slot (the
+ * backend has computed the weight gradients itself); `tokens` [T, H] summed per token, with
+ * dWeights [S] the gradient of every slot's combine weight, computed where the outputs were reduced.
+ */
+export type RoutedInputGrads = { form: 'slots'; rows: Float32Array } | { form: 'tokens'; rows: Float32Array; dWeights: Float32Array };
 
 export interface UpdateResult {
   /** Checksum of the replicated dense parameters after the update. */

@@ -1,5 +1,5 @@
 import type { LinkModel } from '@moe/sim';
-import type { Backend, ExpertRows, MicroBatch, ParamsSnapshot, RouteOutput, Shard, UpdateResult } from '../../backend';
+import type { Backend, ExpertRows, MicroBatch, ParamsSnapshot, RoutedForm, RoutedInputGrads, RoutedRows, RouteOutput, Shard, UpdateResult } from '../../backend';
 import { MAX_MICRO_BATCHES } from '@moe/schedule';
 import { replicaGradientLength, ShardCompute, type ReplicaChecksum } from '@moe/model';
 import { planExperts } from '@moe/placement';
@@ -84,8 +84,10 @@ export interface SimBackendOptions {
  * Shapes (T = tokensPerRank or the real batch's tokens, k = the real top-k, S = T*k,
  * H = the modeled hidden size): `route` gives h [T, H] (cheap deterministic values) and expert ids
  * [S] drawn uniformly over the real model's routed experts (or, with `routing: "skewed"`, all from
- * the experts rank 0 holds under the contiguous placement), so the ranks holding them receive the rows;
- * `experts` returns its input rows (same sizes); `combineOutputsBackward` gives [S, H].
+ * the experts rank 0 holds under the contiguous placement), so the ranks holding them receive the rows,
+ * and weights [S] of 1/k; `experts` returns its input rows (same sizes); `combineOutputsBackward`
+ * gives [S, H] or, when the forward's routed rows came summed per token (the hierarchical
+ * all-to-all), [T, H].
  * The executor must size its slot arrays from `route`'s output when tokensPerRank differs from
  * the batch.
  */
@@ -108,7 +110,7 @@ export class SimBackend implements Backend {
   /** [H]: the pattern every row of h and of the gradients carries. */
   private rowPattern = new Float32Array(0);
   /** The step's micro-batches begun so far, and the tokens each one models. */
-  private microBatches = new Map<number, { batch: MicroBatch; tokens: number }>();
+  private microBatches = new Map<number, { batch: MicroBatch; tokens: number; forms: Map<number, RoutedForm> }>();
   /** [layers * E] experts routed this step. */
   private counts = new Int32Array(0);
   private records: SimOpRecord[] = [];
@@ -219,7 +221,7 @@ export class SimBackend implements Backend {
     }
     const stepTokens = batch.stepTokens ?? batch.inputs.length;
     const tokens = options.tokensPerRank === undefined ? batch.inputs.length : Math.round((options.tokensPerRank * batch.inputs.length) / stepTokens);
-    this.microBatches.set(index, { batch, tokens });
+    this.microBatches.set(index, { batch, tokens, forms: new Map() });
     await this.run('begin', -1, -1, index, costs.begin(tokens));
   }
 
@@ -238,7 +240,7 @@ export class SimBackend implements Backend {
           : seededExpertIds(tokens, shard.topK, shard.experts, seed);
     const counts = this.counts.subarray(layer * shard.experts, (layer + 1) * shard.experts);
     for (const e of expertIds) counts[e]!++;
-    return { h: this.rows(tokens), expertIds };
+    return { h: this.rows(tokens), expertIds, weights: new Float32Array(expertIds.length).fill(1 / shard.topK) };
   }
 
   async sharedExperts(layer: number, microBatch = 0): Promise<void> {
@@ -251,10 +253,11 @@ export class SimBackend implements Backend {
     return rows.map((r) => r.rows);
   }
 
-  async combineOutputs(layer: number, slotOutputs: Float32Array, microBatch = 0): Promise<void> {
-    const { tokens } = this.inStep('combineOutputs', microBatch);
-    this.checkSlots('combineOutputs', layer, microBatch, slotOutputs);
-    return this.run('post', layer, -1, microBatch, this.loaded().costs.post(tokens, this.slots(microBatch)));
+  async combineOutputs(layer: number, routed: RoutedRows, microBatch = 0): Promise<void> {
+    const { tokens, forms } = this.inStep('combineOutputs', microBatch);
+    this.checkRouted('combineOutputs', layer, microBatch, routed.form, routed.rows);
+    forms.set(layer, routed.form);
+    return this.run('post', layer, -1, microBatch, this.loaded().costs.post(tokens, this.routedRows(microBatch, routed.form)));
   }
 
   /** Sim does no learning: a fixed ln(vocab) per token (this micro-batch's share of the global mean), no aux loss. */
@@ -265,10 +268,13 @@ export class SimBackend implements Backend {
     return { lossSum: (Math.log(shard.vocab) * batch.inputs.length) / Math.max(1, batch.globalTokens), auxLoss: 0 };
   }
 
-  async combineOutputsBackward(layer: number, microBatch = 0): Promise<Float32Array> {
-    const { tokens } = this.inStep('combineOutputsBackward', microBatch);
-    await this.run('post_bwd', layer, -1, microBatch, this.loaded().costs.postBackward(tokens, this.slots(microBatch)));
-    return this.rows(this.slots(microBatch));
+  async combineOutputsBackward(layer: number, microBatch = 0): Promise<RoutedRows> {
+    const { tokens, forms } = this.inStep('combineOutputsBackward', microBatch);
+    const form = forms.get(layer);
+    if (!form) throw new SimStateError(`sim backend: combineOutputsBackward of layer ${layer} micro-batch ${microBatch} before its combineOutputs`);
+    const rows = this.routedRows(microBatch, form);
+    await this.run('post_bwd', layer, -1, microBatch, this.loaded().costs.postBackward(tokens, rows));
+    return { form, rows: this.rows(rows) };
   }
 
   async expertsBackward(layer: number, chunk: number, gradRows: ExpertRows[], microBatch = 0): Promise<Float32Array[]> {
@@ -281,9 +287,12 @@ export class SimBackend implements Backend {
     return this.run('shared_bwd', layer, -1, microBatch, this.loaded().costs.sharedBackward(this.inStep('sharedExpertsBackward', microBatch).tokens));
   }
 
-  async routeBackward(layer: number, dSlotInputs: Float32Array, microBatch = 0): Promise<void> {
+  async routeBackward(layer: number, grads: RoutedInputGrads, microBatch = 0): Promise<void> {
     const { tokens } = this.inStep('routeBackward', microBatch);
-    this.checkSlots('routeBackward', layer, microBatch, dSlotInputs);
+    this.checkRouted('routeBackward', layer, microBatch, grads.form, grads.rows);
+    if (grads.form === 'tokens' && grads.dWeights.length !== this.slots(microBatch)) {
+      throw new SimShapeError(`routeBackward layer ${layer}: ${grads.dWeights.length} weight gradients, expected S=${this.slots(microBatch)}`);
+    }
     return this.run('route_bwd', layer, -1, microBatch, this.loaded().costs.routeBackward(tokens));
   }
 
@@ -326,7 +335,7 @@ export class SimBackend implements Backend {
     return { options: this.options, costs: this.costs, shard: this.shard };
   }
 
-  private inStep(method: string, microBatch: number): { batch: MicroBatch; tokens: number } {
+  private inStep(method: string, microBatch: number): { batch: MicroBatch; tokens: number; forms: Map<number, RoutedForm> } {
     const state = this.microBatches.get(microBatch);
     if (!state) throw new SimStateError(`sim backend: ${method} of micro-batch ${microBatch} before its beginStep`);
     return state;
@@ -360,12 +369,14 @@ export class SimBackend implements Backend {
     return n;
   }
 
-  private checkSlots(method: string, layer: number, microBatch: number, values: Float32Array): void {
-    const expected = this.slots(microBatch) * this.hiddenSize();
-    if (values.length !== expected) {
-      throw new SimShapeError(
-        `${method} layer ${layer}${microBatch > 0 ? ` micro-batch ${microBatch}` : ''}: ${values.length} values, expected S=${this.slots(microBatch)} slots x H=${this.hiddenSize()} = ${expected}`,
-      );
+  /** Rows of a routed array in `form`: S slots or T tokens (the post op models a weighted sum of those). */
+  private routedRows = (microBatch: number, form: RoutedForm): number => (form === 'slots' ? this.slots(microBatch) : this.inStep('routedRows', microBatch).tokens);
+
+  private checkRouted(method: string, layer: number, microBatch: number, form: RoutedForm, values: Float32Array): void {
+    const rows = this.routedRows(microBatch, form);
+    if (values.length !== rows * this.hiddenSize()) {
+      const mb = microBatch > 0 ? ` micro-batch ${microBatch}` : '';
+      throw new SimShapeError(`${method} layer ${layer}${mb}: ${values.length} values, expected ${form === 'slots' ? 'S' : 'T'}=${rows} ${form} x H=${this.hiddenSize()} = ${rows * this.hiddenSize()}`);
     }
   }
 
