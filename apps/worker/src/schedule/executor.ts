@@ -98,6 +98,11 @@ export class StepExecutor {
     private readonly fault?: PlantedFault,
   ) {}
 
+  /** Whether the backend computes an expert backward's input and weight gradients apart (Backend.expertsInputGrad). */
+  private splitsBackward(): boolean {
+    return this.backend.expertsInputGrad !== undefined && this.backend.expertsWeightGrad !== undefined;
+  }
+
   /**
    * @param batch this worker's micro-batches of the step, in order (`microBatchesOf`); a plain
    *   StepBatch is a step of one micro-batch. The ops' micro-batch indices must be below their count.
@@ -248,6 +253,16 @@ export class StepExecutor {
             toExpertRows(s!.backwardReceived[op.chunk]!),
             mb,
           );
+          return 0;
+        case 'experts_dgrad': {
+          const rows = toExpertRows(s!.backwardReceived[op.chunk]!);
+          s!.expertInputGrads[op.chunk] = this.splitsBackward()
+            ? await this.backend.expertsInputGrad!(op.layer, op.chunk, rows, mb)
+            : await this.backend.expertsBackward(op.layer, op.chunk, rows, mb);
+          return 0;
+        }
+        case 'experts_wgrad':
+          if (this.splitsBackward()) await this.backend.expertsWeightGrad!(op.layer, op.chunk, mb);
           return 0;
         case 'dispatch_bwd': {
           const result = await a2a.combine(this.transport, key(op, 'DISPATCH_BACKWARD'), s!.backwardHandles[op.chunk]!, s!.expertInputGrads[op.chunk]!, {

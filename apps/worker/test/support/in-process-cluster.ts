@@ -16,6 +16,7 @@ import { sliceSequences, splitSequences, tokenSplit } from '@moe/placement';
 import { chunkTokenRange } from '@moe/schedule';
 import { PlantedFault, type FaultName } from '../../src/schedule/faults';
 import { CpuBackend } from '../../src/backends/cpu-backend';
+import type { Backend } from '../../src/backend';
 import { shardOf } from './shard';
 import { buildSchedule } from '@moe/schedule';
 import { StepExecutor } from '../../src/schedule/executor';
@@ -49,6 +50,8 @@ export async function trainInProcess(options: {
   mutateParams?: (params: ReturnType<typeof initParams>) => void;
   /** A fault planted in every rank's executor (each fault acts on its own ranks). */
   fault?: FaultName;
+  /** What each rank's executor runs on instead of its cpu backend (e.g. one lacking an optional method). */
+  wrapBackend?: (backend: CpuBackend) => Backend;
 }): Promise<InProcessRun> {
   const { model, train, owner, world } = options;
   const init = initParams(model);
@@ -60,7 +63,7 @@ export async function trainInProcess(options: {
     await backends[rank]!.load(shard);
   }
   const executors = backends.map(
-    (b, rank) => new StepExecutor(b, transports[rank]!, owner, undefined, options.fault ? new PlantedFault(options.fault) : undefined),
+    (b, rank) => new StepExecutor(options.wrapBackend?.(b) ?? b, transports[rank]!, owner, undefined, options.fault ? new PlantedFault(options.fault) : undefined),
   );
   const microBatches = options.microBatches ?? 1;
   const ops = buildSchedule({ kind: options.schedule, layers: model.layers, chunks: options.chunks ?? 1, microBatches });
