@@ -13,15 +13,17 @@ import { backwardExperts, backwardPass, backwardPost, backwardRoute, forwardExpe
  *   F route                       ->  F's dispatch leaves; B's output gradients (combine_bwd) in flight
  *   F shared                         (F dispatch, B combine_bwd in flight)
  *   B experts_dgrad, per chunk    ->  B's input gradients go back (dispatch_bwd); F dispatch in flight
- *   B experts_wgrad, per chunk       (B dispatch_bwd, F dispatch in flight): weight gradients, which
- *   B shared_bwd                     nothing in the step waits for, fill the wait for F's rows
+ *   B experts_wgrad, per chunk       (B dispatch_bwd, F dispatch in flight)
+ *   B shared_bwd                     (B dispatch_bwd, F dispatch in flight)
  *   F experts, per chunk          ->  F's combine leaves
  *   B route_bwd                      (F combine in flight)
  *   B post_bwd of the next unit   ->  its combine_bwd leaves, to travel under F post and the next F route
  *   F post
  *
- * The weight gradients go right after the input gradients rather than later in the unit: the
- * replay of this unit through the cost model (`moe bench --replay`) gave the shortest step so,
+ * The expert weight gradients (zero-bubble's W), which nothing in the step waits for but the
+ * update, are split off the expert backward so its input gradients leave one W sooner and W
+ * fills the wait for F's rows. They go right after the input gradients rather than later in the
+ * unit: replayed through the cost model (`moe bench --replay`), that gave the shortest steps,
  * ahead of placing them after F's experts or after the next post_bwd.
  *
  * The pair starts with B's first post_bwd. Returns the F micro-batch's loss op and the B
