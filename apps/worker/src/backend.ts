@@ -83,6 +83,15 @@ export interface Backend {
   combineOutputsBackward(layer: number, microBatch: number): Promise<RoutedRows>;
   /** Backward of `experts` for one chunk: input-gradient rows by source; expert grads accumulate. */
   expertsBackward(layer: number, chunk: number, gradRows: ExpertRows[], microBatch: number): Promise<Float32Array[]>;
+  /**
+   * The two halves of `expertsBackward`, for schedules that defer weight gradients (`fb-overlap`'s
+   * `experts_dgrad` and `experts_wgrad` ops): the input-gradient rows first, keeping what the
+   * chunk's weight gradients need; then, once those rows are on their way, the weight gradients.
+   * Together they must equal `expertsBackward`. A backend has both or neither: without them the
+   * executor runs `expertsBackward` for `experts_dgrad` and nothing for `experts_wgrad`.
+   */
+  expertsInputGrad?(layer: number, chunk: number, gradRows: ExpertRows[], microBatch: number): Promise<Float32Array[]>;
+  expertsWeightGrad?(layer: number, chunk: number, microBatch: number): Promise<void>;
   /** Backward of `sharedExperts`. */
   sharedExpertsBackward(layer: number, microBatch: number): Promise<void>;
   /** Backward of `route` and the norm, given the routed inputs' gradient: per slot [S, H], or per token [T, H] with the weight gradients [S]. */

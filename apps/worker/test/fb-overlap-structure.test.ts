@@ -1,7 +1,8 @@
 /**
  * fb-overlap, checked from the ops' recorded intervals (no duration is asserted): on 4 sim ranks
  * over shaped in-memory links, while one micro-batch's all-to-all is in flight another
- * micro-batch's compute runs.
+ * micro-batch's compute runs, and the expert weight gradients (experts_wgrad) run after their
+ * chunk's input gradients were sent, while an all-to-all is in flight.
  */
 import { ShapedTransport, createInMemoryTransports, type OpRecordData, type Transport } from '@moe/comm';
 import { TINY_MODEL, TINY_TRAIN, initParams, parseModelConfig } from '@moe/model';
@@ -19,10 +20,11 @@ const model = parseModelConfig({ ...TINY_MODEL, routedExperts: 8, topK: 2, layer
 const A2A = new Set(['dispatch', 'combine', 'combine_bwd', 'dispatch_bwd']);
 
 /** One fb-overlap step (M micro-batches) on every rank; each rank's timeline. */
-async function fbOverlapTimelines(microBatches: number, chunks: number): Promise<OpRecordData[][]> {
+async function fbOverlapTimelines(microBatches: number, chunks: number, latencyScale = 1): Promise<OpRecordData[][]> {
   const backendOptions = {
     profile: 'H800',
     dilation: 20,
+    latencyScale,
     nodeSize: 2,
     model: { hiddenSize: 256, expertFfnSize: 512, routedExperts: 8, attention: { heads: 1 }, seqLen: SEQ_LEN, vocabSize: 512 },
   };
@@ -88,4 +90,30 @@ describe('fb-overlap on 4 sim ranks: recorded op intervals', () => {
       }
     }
   });
+
+  it.each([
+    [2, 1],
+    [3, 2],
+  ])("M=%i, C=%i: each chunk's expert weight gradients run after its input gradients left, starting while an all-to-all is in flight", async (microBatches, chunks) => {
+    // Links slow enough (every frame ~50 ms of modeled latency) that an all-to-all outlasts the hand-over of the next op to the device, even on a loaded machine.
+    const timelines = await fbOverlapTimelines(microBatches, chunks, 500);
+    for (const [rank, timeline] of timelines.entries()) {
+      const wgrads = timeline.filter((r) => r.name === 'experts_wgrad');
+      expect(wgrads, `rank ${rank}`).toHaveLength(timeline.filter((r) => r.name === 'experts_dgrad').length);
+      expect(wgrads.length).toBe(2 * chunks * microBatches);
+      const a2as = timeline.filter((r) => A2A.has(r.name));
+      for (const w of wgrads) {
+        const where = `rank ${rank}: experts_wgrad L${w.layer} C${w.chunk} M${w.microBatch}`;
+        const sent = a2as.find((r) => r.name === 'dispatch_bwd' && r.microBatch === w.microBatch && r.layer === w.layer && r.chunk === w.chunk)!;
+        // deferred: the chunk's input gradients were on their way before its weight gradients began
+        expect(sent.startMs, where).toBeLessThanOrEqual(w.startMs);
+      }
+      // a layer's weight gradients start right after its input gradients went out: an all-to-all is in flight then
+      for (const first of wgrads.filter((w) => w.chunk === 0)) {
+        const where = `rank ${rank}: experts_wgrad L${first.layer} C0 M${first.microBatch}`;
+        expect(a2as.some((r) => r.startMs <= first.startMs && first.startMs < r.endMs), where).toBe(true);
+      }
+    }
+  });
 });
+

@@ -1,10 +1,13 @@
 /**
  * Micro-batches, in process: M micro-batches per step, gradients accumulated, one update a step,
  * equal the reference trainer on the same global batch for every schedule (f32: loss 1e-5
- * relative, parameters 1e-4 absolute), on 3 and 4 ranks, with and without chunks.
+ * relative, parameters 1e-4 absolute), on 3 and 4 ranks, with and without chunks. fb-overlap
+ * splits each expert backward into input and weight gradients (experts_dgrad, experts_wgrad).
  */
 import { namedParams, parseModelConfig, TINY_MODEL, TINY_TRAIN, trainReference, type TrainConfig } from '@moe/model';
 import { describe, expect, it } from 'vitest';
+import type { Backend } from '../src/backend';
+import type { CpuBackend } from '../src/backends/cpu-backend';
 import { maxAbsDiff, trainInProcess } from './support/in-process-cluster';
 
 const model = parseModelConfig({ ...TINY_MODEL, routedExperts: 8, topK: 2, layers: 2 });
@@ -14,7 +17,7 @@ const reference = trainReference(model, train);
 const referenceParams = namedParams(reference.params);
 const OWNERS: Record<number, number[]> = { 3: [0, 0, 0, 1, 1, 1, 2, 2], 4: [0, 0, 1, 1, 2, 2, 3, 3] };
 
-async function expectParity(options: { world: 3 | 4; schedule: string; chunks: number; microBatches: number }) {
+async function expectParity(options: { world: 3 | 4; schedule: string; chunks: number; microBatches: number; wrapBackend?: (b: CpuBackend) => Backend }) {
   const run = await trainInProcess({ model, train, owner: OWNERS[options.world]!, ...options });
   run.losses.forEach((loss, step) => {
     expect(Math.abs(loss - reference.losses[step]!) / Math.abs(reference.losses[step]!), `step ${step}`).toBeLessThan(1e-5);
@@ -33,11 +36,22 @@ describe('micro-batches equal the reference trainer on the same global batch', (
     [3, 3, 1],
     [3, 4, 1],
     [4, 2, 2],
+    [4, 3, 2],
     [4, 4, 2],
+    [3, 2, 2],
     [3, 3, 2],
+    [3, 4, 2],
   ] as const)('fb-overlap on %i ranks, %i micro-batches, %i chunk(s)', async (world, microBatches, chunks) => {
     await expectParity({ world, schedule: 'fb-overlap', chunks, microBatches });
   });
+
+  it.each([1, 2])(
+    'fb-overlap on a backend without the split expert backward (%i chunk(s)): its experts_dgrad runs the whole backward, experts_wgrad nothing',
+    async (chunks) => {
+      const unsplit = (cpu: CpuBackend): Backend => Object.assign(Object.create(cpu) as CpuBackend, { expertsInputGrad: undefined, expertsWeightGrad: undefined });
+      await expectParity({ world: 4, schedule: 'fb-overlap', chunks, microBatches: 3, wrapBackend: unsplit });
+    },
+  );
 
   it.each([
     ['naive', 1, 3],

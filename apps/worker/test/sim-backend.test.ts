@@ -198,4 +198,23 @@ describe('SimBackend', () => {
       backend.experts(0, 1, [{ source: 3, rows: new Float32Array(64), expertIds: new Int32Array(2) }]),
     ).rejects.toThrow(/experts layer 0 chunk 1: rows from rank 3 have 64 values, expected 2 rows x H=64 = 128/);
   });
+
+  it("models an expert backward split in two: input gradients then weight gradients, each the forward's cost, together the whole backward's", async () => {
+    const backend = new SimBackend();
+    await backend.load(shardOf(0, { profile: 'H800', dilation: 1, model: SMALL }));
+    await backend.beginStep(batchOf(0, 16));
+    const rows = [{ source: 1, rows: new Float32Array(30 * 64), expertIds: new Int32Array(30) }];
+    await expect(backend.expertsWeightGrad(0, 0, 0)).rejects.toThrow(/expertsWeightGrad of layer 0, chunk 0, micro-batch 0 before its expertsInputGrad/);
+    expect((await backend.expertsInputGrad(0, 0, rows, 0)).map((o) => o.length)).toEqual([30 * 64]);
+    await backend.expertsWeightGrad(0, 0, 0);
+    await expect(backend.expertsWeightGrad(0, 0, 0)).rejects.toThrow(/before its expertsInputGrad \(or twice\)/);
+    await backend.expertsBackward(0, 0, rows, 0);
+    const [dgrad, wgrad, whole] = backend.stepRecords().filter((r) => r.kind !== 'begin');
+    expect([dgrad!.kind, wgrad!.kind, whole!.kind]).toEqual(['experts_dgrad', 'experts_wgrad', 'experts_bwd']);
+    expect(dgrad!.flops).toBe(2 * 30 * 3 * 64 * 128);
+    expect(wgrad!.flops).toBe(dgrad!.flops);
+    expect(dgrad!.modeledMs + wgrad!.modeledMs).toBeCloseTo(whole!.modeledMs, 9);
+    await backend.close();
+  });
 });
+

@@ -45,11 +45,24 @@ export function expertForward(p: ExpertParams, x: Tensor): { y: Tensor; cache: E
   return { y: matmul(g, p.w2), cache: { x, a, b, g } };
 }
 
+/** What an expert's weight gradients need once its input gradient is computed (see `expertInputGrad`). */
+export interface ExpertWeightGradInputs {
+  /** [n, H] the forward's input. */
+  readonly x: Tensor;
+  /** [n, F] silu(a) ⊙ b from the forward. */
+  readonly g: Tensor;
+  /** [n, H] gradient w.r.t. y. */
+  readonly dy: Tensor;
+  /** [n, F] gradients w.r.t. the gate and up pre-activations. */
+  readonly da: Tensor;
+  readonly db: Tensor;
+}
+
 /**
- * dy: [n, H] gradient w.r.t. y -> dx: [n, H] and grads {w1 [H, F], w3 [H, F], w2 [F, H]} (the
- * gradients of this call only; zero when n = 0). Weight gradients sum over rows in ascending order.
+ * The input-gradient half of `expertBackward` (zero-bubble's B): dy [n, H] -> dx [n, H], and what
+ * `expertWeightGrad` needs later (the weight-gradient half, W), so dx can be sent on first.
  */
-export function expertBackward(p: ExpertParams, cache: ExpertCache, dy: Tensor): { dx: Tensor; grads: ExpertParams } {
+export function expertInputGrad(p: ExpertParams, cache: ExpertCache, dy: Tensor): { dx: Tensor; weightGradInputs: ExpertWeightGradInputs } {
   const { x, a, b, g } = cache;
   const [n, H] = x.shape as [number, number];
   if (dy.shape.length !== 2 || dy.shape[0] !== n || dy.shape[1] !== H) {
@@ -70,8 +83,20 @@ export function expertBackward(p: ExpertParams, cache: ExpertCache, dy: Tensor):
   const dx3 = matmulTransB(db, p.w3);
   const dx = zeros([n, H]);
   for (let i = 0; i < dx.data.length; i++) dx.data[i] = dx1.data[i]! + dx3.data[i]!;
-  return {
-    dx,
-    grads: { w1: matmulTransA(x, da), w3: matmulTransA(x, db), w2: matmulTransA(g, dy) },
-  };
+  return { dx, weightGradInputs: { x, g, dy, da, db } };
+}
+
+/** The weight-gradient half of `expertBackward`: {w1 [H, F], w3 [H, F], w2 [F, H]}, summed over rows in ascending order. */
+export function expertWeightGrad(w: ExpertWeightGradInputs): ExpertParams {
+  return { w1: matmulTransA(w.x, w.da), w3: matmulTransA(w.x, w.db), w2: matmulTransA(w.g, w.dy) };
+}
+
+/**
+ * dy: [n, H] gradient w.r.t. y -> dx: [n, H] and grads {w1 [H, F], w3 [H, F], w2 [F, H]} (the
+ * gradients of this call only; zero when n = 0). Weight gradients sum over rows in ascending order.
+ * Exactly `expertInputGrad` then `expertWeightGrad`, so a split backward gives the same bits.
+ */
+export function expertBackward(p: ExpertParams, cache: ExpertCache, dy: Tensor): { dx: Tensor; grads: ExpertParams } {
+  const { dx, weightGradInputs } = expertInputGrad(p, cache, dy);
+  return { dx, grads: expertWeightGrad(weightGradInputs) };
 }

@@ -55,6 +55,8 @@ const STYLES: Readonly<Record<string, OpStyle>> = {
   post_bwd: { family: 'dense', tag: 'P' },
   combine_bwd: { family: 'combine', tag: 'C' },
   experts_bwd: { family: 'experts', tag: 'E' },
+  experts_dgrad: { family: 'experts', tag: 'E' },
+  experts_wgrad: { family: 'experts', tag: 'W' },
   dispatch_bwd: { family: 'dispatch', tag: 'D' },
   shared_bwd: { family: 'shared', tag: 'S' },
   route_bwd: { family: 'dense', tag: 'R' },

@@ -21,7 +21,9 @@ export type OpKind =
   | 'loss' // compute: final norm, head, loss, and their backward
   | 'post_bwd' // compute: backward of `post`
   | 'combine_bwd' // comm: output gradients to expert owners (one chunk)
-  | 'experts_bwd' // compute: expert backward on one chunk
+  | 'experts_bwd' // compute: expert backward on one chunk (input and weight gradients)
+  | 'experts_dgrad' // compute: expert backward on one chunk, input gradients only (what dispatch_bwd sends)
+  | 'experts_wgrad' // compute: the weight gradients an experts_dgrad of the same chunk left (nothing in the step waits for them but the update)
   | 'dispatch_bwd' // comm: input gradients back to token owners (one chunk)
   | 'shared_bwd' // compute: shared expert backward
   | 'route_bwd' // compute: router + norm backward

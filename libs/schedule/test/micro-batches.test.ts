@@ -72,13 +72,47 @@ describe('fb-overlap', () => {
     const at = (text: string) => pair.findIndex((op) => label(op) === text);
     // layer unit 0: F(1) layer 0 with B(0) layer 1
     expect(at('combine_bwd1.0m0')).toBeLessThan(at('route0m1')); // B's gradients travel under F's attention
-    expect(at('dispatch0.0m1')).toBeLessThan(at('experts_bwd1.0m0')); // F's dispatch travels under B's expert backward
+    expect(at('dispatch0.0m1')).toBeLessThan(at('experts_dgrad1.0m0')); // F's dispatch travels under B's expert backward
     expect(at('dispatch_bwd1.0m0')).toBeLessThan(at('experts0.0m1')); // B's input gradients travel under F's experts
     expect(at('combine0.0m1')).toBeLessThan(at('route_bwd1m0')); // F's combine travels under B's router backward
     // the compute op that follows each all-to-all does not wait for it
     const next = (text: string) => pair.slice(at(text) + 1).find((op) => op.stream === 'compute')!;
     for (const a2a of ['combine_bwd1.0m0', 'dispatch0.0m1', 'dispatch_bwd1.0m0', 'combine0.0m1']) {
       expect(next(a2a).deps).not.toContain(pair[at(a2a)]!.id);
+    }
+  });
+
+  it.each([
+    [1, 2],
+    [2, 3],
+  ])("with %i chunk(s), M=%i: each chunk's weight gradients come after its input gradients left, and only the update waits for them", (chunks, microBatches) => {
+    const ops = buildSchedule({ kind: 'fb-overlap', layers: 2, chunks, microBatches });
+    const dgrads = ops.filter((op) => op.kind === 'experts_dgrad');
+    const wgrads = ops.filter((op) => op.kind === 'experts_wgrad');
+    expect(ops.some((op) => op.kind === 'experts_bwd')).toBe(false);
+    expect(dgrads).toHaveLength(2 * chunks * microBatches);
+    expect(wgrads.map(label).sort()).toEqual(dgrads.map((op) => label(op).replace('dgrad', 'wgrad')).sort());
+    const grads = ops.find((op) => op.kind === 'grads')!;
+    for (const w of wgrads) {
+      const same = (op: Op) => op.microBatch === w.microBatch && op.layer === w.layer && op.chunk === w.chunk;
+      const dgrad = dgrads.find(same)!;
+      const sent = ops.find((op) => op.kind === 'dispatch_bwd' && same(op))!;
+      expect(w.deps, label(w)).toEqual([dgrad.id]);
+      // deferred: the input gradients are on their way before the weight gradients start
+      expect(sent.id, label(w)).toBeLessThan(w.id);
+      expect(sent.deps).toEqual([dgrad.id]);
+      // nothing but the step's gradient gathering waits for them
+      expect(ops.filter((op) => op.deps.includes(w.id))).toEqual([grads]);
+      // and they come before the router backward of their layer
+      const routeBackward = ops.find((op) => op.kind === 'route_bwd' && op.microBatch === w.microBatch && op.layer === w.layer)!;
+      expect(w.id).toBeLessThan(routeBackward.id);
+    }
+  });
+
+  it('naive and overlapped keep one expert backward per chunk', () => {
+    for (const kind of ['naive', 'overlapped']) {
+      const ops = buildSchedule({ kind, layers: 2, chunks: 2, microBatches: 2 });
+      expect(ops.filter((op) => op.kind === 'experts_dgrad' || op.kind === 'experts_wgrad')).toEqual([]);
     }
   });
 

@@ -31,6 +31,10 @@
  * - loss: final norm, head and cross-entropy forward and backward: 3 * 2*T*H*V in bf16.
  * - backwards (post_bwd, experts_bwd, shared_bwd, route_bwd): 2x their forward FLOPs (input and
  *   weight gradients); bytes 2x.
+ * - experts_dgrad and experts_wgrad, the two halves of experts_bwd (zero-bubble's B and W): 1x
+ *   the forward each. Input gradients dy·w2ᵀ, da·w1ᵀ, db·w3ᵀ and weight gradients xᵀ·da, xᵀ·db,
+ *   gᵀ·dy are three [n,H]x[H,F]-sized GEMMs each, as many FLOPs as the forward's three; the B half
+ *   reads the weights, the W half writes as many bytes of their gradients.
  * - grads (embedding backward): bytes like begin.
  * - update (AdamW): bytes-bound, 28 bytes per parameter this rank updates (fp32 master weight,
  *   gradient, m and v read; weight, m and v written); parameters: every layer's attention,
@@ -223,6 +227,16 @@ export class CostModel {
 
   expertsBackward(rows: number): OpCost {
     return scale(this.experts(rows), 2);
+  }
+
+  /** The input-gradient half of `expertsBackward` (experts_dgrad). */
+  expertsInputGrad(rows: number): OpCost {
+    return this.experts(rows);
+  }
+
+  /** The weight-gradient half of `expertsBackward` (experts_wgrad). */
+  expertsWeightGrad(rows: number): OpCost {
+    return this.experts(rows);
   }
 
   sharedBackward(tokens: number): OpCost {

@@ -8,6 +8,7 @@ import { EXIT, stopOnSignals, type OnError } from './exit';
 import { formatTable, predictionLine } from '@moe/report';
 import { COMBINE_CODECS, DISPATCH_CODECS } from '@moe/schedule';
 import { BENCH_DEFAULTS, BENCH_QUICK, runBench, type BenchOptions } from '../run/run-bench';
+import { formatReplay, replayBench } from '../run/bench-replay';
 
 interface BenchFlags {
   workers: number;
@@ -27,6 +28,7 @@ interface BenchFlags {
   transportSeconds?: number;
   quick: boolean;
   redundantExperts?: number;
+  replay: boolean;
   out?: string;
   progress: boolean;
 }
@@ -58,6 +60,7 @@ export function addBenchCommand(program: Command, onError: OnError): void {
     .option('--transport-seconds <s>', 'scale of the all-to-all measurement on raw TCP and every data plane: each rank sends seconds x 50 MB a run (0 skips it)', nonNegativeNumber('--transport-seconds'))
     .option('--redundant-experts <n>', `the skewed-routing comparison: naive at the headline ratio with every token's top-${BENCH_DEFAULTS.skewedTopK} on rank 0's experts, then with n redundant experts planned by EPLB from its loads (default ${BENCH_DEFAULTS.redundantExperts}; 0 skips it)`, integer('--redundant-experts', 0))
     .option('--quick', 'fewer chunk counts, steps and a shorter comm target: a run in well under a minute', false)
+    .option('--replay', 'no processes: print the rows the cost and link models alone give (the same op lists on the simulator, no host costs), in a second', false)
     .option('--out <dir>', 'report folder (default reports/<timestamp>)')
     .option('--no-progress', 'no progress bar')
     .action(async (flags: BenchFlags) => {
@@ -84,6 +87,11 @@ export function addBenchCommand(program: Command, onError: OnError): void {
         out,
         command: ['npx moe bench', ...process.argv.slice(3)].join(' '),
       };
+      if (flags.replay) {
+        console.log(formatReplay(replayBench(options)));
+        process.exitCode = EXIT.ok;
+        return;
+      }
       const showBar = flags.progress && process.stderr.isTTY;
       const bar = new cliProgress.SingleBar(
         { format: 'bench [{bar}] {value}/{total} runs | {label}', hideCursor: true, stream: process.stderr },

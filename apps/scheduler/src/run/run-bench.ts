@@ -112,6 +112,14 @@ export const BENCH_QUICK: Partial<BenchOptions> = {
   transportSeconds: 0.5,
 };
 
+/**
+ * Settings of the sim workers that shape the figures but are not flags (recorded in config):
+ * one optimizer update a step (the step's micro-batches are real, not modeled), and link latency
+ * scaled like the payloads, ~1/100 of a DeepSeek-V3 rank's (fewer tokens, narrower rows), so a
+ * frame stays bandwidth-bound as it is on the real cluster.
+ */
+export const BENCH_SIM_SETTINGS = { accumulationSteps: 1, latencyScale: 0.01 } as const;
+
 export interface BenchResult {
   report: BenchReport;
   files: ReportFiles;
@@ -125,7 +133,7 @@ export interface BenchResult {
  * real batch only has to give every rank one sequence per micro-batch; the modeled tokens are
  * `tokensPerRank`, shared out over the micro-batches by their sequences.
  */
-function benchConfigs(workers: number, microBatches: number): { model: ModelConfig; train: TrainConfig } {
+export function benchConfigs(workers: number, microBatches: number): { model: ModelConfig; train: TrainConfig } {
   const model = parseModelConfig({ ...TINY_MODEL, routedExperts: 8, topK: 4, layers: 2, balancing: 'none' });
   const train = parseTrainConfig({ ...TINY_TRAIN, batchSequences: microBatches * workers, seqLen: 32, steps: 1 });
   return { model, train };
@@ -138,7 +146,7 @@ function benchConfigs(workers: number, microBatches: number): { model: ModelConf
  * work an overlapped schedule can hide all-to-alls behind. (Attention runs before the dispatch
  * it feeds, and the optimizer after the last all-to-all: neither can hide them in this schedule.)
  */
-function modeledModel(hiddenSize: number, routedExperts: number) {
+export function modeledModel(hiddenSize: number, routedExperts: number) {
   const f = hiddenSize / 7168;
   const dim = (v: number) => Math.max(8, Math.round(v * f));
   return {
@@ -160,8 +168,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
   const { model, train } = benchConfigs(options.workers, options.microBatches);
   // Settings of the sim workers that shape the figures but are not flags: stated once, recorded in config.
   // One optimizer update a step: the step's micro-batches are real (options.microBatches), not modeled.
-  const accumulationSteps = 1;
-  const latencyScale = 0.01;
+  const { accumulationSteps, latencyScale } = BENCH_SIM_SETTINGS;
   const simOptions = (dilation: number, computeScale: number) => ({
     profile: options.profile,
     dilation,
@@ -169,8 +176,6 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     nodeSize: options.nodeSize,
     tokensPerRank: options.tokensPerRank,
     accumulationSteps,
-    // Payloads here are ~1/100 of a DeepSeek-V3 rank's (fewer tokens, narrower rows); latency
-    // scales with them so a frame stays bandwidth-bound as it is on the real cluster.
     latencyScale,
     model: modeledModel(options.hiddenSize, model.routedExperts),
   });

@@ -106,6 +106,12 @@ export class CpuBackend implements Backend {
   expertsBackward(layer: number, chunk: number, gradRows: ExpertRows[], microBatch: number): Promise<Float32Array[]> {
     return this.call('expertsBackward', layer, chunk, gradRows, microBatch);
   }
+  expertsInputGrad(layer: number, chunk: number, gradRows: ExpertRows[], microBatch: number): Promise<Float32Array[]> {
+    return this.call('expertsInputGrad', layer, chunk, gradRows, microBatch);
+  }
+  expertsWeightGrad(layer: number, chunk: number, microBatch: number): Promise<void> {
+    return this.call('expertsWeightGrad', layer, chunk, microBatch);
+  }
   sharedExpertsBackward(layer: number, microBatch: number): Promise<void> {
     return this.call('sharedExpertsBackward', layer, microBatch);
   }

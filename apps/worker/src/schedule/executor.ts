@@ -130,6 +130,10 @@ export class StepExecutor {
     return this.chooser;
   }
   private chooserNodeSize = 0;
+  /** Whether the backend computes an expert backward's input and weight gradients apart (Backend.expertsInputGrad). */
+  private splitsBackward(): boolean {
+    return this.backend.expertsInputGrad !== undefined && this.backend.expertsWeightGrad !== undefined;
+  }
 
   /**
    * @param batch this worker's micro-batches of the step, in order (`microBatchesOf`); a plain
@@ -289,6 +293,16 @@ export class StepExecutor {
             toExpertRows(s!.backwardReceived[op.chunk]!),
             mb,
           );
+          return 0;
+        case 'experts_dgrad': {
+          const rows = toExpertRows(s!.backwardReceived[op.chunk]!);
+          s!.expertInputGrads[op.chunk] = this.splitsBackward()
+            ? await this.backend.expertsInputGrad!(op.layer, op.chunk, rows, mb)
+            : await this.backend.expertsBackward(op.layer, op.chunk, rows, mb);
+          return 0;
+        }
+        case 'experts_wgrad':
+          if (this.splitsBackward()) await this.backend.expertsWeightGrad!(op.layer, op.chunk, mb);
           return 0;
         case 'dispatch_bwd': {
           const result = await a2a.dispatchBackward(this.transport, key(op, 'DISPATCH_BACKWARD'), s!.backwardHandles[op.chunk]!, s!.expertInputGrads[op.chunk]!, {

@@ -18,6 +18,7 @@ import { primaryOwner, replicatedExperts, sliceSequences, splitSequences, tokenS
 import { chunkTokenRange } from '@moe/schedule';
 import { PlantedFault, type FaultName } from '../../src/schedule/faults';
 import { CpuBackend } from '../../src/backends/cpu-backend';
+import type { Backend } from '../../src/backend';
 import { shardOf } from './shard';
 import { buildSchedule } from '@moe/schedule';
 import { StepExecutor } from '../../src/schedule/executor';
@@ -59,6 +60,8 @@ export async function trainInProcess(options: {
   mutateParams?: (params: ReturnType<typeof initParams>) => void;
   /** A fault planted in every rank's executor (each fault acts on its own ranks). */
   fault?: FaultName;
+  /** What each rank's executor runs on instead of its cpu backend (e.g. one lacking an optional method). */
+  wrapBackend?: (backend: CpuBackend) => Backend;
 }): Promise<InProcessRun> {
   const { model, train, world, placement } = options;
   const owner = placement ? primaryOwner(placement, model.routedExperts) : options.owner;
@@ -76,7 +79,7 @@ export async function trainInProcess(options: {
     layers: model.layers,
   };
   const executors = backends.map(
-    (b, rank) => new StepExecutor(b, transports[rank]!, owner, undefined, options.fault ? new PlantedFault(options.fault) : undefined, replicas),
+    (b, rank) => new StepExecutor(options.wrapBackend?.(b) ?? b, transports[rank]!, owner, undefined, options.fault ? new PlantedFault(options.fault) : undefined, replicas),
   );
   const replicaChecksums: ReplicaChecksum[][][] = [];
   const physicalCounts: number[] = [];

@@ -8,7 +8,8 @@
 import { combineBackward } from '../combine';
 import { parseModelConfig, type ModelConfig } from '../config';
 import { embed, embedBackward } from '../embedding';
-import { expertBackward, expertForward } from '../expert';
+import { expertForward } from '../expert';
+import { accumulateWeightGrads, chunkInputGrads, type ExpertWork, type PendingWeightGrad } from './expert-backward';
 import { headBackward, headForward } from '../head';
 import { crossEntropy } from '../loss';
 import { residualAdd, sharedExpertsBackward, sharedExpertsForward } from '../model';
@@ -29,15 +30,6 @@ import type { ExpertRows, NamedOptimizerState, ParamsSnapshot, ReplicaChecksum, 
 
 type Cache<F extends (...args: never[]) => { cache: unknown }> = ReturnType<F>['cache'];
 
-/** One expert's share of a chunk: which received rows it took, and its forward cache. */
-interface ExpertWork {
-  expert: number;
-  /** Pairs (source index, row index) in the order the rows were gathered. */
-  sources: Int32Array;
-  rows: Int32Array;
-  cache: Cache<typeof expertForward>;
-}
-
 interface LayerStep {
   x: Tensor;
   norm: Cache<typeof rmsNorm>;
@@ -48,6 +40,8 @@ interface LayerStep {
   /** Absent when the routed rows came summed per token (`tokens` form). */
   slotOutputs?: Tensor;
   work: ExpertWork[][];
+  /** [chunk] weight gradients an `expertsInputGrad` left for `expertsWeightGrad`. */
+  pendingWeightGrads?: (PendingWeightGrad[] | undefined)[];
   dy?: Tensor;
   dWeights?: Float32Array;
   dhShared?: Tensor;
@@ -228,29 +222,29 @@ export class ShardCompute {
     return { form: 'slots', rows: back.dSlotOutputs.data };
   }
 
+  /** Backward of one chunk through the experts: input-gradient rows by source; weight gradients accumulated. */
   expertsBackward(layer: number, chunk: number, gradRows: ExpertRows[], mb = 0): Float32Array[] {
-    const H = this.config.hiddenSize;
-    const outputs = gradRows.map((r) => new Float32Array(r.rows.length));
-    for (const work of this.step(mb).layers[layer]!.work[chunk] ?? []) {
-      const dy = zeros([work.rows.length, H]);
-      for (let i = 0; i < work.rows.length; i++) {
-        const from = gradRows[work.sources[i]!]!;
-        const r = work.rows[i]!;
-        if (from.expertIds[r] !== work.expert) {
-          throw new Error(
-            `backward row ${r} from rank ${from.source} is for expert ${from.expertIds[r]}, forward had expert ${work.expert} (layer ${layer}, chunk ${chunk})`,
-          );
-        }
-        dy.data.set(from.rows.subarray(r * H, (r + 1) * H), i * H);
-      }
-      const back = expertBackward(this.localExperts[layer]!.get(work.expert)!, work.cache, dy);
-      const acc = this.expertGrads[layer]!.get(work.expert)!;
-      for (const w of EXPERT_WEIGHTS) addInto(acc[w].data, back.grads[w].data);
-      for (let i = 0; i < work.rows.length; i++) {
-        outputs[work.sources[i]!]!.set(back.dx.data.subarray(i * H, (i + 1) * H), work.rows[i]! * H);
-      }
-    }
+    const outputs = this.expertsInputGrad(layer, chunk, gradRows, mb);
+    this.expertsWeightGrad(layer, chunk, mb);
     return outputs;
+  }
+
+  /** The input-gradient half of `expertsBackward`; the chunk's weight gradients wait for `expertsWeightGrad`. */
+  expertsInputGrad(layer: number, chunk: number, gradRows: ExpertRows[], mb = 0): Float32Array[] {
+    const s = this.step(mb).layers[layer]!;
+    const where = `layer ${layer}, chunk ${chunk}`;
+    const { outputs, pending } = chunkInputGrads(s.work[chunk] ?? [], gradRows, this.localExperts[layer]!, this.config.hiddenSize, where);
+    (s.pendingWeightGrads ??= [])[chunk] = pending;
+    return outputs;
+  }
+
+  /** The weight-gradient half: adds the chunk's expert weight gradients that `expertsInputGrad` left into the step's. */
+  expertsWeightGrad(layer: number, chunk: number, mb = 0): void {
+    const s = this.step(mb).layers[layer]!;
+    const pending = s.pendingWeightGrads?.[chunk];
+    if (!pending) throw new Error(`expertsWeightGrad of layer ${layer}, chunk ${chunk}, micro-batch ${mb} before its expertsInputGrad (or twice)`);
+    s.pendingWeightGrads![chunk] = undefined;
+    accumulateWeightGrads(pending, this.expertGrads[layer]!);
   }
 
   sharedExpertsBackward(layer: number, mb = 0): void {

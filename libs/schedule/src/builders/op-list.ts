@@ -20,4 +20,10 @@ export interface PassShape {
    * dispatch-backward. true: they run while the all-to-alls are in flight.
    */
   overlap: boolean;
+  /**
+   * Split each chunk's expert backward (zero-bubble style): `experts_dgrad` computes the input
+   * gradients that `dispatch_bwd` sends back, and `experts_wgrad` the weight gradients after it,
+   * while those travel. Absent: one `experts_bwd` computes both.
+   */
+  deferWeights?: boolean;
 }

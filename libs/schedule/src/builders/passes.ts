@@ -54,13 +54,20 @@ export function backwardPost(list: OpList, mb: number, layer: number, shape: Pas
   return { postBackward, combineBackwards, sharedBackward };
 }
 
-/** Backward, part 2: chunk c's expert backward once its gradients arrived, its input gradients sent back at once. Returns the dispatch-backward ids. */
+/**
+ * Backward, part 2: chunk c's expert backward once its gradients arrived, its input gradients
+ * sent back at once. With `deferWeights` the weight gradients of every chunk follow, computed
+ * while those input gradients travel. Returns the dispatch-backward ids.
+ */
 export function backwardExperts(list: OpList, mb: number, layer: number, shape: PassShape, b: Pick<BackwardLayerOps, 'combineBackwards'>): number[] {
   const dispatchBackwards: number[] = [];
+  const inputGrads: number[] = [];
   for (let c = 0; c < shape.chunks; c++) {
-    const expertsBackward = list.add('experts_bwd', 'backward', layer, c, mb, [b.combineBackwards[c]!]);
+    const expertsBackward = list.add(shape.deferWeights ? 'experts_dgrad' : 'experts_bwd', 'backward', layer, c, mb, [b.combineBackwards[c]!]);
+    inputGrads.push(expertsBackward);
     dispatchBackwards.push(list.add('dispatch_bwd', 'backward', layer, c, mb, [expertsBackward]));
   }
+  if (shape.deferWeights) inputGrads.forEach((dgrad, c) => list.add('experts_wgrad', 'backward', layer, c, mb, [dgrad]));
   return dispatchBackwards;
 }
 
@@ -87,9 +94,13 @@ export function backwardPass(list: OpList, mb: number, layers: number, shape: Pa
   return upstream;
 }
 
-/** Once per step, after every micro-batch's backward: gather the dense gradients, all-reduce them, update. */
+/**
+ * Once per step, after every micro-batch's backward (and every deferred weight gradient, which
+ * nothing else waits for): gather the dense gradients, all-reduce them, update.
+ */
 export function updatePhase(list: OpList, backwards: number[]): void {
-  const grads = list.add('grads', 'update', -1, -1, -1, backwards);
+  const weightGrads = list.ops.filter((op) => op.kind === 'experts_wgrad').map((op) => op.id);
+  const grads = list.add('grads', 'update', -1, -1, -1, [...backwards, ...weightGrads]);
   const allReduce = list.add('allreduce', 'update', -1, -1, -1, [grads]);
   list.add('update', 'update', -1, -1, -1, [allReduce]);
 }

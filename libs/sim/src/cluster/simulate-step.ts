@@ -98,6 +98,10 @@ export function predictStep(input: StepPredictionInput): StepPrediction {
         return c.postBackward(tokens, tokens * k);
       case 'experts_bwd':
         return c.expertsBackward(rows);
+      case 'experts_dgrad':
+        return c.expertsInputGrad(rows);
+      case 'experts_wgrad':
+        return c.expertsWeightGrad(rows);
       case 'shared_bwd':
         return c.sharedBackward(tokens);
       case 'route_bwd':

@@ -1,6 +1,6 @@
 import type { LinkModel } from '@moe/sim';
 import type { Backend, ExpertRows, MicroBatch, ParamsSnapshot, RoutedForm, RoutedInputGrads, RoutedRows, RouteOutput, Shard, UpdateResult } from '../../backend';
-import { MAX_MICRO_BATCHES } from '@moe/schedule';
+import { MAX_MICRO_BATCHES, type OpKind } from '@moe/schedule';
 import { replicaGradientLength, ShardCompute, type ReplicaChecksum } from '@moe/model';
 import { planExperts } from '@moe/placement';
 import { linkModelOf } from '@moe/sim';
@@ -9,20 +9,8 @@ import { groupLimitedExpertIds, mixSeed, seededExpertIds, skewedExpertIds } from
 import { parseSimOptions, type SimOptions } from './sim-options';
 import { DeviceClock, type DeviceSpan } from './device-clock';
 
-/** The compute ops a sim step models; the same names as the schedule's compute OpKinds. */
-export type SimOpKind =
-  | 'begin'
-  | 'route'
-  | 'shared'
-  | 'experts'
-  | 'post'
-  | 'loss'
-  | 'post_bwd'
-  | 'experts_bwd'
-  | 'shared_bwd'
-  | 'route_bwd'
-  | 'grads'
-  | 'update';
+/** The compute ops a sim step models: the schedule's compute OpKinds. */
+export type SimOpKind = Exclude<OpKind, 'dispatch' | 'combine' | 'combine_bwd' | 'dispatch_bwd' | 'allreduce'>;
 
 /** One compute op as modeled and as it really waited. Times in ms of wall clock. */
 export interface SimOpRecord {
@@ -111,6 +99,8 @@ export class SimBackend implements Backend {
   private rowPattern = new Float32Array(0);
   /** The step's micro-batches begun so far, and the tokens each one models. */
   private microBatches = new Map<number, { batch: MicroBatch; tokens: number; forms: Map<number, RoutedForm> }>();
+  /** Rows of each chunk whose expert weight gradients are pending (`${microBatch}/${layer}/${chunk}`): experts_wgrad costs as many. */
+  private pendingWeightRows = new Map<string, number>();
   /** [layers * E] experts routed this step. */
   private counts = new Int32Array(0);
   private records: SimOpRecord[] = [];
@@ -216,6 +206,7 @@ export class SimBackend implements Backend {
     const index = batch.microBatch ?? 0;
     if (index === 0) {
       this.microBatches.clear();
+      this.pendingWeightRows.clear();
       this.counts = new Int32Array(shard.layers * shard.experts);
       this.records = [];
     }
@@ -281,6 +272,21 @@ export class SimBackend implements Backend {
     const n = this.checkRows('expertsBackward', layer, chunk, gradRows);
     await this.run('experts_bwd', layer, chunk, microBatch, this.loaded().costs.expertsBackward(n));
     return gradRows.map((r) => r.rows);
+  }
+
+  async expertsInputGrad(layer: number, chunk: number, gradRows: ExpertRows[], microBatch = 0): Promise<Float32Array[]> {
+    const n = this.checkRows('expertsInputGrad', layer, chunk, gradRows);
+    this.pendingWeightRows.set(`${microBatch}/${layer}/${chunk}`, n);
+    await this.run('experts_dgrad', layer, chunk, microBatch, this.loaded().costs.expertsInputGrad(n));
+    return gradRows.map((r) => r.rows);
+  }
+
+  async expertsWeightGrad(layer: number, chunk: number, microBatch = 0): Promise<void> {
+    const key = `${microBatch}/${layer}/${chunk}`;
+    const n = this.pendingWeightRows.get(key);
+    if (n === undefined) throw new SimStateError(`sim backend: expertsWeightGrad of layer ${layer}, chunk ${chunk}, micro-batch ${microBatch} before its expertsInputGrad (or twice)`);
+    this.pendingWeightRows.delete(key);
+    return this.run('experts_wgrad', layer, chunk, microBatch, this.loaded().costs.expertsWeightGrad(n));
   }
 
   async sharedExpertsBackward(layer: number, microBatch = 0): Promise<void> {
