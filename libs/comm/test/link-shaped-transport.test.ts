@@ -144,7 +144,9 @@ describe('ShapedTransport', () => {
     expect(decodeRows(received.payload)).toEqual(rows);
     expect(received.expertIds?.[999]).toBe(5);
     expect(shaped[0]!.bytesSent()).toBe(1_000_000);
-    expect(shaped[0]!.hostBound()).toMatchObject({ frames: 1, bytes: 1_000_000 + 4000, bound: false });
+    // Which one bound the transfer is a race on real time here (a loaded host copies 1 MB slower
+    // than the 25 ms modeled): the verdict is pinned by the recorded-time test above, not here.
+    expect(shaped[0]!.hostBound()).toMatchObject({ frames: 1, bytes: 1_000_000 + 4000 });
     await Promise.all(shaped.map((t) => t.close()));
   });
 
