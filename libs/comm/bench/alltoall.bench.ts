@@ -18,7 +18,7 @@ const sizes = arg('kib', '128,1024').split(',').map((k) => Math.round(Number(k) 
 const planes = arg('planes', 'tcp,grpc,socket,socket-tcp').split(',') as AllToAllPlane[];
 const world = Number(arg('world', '4'));
 console.log(`all-to-all, ${world} processes, ${arg('mb', '64')} MB sent per rank a run, depth ${arg('depth', '2')}, median of ${arg('repeats', '3')}`);
-console.log(`${'frame'.padEnd(10)} ${'plane'.padEnd(11)} ${'MB/s'.padStart(8)} ${'vs tcp'.padStart(7)} ${'cpu ms/MB'.padStart(10)}   runs`);
+console.log(`${'frame'.padEnd(10)} ${'plane'.padEnd(11)} ${'MB/s'.padStart(8)} ${'vs tcp'.padStart(7)} ${'cpu ms/MB'.padStart(10)} ${'of it sys'.padStart(9)}   runs`);
 for (const frameBytes of sizes) {
   const results = await measureAllToAll({
     world,
@@ -30,7 +30,7 @@ for (const frameBytes of sizes) {
   });
   for (const r of results) {
     console.log(
-      `${`${(r.frameBytes / 1024).toFixed(0)} KiB`.padEnd(10)} ${r.plane.padEnd(11)} ${r.mbPerSecond.toFixed(0).padStart(8)} ${r.vsTcp.toFixed(2).padStart(7)} ${r.cpuMsPerMb.toFixed(2).padStart(10)}   ${r.runs.map((x) => x.toFixed(0)).join(' ')}`,
+      `${`${(r.frameBytes / 1024).toFixed(0)} KiB`.padEnd(10)} ${r.plane.padEnd(11)} ${r.mbPerSecond.toFixed(0).padStart(8)} ${r.vsTcp.toFixed(2).padStart(7)} ${r.cpuMsPerMb.toFixed(2).padStart(10)} ${r.sysMsPerMb.toFixed(2).padStart(9)}   ${r.runs.map((x) => x.toFixed(0)).join(' ')}`,
     );
   }
 }

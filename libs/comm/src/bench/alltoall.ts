@@ -36,6 +36,8 @@ export interface AllToAllResult {
   runs: number[];
   /** CPU ms all ranks spent per MB moved (median of repeats): what a plane costs, whatever the host's load. */
   cpuMsPerMb: number;
+  /** The kernel's share of cpuMsPerMb (system time), median of repeats. */
+  sysMsPerMb: number;
   /** mbPerSecond / raw TCP's (1 for tcp itself; NaN without a tcp run). */
   vsTcp: number;
 }
@@ -70,7 +72,7 @@ function startRank(rank: number, world: number): Rank {
 
 const all = <T>(ranks: Rank[], f: (r: Rank) => Promise<T>) => Promise.all(ranks.map(f));
 
-async function runOnce(ranks: Rank[], run: RankRun): Promise<{ mbPerSecond: number; cpuMsPerMb: number }> {
+async function runOnce(ranks: Rank[], run: RankRun): Promise<{ mbPerSecond: number; cpuMsPerMb: number; sysMsPerMb: number }> {
   ranks.forEach((r) => r.child.send({ run }));
   await all(ranks, (r) => r.next()); // warm: connected, negotiated
   ranks.forEach((r) => r.child.send({ go: true }));
@@ -81,8 +83,12 @@ async function runOnce(ranks: Rank[], run: RankRun): Promise<{ mbPerSecond: numb
   }
   const bytes = reports.reduce((s, r) => s + r.bytes, 0);
   const ms = Math.max(...reports.map((r) => r.ms));
-  const cpu = reports.reduce((s, r) => s + r.cpuMs, 0);
-  return { mbPerSecond: ms > 0 ? bytes / 1e6 / (ms / 1e3) : 0, cpuMsPerMb: bytes > 0 ? cpu / (bytes / 1e6) : 0 };
+  const perMb = (ms: number) => (bytes > 0 ? ms / (bytes / 1e6) : 0);
+  return {
+    mbPerSecond: ms > 0 ? bytes / 1e6 / (ms / 1e3) : 0,
+    cpuMsPerMb: perMb(reports.reduce((s, r) => s + r.cpuMs, 0)),
+    sysMsPerMb: perMb(reports.reduce((s, r) => s + r.sysMs, 0)),
+  };
 }
 
 /** Measures the all-to-all on every plane of `options.planes` (default: tcp, grpc, socket, socket-tcp). */
@@ -102,19 +108,21 @@ export async function measureAllToAll(options: AllToAllOptions): Promise<AllToAl
     await all(ranks, (r) => r.next());
     const samples = new Map<AllToAllPlane, number[]>(planes.map((p) => [p, []]));
     const cpu = new Map<AllToAllPlane, number[]>(planes.map((p) => [p, []]));
+    const sys = new Map<AllToAllPlane, number[]>(planes.map((p) => [p, []]));
     let runs = 0;
     for (let repeat = 0; repeat < repeats; repeat++) {
       for (const plane of planes) {
         const once = await runOnce(ranks, { plane, runId: `alltoall-${++runs}`, frameBytes, cols, rounds, depth });
         samples.get(plane)!.push(once.mbPerSecond);
         cpu.get(plane)!.push(once.cpuMsPerMb);
+        sys.get(plane)!.push(once.sysMsPerMb);
       }
     }
     const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
     const tcp = samples.has('tcp') ? median(samples.get('tcp')!) : Number.NaN;
     return planes.map((plane) => {
       const m = median(samples.get(plane)!);
-      return { plane, frameBytes, world, rounds, mbPerSecond: m, runs: samples.get(plane)!, vsTcp: m / tcp, cpuMsPerMb: median(cpu.get(plane)!) };
+      return { plane, frameBytes, world, rounds, mbPerSecond: m, runs: samples.get(plane)!, vsTcp: m / tcp, cpuMsPerMb: median(cpu.get(plane)!), sysMsPerMb: median(sys.get(plane)!) };
     });
   } finally {
     await Promise.all(

@@ -32,7 +32,7 @@ export async function startSocketWorld(setups: SocketRankSetup[], tls?: TlsFiles
   for (const setup of setups) {
     const mailbox = new PeerMailbox();
     const socket = setup.socket
-      ? await PeerSocketServer.start({ mailbox, host: '127.0.0.1', advertiseHost: '127.0.0.1', token: setup.token, tls, unix: setup.unix })
+      ? await PeerSocketServer.start({ host: '127.0.0.1', advertiseHost: '127.0.0.1', token: setup.token, tls, unix: setup.unix })
       : undefined;
     const server = new grpc.Server(GRPC_OPTIONS);
     server.addService(proto.moe.v1.Peer.service, peerServiceHandlers(mailbox, { token: setup.token, socketEndpoint: () => socket?.endpoint() }));
@@ -66,6 +66,15 @@ export function socketTransports(world: SocketWorld, options: Partial<SocketTran
   const runId = `socket-run-${++runs}`;
   return world.mailboxes.map(
     (mailbox, rank) =>
-      new SocketTransport({ runId, rank, peers: world.addresses, mailbox, plane: 'auto', credentials: grpc.credentials.createInsecure(), ...options }),
+      new SocketTransport({
+        runId,
+        rank,
+        peers: world.addresses,
+        mailbox,
+        plane: 'auto',
+        server: world.sockets[rank],
+        credentials: grpc.credentials.createInsecure(),
+        ...options,
+      }),
   );
 }
