@@ -122,16 +122,23 @@ describe('socket data plane worlds', () => {
     }
   });
 
-  it('more frames than the window, taken out of order, all arrive and all sends resolve', async () => {
-    const [a, b] = socketTransports(world(0), { plane: 'socket', socketWindow: 2 });
+  it('a full mailbox holds frames back; one taken first skips the queue, and every send resolves', async () => {
+    // Room for two frames of 4 rows x 4 f32 (64 data + 16 id bytes each): the rest wait for room.
+    const small = await startSocketWorld([0, 1].map(() => ({ socket: true, capacityBytes: 160 })));
+    const [a, b] = socketTransports(small, { plane: 'socket' }); // a window of 8: all 7 are written
     try {
       const keys = Array.from({ length: 7 }, (_, chunk) => ({ ...key, chunk }));
-      const sends = keys.map((k, i) => a!.send(1, k, rows(i + 1)));
-      const got = await Promise.all([...keys].reverse().map((k) => b!.receive(0, k, 5_000)));
+      const frame = (chunk: number) => ({ ...rows(4), expertIds: Int32Array.from({ length: 4 }, () => chunk) });
+      const sends = keys.map((k) => a!.send(1, k, frame(k.chunk)));
+      // 0 and 1 fill the mailbox; 6, waited for, is settled before 2..5 (its ack must wait for theirs).
+      const order = [6, 0, 1, 2, 3, 4, 5];
+      const got = [];
+      for (const chunk of order) got.push(await b!.receive(0, keys[chunk]!, 10_000));
       await Promise.all(sends);
-      expect(got.map((f) => f.payload.rows)).toEqual([7, 6, 5, 4, 3, 2, 1]);
+      expect(got.map((f) => f.expertIds![0])).toEqual(order);
     } finally {
       await closeAll([a!, b!]);
+      await stopSocketWorld(small);
     }
   });
 });

@@ -5,8 +5,9 @@ import type { TlsFiles } from '../grpc/tls';
 import { parseFramePart } from '../grpc/frame-message';
 import type { PeerMailbox } from '../grpc/peer-mailbox';
 import { PeerUnreachableError, TransportClosedError } from '../transport/errors';
+import { AckQueue } from './ack-queue';
 import { RecordReader } from './record-reader';
-import { bodyText, decodeFrameHeader, encodeAck, encodeHello, encodeRecord, kindName, RecordKind, SocketProtocolError, type FrameHeader, type ReadRecord } from './records';
+import { bodyText, decodeFrameHeader, encodeHello, encodeRecord, kindName, RecordKind, SocketProtocolError, type FrameHeader, type ReadRecord } from './records';
 
 export interface InboundLinkOptions {
   runId: string;
@@ -90,7 +91,7 @@ export class InboundLink {
       let welcomed = false;
       let bye = false;
       let untrack: (() => void) | undefined;
-      const acks = new AckQueue();
+      const acks = new AckQueue((bytes) => !socket.destroyed && socket.write(bytes));
       const reader = new RecordReader((r) => (welcomed ? this.onRecord(r, acks, () => (bye = true)) : greeted(r)));
       const socket = this.dial({ buffer: () => reader.nextBuffer(), callback: (n: number) => read(n) });
       const read = (n: number): boolean => {
@@ -111,7 +112,6 @@ export class InboundLink {
         reader.limitFrameBody(MAX_FRAME_BODY_BYTES);
         this.socket = socket;
         this.redials = 0;
-        acks.socket = socket;
         untrack = mailbox.track({ source, connection: 0, runId, peer: this.useUnix() ? 'unix socket' : endpoint.tcpAddress });
         resolve();
       };
@@ -120,7 +120,6 @@ export class InboundLink {
       socket.on('close', () => {
         clearTimeout(timer);
         untrack?.();
-        acks.socket = undefined;
         if (this.socket === socket) this.socket = undefined;
         if (!welcomed) {
           this.opening = undefined;
@@ -177,51 +176,6 @@ export class InboundLink {
       return tls.connect(options as tls.ConnectionOptions);
     }
     return net.connect({ host, port, noDelay: true, onread });
-  }
-}
-
-/**
- * Frames received and not yet acknowledged. The mailbox may settle them out of order (a frame
- * somebody waits for skips the capacity queue); acks go out in order, once per turn of the event
- * loop, as "the first n frames are settled", with a record of its own for each refusal.
- */
-class AckQueue {
-  socket?: net.Socket;
-  private next = 0;
-  private acked = 0;
-  private readonly results = new Map<number, string>();
-  private scheduled = false;
-
-  /** Checks that frame `seq` is the next one of this connection; returns it. */
-  received(seq: number): number {
-    if (seq !== this.next) throw new SocketProtocolError(`frame ${seq} arrived where frame ${this.next} was next`);
-    return this.next++;
-  }
-
-  settle(seq: number, error: string): void {
-    this.results.set(seq, error);
-    if (!this.scheduled) {
-      this.scheduled = true;
-      setImmediate(() => this.flush());
-    }
-  }
-
-  private flush(): void {
-    this.scheduled = false;
-    const out: Buffer[] = [];
-    let covered = this.acked;
-    while (this.results.has(this.acked)) {
-      const error = this.results.get(this.acked)!;
-      this.results.delete(this.acked++);
-      if (error) {
-        out.push(encodeAck(this.acked, error));
-        covered = this.acked;
-      }
-    }
-    if (this.acked > covered) out.push(encodeAck(this.acked));
-    const socket = this.socket;
-    if (out.length === 0 || !socket || socket.destroyed) return;
-    socket.write(out.length === 1 ? out[0]! : Buffer.concat(out));
   }
 }
 

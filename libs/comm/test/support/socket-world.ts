@@ -16,6 +16,8 @@ export interface SocketRankSetup {
   socket: boolean;
   unix?: boolean;
   token?: string;
+  /** The mailbox's bound (PeerMailboxOptions.capacityBytes). */
+  capacityBytes?: number;
 }
 
 /** Workers as worker processes run them: a gRPC Peer service and a socket server over one mailbox each. */
@@ -30,7 +32,7 @@ export async function startSocketWorld(setups: SocketRankSetup[], tls?: TlsFiles
   const proto = loadMoeProto();
   const world: SocketWorld = { addresses: [], mailboxes: [], servers: [], sockets: [] };
   for (const setup of setups) {
-    const mailbox = new PeerMailbox();
+    const mailbox = new PeerMailbox({ capacityBytes: setup.capacityBytes });
     const socket = setup.socket
       ? await PeerSocketServer.start({ host: '127.0.0.1', advertiseHost: '127.0.0.1', token: setup.token, tls, unix: setup.unix })
       : undefined;
