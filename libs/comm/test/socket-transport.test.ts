@@ -242,7 +242,7 @@ describe.skipIf(!hasOpenssl)('socket data plane over mutual TLS', () => {
     await new Promise((resolve) => socket.once('connect', resolve));
     let got = Buffer.alloc(0);
     socket.on('data', (c: Buffer) => (got = Buffer.concat([got, c])));
-    socket.write(encodeHello({ runId: 'x', rank: 0, token: '' }));
+    socket.write(encodeHello({ runId: 'x', rank: 0, token: '', generation: 1 }));
     await new Promise((resolve) => socket.on('close', resolve));
     expect(got.length >= 2 && got[0] === RecordKind.Welcome && got[1] === 2).toBe(false);
   });

@@ -1,13 +1,13 @@
 import net from 'node:net';
 import tls from 'node:tls';
-import type { FrameOut, SocketEndpointOut as SocketEndpoint } from '../proto/types';
+import type { SocketEndpointOut as SocketEndpoint } from '../proto/types';
 import type { TlsFiles } from '../grpc/tls';
-import { parseFramePart } from '../grpc/frame-message';
+import type { FramePart } from '../grpc/frame-message';
 import type { PeerMailbox } from '../grpc/peer-mailbox';
 import { PeerUnreachableError, TransportClosedError } from '../transport/errors';
 import { AckQueue } from './ack-queue';
 import { RecordReader } from './record-reader';
-import { bodyText, decodeFrameHeader, encodeHello, encodeRecord, kindName, RecordKind, SocketProtocolError, type FrameHeader, type ReadRecord } from './records';
+import { ackGeneration, ackSettled, bodyText, decodeFrameHeader, encodeHello, encodeRecord, frameProblem, kindName, RecordKind, SocketProtocolError, type FrameHeader } from './records';
 
 export interface InboundLinkOptions {
   runId: string;
@@ -26,6 +26,14 @@ export interface InboundLinkOptions {
   tls?: TlsFiles;
   /** How long connecting and the handshake may take. */
   connectTimeoutMs?: number;
+  /**
+   * Sends acks of this link's frames on this rank's connection to the same peer (the one this
+   * rank writes its frames on), where the peer reads them best; false when that connection is
+   * not up, and they go back on this link's own connection. See records.ts.
+   */
+  sendAcks?: (bytes: Buffer) => boolean;
+  /** Takes an ack that came on this link for frames this rank sent the peer (on the other connection). */
+  onAck?: (generation: number, settled: number, error: string) => void;
 }
 
 /** Largest frame body accepted (the gRPC path splits larger ones into parts; this one reads them whole). */
@@ -50,6 +58,8 @@ export class InboundLink {
   private opening?: Promise<void>;
   private closed = false;
   private redials = 0;
+  private generation = 0;
+  private acks?: AckQueue;
 
   constructor(private readonly o: InboundLinkOptions) {
     this.address = this.useUnix() ? `unix:${o.endpoint.unixPath}` : o.endpoint.tcpAddress;
@@ -60,6 +70,11 @@ export class InboundLink {
     if (this.closed) return Promise.reject(new TransportClosedError(`rank ${this.o.rank}: socket link from rank ${this.o.source} is closed`));
     this.opening ??= this.connect();
     return this.opening;
+  }
+
+  /** The acks due now, to leave with a frame this rank writes to the peer (see AckQueue.take). */
+  takeAcks(): Buffer | undefined {
+    return this.acks?.take();
   }
 
   /** Says goodbye (so the peer knows the end is clean) and closes the connection. */
@@ -91,8 +106,15 @@ export class InboundLink {
       let welcomed = false;
       let bye = false;
       let untrack: (() => void) | undefined;
-      const acks = new AckQueue((bytes) => !socket.destroyed && socket.write(bytes));
-      const reader = new RecordReader((r) => (welcomed ? this.onRecord(r, acks, () => (bye = true)) : greeted(r)));
+      const generation = ++this.generation;
+      const acks = new AckQueue(generation, (bytes) => this.o.sendAcks?.(bytes) || (!socket.destroyed && socket.write(bytes)));
+      const reader = new RecordReader((kind, head, at, body) => {
+        if (!welcomed) return greeted(kind, body);
+        if (kind === RecordKind.Frame) return this.onFrame(head, at, body, acks);
+        if (kind === RecordKind.Ack) return this.o.onAck?.(ackGeneration(head, at), ackSettled(head, at), body.byteLength > 0 ? bodyText(body) : '');
+        if (kind === RecordKind.Bye) return void (bye = true);
+        throw new SocketProtocolError(`sent a ${kindName(kind)} record where frames and acks were expected`);
+      });
       const socket = this.dial({ buffer: () => reader.nextBuffer(), callback: (n: number) => read(n) });
       const read = (n: number): boolean => {
         try {
@@ -104,13 +126,14 @@ export class InboundLink {
       };
       const timeoutMs = this.o.connectTimeoutMs ?? 10_000;
       const timer = setTimeout(() => socket.destroy(new Error(`no handshake within ${timeoutMs} ms`)), timeoutMs);
-      const greeted = (r: ReadRecord) => {
-        if (r.kind === RecordKind.Refuse) return void socket.destroy(new Error(`refused the connection: ${bodyText(r.body)}`));
-        if (r.kind !== RecordKind.Welcome) return void socket.destroy(new Error(`answered the hello with a ${kindName(r.kind)} record`));
+      const greeted = (kind: RecordKind, body: Buffer) => {
+        if (kind === RecordKind.Refuse) return void socket.destroy(new Error(`refused the connection: ${bodyText(body)}`));
+        if (kind !== RecordKind.Welcome) return void socket.destroy(new Error(`answered the hello with a ${kindName(kind)} record`));
         welcomed = true;
         clearTimeout(timer);
         reader.limitFrameBody(MAX_FRAME_BODY_BYTES);
         this.socket = socket;
+        this.acks = acks;
         this.redials = 0;
         untrack = mailbox.track({ source, connection: 0, runId, peer: this.useUnix() ? 'unix socket' : endpoint.tcpAddress });
         resolve();
@@ -121,6 +144,7 @@ export class InboundLink {
         clearTimeout(timer);
         untrack?.();
         if (this.socket === socket) this.socket = undefined;
+        if (this.acks === acks) this.acks = undefined;
         if (!welcomed) {
           this.opening = undefined;
           const error = new PeerUnreachableError(source, this.address, why || 'the peer closed the connection during the handshake');
@@ -134,7 +158,7 @@ export class InboundLink {
         mailbox.peerLost(runId, source, this.address, detail);
         this.redial();
       });
-      socket.write(encodeHello({ runId, rank, token: this.o.token ?? '' }));
+      socket.write(encodeHello({ runId, rank, token: this.o.token ?? '', generation }));
     });
   }
 
@@ -146,17 +170,11 @@ export class InboundLink {
     setTimeout(() => !this.closed && !this.opening && this.open().catch(() => this.redial()), delay).unref();
   }
 
-  private onRecord(r: ReadRecord, acks: AckQueue, sawBye: () => void): void {
-    if (r.kind === RecordKind.Bye) return sawBye();
-    if (r.kind !== RecordKind.Frame) throw new SocketProtocolError(`sent a ${kindName(r.kind)} record where frames were expected`);
-    const f = decodeFrameHeader(r.header);
+  private onFrame(head: Buffer, at: number, body: Buffer, acks: AckQueue): void {
+    const f = decodeFrameHeader(head, at);
     const seq = acks.received(f.seq);
-    let accepted: Promise<void>;
-    try {
-      accepted = this.o.mailbox.acceptPart(this.o.runId, parseFramePart(frameOut(f, this.o.source, r.body), this.o.source));
-    } catch (error) {
-      accepted = Promise.reject(error);
-    }
+    const problem = frameProblem(f);
+    const accepted = problem ? Promise.reject(new Error(problem)) : this.o.mailbox.acceptPart(this.o.runId, framePart(f, this.o.source, body));
     accepted.then(
       () => acks.settle(seq, ''),
       (error: unknown) => acks.settle(seq, error instanceof Error ? error.message : String(error)),
@@ -179,24 +197,20 @@ export class InboundLink {
   }
 }
 
-/** A frame header and its body as the Frame message parseFramePart checks (views, no copy). */
-function frameOut(f: FrameHeader, source: number, body: Uint8Array): FrameOut {
+/** A checked frame header and its body as the mailbox takes it (views of the body, no copy). */
+function framePart(f: FrameHeader, source: number, body: Buffer): FramePart {
   return {
-    step: f.key.step,
-    microBatch: f.key.microBatch ?? 0,
-    layer: f.key.layer,
-    chunk: f.key.chunk,
-    phase: f.key.phase,
+    key: f.key,
     source,
     part: 0,
     parts: 1,
+    dtype: f.dtype,
+    rows: f.rows,
+    cols: f.cols,
+    blockSize: f.blockSize,
+    totalBytes: f.dataBytes,
     expertIds: body.subarray(0, f.idBytes),
-    payload: {
-      dtype: f.dtype,
-      shape: [f.rows, f.cols],
-      data: body.subarray(f.idBytes + f.scaleBytes),
-      scales: body.subarray(f.idBytes, f.idBytes + f.scaleBytes),
-      blockSize: f.blockSize,
-    },
-  } as unknown as FrameOut;
+    scales: body.subarray(f.idBytes, f.idBytes + f.scaleBytes),
+    data: body.subarray(f.idBytes + f.scaleBytes),
+  };
 }

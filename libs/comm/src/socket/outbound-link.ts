@@ -1,7 +1,7 @@
 import { PeerRefusedError, PeerUnreachableError, TransportClosedError } from '../transport/errors';
 import type { FrameKey } from '../transport/frame-key';
 import type { OutgoingFrame } from '../transport/transport';
-import { bodyText, encodeFrameHead, encodeRecord, kindName, RecordKind, type ReadRecord } from './records';
+import { ackGeneration, ackSettled, bodyText, encodeFrameHead, encodeRecord, kindName, RecordKind } from './records';
 import type { ReceiverConnection } from './receiver-connection';
 
 export interface OutboundLinkOptions {
@@ -46,6 +46,8 @@ export class OutboundLink {
   private blocked = false;
   private closed = false;
   private timer?: NodeJS.Timeout;
+  /** The acks this rank owes the peer, to leave in the same write as the next frames (see InboundLink.takeAcks). */
+  pullAcks?: () => Buffer | undefined;
 
   constructor(private readonly o: OutboundLinkOptions) {}
 
@@ -60,11 +62,34 @@ export class OutboundLink {
     this.conn = conn;
     this.seq = 0;
     this.blocked = false;
-    conn.onRecord = (r) => this.onRecord(conn, r);
+    conn.onRecord = (kind, head, at, body) => this.onRecord(conn, kind, head, at, body);
     conn.onClose = (why) => this.detach(conn, why);
     clearTimeout(this.timer);
     this.timer = undefined;
     for (const resolve of this.attached.splice(0)) resolve();
+    this.pump();
+  }
+
+  /** Writes acks this rank owes the peer on this connection; false when there is none up. */
+  sendAcks(bytes: Buffer): boolean {
+    const socket = this.conn?.socket;
+    if (!socket || socket.destroyed) return false;
+    socket.write(bytes);
+    return true;
+  }
+
+  /**
+   * Settles the frames an ack covers: every frame below `settled` of connection `generation`
+   * (frame settled-1 refused when `error` says why). An ack of an earlier connection is dropped:
+   * its frames were failed when it broke.
+   */
+  onAck(generation: number, settled: number, error: string): void {
+    if (!this.conn || this.conn.generation !== generation) return;
+    while (this.inflight.length > 0 && this.inflight[0]!.seq < settled) {
+      const p = this.inflight.shift()!;
+      if (error && p.seq === settled - 1) p.reject(new PeerRefusedError(this.o.dest, p.key, error));
+      else p.resolve();
+    }
     this.pump();
   }
 
@@ -106,8 +131,10 @@ export class OutboundLink {
     const conn = this.conn;
     if (!conn) return this.awaitDial();
     const socket = conn.socket;
-    if (this.waiting.length === 0 || this.blocked) return;
+    if (this.waiting.length === 0 || this.blocked || this.inflight.length >= this.o.window) return;
     socket.cork();
+    const acks = this.pullAcks?.();
+    if (acks) socket.write(acks);
     while (this.waiting.length > 0 && this.inflight.length < this.o.window) {
       const next = this.waiting.shift()!;
       next.seq = this.seq++;
@@ -150,20 +177,13 @@ export class OutboundLink {
     }, ms);
   }
 
-  private onRecord(conn: ReceiverConnection, r: ReadRecord): void {
-    if (r.kind === RecordKind.Bye) {
+  private onRecord(conn: ReceiverConnection, kind: RecordKind, head: Buffer, at: number, body: Buffer): void {
+    if (kind === RecordKind.Bye) {
       conn.closing = true;
       return this.detach(conn, 'it said goodbye (its transport closed)');
     }
-    if (r.kind !== RecordKind.Ack) return conn.refuse(`sent a ${kindName(r.kind)} record where acks were expected`);
-    const settled = r.header.getUint32(8, true);
-    const error = r.body.byteLength > 0 ? bodyText(r.body) : '';
-    while (this.inflight.length > 0 && this.inflight[0]!.seq < settled) {
-      const p = this.inflight.shift()!;
-      if (error && p.seq === settled - 1) p.reject(new PeerRefusedError(this.o.dest, p.key, error));
-      else p.resolve();
-    }
-    this.pump();
+    if (kind !== RecordKind.Ack) return conn.refuse(`sent a ${kindName(kind)} record where acks were expected`);
+    this.onAck(ackGeneration(head, at), ackSettled(head, at), body.byteLength > 0 ? bodyText(body) : '');
   }
 
   private detach(conn: ReceiverConnection, why: string): void {

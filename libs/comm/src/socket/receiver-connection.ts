@@ -1,5 +1,5 @@
 import type net from 'node:net';
-import { encodeRefuse, type ReadRecord } from './records';
+import { encodeRefuse, type RecordHandler } from './records';
 
 /**
  * A connection a receiving rank dialed into this worker's socket server and was welcomed on:
@@ -8,7 +8,7 @@ import { encodeRefuse, type ReadRecord } from './records';
  * socket's end to `onClose`, both set by whoever took the connection.
  */
 export class ReceiverConnection {
-  onRecord?: (record: ReadRecord) => void;
+  onRecord?: RecordHandler;
   onClose?: (why: string) => void;
   /** Set once the dialer said goodbye or this side refused it: its end is not a lost peer. */
   closing = false;
@@ -19,6 +19,8 @@ export class ReceiverConnection {
     readonly rank: number,
     /** Where it dialed from ("unix socket" or host:port), for messages. */
     readonly peer: string,
+    /** Which dial of the dialer's link this is: the acks of its frames name it. */
+    readonly generation: number,
     readonly socket: net.Socket,
     private readonly log?: (line: string) => void,
   ) {}

@@ -1,13 +1,15 @@
 import { Buffer } from 'node:buffer';
-import { HEADER_BYTES, kindName, MAX_SMALL_BODY_BYTES, RecordKind, SocketProtocolError, WIRE_VERSION, type ReadRecord } from './records';
+import { HEADER_BYTES, kindName, MAX_SMALL_BODY_BYTES, RecordKind, SocketProtocolError, WIRE_VERSION, type RecordHandler } from './records';
 
-/** Header bytes and small records are read here; 16 KiB holds many small frames, or a header and a large frame's first bytes. */
-const SCRATCH_BYTES = 16 * 1024;
+/**
+ * Header bytes and small records are read here: 4 KiB holds many acks and small frames, and of
+ * a large frame it takes the header and the first few KiB (copied), the rest read in place.
+ */
+const SCRATCH_BYTES = 4 * 1024;
 const EMPTY = Buffer.alloc(0);
 
 interface PendingBody {
   kind: RecordKind;
-  header: DataView;
   buf: Buffer;
   filled: number;
 }
@@ -23,17 +25,19 @@ interface PendingBody {
  * - `push(chunk)` feeds bytes a stream already read (a socket without `onread`): the same, with
  *   one copy.
  *
- * Every complete record goes to `onRecord`, in order. A record's header is a view that is valid
- * only during that call; its body is a buffer of its own that the callee may keep.
+ * Every complete record goes to `onRecord`, in order (see RecordHandler): its header bytes are
+ * valid only during that call; its body is a buffer of its own that the callee may keep.
  */
 export class RecordReader {
   private readonly scratch = Buffer.allocUnsafeSlow(SCRATCH_BYTES);
+  /** The header of the record whose body is being read (one at a time). */
+  private readonly pendingHead = Buffer.allocUnsafeSlow(HEADER_BYTES);
   private start = 0;
   private end = 0;
   private body?: PendingBody;
   private maxFrameBody = 0;
 
-  constructor(private readonly onRecord: (record: ReadRecord) => void) {}
+  constructor(private readonly onRecord: RecordHandler) {}
 
   /** Largest frame body accepted from now on; 0 (the start) refuses every frame. */
   limitFrameBody(bytes: number): void {
@@ -58,7 +62,7 @@ export class RecordReader {
       body.filled += n;
       if (body.filled === body.buf.byteLength) {
         this.body = undefined;
-        this.onRecord({ kind: body.kind, header: body.header, body: body.buf });
+        this.onRecord(body.kind, this.pendingHead, 0, body.buf);
       }
       return;
     }
@@ -86,23 +90,22 @@ export class RecordReader {
     const s = this.scratch;
     while (this.end - this.start >= HEADER_BYTES) {
       const at = this.start;
-      const header = new DataView(s.buffer, s.byteOffset + at, HEADER_BYTES);
-      const kind = header.getUint8(0) as RecordKind;
-      const bodyBytes = header.getUint32(4, true);
-      this.check(kind, header.getUint8(1), bodyBytes);
+      const kind = s[at] as RecordKind;
+      const bodyBytes = s.readUInt32LE(at + 4);
+      this.check(kind, s[at + 1]!, bodyBytes);
       const here = this.end - at - HEADER_BYTES;
       if (here >= bodyBytes) {
         this.start = at + HEADER_BYTES + bodyBytes;
         const body = bodyBytes === 0 ? EMPTY : Buffer.allocUnsafeSlow(bodyBytes);
-        if (bodyBytes > 0) body.set(s.subarray(at + HEADER_BYTES, this.start));
-        this.onRecord({ kind, header, body });
+        if (bodyBytes > 0) s.copy(body, 0, at + HEADER_BYTES, this.start);
+        this.onRecord(kind, s, at, body);
         continue;
       }
       // The body spans reads: a buffer of its own, the bytes here copied in, the rest read into it.
-      const kept = Buffer.from(s.subarray(at, at + HEADER_BYTES));
+      s.copy(this.pendingHead, 0, at, at + HEADER_BYTES);
       const buf = Buffer.allocUnsafeSlow(bodyBytes);
-      buf.set(s.subarray(at + HEADER_BYTES, this.end));
-      this.body = { kind, header: new DataView(kept.buffer, kept.byteOffset, HEADER_BYTES), buf, filled: here };
+      s.copy(buf, 0, at + HEADER_BYTES, this.end);
+      this.body = { kind, buf, filled: here };
       this.start = this.end = 0;
       return;
     }

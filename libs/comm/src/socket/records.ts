@@ -8,8 +8,9 @@
  *           3 u8  dtype         (frame: index in WIRE_DTYPES)
  *           4 u32 bodyBytes
  *           8 u32 seq           (frame: the sender's sequence number on this connection;
- *                                ack: how many frames are settled, see AckRecord)
- *          12 i32 layer        16 f64 step        24 u32 microBatch  28 u32 chunk
+ *                                ack: how many frames are settled, see encodeAck)
+ *          12 i32 layer        (ack: the generation of the connection whose frames it settles)
+ *          16 f64 step        24 u32 microBatch  28 u32 chunk
  *          32 u32 rows         36 u32 cols        40 u32 blockSize   44 u32 idBytes
  *          48 u32 scaleBytes   52 u32 dataBytes   56..63 zero
  *
@@ -18,13 +19,18 @@
  * JSON one cost a string build and a parse.
  *
  * A connection is dialed by the rank that will RECEIVE frames on it: its `hello` (run, its rank,
- * the cluster token; a JSON body) is answered by the sender's `welcome` or `refuse`; then the
- * sender writes frames and the receiver answers with acks; either side ends with `bye`. A
- * connection that ends without `bye` is a peer lost mid-stream.
+ * the cluster token, which dial of this link it is; a JSON body) is answered by the sender's
+ * `welcome` or `refuse`; then the sender writes frames; either side ends with `bye`. A
+ * connection that ends without `bye` is a peer lost mid-stream. Acks of the frames of one
+ * connection go back on the other connection between the same two ranks when it is up (the
+ * one the receiver writes its own frames on: the sender reads it with `onread`, and an ack
+ * often leaves in the same write as a frame), else back on the frames' own connection; either
+ * way they carry that connection's generation, so acks of a connection that broke are ignored.
  */
 import { Buffer } from 'node:buffer';
-import { PHASES, type FrameKey, type Phase } from '../transport/frame-key';
-import type { RowDType } from '../codec/types';
+import { keyString, PHASES, type FrameKey, type Phase } from '../transport/frame-key';
+import { DTYPE_BYTES, type RowDType } from '../codec/types';
+import { MAX_PAYLOAD_VALUES } from '../codec/validate';
 
 export const WIRE_VERSION = 2;
 export const HEADER_BYTES = 64;
@@ -47,6 +53,8 @@ export interface HelloBody {
   rank: number;
   /** The cluster token ("" when the dialer has none). */
   token: string;
+  /** Which dial of this link (1, 2, ... after a reconnect): acks name it. */
+  generation: number;
 }
 
 /** A frame's header fields. */
@@ -63,20 +71,25 @@ export interface FrameHeader {
   dataBytes: number;
 }
 
-/** One record as read: its kind, its header (a view), and its body (a buffer the receiver owns). */
-export interface ReadRecord {
-  kind: RecordKind;
-  header: DataView;
-  body: Uint8Array;
-}
+/**
+ * Takes one record as read: its kind; its header, as the 64 bytes of `head` from `at` (valid
+ * only during the call: they are the reader's scratch); and its body, a buffer the callee may keep.
+ */
+export type RecordHandler = (kind: RecordKind, head: Buffer, at: number, body: Buffer) => void;
 
 /** Bytes that break the socket protocol (an unknown kind or version, a body too large, a record out of place). */
 export class SocketProtocolError extends Error {
   override readonly name = 'SocketProtocolError';
 }
 
+/**
+ * A record's header (zeroed, kind and version and body length set) with `extra` bytes after it.
+ * From Node's shared pool when small (allocUnsafe): a header a frame, an ack a frame, each its
+ * own ArrayBuffer, cost as much as the rest of the frame's work together.
+ */
 function header(kind: RecordKind, bodyBytes: number, extra = 0): { buf: Buffer; view: DataView } {
-  const buf = Buffer.alloc(HEADER_BYTES + extra);
+  const buf = Buffer.allocUnsafe(HEADER_BYTES + extra);
+  buf.fill(0, 0, HEADER_BYTES);
   const view = new DataView(buf.buffer, buf.byteOffset, HEADER_BYTES);
   view.setUint8(0, kind);
   view.setUint8(1, WIRE_VERSION);
@@ -96,10 +109,15 @@ export const encodeHello = (hello: HelloBody): Buffer => encodeRecord(RecordKind
 export const encodeRefuse = (reason: string): Buffer => encodeRecord(RecordKind.Refuse, Buffer.from(reason));
 
 /**
- * An ack: every frame with seq below `settled` is settled, accepted unless `error` is given, in
- * which case frame `settled - 1` was refused for that reason (and the ones before it accepted).
+ * An ack of the frames of connection `generation`: every frame with seq below `settled` is
+ * settled, accepted unless `error` is given, in which case frame `settled - 1` was refused for
+ * that reason (and the ones before it accepted).
  */
-export const encodeAck = (settled: number, error = ''): Buffer => encodeRecord(RecordKind.Ack, error ? Buffer.from(error) : undefined, settled);
+export function encodeAck(settled: number, generation: number, error = ''): Buffer {
+  const buf = encodeRecord(RecordKind.Ack, error ? Buffer.from(error) : undefined, settled);
+  buf.writeUInt32LE(generation, 12);
+  return buf;
+}
 
 /**
  * A frame's header followed by its expert ids and scales, in one buffer (those are small: a
@@ -125,31 +143,55 @@ export function encodeFrameHead(f: FrameHeader, expertIds?: Uint8Array, scales?:
   return buf;
 }
 
-/** A frame header as read; throws SocketProtocolError on a phase, dtype or size that makes no sense. */
-export function decodeFrameHeader(h: DataView): FrameHeader {
-  const phase: Phase | undefined = PHASES[h.getUint8(2)];
-  const dtype = WIRE_DTYPES[h.getUint8(3)];
-  if (!phase) throw new SocketProtocolError(`frame header: phase index ${h.getUint8(2)} is not one of ${PHASES.length} phases`);
-  if (!dtype) throw new SocketProtocolError(`frame header: dtype index ${h.getUint8(3)} is not one of ${WIRE_DTYPES.join(', ')}`);
-  const step = h.getFloat64(16, true);
+/** A frame header as read (`head` from `at`); throws SocketProtocolError on a phase, dtype or count that makes no sense. */
+export function decodeFrameHeader(head: Buffer, at: number): FrameHeader {
+  const phase: Phase | undefined = PHASES[head[at + 2]!];
+  const dtype = WIRE_DTYPES[head[at + 3]!];
+  if (!phase) throw new SocketProtocolError(`frame header: phase index ${head[at + 2]} is not one of ${PHASES.length} phases`);
+  if (!dtype) throw new SocketProtocolError(`frame header: dtype index ${head[at + 3]} is not one of ${WIRE_DTYPES.join(', ')}`);
+  const step = head.readDoubleLE(at + 16);
   if (!Number.isSafeInteger(step) || step < 0) throw new SocketProtocolError(`frame header: step ${step} is not a step number`);
   const f: FrameHeader = {
-    seq: h.getUint32(8, true),
-    key: { step, microBatch: h.getUint32(24, true), layer: h.getInt32(12, true), chunk: h.getUint32(28, true), phase },
+    seq: head.readUInt32LE(at + 8),
+    key: { step, microBatch: head.readUInt32LE(at + 24), layer: head.readInt32LE(at + 12), chunk: head.readUInt32LE(at + 28), phase },
     dtype,
-    rows: h.getUint32(32, true),
-    cols: h.getUint32(36, true),
-    blockSize: h.getUint32(40, true),
-    idBytes: h.getUint32(44, true),
-    scaleBytes: h.getUint32(48, true),
-    dataBytes: h.getUint32(52, true),
+    rows: head.readUInt32LE(at + 32),
+    cols: head.readUInt32LE(at + 36),
+    blockSize: head.readUInt32LE(at + 40),
+    idBytes: head.readUInt32LE(at + 44),
+    scaleBytes: head.readUInt32LE(at + 48),
+    dataBytes: head.readUInt32LE(at + 52),
   };
-  const bodyBytes = h.getUint32(4, true);
+  const bodyBytes = head.readUInt32LE(at + 4);
   if (f.idBytes + f.scaleBytes + f.dataBytes !== bodyBytes) {
     throw new SocketProtocolError(`frame header: ${f.idBytes} + ${f.scaleBytes} + ${f.dataBytes} bytes of ids, scales and data, but a body of ${bodyBytes}`);
   }
   return f;
 }
+
+/**
+ * Why a well-formed frame header cannot be taken (its counts disagree with its shape), or
+ * undefined: the receiver refuses such a frame (an ack with the reason) and reads on.
+ */
+export function frameProblem(f: FrameHeader): string | undefined {
+  const at = () => `${keyString(f.key)}`;
+  const values = f.rows * f.cols;
+  if (f.key.layer < -1) return `${at()}: layer ${f.key.layer} (use -1 for none)`;
+  if (values > MAX_PAYLOAD_VALUES) return `${at()}: [${f.rows}, ${f.cols}] holds more than ${MAX_PAYLOAD_VALUES} values`;
+  const dataBytes = values * DTYPE_BYTES[f.dtype];
+  if (f.dataBytes !== dataBytes) return `${at()}: ${f.dtype} [${f.rows}, ${f.cols}] needs ${dataBytes} bytes of data but ${f.dataBytes} arrived`;
+  const fp8 = f.dtype === 'FP8_E4M3';
+  if (fp8 && f.blockSize <= 0) return `${at()}: FP8_E4M3 needs a positive block_size, got ${f.blockSize}`;
+  const scaleBytes = fp8 ? 4 * Math.ceil(values / f.blockSize) : 0;
+  if (f.scaleBytes !== scaleBytes) return `${at()}: ${f.dtype} [${f.rows}, ${f.cols}] needs ${scaleBytes} bytes of scales but ${f.scaleBytes} arrived`;
+  if (f.idBytes !== 0 && f.idBytes !== 4 * f.rows) return `${at()}: ${f.idBytes} bytes of expert ids for ${f.rows} rows (needs ${4 * f.rows} or none)`;
+  return undefined;
+}
+
+/** How many frames an ack says are settled (`head` from `at`). */
+export const ackSettled = (head: Buffer, at: number): number => head.readUInt32LE(at + 8);
+/** The generation of the connection whose frames an ack settles (`head` from `at`). */
+export const ackGeneration = (head: Buffer, at: number): number => head.readUInt32LE(at + 12);
 
 /** The text of a hello, refusal or ack-error body. */
 export const bodyText = (body: Uint8Array): string => Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8');
@@ -165,5 +207,6 @@ export function decodeHello(body: Uint8Array): HelloBody {
   if (typeof value?.runId !== 'string' || !Number.isInteger(value.rank) || (value.rank as number) < 0) {
     throw new SocketProtocolError('hello body needs a runId (string) and a rank (integer >= 0)');
   }
-  return { runId: value.runId, rank: value.rank as number, token: typeof value.token === 'string' ? value.token : '' };
+  const generation = Number.isInteger(value.generation) ? (value.generation as number) : 0;
+  return { runId: value.runId, rank: value.rank as number, token: typeof value.token === 'string' ? value.token : '', generation };
 }

@@ -8,7 +8,7 @@ import type { SocketEndpointOut as SocketEndpoint } from '../proto/types';
 import type { TlsFiles } from '../grpc/tls';
 import { RecordReader } from './record-reader';
 import { ReceiverConnection } from './receiver-connection';
-import { decodeHello, encodeRecord, kindName, RecordKind, SocketProtocolError, type ReadRecord } from './records';
+import { decodeHello, encodeRecord, kindName, RecordKind, SocketProtocolError } from './records';
 
 export interface PeerSocketServerOptions {
   /** Interface the TCP listener binds (the worker's --host). */
@@ -129,25 +129,25 @@ export class PeerSocketServer {
     const helloTimer = setTimeout(() => !conn && !failed && fail(`no hello within ${HELLO_TIMEOUT_MS} ms`), HELLO_TIMEOUT_MS);
     helloTimer.unref();
 
-    const greet = (r: ReadRecord): void => {
+    const greet = (kind: RecordKind, body: Buffer): void => {
       clearTimeout(helloTimer);
-      if (r.kind !== RecordKind.Hello) return fail(`expected a hello, got a ${kindName(r.kind)} record`);
-      const hello = decodeHello(r.body);
+      if (kind !== RecordKind.Hello) return fail(`expected a hello, got a ${kindName(kind)} record`);
+      const hello = decodeHello(body);
       const problem = tokenProblem(hello.token, this.o.token);
       if (problem) return fail(problem);
-      conn = new ReceiverConnection(hello.runId, hello.rank, peer, socket, this.o.log);
+      conn = new ReceiverConnection(hello.runId, hello.rank, peer, hello.generation, socket, this.o.log);
       socket.write(encodeRecord(RecordKind.Welcome));
       this.handOver(conn);
     };
-    const reader = new RecordReader((r) => {
+    const reader = new RecordReader((kind, head, at, body) => {
       if (failed || conn?.closing) return;
-      if (!conn) return greet(r);
-      if (conn.onRecord) return conn.onRecord(r);
-      if (r.kind === RecordKind.Bye) {
+      if (!conn) return greet(kind, body);
+      if (conn.onRecord) return conn.onRecord(kind, head, at, body);
+      if (kind === RecordKind.Bye) {
         conn.closing = true;
         return void socket.end();
       }
-      fail(`sent a ${kindName(r.kind)} record before this worker had a transport of run ${conn.runId} to answer it`);
+      fail(`sent a ${kindName(kind)} record before this worker had a transport of run ${conn.runId} to answer it`);
     });
     socket.on('data', (chunk: Buffer) => {
       if (failed) return;

@@ -155,6 +155,7 @@ export class SocketTransport implements Transport {
     if (endpoint.tls && !this.o.tls) {
       throw new PeerUnreachableError(dest, address, 'its socket data plane speaks TLS but this worker has no TLS files (MOE_TLS_CERT, MOE_TLS_KEY, MOE_TLS_CA)');
     }
+    const out = this.outboundTo(dest);
     const inbound = new InboundLink({
       runId: this.o.runId,
       rank: this.rank,
@@ -165,10 +166,14 @@ export class SocketTransport implements Transport {
       token: this.o.token,
       tls: this.o.tls,
       connectTimeoutMs: this.o.negotiateTimeoutMs ?? 10_000,
+      // acks cross over: see records.ts
+      sendAcks: (bytes) => out.sendAcks(bytes),
+      onAck: (generation, settled, error) => out.onAck(generation, settled, error),
     });
+    out.pullAcks = () => inbound.takeAcks();
     if (this.closed) throw new TransportClosedError(`rank ${this.rank}: transport closed while asking rank ${dest}`);
     inbound.open().catch(() => {}); // its failure reaches the receives (peerLost) and this peer's sends (it never dials in)
-    return { plane: 'socket', in: inbound, out: this.outboundTo(dest) };
+    return { plane: 'socket', in: inbound, out };
   }
 
   /** The sending link to `dest`, made on first need (a send, or the peer dialing in first). */
