@@ -2,7 +2,8 @@
  * The all-to-all benchmark: `world` processes (src/bench/alltoall-rank.ts), each serving a raw
  * TCP sink, the gRPC Peer service and the socket data plane, move the same all-to-all over raw
  * TCP and over each data plane, in one run and between the same processes. Runs are interleaved
- * (tcp, grpc, socket, ..., then again) so a noisy host biases every plane alike.
+ * (tcp, grpc, socket, ..., then again) so a noisy host biases every plane alike, after a round
+ * of warm-up runs of every plane that is not measured.
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import type { AllToAllPlane, RankAddresses, RankReport, RankRun } from './alltoall-rank';
@@ -23,6 +24,12 @@ export interface AllToAllOptions {
   planes?: AllToAllPlane[];
   /** Measured runs of every plane; each result is their median. */
   repeats?: number;
+  /**
+   * Runs of every plane before the measured ones, not measured (default 1): V8 compiles a
+   * plane's code while it first runs, and a plane with more JS to compile (every data plane,
+   * against raw TCP) would otherwise pay for that in its first measured run.
+   */
+  warmup?: number;
 }
 
 export interface AllToAllResult {
@@ -100,6 +107,7 @@ export async function measureAllToAll(options: AllToAllOptions): Promise<AllToAl
   const rounds = Math.max(4, Math.ceil((options.bytesPerRank ?? 64e6) / (frameBytes * (world - 1))));
   const depth = options.depth ?? 2;
   const repeats = options.repeats ?? 3;
+  const warmup = options.warmup ?? 1;
   if (world < 2) throw new RangeError(`all-to-all benchmark: world ${world} needs at least 2 ranks`);
   const ranks = Array.from({ length: world }, (_, rank) => startRank(rank, world));
   try {
@@ -110,9 +118,10 @@ export async function measureAllToAll(options: AllToAllOptions): Promise<AllToAl
     const cpu = new Map<AllToAllPlane, number[]>(planes.map((p) => [p, []]));
     const sys = new Map<AllToAllPlane, number[]>(planes.map((p) => [p, []]));
     let runs = 0;
-    for (let repeat = 0; repeat < repeats; repeat++) {
+    for (let repeat = -warmup; repeat < repeats; repeat++) {
       for (const plane of planes) {
         const once = await runOnce(ranks, { plane, runId: `alltoall-${++runs}`, frameBytes, cols, rounds, depth });
+        if (repeat < 0) continue;
         samples.get(plane)!.push(once.mbPerSecond);
         cpu.get(plane)!.push(once.cpuMsPerMb);
         sys.get(plane)!.push(once.sysMsPerMb);

@@ -5,7 +5,7 @@ import { HEADER_BYTES, kindName, MAX_SMALL_BODY_BYTES, RecordKind, SocketProtoco
  * Header bytes and small records are read here: 4 KiB holds many acks and small frames, and of
  * a large frame it takes the header and the first few KiB (copied), the rest read in place.
  */
-const SCRATCH_BYTES = 4 * 1024;
+const SCRATCH_BYTES = Number(process.env.SCRATCH_KIB ?? 256) * 1024;
 const EMPTY = Buffer.alloc(0);
 
 interface PendingBody {

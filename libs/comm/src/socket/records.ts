@@ -174,17 +174,16 @@ export function decodeFrameHeader(head: Buffer, at: number): FrameHeader {
  * undefined: the receiver refuses such a frame (an ack with the reason) and reads on.
  */
 export function frameProblem(f: FrameHeader): string | undefined {
-  const at = () => `${keyString(f.key)}`;
   const values = f.rows * f.cols;
-  if (f.key.layer < -1) return `${at()}: layer ${f.key.layer} (use -1 for none)`;
-  if (values > MAX_PAYLOAD_VALUES) return `${at()}: [${f.rows}, ${f.cols}] holds more than ${MAX_PAYLOAD_VALUES} values`;
+  if (f.key.layer < -1) return `${keyString(f.key)}: layer ${f.key.layer} (use -1 for none)`;
+  if (values > MAX_PAYLOAD_VALUES) return `${keyString(f.key)}: [${f.rows}, ${f.cols}] holds more than ${MAX_PAYLOAD_VALUES} values`;
   const dataBytes = values * DTYPE_BYTES[f.dtype];
-  if (f.dataBytes !== dataBytes) return `${at()}: ${f.dtype} [${f.rows}, ${f.cols}] needs ${dataBytes} bytes of data but ${f.dataBytes} arrived`;
+  if (f.dataBytes !== dataBytes) return `${keyString(f.key)}: ${f.dtype} [${f.rows}, ${f.cols}] needs ${dataBytes} bytes of data but ${f.dataBytes} arrived`;
   const fp8 = f.dtype === 'FP8_E4M3';
-  if (fp8 && f.blockSize <= 0) return `${at()}: FP8_E4M3 needs a positive block_size, got ${f.blockSize}`;
+  if (fp8 && f.blockSize <= 0) return `${keyString(f.key)}: FP8_E4M3 needs a positive block_size, got ${f.blockSize}`;
   const scaleBytes = fp8 ? 4 * Math.ceil(values / f.blockSize) : 0;
-  if (f.scaleBytes !== scaleBytes) return `${at()}: ${f.dtype} [${f.rows}, ${f.cols}] needs ${scaleBytes} bytes of scales but ${f.scaleBytes} arrived`;
-  if (f.idBytes !== 0 && f.idBytes !== 4 * f.rows) return `${at()}: ${f.idBytes} bytes of expert ids for ${f.rows} rows (needs ${4 * f.rows} or none)`;
+  if (f.scaleBytes !== scaleBytes) return `${keyString(f.key)}: ${f.dtype} [${f.rows}, ${f.cols}] needs ${scaleBytes} bytes of scales but ${f.scaleBytes} arrived`;
+  if (f.idBytes !== 0 && f.idBytes !== 4 * f.rows) return `${keyString(f.key)}: ${f.idBytes} bytes of expert ids for ${f.rows} rows (needs ${4 * f.rows} or none)`;
   return undefined;
 }
 

@@ -71,16 +71,24 @@ export class SocketTransport implements Transport {
     for (let dest = 0; dest < this.worldSize; dest++) if (dest !== this.rank) this.route(dest).catch(() => {});
   }
 
-  async send(dest: number, key: FrameKey, frame: OutgoingFrame): Promise<void> {
-    if (this.closed) throw new TransportClosedError(`rank ${this.rank}: send on a closed transport`);
-    if (!Number.isInteger(dest) || dest < 0 || dest >= this.worldSize) throw new RankRangeError('destination', dest, this.worldSize);
-    if (dest === this.rank) return this.grpc.send(dest, key, frame);
-    checkOutgoing(frame, key, dest);
-    const route = this.known.get(dest) ?? (await this.route(dest));
+  send(dest: number, key: FrameKey, frame: OutgoingFrame): Promise<void> {
+    try {
+      if (this.closed) throw new TransportClosedError(`rank ${this.rank}: send on a closed transport`);
+      if (!Number.isInteger(dest) || dest < 0 || dest >= this.worldSize) throw new RankRangeError('destination', dest, this.worldSize);
+      if (dest === this.rank) return this.grpc.send(dest, key, frame);
+      checkOutgoing(frame, key, dest);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    // Every frame once the route is known: no await on a settled promise (a turn of the microtask queue each).
+    const route = this.known.get(dest);
+    return route ? this.sendOn(route, dest, key, frame) : this.route(dest).then((r) => this.sendOn(r, dest, key, frame));
+  }
+
+  private sendOn(route: Route, dest: number, key: FrameKey, frame: OutgoingFrame): Promise<void> {
     this.used.add(route.plane);
     if (route.plane === 'grpc') return this.grpc.send(dest, key, frame);
-    await route.out.send(key, frame);
-    this.socketSent += payloadBytes(frame.payload);
+    return route.out.send(key, frame).then(() => void (this.socketSent += payloadBytes(frame.payload)));
   }
 
   /**
