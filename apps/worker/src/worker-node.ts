@@ -97,7 +97,7 @@ export class WorkerNode {
     if ((this.options.transport ?? 'auto') !== 'grpc') {
       // Served on the same interface as gRPC, reached at the advertised host; offered through Peer.DataPlanes.
       const advertiseHost = this.address.slice(0, this.address.lastIndexOf(':')).replace(/^\[|\]$/g, '');
-      this.socketServer = await PeerSocketServer.start({ mailbox: this.mailbox, host, advertiseHost, token: this.token, tls: tlsFromEnv(), log });
+      this.socketServer = await PeerSocketServer.start({ host, advertiseHost, token: this.token, tls: tlsFromEnv(), log });
     }
     this.log(`worker ${this.id} listening on ${this.address}`);
     this.options.onListening?.(this.address);
@@ -245,7 +245,7 @@ export class WorkerNode {
     const checksum = await this.options.backend.load(shard);
     const plane = this.options.transport ?? 'auto';
     const base = { runId: shard.runId, rank: shard.rank, peers: shard.peers, mailbox: this.mailbox, token: this.token };
-    this.dataPlane = plane === 'grpc' ? undefined : new SocketTransport({ ...base, plane, tls: tlsFromEnv() });
+    this.dataPlane = plane === 'grpc' ? undefined : new SocketTransport({ ...base, plane, server: this.socketServer, tls: tlsFromEnv() });
     const peerTransport = this.dataPlane ?? new GrpcTransport(base);
     // A simulated device also models its links: sends are shaped to the modeled bandwidth.
     const link = this.options.backend.linkModel?.();

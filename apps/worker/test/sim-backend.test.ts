@@ -1,3 +1,5 @@
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { TINY_MODEL, TINY_TRAIN, initParams, parseModelConfig, type ModelConfig } from '@moe/model';
 import { describe, expect, it } from 'vitest';
 import type { MicroBatch, Shard } from '../src/backend';
@@ -158,6 +160,34 @@ describe('SimBackend', () => {
     expect(record.measuredMs).toBeLessThan(200);
     expect(span.endMs - span.startMs).toBeCloseTo(record.measuredMs, 6);
     expect(span.modeledMs).toBe(record.modeledMs);
+    await backend.close();
+  });
+
+  // Where the process may (CAP_SYS_NICE, chrt installed), the device thread runs in the
+  // real-time class, so a host whose cores are all busy still wakes it on time.
+  const mayRealTime = (() => {
+    try {
+      execFileSync('chrt', ['--version'], { stdio: 'ignore' });
+      const caps = /CapEff:\s*([0-9a-f]+)/.exec(readFileSync('/proc/self/status', 'utf8'))?.[1];
+      return caps !== undefined && (BigInt(`0x${caps}`) & (1n << 23n)) !== 0n;
+    } catch {
+      return false;
+    }
+  })();
+  it.skipIf(!mayRealTime)('runs the device thread in the real-time class where the host allows it', async () => {
+    const backend = new SimBackend();
+    await backend.load(shardOf(0, { profile: 'H800', dilation: 1, model: SMALL, computeScale: 1 }));
+    await backend.beginStep(batchOf(0, 16));
+    const { policy, tid } = backend.deviceScheduling()!;
+    expect(policy).toBe('fifo');
+    // The kernel's view of that thread: policy SCHED_FIFO (1), real-time priority 1; the test's own thread: neither.
+    const sched = (t: number | string) => {
+      const stat = readFileSync(`/proc/self/task/${t}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // from field 3 on
+      return { policy: fields[38], rtPriority: fields[37] }; // fields 41 and 40
+    };
+    expect(sched(tid!)).toEqual({ policy: '1', rtPriority: '1' });
+    expect(sched(process.pid)).toEqual({ policy: '0', rtPriority: '0' });
     await backend.close();
   });
 

@@ -39,7 +39,8 @@ export { MalformedFrameError } from './grpc/frame-message';
 // socket data plane (negotiated over Peer.DataPlanes; Exchange stays the contract every worker speaks)
 export { SocketTransport, DATA_PLANE_CHOICES, type DataPlaneChoice, type SocketTransportOptions } from './socket/socket-transport';
 export { PeerSocketServer, localHostId, type PeerSocketServerOptions } from './socket/socket-server';
-export { SocketLink, type SocketLinkOptions } from './socket/socket-link';
+export { InboundLink, type InboundLinkOptions } from './socket/inbound-link';
+export type { ReceiverConnection } from './socket/receiver-connection';
 export { askDataPlanes } from './socket/negotiate';
 export { SocketProtocolError } from './socket/records';
 

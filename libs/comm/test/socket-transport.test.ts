@@ -9,8 +9,8 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { encodeRows, localHostId, PeerUnreachableError, SocketLink, type FrameKey, type TlsFiles, type Transport } from '../src/index';
-import { encodeHeader } from '../src/socket/records';
+import { encodeRows, InboundLink, localHostId, PeerMailbox, PeerUnreachableError, type FrameKey, type TlsFiles, type Transport } from '../src/index';
+import { encodeFrameHead, encodeHello, encodeRecord, HEADER_BYTES, RecordKind, type FrameHeader } from '../src/socket/records';
 import { allToAllSpec } from './support/alltoall-spec';
 import { readySocketTransports, socketTransports, startSocketWorld, stopSocketWorld, type SocketWorld } from './support/socket-world';
 
@@ -82,23 +82,63 @@ describe('socket data plane worlds', () => {
   it('a sender that dies mid-frame fails the receive waiting for it at once, naming it', async () => {
     const [receiver] = socketTransports(world(1), { plane: 'socket' });
     const runId = (receiver as unknown as { o: { runId: string } }).o.runId;
+    // A sender that welcomes the receiver's dial, writes half a frame and dies.
+    const sender = net.createServer((socket) => {
+      socket.once('data', () => {
+        socket.write(encodeRecord(RecordKind.Welcome));
+        const header: FrameHeader = { seq: 0, key, dtype: 'F32', rows: 4, cols: 4, blockSize: 0, idBytes: 0, weightBytes: 0, scaleBytes: 0, dataBytes: 64 };
+        socket.write(Buffer.concat([encodeFrameHead(header), Buffer.alloc(20)]));
+        setTimeout(() => socket.destroy(), 50);
+      });
+    });
+    await new Promise<void>((resolve) => sender.listen(0, '127.0.0.1', resolve));
+    const endpoint = { tcpAddress: `127.0.0.1:${(sender.address() as net.AddressInfo).port}`, unixPath: '', hostId: '', tls: false };
+    const link = new InboundLink({ runId, rank: 0, source: 2, endpoint, hostId: localHostId(), mailbox: world(1).mailboxes[0]! });
     try {
       const waiting = receiver!.receive(2, key, 30_000);
-      const [host, port] = world(1).sockets[0]!.endpoint().tcpAddress.split(':');
-      const socket = net.connect(Number(port), host);
-      await new Promise((resolve) => socket.once('connect', resolve));
-      socket.write(encodeHeader({ kind: 'hello', runId, source: 2, token: '' }));
-      await new Promise((resolve) => socket.once('data', resolve)); // welcome
-      const header = { kind: 'frame', seq: 0, ...key, dtype: 'F32', rows: 4, cols: 4, blockSize: 0, idBytes: 0, scaleBytes: 0, dataBytes: 64 } as const;
-      socket.write(Buffer.concat([encodeHeader(header), Buffer.alloc(20)]));
-      await new Promise((resolve) => setTimeout(resolve, 50));
+      await link.open();
       const started = Date.now();
-      socket.destroy();
       await expect(waiting).rejects.toBeInstanceOf(PeerUnreachableError);
       await expect(waiting).rejects.toThrow(/rank 2 at .* is unreachable: its stream to rank 0 broke .*middle of a frame/);
       expect(Date.now() - started).toBeLessThan(5_000);
     } finally {
+      sender.close();
+      await link.close();
       await receiver!.close();
+    }
+  });
+
+  it('a refused frame fails only its own send; the frames before and after it arrive', async () => {
+    const [a, b] = socketTransports(world(0), { plane: 'socket' });
+    try {
+      const sends = [a!.send(1, key, rows(1)), a!.send(1, key, rows(2)), a!.send(1, { ...key, chunk: 1 }, rows(3))];
+      const settled = await Promise.allSettled(sends);
+      expect(settled.map((s) => s.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+      expect(String((settled[1] as PromiseRejectedResult).reason)).toMatch(/rank 1 refused step 1 layer 0 chunk 0 DISPATCH: duplicate/);
+      expect((await b!.receive(0, key, 5_000)).payload.rows).toBe(1);
+      expect((await b!.receive(0, { ...key, chunk: 1 }, 5_000)).payload.rows).toBe(3);
+    } finally {
+      await closeAll([a!, b!]);
+    }
+  });
+
+  it('a full mailbox holds frames back; one taken first skips the queue, and every send resolves', async () => {
+    // Room for two frames of 4 rows x 4 f32 (64 data + 16 id bytes each): the rest wait for room.
+    const small = await startSocketWorld([0, 1].map(() => ({ socket: true, capacityBytes: 160 })));
+    const [a, b] = socketTransports(small, { plane: 'socket' }); // a window of 8: all 7 are written
+    try {
+      const keys = Array.from({ length: 7 }, (_, chunk) => ({ ...key, chunk }));
+      const frame = (chunk: number) => ({ ...rows(4), expertIds: Int32Array.from({ length: 4 }, () => chunk) });
+      const sends = keys.map((k) => a!.send(1, k, frame(k.chunk)));
+      // 0 and 1 fill the mailbox; 6, waited for, is settled before 2..5 (its ack must wait for theirs).
+      const order = [6, 0, 1, 2, 3, 4, 5];
+      const got = [];
+      for (const chunk of order) got.push(await b!.receive(0, keys[chunk]!, 10_000));
+      await Promise.all(sends);
+      expect(got.map((f) => f.expertIds![0])).toEqual(order);
+    } finally {
+      await closeAll([a!, b!]);
+      await stopSocketWorld(small);
     }
   });
 });
@@ -118,24 +158,28 @@ describe('socket data plane with a cluster token', () => {
     await stopSocketWorld((transports[0] as unknown as { world: SocketWorld }).world);
   });
 
-  it('refuses a wrong token in the handshake, before reading any frame', async () => {
-    const link = new SocketLink({ runId: 'r', source: 1, dest: 0, endpoint: world.sockets[0]!.endpoint(), hostId: localHostId(), window: 4, token: 'wrong' });
-    const error = await link.send(key, rows(3)).catch((e: unknown) => e);
+  it('refuses a wrong token in the handshake, and the receives from that peer learn why at once', async () => {
+    const mailbox = new PeerMailbox();
+    mailbox.open('r', 1, 2);
+    const waiting = mailbox.receive(0, key, 30_000);
+    const link = new InboundLink({ runId: 'r', rank: 1, source: 0, endpoint: world.sockets[0]!.endpoint(), hostId: localHostId(), mailbox, token: 'wrong' });
+    const error = await link.open().catch((e: unknown) => e);
     await link.close();
     expect(error).toBeInstanceOf(PeerUnreachableError);
     expect((error as Error).message).toMatch(/refused the connection: wrong cluster token/);
-    expect(world.mailboxes[0]!.connections()).toEqual([]);
+    await expect(waiting).rejects.toThrow(/wrong cluster token/);
+    expect(mailbox.connections()).toEqual([]);
   });
 
   it('refuses a frame sent before the hello', async () => {
     const [host, port] = world.sockets[0]!.endpoint().tcpAddress.split(':');
     const socket = net.connect(Number(port), host);
-    const header = { kind: 'frame', seq: 0, ...key, dtype: 'F32', rows: 1, cols: 4, blockSize: 0, idBytes: 0, scaleBytes: 0, dataBytes: 16 } as const;
-    socket.write(Buffer.concat([encodeHeader(header), Buffer.alloc(16)]));
+    const header: FrameHeader = { seq: 0, key, dtype: 'F32', rows: 1, cols: 4, blockSize: 0, idBytes: 0, weightBytes: 0, scaleBytes: 0, dataBytes: 16 };
+    socket.write(Buffer.concat([encodeFrameHead(header), Buffer.alloc(16)]));
     const reply = await new Promise<string>((resolve) => {
-      let text = '';
-      socket.on('data', (c) => (text += c.toString('utf8', 4)));
-      socket.on('close', () => resolve(text));
+      let got = Buffer.alloc(0);
+      socket.on('data', (c: Buffer) => (got = Buffer.concat([got, c])));
+      socket.on('close', () => resolve(got.toString('utf8', HEADER_BYTES)));
     });
     expect(reply).toMatch(/at most 0 may follow here/);
   });
@@ -191,14 +235,15 @@ describe.skipIf(!hasOpenssl)('socket data plane over mutual TLS', () => {
     }
   });
 
-  it('a plaintext client gets nothing into the mailbox', async () => {
+  it('a plaintext client is never welcomed', async () => {
     const [host, port] = world.sockets[1]!.endpoint().tcpAddress.split(':');
     const socket = net.connect(Number(port), host);
     socket.on('error', () => {});
     await new Promise((resolve) => socket.once('connect', resolve));
-    const me = `127.0.0.1:${socket.localPort}`;
-    socket.write(encodeHeader({ kind: 'hello', runId: 'x', source: 0, token: '' }));
+    let got = Buffer.alloc(0);
+    socket.on('data', (c: Buffer) => (got = Buffer.concat([got, c])));
+    socket.write(encodeHello({ runId: 'x', rank: 0, token: '', generation: 1 }));
     await new Promise((resolve) => socket.on('close', resolve));
-    expect(world.mailboxes[1]!.connections().map((c) => c.peer)).not.toContain(me);
+    expect(got.length >= 2 && got[0] === RecordKind.Welcome && got[1] === 2).toBe(false);
   });
 });

@@ -8,10 +8,10 @@ import { median } from '@moe/report';
 import type { StepMetrics } from './step-driver';
 
 /** Exactly what the bench's transport probe (`measureBenchTransport`) measures, for the report's transport line. */
-export function transportMeasured(c: { world: number; frame_bytes: number; bytes_per_rank: number; repeats: number; planes: readonly string[] }): string {
+export function transportMeasured(c: { world: number; frame_bytes: number; bytes_per_rank: number; repeats: number; warmup?: number; planes: readonly string[] }): string {
   return (
     `an all-to-all among ${c.world} processes on loopback (every process sends ${c.bytes_per_rank} bytes to its peers in frames of ${c.frame_bytes} bytes), ` +
-    `once on each of ${c.planes.join(', ')} in turn, best of ${c.repeats}`
+    `once on each of ${c.planes.join(', ')} in turn, median of ${c.repeats} runs of each after ${c.warmup ?? 0} unmeasured`
   );
 }
 

@@ -25,7 +25,7 @@ export interface BenchTransport {
   frameBytes: number;
   world: number;
   /** What shapes the figures, for report.json's config. */
-  config: { frame_bytes: number; world: number; bytes_per_rank: number; repeats: number; depth: number; planes: AllToAllPlane[] };
+  config: { frame_bytes: number; world: number; bytes_per_rank: number; repeats: number; warmup: number; depth: number; planes: AllToAllPlane[] };
 }
 
 const PLANES: AllToAllPlane[] = ['tcp', 'grpc', 'socket', 'socket-tcp'];
@@ -44,7 +44,8 @@ export async function measureBenchTransport(input: BenchTransportInput): Promise
   const world = Math.max(2, input.workers);
   const bytesPerRank = Math.round(input.transportSeconds * 50e6);
   const depth = 2;
-  const results = await measureAllToAll({ world, frameBytes, cols: input.hiddenSize, bytesPerRank, repeats: input.repeats, depth, planes: PLANES });
+  const warmup = 1;
+  const results = await measureAllToAll({ world, frameBytes, cols: input.hiddenSize, bytesPerRank, repeats: input.repeats, warmup, depth, planes: PLANES });
   const mbps = (plane: AllToAllPlane) => results.find((r) => r.plane === plane)!.mbPerSecond;
   return {
     tcpMbps: mbps('tcp'),
@@ -52,7 +53,7 @@ export async function measureBenchTransport(input: BenchTransportInput): Promise
     planes: results.map((r) => ({ plane: r.plane, mbps: r.mbPerSecond })),
     frameBytes: results[0]!.frameBytes,
     world,
-    config: { frame_bytes: results[0]!.frameBytes, world, bytes_per_rank: bytesPerRank, repeats: input.repeats, depth, planes: PLANES },
+    config: { frame_bytes: results[0]!.frameBytes, world, bytes_per_rank: bytesPerRank, repeats: input.repeats, warmup, depth, planes: PLANES },
   };
 }
 

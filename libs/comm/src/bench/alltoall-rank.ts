@@ -44,11 +44,13 @@ export interface RankReport {
   bytes: number;
   /** CPU time (user + system) this process spent in the run, ms: the cost per byte, whatever the host's load. */
   cpuMs: number;
+  /** The kernel's share of cpuMs (system time): syscalls, copies, page faults. */
+  sysMs: number;
 }
 
-const cpuMs = (since: NodeJS.CpuUsage): number => {
+const cpuSince = (since: NodeJS.CpuUsage): { cpuMs: number; sysMs: number } => {
   const u = process.cpuUsage(since);
-  return (u.user + u.system) / 1e3;
+  return { cpuMs: (u.user + u.system) / 1e3, sysMs: u.system / 1e3 };
 };
 
 const rank = Number(process.argv[2]);
@@ -78,8 +80,8 @@ await new Promise<void>((resolve) => sink.listen(0, '127.0.0.1', resolve));
 
 const mailbox = new PeerMailbox();
 const sockets = {
-  unix: await PeerSocketServer.start({ mailbox, host: '127.0.0.1', advertiseHost: '127.0.0.1' }),
-  tcp: await PeerSocketServer.start({ mailbox, host: '127.0.0.1', advertiseHost: '127.0.0.1', unix: false }),
+  unix: await PeerSocketServer.start({ host: '127.0.0.1', advertiseHost: '127.0.0.1' }),
+  tcp: await PeerSocketServer.start({ host: '127.0.0.1', advertiseHost: '127.0.0.1', unix: false }),
 };
 // Which socket server the Peer service offers: the run's plane says (socket: Unix, socket-tcp: TCP).
 let offered: PeerSocketServer | undefined;
@@ -155,7 +157,7 @@ async function runTcp(run: RankRun): Promise<number> {
 async function runPlane(run: RankRun): Promise<number> {
   offered = run.plane === 'socket' ? sockets.unix : run.plane === 'socket-tcp' ? sockets.tcp : undefined;
   const options = { runId: run.runId, rank, peers: peers.map((p) => p.grpc), mailbox, credentials: grpc.credentials.createInsecure() };
-  const transport: Transport = run.plane === 'grpc' ? new GrpcTransport(options) : new SocketTransport({ ...options, plane: 'socket' });
+  const transport: Transport = run.plane === 'grpc' ? new GrpcTransport(options) : new SocketTransport({ ...options, plane: 'socket', server: offered });
   const rows = Math.max(1, Math.round(run.frameBytes / (2 * run.cols)));
   const payload = encodeRows(new Float32Array(rows * run.cols).fill(0.25), rows, run.cols, 'bf16');
   const ids = new Int32Array(rows);
@@ -181,7 +183,7 @@ async function runPlane(run: RankRun): Promise<number> {
     }
     await Promise.all(inflight);
     const ms = performance.now() - started;
-    send({ ms, cpuMs: cpuMs(cpu), bytes: transport.bytesSent() - payload.data.byteLength * (world - 1) } satisfies RankReport);
+    send({ ms, ...cpuSince(cpu), bytes: transport.bytesSent() - payload.data.byteLength * (world - 1) } satisfies RankReport);
   } finally {
     // the others may still be taking this rank's last frames: wait for the parent before closing
     await new Promise<void>((resolve) => process.once('message', () => resolve()));
@@ -205,7 +207,7 @@ process.on('message', (m: { peers?: RankAddresses[]; run?: RankRun; exit?: boole
     process.once('message', () => {
       const started = performance.now();
       const cpu = process.cpuUsage();
-      void runTcp(run).then((bytes) => send({ ms: performance.now() - started, cpuMs: cpuMs(cpu), bytes } satisfies RankReport));
+      void runTcp(run).then((bytes) => send({ ms: performance.now() - started, ...cpuSince(cpu), bytes } satisfies RankReport));
     });
   } else if (m.run) {
     void runPlane(m.run).catch((error: Error) => send({ error: `rank ${rank}: ${error.message}` }));

@@ -2,7 +2,8 @@
  * The all-to-all benchmark: `world` processes (src/bench/alltoall-rank.ts), each serving a raw
  * TCP sink, the gRPC Peer service and the socket data plane, move the same all-to-all over raw
  * TCP and over each data plane, in one run and between the same processes. Runs are interleaved
- * (tcp, grpc, socket, ..., then again) so a noisy host biases every plane alike.
+ * (tcp, grpc, socket, ..., then again) so a noisy host biases every plane alike, after a round
+ * of warm-up runs of every plane that is not measured.
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import type { AllToAllPlane, RankAddresses, RankReport, RankRun } from './alltoall-rank';
@@ -23,6 +24,12 @@ export interface AllToAllOptions {
   planes?: AllToAllPlane[];
   /** Measured runs of every plane; each result is their median. */
   repeats?: number;
+  /**
+   * Runs of every plane before the measured ones, not measured (default 1): V8 compiles a
+   * plane's code while it first runs, and a plane with more JS to compile (every data plane,
+   * against raw TCP) would otherwise pay for that in its first measured run.
+   */
+  warmup?: number;
 }
 
 export interface AllToAllResult {
@@ -36,6 +43,8 @@ export interface AllToAllResult {
   runs: number[];
   /** CPU ms all ranks spent per MB moved (median of repeats): what a plane costs, whatever the host's load. */
   cpuMsPerMb: number;
+  /** The kernel's share of cpuMsPerMb (system time), median of repeats. */
+  sysMsPerMb: number;
   /** mbPerSecond / raw TCP's (1 for tcp itself; NaN without a tcp run). */
   vsTcp: number;
 }
@@ -70,7 +79,7 @@ function startRank(rank: number, world: number): Rank {
 
 const all = <T>(ranks: Rank[], f: (r: Rank) => Promise<T>) => Promise.all(ranks.map(f));
 
-async function runOnce(ranks: Rank[], run: RankRun): Promise<{ mbPerSecond: number; cpuMsPerMb: number }> {
+async function runOnce(ranks: Rank[], run: RankRun): Promise<{ mbPerSecond: number; cpuMsPerMb: number; sysMsPerMb: number }> {
   ranks.forEach((r) => r.child.send({ run }));
   await all(ranks, (r) => r.next()); // warm: connected, negotiated
   ranks.forEach((r) => r.child.send({ go: true }));
@@ -81,8 +90,12 @@ async function runOnce(ranks: Rank[], run: RankRun): Promise<{ mbPerSecond: numb
   }
   const bytes = reports.reduce((s, r) => s + r.bytes, 0);
   const ms = Math.max(...reports.map((r) => r.ms));
-  const cpu = reports.reduce((s, r) => s + r.cpuMs, 0);
-  return { mbPerSecond: ms > 0 ? bytes / 1e6 / (ms / 1e3) : 0, cpuMsPerMb: bytes > 0 ? cpu / (bytes / 1e6) : 0 };
+  const perMb = (ms: number) => (bytes > 0 ? ms / (bytes / 1e6) : 0);
+  return {
+    mbPerSecond: ms > 0 ? bytes / 1e6 / (ms / 1e3) : 0,
+    cpuMsPerMb: perMb(reports.reduce((s, r) => s + r.cpuMs, 0)),
+    sysMsPerMb: perMb(reports.reduce((s, r) => s + r.sysMs, 0)),
+  };
 }
 
 /** Measures the all-to-all on every plane of `options.planes` (default: tcp, grpc, socket, socket-tcp). */
@@ -94,6 +107,7 @@ export async function measureAllToAll(options: AllToAllOptions): Promise<AllToAl
   const rounds = Math.max(4, Math.ceil((options.bytesPerRank ?? 64e6) / (frameBytes * (world - 1))));
   const depth = options.depth ?? 2;
   const repeats = options.repeats ?? 3;
+  const warmup = options.warmup ?? 1;
   if (world < 2) throw new RangeError(`all-to-all benchmark: world ${world} needs at least 2 ranks`);
   const ranks = Array.from({ length: world }, (_, rank) => startRank(rank, world));
   try {
@@ -102,19 +116,22 @@ export async function measureAllToAll(options: AllToAllOptions): Promise<AllToAl
     await all(ranks, (r) => r.next());
     const samples = new Map<AllToAllPlane, number[]>(planes.map((p) => [p, []]));
     const cpu = new Map<AllToAllPlane, number[]>(planes.map((p) => [p, []]));
+    const sys = new Map<AllToAllPlane, number[]>(planes.map((p) => [p, []]));
     let runs = 0;
-    for (let repeat = 0; repeat < repeats; repeat++) {
+    for (let repeat = -warmup; repeat < repeats; repeat++) {
       for (const plane of planes) {
         const once = await runOnce(ranks, { plane, runId: `alltoall-${++runs}`, frameBytes, cols, rounds, depth });
+        if (repeat < 0) continue;
         samples.get(plane)!.push(once.mbPerSecond);
         cpu.get(plane)!.push(once.cpuMsPerMb);
+        sys.get(plane)!.push(once.sysMsPerMb);
       }
     }
     const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
     const tcp = samples.has('tcp') ? median(samples.get('tcp')!) : Number.NaN;
     return planes.map((plane) => {
       const m = median(samples.get(plane)!);
-      return { plane, frameBytes, world, rounds, mbPerSecond: m, runs: samples.get(plane)!, vsTcp: m / tcp, cpuMsPerMb: median(cpu.get(plane)!) };
+      return { plane, frameBytes, world, rounds, mbPerSecond: m, runs: samples.get(plane)!, vsTcp: m / tcp, cpuMsPerMb: median(cpu.get(plane)!), sysMsPerMb: median(sys.get(plane)!) };
     });
   } finally {
     await Promise.all(

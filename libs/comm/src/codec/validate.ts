@@ -38,3 +38,15 @@ export function checkEncoded(t: EncodedTensor, what: string): void {
     throw new TensorMessageError(`${what}: ${shape} carries ${scaleBytes} bytes of scales; only FP8_E4M3 has scales`);
   }
 }
+
+/** What checkEncoded checks, as a yes or no without building a message (for a check on every frame). */
+export function encodedWellFormed(t: EncodedTensor): boolean {
+  const bytes = DTYPE_BYTES[t.dtype];
+  if (bytes === undefined || !Number.isSafeInteger(t.rows) || !Number.isSafeInteger(t.cols) || t.rows < 0 || t.cols < 0) return false;
+  const n = t.rows * t.cols;
+  if (n > MAX_PAYLOAD_VALUES || t.data.byteLength !== n * bytes) return false;
+  const scaleBytes = t.scales?.byteLength ?? 0;
+  if (t.dtype !== 'FP8_E4M3') return scaleBytes === 0;
+  const block = t.blockSize ?? 0;
+  return Number.isSafeInteger(block) && block > 0 && scaleBytes === 4 * Math.ceil(n / block);
+}

@@ -1,203 +1,221 @@
 /**
- * The socket data plane's wire format. Every record is
+ * The socket data plane's wire format (version 2). Every record is a fixed 64-byte header,
+ * little-endian, then `bodyBytes` of body:
  *
- *   [u32 big-endian header length][header: UTF-8 JSON][body: header.bodyBytes bytes]
+ *   offset  0 u8  kind          (hello, welcome, refuse, frame, ack, bye)
+ *           1 u8  version       (WIRE_VERSION; a record of another version is refused)
+ *           2 u8  phase         (frame: index in PHASES)
+ *           3 u8  dtype         (frame: index in WIRE_DTYPES)
+ *           4 u32 bodyBytes
+ *           8 u32 seq           (frame: the sender's sequence number on this connection;
+ *                                ack: how many frames are settled, see encodeAck)
+ *          12 i32 layer        (ack: the generation of the connection whose frames it settles)
+ *          16 f64 step        24 u32 microBatch  28 u32 chunk
+ *          32 u32 rows         36 u32 cols        40 u32 blockSize   44 u32 idBytes
+ *          48 u32 scaleBytes   52 u32 dataBytes   56 u32 weightBytes  60..63 zero
  *
- * A connection starts with the sender's `hello` (run, source rank, cluster token) and the
- * receiver's `welcome` or `refuse`; then `frame` records (body = expert ids, weights, scales, data,
- * in that order so each starts 4-byte aligned in a fresh buffer) each answered by one `ack`, and a `bye`
- * when the sender closes cleanly. A connection that ends without `bye` is a sender lost mid-stream.
+ * A frame's body is its expert ids, weights (moe.proto Frame.weights), scales and data, in that order (each starts 4-byte aligned
+ * in a buffer of its own). A fixed binary header costs a few stores and loads a frame, where a
+ * JSON one cost a string build and a parse.
+ *
+ * A connection is dialed by the rank that will RECEIVE frames on it: its `hello` (run, its rank,
+ * the cluster token, which dial of this link it is; a JSON body) is answered by the sender's
+ * `welcome` or `refuse`; then the sender writes frames; either side ends with `bye`. A
+ * connection that ends without `bye` is a peer lost mid-stream. Acks of the frames of one
+ * connection go back on the other connection between the same two ranks when it is up (the
+ * one the receiver writes its own frames on: the sender reads it with `onread`, and an ack
+ * often leaves in the same write as a frame), else back on the frames' own connection; either
+ * way they carry that connection's generation, so acks of a connection that broke are ignored.
  */
 import { Buffer } from 'node:buffer';
-import type { Phase } from '../transport/frame-key';
-import type { RowDType } from '../codec/types';
+import { keyString, PHASES, type FrameKey, type Phase } from '../transport/frame-key';
+import { DTYPE_BYTES, type RowDType } from '../codec/types';
+import { MAX_PAYLOAD_VALUES } from '../codec/validate';
 
-/** Largest header a receiver reads; anything longer is a protocol error, not a reason to buffer. */
-export const MAX_HEADER_BYTES = 64 * 1024;
+export const WIRE_VERSION = 2;
+export const HEADER_BYTES = 64;
+/** Largest body of any record but a frame (a hello, a refusal, an ack's error). */
+export const MAX_SMALL_BODY_BYTES = 64 * 1024;
 
-export interface HelloRecord {
-  kind: 'hello';
+export const WIRE_DTYPES: readonly RowDType[] = ['F32', 'BF16', 'FP8_E4M3'];
+
+export const RecordKind = { Hello: 1, Welcome: 2, Refuse: 3, Frame: 4, Ack: 5, Bye: 6 } as const;
+export type RecordKind = (typeof RecordKind)[keyof typeof RecordKind];
+
+const KIND_NAMES = ['?', 'hello', 'welcome', 'refuse', 'frame', 'ack', 'bye'];
+
+/** What a record is called in messages ("frame", "ack", ...). */
+export const kindName = (kind: number): string => KIND_NAMES[kind] ?? `kind ${kind}`;
+
+export interface HelloBody {
   runId: string;
-  source: number;
-  /** The cluster token ("" when the sender has none). */
+  /** The dialing (receiving) rank. */
+  rank: number;
+  /** The cluster token ("" when the dialer has none). */
   token: string;
+  /** Which dial of this link (1, 2, ... after a reconnect): acks name it. */
+  generation: number;
 }
 
-export interface WelcomeRecord {
-  kind: 'welcome';
-}
-
-export interface RefuseRecord {
-  kind: 'refuse';
-  reason: string;
-}
-
-export interface FrameRecord {
-  kind: 'frame';
-  /** Sender's sequence number on this connection; the ack echoes it. */
+/** A frame's header fields. */
+export interface FrameHeader {
   seq: number;
-  step: number;
-  /** The step's micro-batch (FrameKey.microBatch; 0 when the step has one): frames of two micro-batches in flight never mix. */
-  microBatch?: number;
-  layer: number;
-  chunk: number;
-  phase: Phase;
+  key: FrameKey;
   dtype: RowDType;
   rows: number;
   cols: number;
   /** 0 unless FP8_E4M3. */
   blockSize: number;
   idBytes: number;
-  /** Float32 weights (moe.proto Frame.weights); absent: none. */
-  weightBytes?: number;
+  /** Float32 combine weights (moe.proto Frame.weights); 0: none. */
+  weightBytes: number;
   scaleBytes: number;
   dataBytes: number;
 }
 
-export interface AckRecord {
-  kind: 'ack';
-  seq: number;
-  /** "" when accepted; else why the frame was refused. */
-  error: string;
-}
+/**
+ * Takes one record as read: its kind; its header, as the 64 bytes of `head` from `at` (valid
+ * only during the call: they are the reader's scratch); and its body, a buffer the callee may keep.
+ */
+export type RecordHandler = (kind: RecordKind, head: Buffer, at: number, body: Buffer) => void;
 
-export interface ByeRecord {
-  kind: 'bye';
-}
-
-export type SocketRecord = HelloRecord | WelcomeRecord | RefuseRecord | FrameRecord | AckRecord | ByeRecord;
-
-/** Bytes that break the socket protocol (a header too long or not JSON, a record out of place). */
+/** Bytes that break the socket protocol (an unknown kind or version, a body too large, a record out of place). */
 export class SocketProtocolError extends Error {
   override readonly name = 'SocketProtocolError';
 }
 
-/** The length prefix and header of `record` (its body, if any, follows separately). */
-export function encodeHeader(record: SocketRecord): Buffer {
-  const json = Buffer.from(JSON.stringify(record));
-  const out = Buffer.allocUnsafe(4 + json.byteLength);
-  out.writeUInt32BE(json.byteLength, 0);
-  json.copy(out, 4);
-  return out;
+/**
+ * A record's header (zeroed, kind and version and body length set) with `extra` bytes after it.
+ * From Node's shared pool when small (allocUnsafe): a header a frame, an ack a frame, each its
+ * own ArrayBuffer, cost as much as the rest of the frame's work together.
+ */
+function header(kind: RecordKind, bodyBytes: number, extra = 0): { buf: Buffer; view: DataView } {
+  const buf = Buffer.allocUnsafe(HEADER_BYTES + extra);
+  buf.fill(0, 0, HEADER_BYTES);
+  const view = new DataView(buf.buffer, buf.byteOffset, HEADER_BYTES);
+  view.setUint8(0, kind);
+  view.setUint8(1, WIRE_VERSION);
+  view.setUint32(4, bodyBytes, true);
+  return { buf, view };
 }
 
-/** Body bytes that follow a record's header. */
-export function bodyBytes(record: SocketRecord): number {
-  return record.kind === 'frame' ? record.idBytes + (record.weightBytes ?? 0) + record.scaleBytes + record.dataBytes : 0;
+/** A record whose body is small (or none): header and body in one buffer. */
+export function encodeRecord(kind: RecordKind, body: Uint8Array = new Uint8Array(0), seq = 0): Buffer {
+  const { buf, view } = header(kind, body.byteLength, body.byteLength);
+  view.setUint32(8, seq, true);
+  buf.set(body, HEADER_BYTES);
+  return buf;
 }
 
-const KINDS = new Set(['hello', 'welcome', 'refuse', 'frame', 'ack', 'bye']);
-const SIZE_FIELDS = ['idBytes', 'scaleBytes', 'dataBytes'] as const;
+export const encodeHello = (hello: HelloBody): Buffer => encodeRecord(RecordKind.Hello, Buffer.from(JSON.stringify(hello)));
+export const encodeRefuse = (reason: string): Buffer => encodeRecord(RecordKind.Refuse, Buffer.from(reason));
 
-function parseHeader(bytes: Uint8Array): SocketRecord {
-  let value: unknown;
-  try {
-    value = JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8'));
-  } catch (error) {
-    throw new SocketProtocolError(`record header of ${bytes.byteLength} bytes is not JSON: ${(error as Error).message}`);
-  }
-  const kind = (value as { kind?: unknown } | null)?.kind;
-  if (typeof kind !== 'string' || !KINDS.has(kind)) throw new SocketProtocolError(`record header has unknown kind ${JSON.stringify(kind)}`);
-  if (kind === 'frame') {
-    for (const field of SIZE_FIELDS) {
-      const n = (value as Record<string, unknown>)[field];
-      if (!Number.isSafeInteger(n) || (n as number) < 0) throw new SocketProtocolError(`frame header: ${field} ${JSON.stringify(n)} is not a byte count`);
-    }
-    const weights = (value as Record<string, unknown>)['weightBytes'];
-    if (weights !== undefined && (!Number.isSafeInteger(weights) || (weights as number) < 0 || (weights as number) % 4 !== 0)) {
-      throw new SocketProtocolError(`frame header: weightBytes ${JSON.stringify(weights)} is not a byte count of whole float32s`);
-    }
-  }
-  return value as SocketRecord;
-}
-
-/** One record as read: its header and its body (empty for all but frames). */
-export interface ReadRecord {
-  record: SocketRecord;
-  /** A view of the received bytes; the receiver owns it. */
-  body: Uint8Array;
+/**
+ * An ack of the frames of connection `generation`: every frame with seq below `settled` is
+ * settled, accepted unless `error` is given, in which case frame `settled - 1` was refused for
+ * that reason (and the ones before it accepted).
+ */
+export function encodeAck(settled: number, generation: number, error = ''): Buffer {
+  const buf = encodeRecord(RecordKind.Ack, error ? Buffer.from(error) : undefined, settled);
+  buf.writeUInt32LE(generation, 12);
+  return buf;
 }
 
 /**
- * Cuts a byte stream into records. A body that lies inside one received chunk is a view of it;
- * a body spread over chunks is read into one buffer of its size as the chunks come (one copy,
- * never a reassembly of parts afterwards).
+ * A frame's header followed by its expert ids, weights and scales, in one buffer (those are
+ * small: a copy is cheaper than another write); the data goes out as it is, a view.
  */
-export class RecordReader {
-  /** Bytes of a length prefix and header not yet complete. */
-  private pending: Buffer[] = [];
-  private pendingBytes = 0;
-  private header?: SocketRecord;
-  private body?: Uint8Array;
-  private filled = 0;
-  private maxBody = 0;
+export function encodeFrameHead(f: FrameHeader, expertIds?: Uint8Array, scales?: Uint8Array, weights?: Uint8Array): Buffer {
+  const small = f.idBytes + f.weightBytes + f.scaleBytes;
+  const { buf, view } = header(RecordKind.Frame, small + f.dataBytes, small);
+  view.setUint8(2, PHASES.indexOf(f.key.phase));
+  view.setUint8(3, WIRE_DTYPES.indexOf(f.dtype));
+  view.setUint32(8, f.seq, true);
+  view.setInt32(12, f.key.layer, true);
+  view.setFloat64(16, f.key.step, true);
+  view.setUint32(24, f.key.microBatch ?? 0, true);
+  view.setUint32(28, f.key.chunk, true);
+  view.setUint32(32, f.rows, true);
+  view.setUint32(36, f.cols, true);
+  view.setUint32(40, f.blockSize, true);
+  view.setUint32(44, f.idBytes, true);
+  view.setUint32(48, f.scaleBytes, true);
+  view.setUint32(52, f.dataBytes, true);
+  view.setUint32(56, f.weightBytes, true);
+  if (expertIds) buf.set(expertIds, HEADER_BYTES);
+  if (weights) buf.set(weights, HEADER_BYTES + f.idBytes);
+  if (scales) buf.set(scales, HEADER_BYTES + f.idBytes + f.weightBytes);
+  return buf;
+}
 
-  /** Largest body a record may announce; 0 (the start) refuses any frame with a body (before the handshake). */
-  limitBody(bytes: number): void {
-    this.maxBody = bytes;
+/** A frame header as read (`head` from `at`); throws SocketProtocolError on a phase, dtype or count that makes no sense. */
+export function decodeFrameHeader(head: Buffer, at: number): FrameHeader {
+  const phase: Phase | undefined = PHASES[head[at + 2]!];
+  const dtype = WIRE_DTYPES[head[at + 3]!];
+  if (!phase) throw new SocketProtocolError(`frame header: phase index ${head[at + 2]} is not one of ${PHASES.length} phases`);
+  if (!dtype) throw new SocketProtocolError(`frame header: dtype index ${head[at + 3]} is not one of ${WIRE_DTYPES.join(', ')}`);
+  const step = head.readDoubleLE(at + 16);
+  if (!Number.isSafeInteger(step) || step < 0) throw new SocketProtocolError(`frame header: step ${step} is not a step number`);
+  const f: FrameHeader = {
+    seq: head.readUInt32LE(at + 8),
+    key: { step, microBatch: head.readUInt32LE(at + 24), layer: head.readInt32LE(at + 12), chunk: head.readUInt32LE(at + 28), phase },
+    dtype,
+    rows: head.readUInt32LE(at + 32),
+    cols: head.readUInt32LE(at + 36),
+    blockSize: head.readUInt32LE(at + 40),
+    idBytes: head.readUInt32LE(at + 44),
+    weightBytes: head.readUInt32LE(at + 56),
+    scaleBytes: head.readUInt32LE(at + 48),
+    dataBytes: head.readUInt32LE(at + 52),
+  };
+  const bodyBytes = head.readUInt32LE(at + 4);
+  if (f.idBytes + f.weightBytes + f.scaleBytes + f.dataBytes !== bodyBytes) {
+    throw new SocketProtocolError(
+      `frame header: ${f.idBytes} + ${f.weightBytes} + ${f.scaleBytes} + ${f.dataBytes} bytes of ids, weights, scales and data, but a body of ${bodyBytes}`,
+    );
   }
+  return f;
+}
 
-  /** Feeds `chunk`; returns the records it completed, in order. Throws SocketProtocolError. */
-  push(chunk: Buffer): ReadRecord[] {
-    const out: ReadRecord[] = [];
-    let buf = chunk;
-    let off = 0;
-    while (off < buf.byteLength) {
-      if (this.body) {
-        const take = Math.min(this.body.byteLength - this.filled, buf.byteLength - off);
-        this.body.set(buf.subarray(off, off + take), this.filled);
-        this.filled += take;
-        off += take;
-        if (this.filled === this.body.byteLength) out.push(this.finish(this.body));
-        continue;
-      }
-      if (this.header) {
-        const need = bodyBytes(this.header);
-        if (buf.byteLength - off >= need) {
-          out.push(this.finish(buf.subarray(off, off + need)));
-          off += need;
-        } else {
-          // not zero-filled: every byte is written by the reads that follow
-          this.body = Buffer.allocUnsafeSlow(need);
-          this.filled = 0;
-        }
-        continue;
-      }
-      if (this.pendingBytes > 0) {
-        buf = Buffer.concat([...this.pending, buf.subarray(off)]);
-        off = 0;
-        this.pending = [];
-        this.pendingBytes = 0;
-      }
-      const left = buf.byteLength - off;
-      const length = left >= 4 ? buf.readUInt32BE(off) : -1;
-      if (length > MAX_HEADER_BYTES) throw new SocketProtocolError(`record header of ${length} bytes exceeds ${MAX_HEADER_BYTES}`);
-      if (length < 0 || left < 4 + length) {
-        this.pending.push(buf.subarray(off));
-        this.pendingBytes = left;
-        break;
-      }
-      const record = parseHeader(buf.subarray(off + 4, off + 4 + length));
-      off += 4 + length;
-      if (bodyBytes(record) > this.maxBody) {
-        throw new SocketProtocolError(`${record.kind} record announces ${bodyBytes(record)} body bytes; at most ${this.maxBody} may follow here`);
-      }
-      if (bodyBytes(record) === 0) out.push({ record, body: new Uint8Array(0) });
-      else this.header = record;
-    }
-    return out;
-  }
+/**
+ * Why a well-formed frame header cannot be taken (its counts disagree with its shape), or
+ * undefined: the receiver refuses such a frame (an ack with the reason) and reads on.
+ */
+export function frameProblem(f: FrameHeader): string | undefined {
+  const values = f.rows * f.cols;
+  if (f.key.layer < -1) return `${keyString(f.key)}: layer ${f.key.layer} (use -1 for none)`;
+  if (values > MAX_PAYLOAD_VALUES) return `${keyString(f.key)}: [${f.rows}, ${f.cols}] holds more than ${MAX_PAYLOAD_VALUES} values`;
+  const dataBytes = values * DTYPE_BYTES[f.dtype];
+  if (f.dataBytes !== dataBytes) return `${keyString(f.key)}: ${f.dtype} [${f.rows}, ${f.cols}] needs ${dataBytes} bytes of data but ${f.dataBytes} arrived`;
+  const fp8 = f.dtype === 'FP8_E4M3';
+  if (fp8 && f.blockSize <= 0) return `${keyString(f.key)}: FP8_E4M3 needs a positive block_size, got ${f.blockSize}`;
+  const scaleBytes = fp8 ? 4 * Math.ceil(values / f.blockSize) : 0;
+  if (f.scaleBytes !== scaleBytes) return `${keyString(f.key)}: ${f.dtype} [${f.rows}, ${f.cols}] needs ${scaleBytes} bytes of scales but ${f.scaleBytes} arrived`;
+  // How many weights a row stands for is the all-to-all's to check; the wire only needs whole float32s.
+  if (f.weightBytes % 4 !== 0) return `${keyString(f.key)}: ${f.weightBytes} bytes of weights is not a whole number of float32 (a multiple of 4)`;
+  if (f.idBytes !== 0 && f.idBytes !== 4 * f.rows) return `${keyString(f.key)}: ${f.idBytes} bytes of expert ids for ${f.rows} rows (needs ${4 * f.rows} or none)`;
+  return undefined;
+}
 
-  /** True while a record is partly read (a connection closing now ended mid-record). */
-  midRecord(): boolean {
-    return this.pendingBytes > 0 || this.header !== undefined;
-  }
+/** How many frames an ack says are settled (`head` from `at`). */
+export const ackSettled = (head: Buffer, at: number): number => head.readUInt32LE(at + 8);
+/** The generation of the connection whose frames an ack settles (`head` from `at`). */
+export const ackGeneration = (head: Buffer, at: number): number => head.readUInt32LE(at + 12);
 
-  private finish(body: Uint8Array): ReadRecord {
-    const record = this.header!;
-    this.header = undefined;
-    this.body = undefined;
-    this.filled = 0;
-    return { record, body };
+/** The text of a hello, refusal or ack-error body. */
+export const bodyText = (body: Uint8Array): string => Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8');
+
+/** A hello's body; throws SocketProtocolError when it is not one. */
+export function decodeHello(body: Uint8Array): HelloBody {
+  let value: Partial<HelloBody> | null;
+  try {
+    value = JSON.parse(bodyText(body)) as Partial<HelloBody> | null;
+  } catch (error) {
+    throw new SocketProtocolError(`hello body of ${body.byteLength} bytes is not JSON: ${(error as Error).message}`);
   }
+  if (typeof value?.runId !== 'string' || !Number.isInteger(value.rank) || (value.rank as number) < 0) {
+    throw new SocketProtocolError('hello body needs a runId (string) and a rank (integer >= 0)');
+  }
+  const generation = Number.isInteger(value.generation) ? (value.generation as number) : 0;
+  return { runId: value.runId, rank: value.rank as number, token: typeof value.token === 'string' ? value.token : '', generation };
 }

@@ -4,34 +4,30 @@ import net from 'node:net';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import tls from 'node:tls';
-import type { FrameOut, SocketEndpointOut as SocketEndpoint } from '../proto/types';
-import { parseFramePart } from '../grpc/frame-message';
-import type { PeerMailbox } from '../grpc/peer-mailbox';
+import type { SocketEndpointOut as SocketEndpoint } from '../proto/types';
 import type { TlsFiles } from '../grpc/tls';
-import { encodeHeader, RecordReader, SocketProtocolError, type FrameRecord, type HelloRecord, type ReadRecord, type SocketRecord } from './records';
+import { RecordReader } from './record-reader';
+import { ReceiverConnection } from './receiver-connection';
+import { decodeHello, encodeRecord, kindName, RecordKind, SocketProtocolError } from './records';
 
 export interface PeerSocketServerOptions {
-  /** The worker's mailbox: frames that arrive here go in, as the Peer service's do. */
-  mailbox: PeerMailbox;
   /** Interface the TCP listener binds (the worker's --host). */
   host: string;
   /** Host peers use to reach this worker (the host part of its advertised address). */
   advertiseHost: string;
-  /** Cluster token a sender's hello must carry (unset: none required). */
+  /** Cluster token a dialer's hello must carry (unset: none required). */
   token?: string;
   /** Mutual TLS on the TCP listener (then no Unix socket is offered: every byte goes through TLS). */
   tls?: TlsFiles;
-  /** Also listen on a Unix domain socket for senders on this host (default true). */
+  /** Also listen on a Unix domain socket for peers on this host (default true). */
   unix?: boolean;
   log?: (line: string) => void;
 }
 
-/** Frames a connection queues before it stops reading (the sender's window keeps it far below). */
-const PAUSE_AT = 16;
 /** How long a new connection may take to say hello (with its token) before it is closed. */
 const HELLO_TIMEOUT_MS = 10_000;
-/** Largest frame body a connection accepts (the gRPC path splits larger ones into parts). */
-const MAX_BODY_BYTES = 2 ** 31;
+/** How long a welcomed connection waits for this worker's transport of its run to take it. */
+const UNCLAIMED_TIMEOUT_MS = 60_000;
 
 /**
  * This machine's identity for the Unix socket: the hostname and the kernel's boot id, so two
@@ -48,14 +44,18 @@ export function localHostId(): string {
 }
 
 /**
- * The receiving end of the socket data plane on one worker: a TCP listener (TLS when configured)
- * and a Unix domain socket, serving length-prefixed frames (see records.ts) into the same
- * PeerMailbox the gRPC Peer service fills. Every connection starts with a hello whose token is
- * checked before any frame is read; each frame is acknowledged once the mailbox took it.
+ * The listening end of the socket data plane on one worker: a TCP listener (TLS when configured)
+ * and a Unix domain socket. Peers dial it to RECEIVE this worker's frames: every connection
+ * starts with a hello whose token is checked before anything else is read or written; a
+ * welcomed connection goes to this worker's SocketTransport of the hello's run (see
+ * `receivers`), which writes its frames for that peer on it. A connection that arrives before
+ * that transport exists waits for it (at most UNCLAIMED_TIMEOUT_MS).
  */
 export class PeerSocketServer {
   private readonly servers: net.Server[] = [];
   private readonly sockets = new Set<net.Socket>();
+  private readonly takers = new Map<string, (conn: ReceiverConnection) => void>();
+  private readonly unclaimed = new Map<string, Set<ReceiverConnection>>();
   private tcpAddress = '';
   private unixPath = '';
   private readonly hostId = localHostId();
@@ -69,9 +69,21 @@ export class PeerSocketServer {
     return server;
   }
 
-  /** Where senders reach this server: the DataPlanes reply. */
+  /** Where peers reach this server: the DataPlanes reply. */
   endpoint(): SocketEndpoint {
     return { tcpAddress: this.tcpAddress, unixPath: this.unixPath, hostId: this.hostId, tls: this.o.tls !== undefined };
+  }
+
+  /**
+   * Hands every connection welcomed for run `runId` (those waiting now, then each as it comes) to
+   * `take`, until the returned function is called. One taker a run.
+   */
+  receivers(runId: string, take: (conn: ReceiverConnection) => void): () => void {
+    this.takers.set(runId, take);
+    const waiting = this.unclaimed.get(runId);
+    this.unclaimed.delete(runId);
+    for (const conn of waiting ?? []) take(conn);
+    return () => this.takers.get(runId) === take && this.takers.delete(runId);
   }
 
   async close(): Promise<void> {
@@ -104,102 +116,70 @@ export class PeerSocketServer {
     this.sockets.add(socket);
     socket.setNoDelay?.(true);
     const peer = socket.remoteAddress ? `${socket.remoteAddress}:${socket.remotePort}` : 'unix socket';
-    const reader = new RecordReader();
-    const queue: ReadRecord[] = [];
-    let hello: HelloRecord | undefined;
-    let untrack: (() => void) | undefined;
-    let bye = false;
-    let busy = false;
+    let conn: ReceiverConnection | undefined;
     let failed = false;
-
-    // Acks written in one turn of the event loop leave in one write (fewer syscalls and wake-ups).
-    let corked = false;
-    const send = (record: SocketRecord) => {
-      if (socket.destroyed) return;
-      if (!corked) {
-        corked = true;
-        socket.cork();
-        setImmediate(() => {
-          corked = false;
-          socket.uncork();
-        });
-      }
-      socket.write(encodeHeader(record));
-    };
     const fail = (reason: string) => {
+      if (conn) return conn.refuse(reason);
       failed = true;
       this.o.log?.(`Peer socket: closed the connection from ${peer}: ${reason}`);
-      send({ kind: 'refuse', reason });
-      socket.end();
+      socket.end(encodeRecord(RecordKind.Refuse, Buffer.from(reason)));
       socket.destroySoon?.();
     };
-
     // A connection that never says hello is not held open for it.
-    const helloTimer = setTimeout(() => !hello && !failed && fail(`no hello within ${HELLO_TIMEOUT_MS} ms`), HELLO_TIMEOUT_MS);
+    const helloTimer = setTimeout(() => !conn && !failed && fail(`no hello within ${HELLO_TIMEOUT_MS} ms`), HELLO_TIMEOUT_MS);
     helloTimer.unref();
-    const greet = (r: ReadRecord): void => {
+
+    const greet = (kind: RecordKind, body: Buffer): void => {
       clearTimeout(helloTimer);
-      if (r.record.kind !== 'hello') return fail(`expected a hello, got a ${r.record.kind} record`);
-      const problem = tokenProblem(r.record.token, this.o.token);
+      if (kind !== RecordKind.Hello) return fail(`expected a hello, got a ${kindName(kind)} record`);
+      const hello = decodeHello(body);
+      const problem = tokenProblem(hello.token, this.o.token);
       if (problem) return fail(problem);
-      hello = r.record;
-      reader.limitBody(MAX_BODY_BYTES);
-      untrack = this.o.mailbox.track({ source: hello.source, connection: 0, runId: hello.runId, peer });
-      send({ kind: 'welcome' });
+      conn = new ReceiverConnection(hello.runId, hello.rank, peer, hello.generation, socket, this.o.log);
+      socket.write(encodeRecord(RecordKind.Welcome));
+      this.handOver(conn);
     };
-
-    const handle = async (r: ReadRecord): Promise<void> => {
-      if (r.record.kind === 'bye') {
-        bye = true;
-        return;
+    const reader = new RecordReader((kind, head, at, body) => {
+      if (failed || conn?.closing) return;
+      if (!conn) return greet(kind, body);
+      if (conn.onRecord) return conn.onRecord(kind, head, at, body);
+      if (kind === RecordKind.Bye) {
+        conn.closing = true;
+        return void socket.end();
       }
-      if (r.record.kind !== 'frame') return fail(`expected a frame, got a ${r.record.kind} record`);
-      let error = '';
-      try {
-        await this.o.mailbox.acceptPart(hello!.runId, parseFramePart(frameOut(r.record, hello!.source, r.body), hello!.source));
-      } catch (e) {
-        error = e instanceof Error ? e.message : String(e);
-      }
-      send({ kind: 'ack', seq: r.record.seq, error });
-    };
-
-    const pump = async (): Promise<void> => {
-      if (busy) return;
-      busy = true;
-      while (queue.length > 0 && !failed) {
-        await handle(queue.shift()!);
-        if (socket.isPaused() && queue.length < PAUSE_AT / 2) socket.resume();
-      }
-      busy = false;
-    };
-
+      fail(`sent a ${kindName(kind)} record before this worker had a transport of run ${conn.runId} to answer it`);
+    });
     socket.on('data', (chunk: Buffer) => {
       if (failed) return;
-      let records: ReadRecord[];
       try {
-        records = reader.push(chunk);
+        reader.push(chunk);
       } catch (error) {
-        return fail((error as SocketProtocolError).message);
+        fail((error as SocketProtocolError).message);
       }
-      for (const r of records) {
-        if (failed) return;
-        if (!hello) greet(r);
-        else queue.push(r);
-      }
-      if (queue.length >= PAUSE_AT) socket.pause();
-      void pump();
     });
-    socket.on('error', () => {}); // 'close' follows and says what matters
+    let why = '';
+    socket.on('error', (error) => (why ||= error.message));
     socket.on('close', () => {
       clearTimeout(helloTimer);
       this.sockets.delete(socket);
-      untrack?.();
-      // Ended without a bye: the sender went away mid-stream (killed, or its connection broke).
-      if (hello && !bye && !failed) {
-        const why = reader.midRecord() ? 'its socket closed in the middle of a frame' : 'its socket closed without saying goodbye';
-        this.o.mailbox.peerLost(hello.runId, hello.source, peer, why);
-      }
+      if (!conn) return;
+      this.unclaimed.get(conn.runId)?.delete(conn);
+      conn.onClose?.(why || (conn.closing ? 'closed' : 'its socket closed without saying goodbye'));
     });
+  }
+
+  /** Gives a welcomed connection to its run's transport, or keeps it until that transport asks. */
+  private handOver(conn: ReceiverConnection): void {
+    const take = this.takers.get(conn.runId);
+    if (take) return take(conn);
+    let waiting = this.unclaimed.get(conn.runId);
+    if (!waiting) this.unclaimed.set(conn.runId, (waiting = new Set()));
+    waiting.add(conn);
+    setTimeout(() => {
+      if (!waiting.delete(conn)) return;
+      if (waiting.size === 0 && this.unclaimed.get(conn.runId) === waiting) this.unclaimed.delete(conn.runId);
+      conn.refuse(`no transport of run ${conn.runId} took this connection within ${UNCLAIMED_TIMEOUT_MS} ms`);
+    }, UNCLAIMED_TIMEOUT_MS).unref();
   }
 }
 
@@ -211,28 +191,6 @@ function tokenProblem(sent: unknown, token: string | undefined): string | undefi
   const b = Buffer.from(token);
   if (a.length !== b.length || !timingSafeEqual(a, b)) return "wrong cluster token: not this cluster's token";
   return undefined;
-}
-
-/** A frame record and its body as the Frame message parseFramePart checks (views, no copy). */
-function frameOut(r: FrameRecord, source: number, body: Uint8Array): FrameOut {
-  const ids = body.subarray(0, r.idBytes);
-  const weightsEnd = r.idBytes + (r.weightBytes ?? 0);
-  const weights = body.subarray(r.idBytes, weightsEnd);
-  const scales = body.subarray(weightsEnd, weightsEnd + r.scaleBytes);
-  const data = body.subarray(weightsEnd + r.scaleBytes);
-  return {
-    step: r.step,
-    microBatch: Number(r.microBatch ?? 0),
-    layer: r.layer,
-    chunk: r.chunk,
-    phase: r.phase,
-    source,
-    part: 0,
-    parts: 1,
-    expertIds: ids,
-    weights,
-    payload: { dtype: r.dtype, shape: [r.rows, r.cols], data, scales, blockSize: r.blockSize },
-  } as unknown as FrameOut;
 }
 
 function listenOn(server: net.Server, where: net.ListenOptions): Promise<number> {

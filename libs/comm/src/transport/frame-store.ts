@@ -5,7 +5,11 @@ import type { IncomingFrame } from './transport';
 interface Waiter {
   resolve: (frame: IncomingFrame) => void;
   reject: (error: Error) => void;
-  timer: NodeJS.Timeout;
+  /** performance.now() ms when it times out. */
+  deadline: number;
+  key: FrameKey;
+  source: number;
+  timeoutMs: number;
 }
 
 interface Stored {
@@ -39,6 +43,12 @@ export class FrameStore {
   private readonly admissions: Admission[] = [];
   private newestStep = -Infinity;
   private used = 0;
+  /**
+   * One timer for every waiting receive, set for the earliest deadline (a timer a receive, set
+   * and cleared for every frame, cost as much as the rest of the store's work on it).
+   */
+  private timer?: NodeJS.Timeout;
+  private timerAt = Infinity;
 
   constructor(
     /** Rank that owns this store (for messages). */
@@ -89,7 +99,7 @@ export class FrameStore {
     const waiter = this.waiters.get(id);
     if (waiter) {
       this.waiters.delete(id);
-      clearTimeout(waiter.timer);
+      if (this.waiters.size === 0) this.disarmTimer();
       this.markTaken(id, key.step);
       this.release(bytes);
       waiter.resolve(frame);
@@ -115,12 +125,39 @@ export class FrameStore {
       return Promise.reject(new DuplicateFrameError(key, source, `rank ${this.rank} already received it`));
     }
     return new Promise<IncomingFrame>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.waiters.delete(id);
-        reject(new ReceiveTimeoutError(key, source, this.rank, timeoutMs));
-      }, timeoutMs);
-      this.waiters.set(id, { resolve, reject, timer });
+      const deadline = performance.now() + timeoutMs;
+      this.waiters.set(id, { resolve, reject, deadline, key, source, timeoutMs });
+      if (deadline < this.timerAt) this.armTimer(deadline);
     });
+  }
+
+  /** Nobody waits: no timer (it would hold the process up to the last deadline). */
+  private disarmTimer(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    this.timerAt = Infinity;
+  }
+
+  /** Sets the one timer for `deadline` (the earliest of the waiters'). */
+  private armTimer(deadline: number): void {
+    clearTimeout(this.timer);
+    this.timerAt = deadline;
+    this.timer = setTimeout(() => this.expire(), Math.max(0, deadline - performance.now()));
+  }
+
+  /** Fails the receives whose deadline passed; sets the timer for the next one, if any. */
+  private expire(): void {
+    this.timer = undefined;
+    this.timerAt = Infinity;
+    const now = performance.now();
+    let next = Infinity;
+    for (const [id, waiter] of this.waiters) {
+      if (waiter.deadline <= now) {
+        this.waiters.delete(id);
+        waiter.reject(new ReceiveTimeoutError(waiter.key, waiter.source, this.rank, waiter.timeoutMs));
+      } else if (waiter.deadline < next) next = waiter.deadline;
+    }
+    if (next < Infinity) this.armTimer(next);
   }
 
   /** Whether the frame from `source` for `key` is here, not yet taken. */
@@ -135,19 +172,17 @@ export class FrameStore {
   failSource(source: number, error: Error): void {
     for (const [id, waiter] of this.waiters) {
       if (!id.startsWith(`${source}/`)) continue;
-      clearTimeout(waiter.timer);
       this.waiters.delete(id);
       waiter.reject(error);
     }
+    if (this.waiters.size === 0) this.disarmTimer();
   }
 
   /** Drops every frame and rejects every waiter and admission with `reason`. */
   close(reason: string): void {
     const error = new TransportClosedError(`rank ${this.rank}: ${reason}`);
-    for (const waiter of this.waiters.values()) {
-      clearTimeout(waiter.timer);
-      waiter.reject(error);
-    }
+    this.disarmTimer();
+    for (const waiter of this.waiters.values()) waiter.reject(error);
     for (const admission of this.admissions.splice(0)) admission.reject(error);
     this.waiters.clear();
     this.frames.clear();

@@ -1,4 +1,4 @@
-import { checkEncoded } from '../codec/validate';
+import { checkEncoded, encodedWellFormed } from '../codec/validate';
 import type { EncodedTensor } from '../codec/types';
 import { keyString, type FrameKey } from './frame-key';
 import type { OutgoingFrame } from './transport';
@@ -10,10 +10,12 @@ export function payloadBytes(t: EncodedTensor): number {
 
 /** Checks an outgoing frame before it leaves: sizes against the shape, one expert id per row. */
 export function checkOutgoing(frame: OutgoingFrame, key: FrameKey, dest: number): void {
+  const idsAgree = !frame.expertIds || frame.expertIds.length === frame.payload.rows;
+  if (idsAgree && encodedWellFormed(frame.payload)) return; // every frame: no message built
   const what = `${keyString(key)} to rank ${dest}`;
   checkEncoded(frame.payload, what);
-  if (frame.expertIds && frame.expertIds.length !== frame.payload.rows) {
-    throw new RangeError(`${what}: ${frame.expertIds.length} expert ids for ${frame.payload.rows} rows`);
+  if (!idsAgree) {
+    throw new RangeError(`${what}: ${frame.expertIds!.length} expert ids for ${frame.payload.rows} rows`);
   }
 }
 

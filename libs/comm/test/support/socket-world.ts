@@ -16,6 +16,8 @@ export interface SocketRankSetup {
   socket: boolean;
   unix?: boolean;
   token?: string;
+  /** The mailbox's bound (PeerMailboxOptions.capacityBytes). */
+  capacityBytes?: number;
 }
 
 /** Workers as worker processes run them: a gRPC Peer service and a socket server over one mailbox each. */
@@ -30,9 +32,9 @@ export async function startSocketWorld(setups: SocketRankSetup[], tls?: TlsFiles
   const proto = loadMoeProto();
   const world: SocketWorld = { addresses: [], mailboxes: [], servers: [], sockets: [] };
   for (const setup of setups) {
-    const mailbox = new PeerMailbox();
+    const mailbox = new PeerMailbox({ capacityBytes: setup.capacityBytes });
     const socket = setup.socket
-      ? await PeerSocketServer.start({ mailbox, host: '127.0.0.1', advertiseHost: '127.0.0.1', token: setup.token, tls, unix: setup.unix })
+      ? await PeerSocketServer.start({ host: '127.0.0.1', advertiseHost: '127.0.0.1', token: setup.token, tls, unix: setup.unix })
       : undefined;
     const server = new grpc.Server(GRPC_OPTIONS);
     server.addService(proto.moe.v1.Peer.service, peerServiceHandlers(mailbox, { token: setup.token, socketEndpoint: () => socket?.endpoint() }));
@@ -66,6 +68,15 @@ export function socketTransports(world: SocketWorld, options: Partial<SocketTran
   const runId = `socket-run-${++runs}`;
   return world.mailboxes.map(
     (mailbox, rank) =>
-      new SocketTransport({ runId, rank, peers: world.addresses, mailbox, plane: 'auto', credentials: grpc.credentials.createInsecure(), ...options }),
+      new SocketTransport({
+        runId,
+        rank,
+        peers: world.addresses,
+        mailbox,
+        plane: 'auto',
+        server: world.sockets[rank],
+        credentials: grpc.credentials.createInsecure(),
+        ...options,
+      }),
   );
 }

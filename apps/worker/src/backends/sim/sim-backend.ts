@@ -7,7 +7,7 @@ import { linkModelOf } from '@moe/sim';
 import { CostModel, type OpCost } from '@moe/sim';
 import { groupLimitedExpertIds, mixSeed, seededExpertIds, skewedExpertIds } from '@moe/sim';
 import { parseSimOptions, type SimOptions } from './sim-options';
-import { DeviceClock, type DeviceSpan } from './device-clock';
+import { DeviceClock, type DeviceScheduling, type DeviceSpan } from './device-clock';
 
 /** The compute ops a sim step models: the schedule's compute OpKinds. */
 export type SimOpKind = Exclude<OpKind, 'dispatch' | 'combine' | 'combine_bwd' | 'dispatch_bwd' | 'allreduce'>;
@@ -181,6 +181,11 @@ export class SimBackend implements Backend {
   /** The cost model of the loaded run. */
   costModel(): CostModel {
     return this.loaded().costs;
+  }
+
+  /** How the device thread is scheduled ("fifo": real-time; see DeviceClock); undefined before the first op. */
+  deviceScheduling(): DeviceScheduling | undefined {
+    return this.clock.scheduling();
   }
 
   /** The compute ops of the current (or last) step, in the order they ran. */
