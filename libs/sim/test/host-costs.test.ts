@@ -51,17 +51,26 @@ describe('host costs from probe records', () => {
 
   it('the overshoot\'s share of an op\'s length comes from the same ops at two dilations; the launch does not grow with it', () => {
     const probes = [1000, 4000].map((d) => input('naive', 1, d));
-    const ops = probes.flatMap((i) => probeExtras(i, [recorded(i, host)]).compute);
+    const ops = probes.flatMap((i) => probeExtras(i, [recorded(i, host)])[0]!.compute);
     expect(computeShare(ops)).toBeCloseTo(host.computeOpShare, 9);
     expect(computeShare(ops.map((o) => ({ ...o, overshootMs: 0.5 })))).toBe(0);
   });
 
   it('an overlapped probe\'s all-to-all waits on its links behind the one before it: that queueing is the model\'s, not the host\'s', () => {
     const i = input('overlapped', 2, 1000);
-    const got = probeExtras(i, [recorded(i, { ...NO_HOST_COSTS })]);
+    const [got] = probeExtras(i, [recorded(i, { ...NO_HOST_COSTS })]);
     // on no host at all, every extra is zero or what the model itself queues (never below zero)
-    expect(Math.min(...got.allToAll)).toBeGreaterThanOrEqual(-1e-9);
-    expect(got.compute.every((o) => Math.abs(o.overshootMs) < 1e-9)).toBe(true);
+    expect(Math.min(...got!.allToAll)).toBeGreaterThanOrEqual(-1e-9);
+    expect(got!.compute.every((o) => Math.abs(o.overshootMs) < 1e-9)).toBe(true);
+  });
+
+  it('takes each term as the median over the probe\'s steps: one stalled step does not move it', () => {
+    const i = input('naive', 1, 1000);
+    const stalled = recorded(i, { ...host, allToAllMs: 300, computeLaunchMs: 50, stepMs: 900 });
+    const got = hostCostsOf(probeExtras(i, [recorded(i, host), stalled, recorded(i, host)], host.perByteMs), host.computeOpShare, host.perByteMs);
+    expect(got.allToAllMs).toBeCloseTo(host.allToAllMs, 6);
+    expect(got.computeLaunchMs).toBeCloseTo(host.computeLaunchMs, 6);
+    expect(got.stepMs).toBeCloseTo(host.stepMs, 6);
   });
 
   it('says which rank lacks which op when a probe ran another op list', () => {

@@ -39,7 +39,7 @@ const round = (v: number) => Number(v.toPrecision(4));
 export function benchHostModel(s: BenchStepSettings, calibration: readonly CalibrationProbe[], probes: readonly HostProbe[], plane: MeasuredPlane | null): HostModel {
   const perByteMs = plane ? perByteMsOf(plane.mbps, plane.world) : 0;
   // The calibration probes run the same ops at two dilations: op lengths differ 4x, the host's launch does not.
-  const calibrationOps = calibration.flatMap((p) => probeExtras(benchStepInput(s, { schedule: 'naive', chunks: 1 }, 1, p.dilation), p.steps).compute);
+  const calibrationOps = calibration.flatMap((p) => probeExtras(benchStepInput(s, { schedule: 'naive', chunks: 1 }, 1, p.dilation), p.steps).flatMap((step) => step.compute));
   const share = computeShare(calibrationOps);
   const bySchedule = new Map<string, HostCosts>();
   const schedules: Record<string, unknown> = {};
@@ -55,7 +55,7 @@ export function benchHostModel(s: BenchStepSettings, calibration: readonly Calib
       all_to_all_ms: round(host.allToAllMs),
       all_reduce_ms: round(host.allReduceMs),
       step_ms: round(host.stepMs),
-      samples: { compute_ops: extras.compute.length, all_to_alls: extras.allToAll.length, all_reduces: extras.allReduce.length },
+      samples_a_step: { compute_ops: extras[0]?.compute.length ?? 0, all_to_alls: extras[0]?.allToAll.length ?? 0, all_reduces: extras[0]?.allReduce.length ?? 0 },
     };
   }
   const record = {
@@ -75,7 +75,7 @@ export function benchHostModel(s: BenchStepSettings, calibration: readonly Calib
     schedules,
     schedules_source:
       `a probe run of each schedule at the rows' dilation (${Math.round(s.dilation)}) and compute scale 1, 1 warm-up step then the measured steps; ` +
-      'from every rank\'s op records: compute_launch_ms = mean launch gap (start - when it could start) a compute op; compute_op_ms = mean (overshoot - share x modeled); all_to_all_ms and all_reduce_ms = mean ' +
+      'from every rank\'s op records, each the median over the probe\'s steps of a mean over the step\'s ops: compute_launch_ms = mean launch gap (start - when it could start) a compute op; compute_op_ms = mean (overshoot - share x modeled); all_to_all_ms and all_reduce_ms = mean ' +
       '(launch gap + duration - the op alone on idle modeled links and the data plane\'s bytes); step_ms = median (scheduler step - last op end)',
   };
   return { bySchedule, record };

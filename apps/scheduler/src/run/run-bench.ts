@@ -29,7 +29,6 @@ import {
   type BenchReport,
   type ReportFiles,
   type RunSamples,
-  type StepSample,
 } from '@moe/report';
 import type { StepMetrics } from './step-driver';
 import { runTraining, type RunInfo, type TrainingResult } from './train-run';
@@ -241,7 +240,8 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     // What the host adds at the rows' dilation, per schedule: a probe of each (bench-host.ts), never a row.
     const hostProbes: HostProbe[] = [];
     for (const schedule of probeSchedules) {
-      const probe = await run(1 + options.measuredSteps, simOptions(dilation, 1), schedule);
+      // At least 3 measured steps: each host term is a median over them (bench-host.ts).
+      const probe = await run(1 + Math.max(3, options.measuredSteps), simOptions(dilation, 1), schedule);
       hostProbes.push({ schedule, steps: measuredOf(probe) });
       progress(`host probe: ${stepSettingsLabel(schedule)} at dilation ${dilation.toFixed(0)}, compute scale 1`);
     }

@@ -10,7 +10,9 @@
  *   idle links (wire, latency and, with `perByteMs`, the host data plane's bytes): frames' fixed
  *   costs, acknowledgements and peers that started it late;
  * - the step's control plane: scheduler step ms minus the latest op end of any rank.
- * Means, not medians: every op is on some rank's path, and a step is their sum along it.
+ * Each term is a mean over a step's ops (every op is on some rank's path, and a step is their sum
+ * along it), then the median over the probe's steps, as a row's step is the median of its steps:
+ * one stall in one probe step does not move it.
  */
 import type { Op } from '@moe/schedule';
 import { runEngine } from './engine';
@@ -37,15 +39,18 @@ export interface ProbeStep {
   timelines: readonly (readonly RecordedOp[])[];
 }
 
-/** Extras (ms) of every op of a probe's measured steps, all ranks. */
-export interface ProbeExtras {
-  /** [compute ops x ranks x steps] the cost model's ms, the launch gap and the overshoot. */
+/** Extras (ms) of every op of one probe step, all ranks. */
+export interface StepExtras {
+  /** [compute ops x ranks] the cost model's ms, the launch gap and the overshoot. */
   compute: { modeledMs: number; launchMs: number; overshootMs: number }[];
   allToAll: number[];
   allReduce: number[];
-  /** [steps] control-plane ms. */
-  control: number[];
+  /** Control-plane ms. */
+  control: number;
 }
+
+/** [steps] a probe's measured steps' extras. */
+export type ProbeExtras = StepExtras[];
 
 const ALL_TO_ALL = new Set(['dispatch', 'combine', 'combine_bwd', 'dispatch_bwd']);
 const keyOf = (kind: string, layer: number, chunk: number, microBatch: number) => `${kind}|${layer}|${chunk}|${microBatch}`;
@@ -57,8 +62,8 @@ export function probeExtras(input: StepPredictionInput, steps: readonly ProbeSte
   // Each comm op alone on idle links: what the model (and the data plane's bytes) gives it.
   const alone = tasks.map((t) => (t.stream === 'comm' ? runEngine([{ ...t, deps: [] }], { devices: 1 }).makespanMs : 0));
   const index = new Map(ops.map((o) => [keyOf(o.kind, o.layer, o.chunk, o.microBatch), o.id]));
-  const out: ProbeExtras = { compute: [], allToAll: [], allReduce: [], control: [] };
-  for (const step of steps) {
+  return steps.map((step) => {
+    const out: StepExtras = { compute: [], allToAll: [], allReduce: [], control: 0 };
     let lastEnd = -Infinity;
     for (const [rank, records] of step.timelines.entries()) {
       const start = new Float64Array(ops.length).fill(Number.NaN);
@@ -88,9 +93,9 @@ export function probeExtras(input: StepPredictionInput, steps: readonly ProbeSte
         }
       }
     }
-    out.control.push(Math.max(0, step.stepMs - lastEnd));
-  }
-  return out;
+    out.control = Math.max(0, step.stepMs - lastEnd);
+    return out;
+  });
 }
 
 const mean = (v: readonly number[]) => (v.length === 0 ? 0 : v.reduce((a, b) => a + b, 0) / v.length);
@@ -125,13 +130,14 @@ export function computeShare(ops: readonly { modeledMs: number; overshootMs: num
  * and `perByteMs` (the data plane's measured cost per byte) already out of the comm ops'.
  */
 export function hostCostsOf(extras: ProbeExtras, computeOpShare: number, perByteMs: number): HostCosts {
+  const perStep = (term: (s: StepExtras) => number) => median(extras.map(term));
   return {
-    computeLaunchMs: mean(extras.compute.map((o) => o.launchMs)),
-    computeOpMs: mean(extras.compute.map((o) => o.overshootMs - computeOpShare * o.modeledMs)),
+    computeLaunchMs: perStep((s) => mean(s.compute.map((o) => o.launchMs))),
+    computeOpMs: perStep((s) => mean(s.compute.map((o) => o.overshootMs - computeOpShare * o.modeledMs))),
     computeOpShare,
-    allToAllMs: mean(extras.allToAll),
+    allToAllMs: perStep((s) => mean(s.allToAll)),
     perByteMs,
-    allReduceMs: mean(extras.allReduce),
-    stepMs: median(extras.control),
+    allReduceMs: perStep((s) => mean(s.allReduce)),
+    stepMs: perStep((s) => s.control),
   };
 }
