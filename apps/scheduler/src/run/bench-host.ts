@@ -28,35 +28,47 @@ export interface MeasuredPlane {
 }
 
 export interface HostModel {
-  /** Host costs by schedule name (each schedule's probe). */
-  bySchedule: Map<string, HostCosts>;
+  /** Host costs of `schedule`'s rows at `ratio` (that ratio's probe of the schedule); undefined when none was probed. */
+  of(ratio: number, schedule: string): HostCosts | undefined;
   /** report.json's config.prediction: every term, its value and where it was measured. */
   record: Record<string, unknown>;
 }
 
 const round = (v: number) => Number(v.toPrecision(4));
 
-export function benchHostModel(s: BenchStepSettings, calibration: readonly CalibrationProbe[], probes: readonly HostProbe[], plane: MeasuredPlane | null): HostModel {
+/**
+ * @param probes each ratio's host probes (run just before its rows), by ratio
+ * @param plane the transport line's all-to-all on the plane the rows used; null when not measured
+ */
+export function benchHostModel(
+  s: BenchStepSettings,
+  calibration: readonly CalibrationProbe[],
+  probes: ReadonlyMap<number, readonly HostProbe[]>,
+  plane: MeasuredPlane | null,
+): HostModel {
   const perByteMs = plane ? perByteMsOf(plane.mbps, plane.world) : 0;
   // The calibration probes run the same ops at two dilations: op lengths differ 4x, the host's launch does not.
   const calibrationOps = calibration.flatMap((p) => probeExtras(benchStepInput(s, { schedule: 'naive', chunks: 1 }, 1, p.dilation), p.steps).flatMap((step) => step.compute));
   const share = computeShare(calibrationOps);
-  const bySchedule = new Map<string, HostCosts>();
-  const schedules: Record<string, unknown> = {};
-  for (const probe of probes) {
-    const extras = probeExtras(benchStepInput(s, probe.schedule, 1), probe.steps, perByteMs);
-    const host = hostCostsOf(extras, share, perByteMs);
-    bySchedule.set(probe.schedule.schedule, host);
-    schedules[probe.schedule.schedule] = {
-      probe: stepSettingsLabel(probe.schedule),
-      measured_steps: probe.steps.length,
-      compute_launch_ms: round(host.computeLaunchMs),
-      compute_op_ms: round(host.computeOpMs),
-      all_to_all_ms: round(host.allToAllMs),
-      all_reduce_ms: round(host.allReduceMs),
-      step_ms: round(host.stepMs),
-      samples_a_step: { compute_ops: extras[0]?.compute.length ?? 0, all_to_alls: extras[0]?.allToAll.length ?? 0, all_reduces: extras[0]?.allReduce.length ?? 0 },
-    };
+  const costs = new Map<string, HostCosts>();
+  const byRatio: Record<string, Record<string, unknown>> = {};
+  for (const [ratio, list] of probes) {
+    const terms: Record<string, unknown> = {};
+    for (const probe of list) {
+      const extras = probeExtras(benchStepInput(s, probe.schedule, 1), probe.steps, perByteMs);
+      const host = hostCostsOf(extras, share, perByteMs);
+      costs.set(`${ratio}/${probe.schedule.schedule}`, host);
+      terms[probe.schedule.schedule] = {
+        probe: stepSettingsLabel(probe.schedule),
+        measured_steps: probe.steps.length,
+        compute_launch_ms: round(host.computeLaunchMs),
+        compute_op_ms: round(host.computeOpMs),
+        all_to_all_ms: round(host.allToAllMs),
+        all_reduce_ms: round(host.allReduceMs),
+        step_ms: round(host.stepMs),
+      };
+    }
+    byRatio[String(ratio)] = terms;
   }
   const record = {
     what:
@@ -72,11 +84,11 @@ export function benchHostModel(s: BenchStepSettings, calibration: readonly Calib
       value: round(share),
       source: `slope of each compute op's overshoot (measured - modeled) on its modeled ms over the calibration probes (naive, compute scale 1, dilations ${calibration.map((p) => Math.round(p.dilation)).join(' and ')}; ${calibrationOps.length} ops)`,
     },
-    schedules,
-    schedules_source:
-      `a probe run of each schedule at the rows' dilation (${Math.round(s.dilation)}) and compute scale 1, 1 warm-up step then the measured steps; ` +
+    host_by_ratio: byRatio,
+    host_by_ratio_source:
+      `just before each ratio's rows, a probe run of each schedule at the rows' dilation (${Math.round(s.dilation)}) and compute scale 1, 1 warm-up step then the measured steps; ` +
       'from every rank\'s op records, each the median over the probe\'s steps of a mean over the step\'s ops: compute_launch_ms = mean launch gap (start - when it could start) a compute op; compute_op_ms = mean (overshoot - share x modeled); all_to_all_ms and all_reduce_ms = mean ' +
       '(launch gap + duration - the op alone on idle modeled links and the data plane\'s bytes); step_ms = median (scheduler step - last op end)',
   };
-  return { bySchedule, record };
+  return { of: (ratio, schedule) => costs.get(`${ratio}/${schedule}`), record };
 }

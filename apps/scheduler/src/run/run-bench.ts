@@ -172,9 +172,9 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     ...options.chunks.map((chunks) => ({ schedule: OVERLAPPED, chunks })),
     ...options.fbChunks.map((chunks) => ({ schedule: FB_OVERLAP, chunks })),
   ];
-  // The host probes: one run of each schedule, at its first chunk count.
+  // The host probes: before each ratio's rows, one run of each schedule at its first chunk count.
   const probeSchedules = [...new Map(schedules.map((s) => [s.schedule, s])).values()];
-  const total = 2 + probeSchedules.length + options.ratios.length * schedules.length;
+  const total = 2 + options.ratios.length * (probeSchedules.length + schedules.length);
   let done = 0;
   const progress = (label: string) => options.onProgress?.(++done, total, label);
 
@@ -237,21 +237,23 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
         `(+ ${hostCommMs.toFixed(1)} ms host transport); compute ${base.compute.toFixed(1)} ms at scale 1 (natural ratio ${naturalRatio.toFixed(2)})`,
     );
 
-    // What the host adds at the rows' dilation, per schedule: a probe of each (bench-host.ts), never a row.
-    const hostProbes: HostProbe[] = [];
-    for (const schedule of probeSchedules) {
-      // At least 3 measured steps: each host term is a median over them (bench-host.ts).
-      const probe = await run(1 + Math.max(3, options.measuredSteps), simOptions(dilation, 1), schedule);
-      hostProbes.push({ schedule, steps: measuredOf(probe) });
-      progress(`host probe: ${stepSettingsLabel(schedule)} at dilation ${dilation.toFixed(0)}, compute scale 1`);
-    }
-
     const runs: RunSamples[] = [];
     const links = new Map<string, ReturnType<typeof linkRecord>>();
     const dataPlanes: string[] = [];
     const computeScaleOf = (ratio: number) => (ratio * base.comm) / base.compute;
+    // What the host adds at the rows' dilation: a probe of each schedule (bench-host.ts), never a row, run just
+    // before each ratio's rows, as the host a shared machine lends changes by the minute.
+    const hostProbes = new Map<number, HostProbe[]>();
     for (const ratio of options.ratios) {
       const computeScale = computeScaleOf(ratio);
+      const probes: HostProbe[] = [];
+      for (const schedule of probeSchedules) {
+        // At least 3 measured steps: each host term is a median over them (bench-host.ts).
+        const probe = await run(1 + Math.max(3, options.measuredSteps), simOptions(dilation, 1), schedule);
+        probes.push({ schedule, steps: measuredOf(probe) });
+        progress(`ratio ${ratio}: host probe ${stepSettingsLabel(schedule)} (compute scale 1)`);
+      }
+      hostProbes.set(ratio, probes);
       for (const schedule of schedules) {
         const result = await run(options.warmupSteps + options.measuredSteps, simOptions(dilation, computeScale), schedule);
         dataPlanes.push(...result.steps.flatMap((s) => s.dataPlanes));
@@ -336,7 +338,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     for (const row of report.results) row.link = links.get(`${row.schedule}/${row.chunks}/${row.ratio}`) ?? null;
     if (report.transport && measuredTransport) report.transport.what = transportMeasured(measuredTransport.config);
     for (const row of report.results) {
-      const p = predictBenchRow(stepSettings(dilation), row, computeScaleOf(row.ratio), host.bySchedule.get(row.schedule));
+      const p = predictBenchRow(stepSettings(dilation), row, computeScaleOf(row.ratio), host.of(row.ratio, row.schedule));
       Object.assign(row, {
         predicted_step_ms: p.stepMs,
         predicted_compute_ms: p.computeMs,
