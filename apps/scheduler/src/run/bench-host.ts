@@ -28,13 +28,14 @@ export interface MeasuredPlane {
 }
 
 export interface HostModel {
-  /** Host costs of `schedule`'s rows at `ratio` (that ratio's probe of the schedule); undefined when none was probed. */
-  of(ratio: number, schedule: string): HostCosts | undefined;
+  /** Host costs of the row of `schedule` at `ratio` (that ratio's probe of the same schedule and chunks); undefined when none was probed. */
+  of(ratio: number, schedule: ScheduleRef): HostCosts | undefined;
   /** report.json's config.prediction: every term, its value and where it was measured. */
   record: Record<string, unknown>;
 }
 
 const round = (v: number) => Number(v.toPrecision(4));
+const keyOf = (ratio: number, s: ScheduleRef) => `${ratio}/${s.schedule}/${s.chunks}`;
 
 /**
  * @param probes each ratio's host probes (run just before its rows), by ratio
@@ -57,9 +58,8 @@ export function benchHostModel(
     for (const probe of list) {
       const extras = probeExtras(benchStepInput(s, probe.schedule, 1), probe.steps, perByteMs);
       const host = hostCostsOf(extras, share, perByteMs);
-      costs.set(`${ratio}/${probe.schedule.schedule}`, host);
-      terms[probe.schedule.schedule] = {
-        probe: stepSettingsLabel(probe.schedule),
+      costs.set(keyOf(ratio, probe.schedule), host);
+      terms[stepSettingsLabel(probe.schedule)] = {
         measured_steps: probe.steps.length,
         compute_launch_ms: round(host.computeLaunchMs),
         compute_op_ms: round(host.computeOpMs),
@@ -86,9 +86,9 @@ export function benchHostModel(
     },
     host_by_ratio: byRatio,
     host_by_ratio_source:
-      `just before each ratio's rows, a probe run of each schedule at the rows' dilation (${Math.round(s.dilation)}) and compute scale 1, 1 warm-up step then the measured steps; ` +
+      `just before each ratio's rows, a probe run of each of the rows' schedules (same chunks and micro-batches) at the rows' dilation (${Math.round(s.dilation)}) and compute scale 1, 1 warm-up step then the measured steps; ` +
       'from every rank\'s op records, each the median over the probe\'s steps of a mean over the step\'s ops: compute_launch_ms = mean launch gap (start - when it could start) a compute op; compute_op_ms = mean (overshoot - share x modeled); all_to_all_ms and all_reduce_ms = mean ' +
       '(launch gap + duration - the op alone on idle modeled links and the data plane\'s bytes); step_ms = median (scheduler step - last op end)',
   };
-  return { of: (ratio, schedule) => costs.get(`${ratio}/${schedule}`), record };
+  return { of: (ratio, schedule) => costs.get(keyOf(ratio, schedule)), record };
 }

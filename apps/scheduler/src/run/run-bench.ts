@@ -172,9 +172,8 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     ...options.chunks.map((chunks) => ({ schedule: OVERLAPPED, chunks })),
     ...options.fbChunks.map((chunks) => ({ schedule: FB_OVERLAP, chunks })),
   ];
-  // The host probes: before each ratio's rows, one run of each schedule at its first chunk count.
-  const probeSchedules = [...new Map(schedules.map((s) => [s.schedule, s])).values()];
-  const total = 2 + options.ratios.length * (probeSchedules.length + schedules.length);
+  // Before each ratio's rows, a host probe of each of their schedules (bench-host.ts).
+  const total = 2 + options.ratios.length * 2 * schedules.length;
   let done = 0;
   const progress = (label: string) => options.onProgress?.(++done, total, label);
 
@@ -241,13 +240,13 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     const links = new Map<string, ReturnType<typeof linkRecord>>();
     const dataPlanes: string[] = [];
     const computeScaleOf = (ratio: number) => (ratio * base.comm) / base.compute;
-    // What the host adds at the rows' dilation: a probe of each schedule (bench-host.ts), never a row, run just
+    // What the host adds at the rows' dilation: a probe of each of the rows' schedules (bench-host.ts), never a row, run just
     // before each ratio's rows, as the host a shared machine lends changes by the minute.
     const hostProbes = new Map<number, HostProbe[]>();
     for (const ratio of options.ratios) {
       const computeScale = computeScaleOf(ratio);
       const probes: HostProbe[] = [];
-      for (const schedule of probeSchedules) {
+      for (const schedule of schedules) {
         // At least 3 measured steps: each host term is a median over them (bench-host.ts).
         const probe = await run(1 + Math.max(3, options.measuredSteps), simOptions(dilation, 1), schedule);
         probes.push({ schedule, steps: measuredOf(probe) });
@@ -338,7 +337,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     for (const row of report.results) row.link = links.get(`${row.schedule}/${row.chunks}/${row.ratio}`) ?? null;
     if (report.transport && measuredTransport) report.transport.what = transportMeasured(measuredTransport.config);
     for (const row of report.results) {
-      const p = predictBenchRow(stepSettings(dilation), row, computeScaleOf(row.ratio), host.of(row.ratio, row.schedule));
+      const p = predictBenchRow(stepSettings(dilation), row, computeScaleOf(row.ratio), host.of(row.ratio, row));
       Object.assign(row, {
         predicted_step_ms: p.stepMs,
         predicted_compute_ms: p.computeMs,
