@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { buildSchedule } from '@moe/schedule';
-import { CostModel, computeShare, hostCostsOf, NO_HOST_COSTS, predictStep, probeExtras, resolveModeledModel, runEngine, stepTasks, type HostCosts, type ProbeStep, type StepPredictionInput } from '../src';
+import { CostModel, computeShare, hostCostsOf, medianHostCosts, NO_HOST_COSTS, predictStep, probeExtras, resolveModeledModel, runEngine, stepTasks, type HostCosts, type ProbeStep, type StepPredictionInput } from '../src';
 
 const model = resolveModeledModel({ hiddenSize: 256, expertFfnSize: 512, routedExperts: 8, vocabSize: 1024, seqLen: 512 });
 const input = (schedule: string, chunks: number, dilation: number): StepPredictionInput => ({
@@ -71,6 +71,12 @@ describe('host costs from probe records', () => {
     expect(got.allToAllMs).toBeCloseTo(host.allToAllMs, 6);
     expect(got.computeLaunchMs).toBeCloseTo(host.computeLaunchMs, 6);
     expect(got.stepMs).toBeCloseTo(host.stepMs, 6);
+  });
+
+  it('the median of several probes\' host costs, term by term, leaves out the one a load spike caught', () => {
+    const spiked = { ...host, allToAllMs: 90, computeLaunchMs: 20 };
+    expect(medianHostCosts([host, spiked, { ...host, allToAllMs: 4 }])).toEqual({ ...host, allToAllMs: 4 });
+    expect(() => medianHostCosts([])).toThrow(/no host costs/);
   });
 
   it('says which rank lacks which op when a probe ran another op list', () => {

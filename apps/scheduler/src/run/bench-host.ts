@@ -4,7 +4,7 @@
  * source for report.json. Nothing here reads a row being predicted.
  */
 import { stepSettingsLabel } from '@moe/schedule';
-import { computeShare, hostCostsOf, probeExtras, type HostCosts, type ProbeStep } from '@moe/sim';
+import { computeShare, hostCostsOf, medianHostCosts, probeExtras, type HostCosts, type ProbeStep } from '@moe/sim';
 import { benchStepInput, perByteMsOf, type BenchStepSettings, type ScheduleRef } from './bench-prediction';
 
 /** A calibration probe: the naive step at `dilation`, compute scale 1; its measured steps. */
@@ -28,7 +28,12 @@ export interface MeasuredPlane {
 }
 
 export interface HostModel {
-  /** Host costs of the row of `schedule` at `ratio` (that ratio's probe of the same schedule and chunks); undefined when none was probed. */
+  /**
+   * Host costs of the row of `schedule` at `ratio`: term by term, the median of the probes of the
+   * same schedule and chunks of the 3 ratios run nearest it (its own, the one before and the one
+   * after; at an end of the sweep, its two neighbours on one side), so a probe that a load spike
+   * caught does not decide a row; undefined when none was probed.
+   */
   of(ratio: number, schedule: ScheduleRef): HostCosts | undefined;
   /** report.json's config.prediction: every term, its value and where it was measured. */
   record: Record<string, unknown>;
@@ -85,10 +90,19 @@ export function benchHostModel(
       source: `slope of each compute op's overshoot (measured - modeled) on its modeled ms over the calibration probes (naive, compute scale 1, dilations ${calibration.map((p) => Math.round(p.dilation)).join(' and ')}; ${calibrationOps.length} ops)`,
     },
     host_by_ratio: byRatio,
+    host_of_a_row: "term by term, the median of host_by_ratio's probe of the row's schedule at the 3 ratios run nearest the row's (its own, the one before, the one after; at an end of the sweep, its two neighbours on one side)",
     host_by_ratio_source:
       `just before each ratio's rows, a probe run of each of the rows' schedules (same chunks and micro-batches) at the rows' dilation (${Math.round(s.dilation)}) and compute scale 1, 1 warm-up step then the measured steps; ` +
       'from every rank\'s op records, each the median over the probe\'s steps of a mean over the step\'s ops: compute_launch_ms = mean launch gap (start - when it could start) a compute op; compute_op_ms = mean (overshoot - share x modeled); all_to_all_ms and all_reduce_ms = mean ' +
       '(launch gap + duration - the op alone on idle modeled links and the data plane\'s bytes); step_ms = median (scheduler step - last op end)',
   };
-  return { of: (ratio, schedule) => costs.get(keyOf(ratio, schedule)), record };
+  const ratios = [...probes.keys()];
+  const of = (ratio: number, schedule: ScheduleRef): HostCosts | undefined => {
+    const at = ratios.indexOf(ratio);
+    if (at < 0) return undefined;
+    const from = Math.max(0, Math.min(at - 1, ratios.length - 3));
+    const near = ratios.slice(from, from + 3).flatMap((r) => costs.get(keyOf(r, schedule)) ?? []);
+    return near.length > 0 ? medianHostCosts(near) : undefined;
+  };
+  return { of, record };
 }

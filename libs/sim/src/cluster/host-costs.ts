@@ -141,3 +141,10 @@ export function hostCostsOf(extras: ProbeExtras, computeOpShare: number, perByte
     stepMs: perStep((s) => s.control),
   };
 }
+
+/** Term by term, the median of several measurements of the same host costs (e.g. probes minutes apart): one caught in a load spike does not move it. */
+export function medianHostCosts(list: readonly HostCosts[]): HostCosts {
+  if (list.length === 0) throw new RangeError('medianHostCosts: no host costs to take the median of');
+  const keys = Object.keys(NO_HOST_COSTS) as (keyof HostCosts)[];
+  return Object.fromEntries(keys.map((k) => [k, median(list.map((h) => h[k]))])) as unknown as HostCosts;
+}
