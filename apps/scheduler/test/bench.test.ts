@@ -41,6 +41,17 @@ describe('moe bench on a local cluster of sim workers', () => {
     expect(svg).toContain('>micro-batch 1 (strip, M1)</text>');
     // every row carries the simulator's prediction beside the measurement (its accuracy is a figure, not a test)
     for (const row of report.results) expect(row.alignment).toBeCloseTo(1 - Math.abs(row.predicted_step_ms - row.step_ms.median) / row.step_ms.median, 4); // report.json rounds each of the three figures to 6 digits, so the recomputed ratio can differ by ~1e-5
+    for (const row of report.results) expect(row).toMatchObject({ predicted_compute_ms: expect.any(Number), predicted_comm_ms: expect.any(Number), predicted_exposed_comm_ms: expect.any(Number) });
+    // every input of the prediction, its value and where it was measured: the data plane's bytes, the overshoot's growth, and each ratio's probe of each schedule
+    const prediction = report.config.prediction;
+    expect(prediction.per_byte_ms.value).toBeGreaterThan(0);
+    expect(prediction.per_byte_ms.source).toMatch(/^transport line: all-to-all of 4 processes on the socket data plane/);
+    expect(prediction.compute_op_share.source).toMatch(/calibration probes/);
+    for (const ratio of ['0.5', '2']) {
+      expect(Object.keys(prediction.host_by_ratio[ratio]).sort()).toEqual(['fb-overlap C1', 'naive', 'overlapped C2']);
+      expect(prediction.host_by_ratio[ratio]['overlapped C2']).toMatchObject({ measured_steps: 3, all_to_all_ms: expect.any(Number), compute_launch_ms: expect.any(Number) });
+    }
+    expect(report.config.calibration).toMatchObject({ tries: expect.any(Number), probe_dilations: [expect.any(Number), expect.any(Number)] });
     expect(report.transport.tcp_mbps).toBeGreaterThan(0);
     expect(report.transport.grpc_mbps).toBeGreaterThan(0);
     // complete records: every setting that shapes a figure, what bound each row, what the transport line measured
@@ -86,5 +97,5 @@ describe('moe bench on a local cluster of sim workers', () => {
     expect(report.config.skewed).toMatchObject({ routing: 'skewed', top_k: 2, redundant_experts: 4 });
     expect(readFileSync(result.files.loadHeatmapSvg!, 'utf8').match(/<svg /g)).toHaveLength(4);
     expect(readFileSync(result.files.markdown, 'utf8')).toContain('## Expert load');
-  }, 400_000); // 4 sim workers, 11 runs (3 schedules, 2 skewed) and two transport probes on a loaded 2-core machine
+  }, 400_000); // 4 sim workers, 2 calibration runs, 6 host probes, 6 rows, 2 skewed runs and the transport line on a loaded 2-core machine
 });

@@ -110,6 +110,10 @@ export interface ResultRow {
   compute_drift?: number | null;
   /** ms, the cluster simulator's step for this row (libs/sim predictStep); absent when not simulated. */
   predicted_step_ms?: number;
+  /** ms, the simulator's compute_ms, comm_ms and exposed_comm_ms of the row, beside the measured ones (where a miss comes from). */
+  predicted_compute_ms?: number;
+  predicted_comm_ms?: number;
+  predicted_exposed_comm_ms?: number;
   /** 1 - |predicted - measured median| / measured median. */
   alignment?: number;
   /** What bound the row's all-to-alls: the modeled links or the host transport (absent when the workers do not shape links). */

@@ -23,8 +23,12 @@ describe('predicted vs measured', () => {
     const md = renderMarkdown(report);
     expect(md).toContain('## Predicted vs measured');
     expect(md).toContain('Worst alignment: 75.0%.');
-    expect(md.split('\n').filter((l) => /^\| [\d.]+ \| (naive|overlapped) \| \d+ \| [\d.]+ \| [\d.]+ \| [\d.]+% \|$/.test(l))).toHaveLength(report.results.length);
+    expect(md.split('\n').filter((l) => /^\| [\d.]+ \| (naive|overlapped) \| \d+ \| [\d.]+ \| [\d.]+ \| [\d.]+% \| \d+ \| \d+ \| \d+ \|$/.test(l))).toHaveLength(report.results.length);
     expect(predictionLine(report)).toMatch(/worst 75\.0%/);
+    // with the simulator's breakdown, each figure sits beside the measured one
+    Object.assign(report.results[0]!, { predicted_compute_ms: 12, predicted_comm_ms: 34, predicted_exposed_comm_ms: 5 });
+    const row = report.results[0]!;
+    expect(renderMarkdown(report)).toContain(`% | ${row.compute_ms.median.toFixed(0)} / 12 | ${row.comm_ms.median.toFixed(0)} / 34 | ${row.exposed_comm_ms.median.toFixed(0)} / 5 |`);
     expect(validateReport(JSON.parse(reportToJson(report)))).toEqual([]);
   });
 });

@@ -35,6 +35,24 @@ describe('runEngine', () => {
     expect(r.start[2]).toBe(6);
   });
 
+  it('host time on a frame follows its wire on the device\'s host port: a lone frame takes the sum, a stream of frames the larger of the two', () => {
+    const frames = (wireMs: number, hostMs: number): SimTask => ({ device: 0, stream: 'comm', ms: 0, wire: [0, 1, 2].map(() => ({ port: PORTS.nic, ms: wireMs, hostMs })), deps: [] });
+    expect(runEngine([{ ...frames(2, 1), wire: [{ port: PORTS.nic, ms: 2, hostMs: 1 }] }], { devices: 1 }).end[0]).toBe(3);
+    // wire-bound: frames leave the port at 2, 4, 6; the host takes 1 ms of each: done at 7.
+    expect(runEngine([frames(2, 1)], { devices: 1 }).end[0]).toBe(7);
+    // host-bound: the first frame leaves at 2, then the host takes 3 ms of each, one at a time: done at 11.
+    expect(runEngine([frames(2, 3)], { devices: 1 }).end[0]).toBe(11);
+    // two ops share the one host port: the second op's frame, off its own port at 2, waits for the first op's three
+    expect(Array.from(runEngine([frames(2, 3), { ...frames(2, 3), wire: [{ port: PORTS.nvlink, ms: 2, hostMs: 3 }] }], { devices: 1 }).end)).toEqual([11, 14]);
+  });
+
+  it('a compute op\'s launch holds the stream with the device idle: the op starts after it and its busy time leaves it out', () => {
+    const r = runEngine([{ ...compute(0, 2), launchMs: 1 }, { ...compute(0, 3), launchMs: 1 }], { devices: 1 });
+    expect(Array.from(r.start)).toEqual([1, 4]);
+    expect(r.makespanMs).toBe(7);
+    expect(r.computeBusyMs[0]).toBe(5);
+  });
+
   it('names the first task that can never run when dependencies form a cycle', () => {
     expect(() => runEngine([compute(0, 1, [1]), compute(1, 1, [0])], { devices: 2 })).toThrow(SimulationError);
     expect(() => runEngine([compute(0, 1, [1]), compute(1, 1, [0])], { devices: 2 })).toThrow(/2 of 2 tasks never ran \(first: task 0/);

@@ -2,25 +2,23 @@
  * What the cluster simulator predicts for each row of `moe bench`: the same op list the workers
  * run (buildSchedule), the sim backend's cost model (same modeled layer, profile, compute scale,
  * dilation and accumulation) and links (same node size, dilation and latency scale), on the
- * engine's virtual clock (`predictStep` in @moe/sim).
- *
- * Three host costs the modeled device does not have are measured on the calibration runs, never on
- * the rows predicted, and named in report.json's config:
- * - host transport time of the all-to-alls: the calibration's `host_comm_ms` of a naive step over
- *   the frames a rank sends in it, charged per frame, one all-to-all at a time (frames here are
- *   tens of KiB, so a message's fixed cost dominates, and a process's transport works on one
- *   thread): an overlapped run with C chunks sends C times the frames;
- * - control-plane time of a step: scheduler-measured step_ms minus the workers' op span (the
- *   RunStep round trip and its wake-ups), the median over the calibration steps;
- * - compute overshoot: the naive calibration's measured compute beyond the model, per compute op.
+ * engine's virtual clock (`predictStep` in @moe/sim), plus what the local cluster's host adds
+ * (`HostCosts`), every term measured in the same bench run on other runs than the rows:
+ * - the data plane's ms per byte: the transport line's all-to-all on the plane the rows used;
+ * - how a compute op's overshoot grows with its length: the two calibration probes (naive, at
+ *   two dilations, so the same ops at two lengths);
+ * - per compute op, per all-to-all, per all-reduce and per step: a probe of each of the rows'
+ *   schedules (same chunks) at the rows' dilation and compute scale 1 (`probeExtras`), run just
+ *   before each ratio's rows: its own launch gaps, frame costs and waits (an overlapped
+ *   schedule's event loop serves frames while it launches compute), on the host as it was a
+ *   minute before the rows.
  */
-import { buildSchedule, NAIVE, type Op } from '@moe/schedule';
+import { buildSchedule, type Op } from '@moe/schedule';
 import { encodedBytes } from '@moe/comm';
 import { denseParams, initParams, type ModelConfig } from '@moe/model';
-import { CostModel, predictStep, resolveModeledModel, type ModeledModelInput, type StepPrediction } from '@moe/sim';
-import type { StepSample } from '@moe/report';
+import { CostModel, predictStep, resolveModeledModel, type HostCosts, type ModeledModelInput, type StepPrediction, type StepPredictionInput } from '@moe/sim';
 
-export interface BenchPredictionSettings {
+export interface BenchStepSettings {
   model: ModelConfig;
   workers: number;
   nodeSize: number;
@@ -34,32 +32,11 @@ export interface BenchPredictionSettings {
   microBatches: number;
   dispatchCodec: 'f32' | 'bf16' | 'fp8';
   combineCodec: 'f32' | 'bf16';
-  /** Host transport ms of one naive step's all-to-alls (calibrated). */
-  hostCommMs: number;
-  /** Control-plane ms a step (measured on the calibration steps, `controlPlaneMs`). */
-  hostStepMs: number;
-  /** Host ms a compute op takes beyond its model (measured on a calibration run, `computeOvershootMs`). */
-  hostComputeOpMs: number;
 }
 
-/** Median over `steps` of step_ms minus the latest op end of any worker (ms). */
-export function controlPlaneMs(steps: readonly StepSample[]): number {
-  const gaps = steps.map((s) => s.stepMs - Math.max(...s.timelines.flatMap((ops) => ops.map((op) => op.endMs)))).sort((a, b) => a - b);
-  if (gaps.length === 0) return 0;
-  const mid = gaps.length >> 1;
-  return Math.max(0, gaps.length % 2 ? gaps[mid]! : (gaps[mid - 1]! + gaps[mid]!) / 2);
-}
-
-/**
- * Host ms a compute op takes beyond its model: the naive calibration run's measured compute_ms
- * (at `dilation`, compute scale 1) minus the simulator's, over the step's compute ops. Timers
- * fire late by up to a tick and the slowest worker's experts get a few more rows than the mean.
- */
-export function computeOvershootMs(s: Omit<BenchPredictionSettings, 'hostComputeOpMs'>, dilation: number, measuredComputeMs: number): number {
-  const schedule = { schedule: NAIVE, chunks: 1 };
-  const predicted = predictBenchRow({ ...s, dilation, hostComputeOpMs: 0 }, schedule, 1).computeMs;
-  const ops = buildSchedule({ kind: NAIVE, layers: s.model.layers, chunks: 1, microBatches: s.microBatches }).filter((o) => o.stream === 'compute').length;
-  return Math.max(0, (measuredComputeMs - predicted) / ops);
+export interface ScheduleRef {
+  schedule: string;
+  chunks: number;
 }
 
 /** f32 values the sim backend all-reduces: the real model's trainable dense parameters and its expert counts. */
@@ -68,23 +45,19 @@ function allReduceValues(model: ModelConfig): number {
   return dense + model.layers * model.routedExperts;
 }
 
-/** The predicted step of `schedule` at `computeScale` under `s`. */
-export function predictBenchRow(s: BenchPredictionSettings, schedule: { schedule: string; chunks: number }, computeScale: number): StepPrediction {
+/** The step of `schedule` at `computeScale` (and `dilation`, default the settings') as predictStep takes it, without host costs. */
+export function benchStepInput(s: BenchStepSettings, schedule: ScheduleRef, computeScale: number, dilation = s.dilation): StepPredictionInput {
   const modeled = resolveModeledModel(s.modeled);
   const costs = new CostModel(modeled, s.profile, {
     worldSize: s.workers,
     layers: s.model.layers,
     computeScale,
-    dilation: s.dilation,
+    dilation,
     accumulationSteps: s.accumulationSteps,
   });
   const ops: Op[] = buildSchedule({ kind: schedule.schedule, layers: s.model.layers, chunks: schedule.chunks, microBatches: s.microBatches });
   const H = modeled.hiddenSize;
-  const dispatchRowBytes = encodedBytes(1, H, s.dispatchCodec) + 4;
-  const combineRowBytes = encodedBytes(1, H, s.combineCodec);
-  // Frames a rank sends in a naive step's all-to-alls: 4 a layer and micro-batch, one to each other rank.
-  const naiveFrames = 4 * s.model.layers * (s.workers - 1) * s.microBatches;
-  return predictStep({
+  return {
     ops,
     costs,
     tokensPerRank: s.tokensPerRank,
@@ -93,13 +66,23 @@ export function predictBenchRow(s: BenchPredictionSettings, schedule: { schedule
     nodeSize: s.nodeSize,
     latencyScale: s.latencyScale,
     // Payload (fp8: data and block scales) plus the dispatch's expert id, an int32 a row.
-    dispatchRowBytes,
-    combineRowBytes,
+    dispatchRowBytes: encodedBytes(1, H, s.dispatchCodec) + 4,
+    combineRowBytes: encodedBytes(1, H, s.combineCodec),
     allReduceValues: allReduceValues(s.model),
-    hostMsPerFrame: naiveFrames > 0 ? s.hostCommMs / naiveFrames : 0,
-    hostMsPerStep: s.hostStepMs,
-    hostMsPerComputeOp: s.hostComputeOpMs,
-  });
+  };
+}
+
+/** The predicted step of `schedule` at `computeScale`, on `host`. */
+export function predictBenchRow(s: BenchStepSettings, schedule: ScheduleRef, computeScale: number, host?: HostCosts): StepPrediction {
+  return predictStep({ ...benchStepInput(s, schedule, computeScale), host });
+}
+
+/**
+ * ms per byte a rank sends through the data plane, from the transport line's all-to-all of
+ * `world` processes at `mbps` (10^6 bytes/s, all ranks together): each rank moves its share.
+ */
+export function perByteMsOf(mbps: number, world: number): number {
+  return mbps > 0 ? world / (mbps * 1e3) : 0;
 }
 
 /** 1 - |predicted - measured| / measured: 1 is a perfect prediction. */

@@ -2,7 +2,7 @@
  * `moe bench --replay`: the bench's rows from the cost and link models alone, in milliseconds of
  * CPU and no processes. The same op lists, modeled layer, links and ratio sweep as `moe bench`
  * (predictBenchRow in bench-prediction.ts replays them on the simulator's virtual clock), with
- * every host term at zero: what the schedule itself can reach, apart from what the loopback
+ * no host terms (predictBenchRow without host costs): what the schedule itself can reach, apart from what the loopback
  * transport and timers add. Deterministic, so it is the way to choose between schedules.
  *
  * The dilation is set so a naive step's modeled all-to-alls take `commTargetMs`, and each ratio
@@ -11,7 +11,7 @@
  */
 import { FB_OVERLAP, NAIVE, OVERLAPPED } from '@moe/schedule';
 import type { StepPrediction } from '@moe/sim';
-import { predictBenchRow, type BenchPredictionSettings } from './bench-prediction';
+import { predictBenchRow, type BenchStepSettings } from './bench-prediction';
 import { BENCH_SIM_SETTINGS, benchConfigs, modeledModel, type BenchOptions } from './run-bench';
 
 export type ReplayOptions = Pick<
@@ -34,7 +34,7 @@ export interface ReplayRow extends StepPrediction {
 /** Every (ratio, schedule) row of a bench with these options, predicted with no host costs. */
 export function replayBench(o: ReplayOptions): ReplayRow[] {
   const { model } = benchConfigs(o.workers, o.microBatches);
-  const settings = (dilation: number): BenchPredictionSettings => ({
+  const settings = (dilation: number): BenchStepSettings => ({
     model,
     workers: o.workers,
     nodeSize: o.nodeSize,
@@ -46,9 +46,6 @@ export function replayBench(o: ReplayOptions): ReplayRow[] {
     microBatches: o.microBatches,
     dispatchCodec: o.dispatchCodec,
     combineCodec: o.combineCodec,
-    hostCommMs: 0,
-    hostStepMs: 0,
-    hostComputeOpMs: 0,
   });
   const naive = { schedule: NAIVE, chunks: 1 };
   // Every modeled time is linear in the dilation, so one probe at 1 sets it exactly.

@@ -7,8 +7,11 @@
  * by one dilation factor. Two calibration runs (naive, compute scale 1, two dilations) separate
  * the host transport's share of a step's comm time from the modeled links'; the dilation is then
  * set so the modeled links of one naive step take `commTargetMs`, and each ratio r sets the sim's
- * compute scale so that compute ≈ r × comm.
+ * compute scale so that compute ≈ r × comm (bench-calibration.ts).
  * The achieved ratio of every naive run is in the report (compute_ms / comm_ms).
+ *
+ * Every row is also predicted by the cluster simulator (bench-prediction.ts), on the host terms
+ * that a probe run of each schedule at the rows' dilation measured (bench-host.ts).
  * Then the expert load (bench-load.ts): the headline naive run's tokens per expert and per GPU,
  * and a skewed-routing run without and with redundant experts.
  */
@@ -36,7 +39,9 @@ import { measuredLoad, skewedComparison } from './bench-load';
 import type { StepMetrics } from './step-driver';
 import { runTraining, type RunInfo, type TrainingResult } from './train-run';
 import { linkRecord, transportMeasured } from './bench-records';
-import { alignment, computeOvershootMs, controlPlaneMs, predictBenchRow, type BenchPredictionSettings } from './bench-prediction';
+import { alignment, predictBenchRow, type BenchStepSettings } from './bench-prediction';
+import { calibrateDilation } from './bench-calibration';
+import { benchHostModel, type HostProbe } from './bench-host';
 
 export interface BenchOptions {
   /** Sim workers in the cluster. */
@@ -185,7 +190,8 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     ...options.fbChunks.map((chunks) => ({ schedule: FB_OVERLAP, chunks })),
   ];
   const skewedRuns = options.redundantExperts > 0 ? 2 : 0;
-  const total = 2 + options.ratios.length * schedules.length + skewedRuns;
+  // Before each ratio's rows, a host probe of each of their schedules (bench-host.ts).
+  const total = 2 + options.ratios.length * 2 * schedules.length + skewedRuns;
   const headline = headlineRatio(options.ratios);
   let sweepLoad: BenchLoad['sweep'] | undefined;
   let done = 0;
@@ -210,64 +216,64 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       return { comm: median(figures.map((f) => f.commMs)), compute: median(figures.map((f) => f.computeMs)) };
     };
 
-    // Calibration. Measured comm time = host transport time + dilation x modeled link time, so two
-    // probes at different dilations separate the two; the dilation is then chosen so the modeled
-    // links alone take `commTargetMs` of a naive step, and host time is a small share on top.
-    const probes = [10_000, 40_000];
-    const measured: { comm: number; compute: number }[] = [];
-    const calibrationSteps: StepSample[] = [];
-    for (const d of probes) {
-      const probe = await run(3, simOptions(d, 1), schedules[0]!);
-      calibrationSteps.push(...probe.steps.slice(1).map((s) => toStepSample(s)));
-      measured.push(commAndCompute(probe));
-      progress(`calibration at dilation ${d}: comm ${measured.at(-1)!.comm.toFixed(1)} ms`);
-    }
-    const slope = Math.max((measured[1]!.comm - measured[0]!.comm) / (probes[1]! - probes[0]!), 1e-6);
-    const hostCommMs = Math.max(0, measured[0]!.comm - slope * probes[0]!);
-    const dilation = Math.max(1, options.commTargetMs / slope);
-    // Compute scales with the dilation exactly (timers), so the natural ratio follows from a probe.
-    const computeAt = (d: number) => (measured[1]!.compute * d) / probes[1]!;
-    const base = { comm: hostCommMs + slope * dilation, compute: computeAt(dilation) };
-    const naturalRatio = base.compute / base.comm;
-    log(
-      `calibrated: dilation ${dilation.toFixed(0)} gives ${(slope * dilation).toFixed(1)} ms of modeled link time a naive step ` +
-        `(+ ${hostCommMs.toFixed(1)} ms host transport); compute ${base.compute.toFixed(1)} ms at scale 1 (natural ratio ${naturalRatio.toFixed(2)})`,
-    );
-
-    // The simulator's prediction of every row: same op lists, costs, links and dilation (bench-prediction.ts).
-    const simulated = simOptions(dilation, 1);
-    const predictionBase = {
+    // The prediction's settings: the sim workers' own (same model, links, tokens, micro-batches).
+    const stepSettings = (dilation: number): BenchStepSettings => ({
       model,
       workers: options.workers,
       nodeSize: options.nodeSize,
       profile: options.profile,
       dilation,
-      // One optimizer update a step: the step's micro-batches are real (options.microBatches).
-      accumulationSteps: 1,
-      latencyScale: simulated.latencyScale,
-      modeled: simulated.model,
+      accumulationSteps,
+      latencyScale,
+      modeled: simOptions(dilation, 1).model,
       tokensPerRank: options.tokensPerRank,
       microBatches: options.microBatches,
       dispatchCodec: options.dispatchCodec,
       combineCodec: options.combineCodec,
-      hostCommMs,
-      hostStepMs: controlPlaneMs(calibrationSteps),
-    };
-    const prediction: BenchPredictionSettings = {
-      ...predictionBase,
-      // The overshoot is absolute (timer ticks), so both probes measure it; the smaller is the one a load spike did not inflate.
-      hostComputeOpMs: Math.min(...probes.map((d, i) => computeOvershootMs(predictionBase, d, measured[i]!.compute))),
-    };
-    const predictedMs = new Map<string, number>();
-    const rowKey = (schedule: string, chunks: number, ratio: number) => `${schedule}/${chunks}/${ratio}`;
+    });
+    const measuredOf = (result: TrainingResult) => result.steps.slice(1).map((s) => toStepSample(s));
+
+    // Calibration (bench-calibration.ts): two naive probes at two dilations set the dilation.
+    const calibration = await calibrateDilation({
+      targetMs: options.commTargetMs,
+      modeledSlope: predictBenchRow(stepSettings(1), schedules[0]!, 1).commMs,
+      probe: async (d, attempt) => {
+        const probe = await run(3, simOptions(d, 1), schedules[0]!);
+        const measure = { ...commAndCompute(probe), steps: measuredOf(probe) };
+        if (attempt === 0) progress(`calibration at dilation ${d}: comm ${measure.comm.toFixed(1)} ms`);
+        else log(`calibration again (try ${attempt + 1}) at dilation ${d}: comm ${measure.comm.toFixed(1)} ms`);
+        return measure;
+      },
+    });
+    const { dilation, hostCommMs } = calibration;
+    const [, high] = calibration.probes;
+    // Compute scales with the dilation exactly (timers), so the natural ratio follows from a probe.
+    const computeAt = (d: number) => (high!.measure.compute * d) / high!.dilation;
+    const base = { comm: hostCommMs + calibration.slope * dilation, compute: computeAt(dilation) };
+    const naturalRatio = base.compute / base.comm;
+    log(
+      `calibrated: dilation ${dilation.toFixed(0)} gives ${(calibration.slope * dilation).toFixed(1)} ms of modeled link time a naive step ` +
+        `(+ ${hostCommMs.toFixed(1)} ms host transport); compute ${base.compute.toFixed(1)} ms at scale 1 (natural ratio ${naturalRatio.toFixed(2)})`,
+    );
 
     const runs: RunSamples[] = [];
     const links = new Map<string, ReturnType<typeof linkRecord>>();
     const dataPlanes: string[] = [];
+    const computeScaleOf = (ratio: number) => (ratio * base.comm) / base.compute;
+    // What the host adds at the rows' dilation: a probe of each of the rows' schedules (bench-host.ts), never a row, run just
+    // before each ratio's rows, as the host a shared machine lends changes by the minute.
+    const hostProbes = new Map<number, HostProbe[]>();
     for (const ratio of options.ratios) {
-      const computeScale = (ratio * base.comm) / base.compute;
+      const computeScale = computeScaleOf(ratio);
+      const probes: HostProbe[] = [];
       for (const schedule of schedules) {
-        predictedMs.set(rowKey(schedule.schedule, schedule.chunks, ratio), predictBenchRow(prediction, schedule, computeScale).stepMs);
+        // At least 3 measured steps: each host term is a median over them (bench-host.ts).
+        const probe = await run(1 + Math.max(3, options.measuredSteps), simOptions(dilation, 1), schedule);
+        probes.push({ schedule, steps: measuredOf(probe) });
+        progress(`ratio ${ratio}: host probe ${stepSettingsLabel(schedule)} (compute scale 1)`);
+      }
+      hostProbes.set(ratio, probes);
+      for (const schedule of schedules) {
         const result = await run(options.warmupSteps + options.measuredSteps, simOptions(dilation, computeScale), schedule);
         dataPlanes.push(...result.steps.flatMap((s) => s.dataPlanes));
         runs.push({
@@ -319,6 +325,14 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       });
     }
     const transport = measuredTransport && { ...measuredTransport, used: planesUsed(dataPlanes) };
+    // The simulator's prediction of every row (bench-prediction.ts), on the host the probes measured (bench-host.ts).
+    const usedPlane = measuredTransport?.planes.find((p) => p.plane === planesUsed(dataPlanes));
+    const host = benchHostModel(
+      stepSettings(dilation),
+      calibration.probes.map((p) => ({ dilation: p.dilation, steps: p.measure.steps })),
+      hostProbes,
+      usedPlane ? { plane: usedPlane.plane, mbps: usedPlane.mbps, world: measuredTransport!.world } : null,
+    );
 
     const report = buildReport({
       config: {
@@ -344,12 +358,18 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
         node_size: options.nodeSize,
         accumulation_steps: accumulationSteps,
         latency_scale: latencyScale,
-        compute_scales: Object.fromEntries(options.ratios.map((ratio) => [ratio, (ratio * base.comm) / base.compute])),
+        compute_scales: Object.fromEntries(options.ratios.map((ratio) => [ratio, computeScaleOf(ratio)])),
         model,
         train: { batchSequences: train.batchSequences, seqLen: train.seqLen },
         transport: measuredTransport?.config ?? null,
         data_plane: planesUsed(dataPlanes),
-        prediction: { host_comm_ms: hostCommMs, host_step_ms: prediction.hostStepMs, host_compute_op_ms: prediction.hostComputeOpMs },
+        calibration: {
+          probe_dilations: calibration.probes.map((p) => p.dilation),
+          tries: calibration.tries,
+          slope_ms_per_dilation: calibration.slope,
+          modeled_slope_ms_per_dilation: calibration.modeledSlope,
+        },
+        prediction: host.record,
         // The skewed-routing comparison (report.load.skewed): its model's top-k, the copies its second run adds, and its compute scale.
         skewed: options.redundantExperts > 0 ? { routing: 'skewed', top_k: options.skewedTopK, redundant_experts: options.redundantExperts, schedule: NAIVE, ratio: headline, compute_scale: skewedScale } : null,
       },
@@ -362,8 +382,14 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     if (report.transport && measuredTransport) report.transport.what = transportMeasured(measuredTransport.config);
     if (sweepLoad) report.load = { sweep: sweepLoad, ...(skewed ? { skewed } : {}) };
     for (const row of report.results) {
-      const predicted = predictedMs.get(rowKey(row.schedule, row.chunks, row.ratio));
-      if (predicted !== undefined) Object.assign(row, { predicted_step_ms: predicted, alignment: alignment(predicted, row.step_ms.median) });
+      const p = predictBenchRow(stepSettings(dilation), row, computeScaleOf(row.ratio), host.of(row.ratio, row));
+      Object.assign(row, {
+        predicted_step_ms: p.stepMs,
+        predicted_compute_ms: p.computeMs,
+        predicted_comm_ms: p.commMs,
+        predicted_exposed_comm_ms: p.exposedCommMs,
+        alignment: alignment(p.stepMs, row.step_ms.median),
+      });
     }
     const files = await writeReport(options.out, report, ...representativeSteps(report, runs));
     return { report, files, dilation, naturalRatio };

@@ -5,7 +5,10 @@
  *   each as soon as its dependencies are done and the previous one has ended.
  * - A comm task starts when its dependencies are done. It serialises its bytes on the device's
  *   ports (NVLink, NIC) first in, first out: a transfer waits for the ones queued on that port
- *   before it (a hot link queues); its latency is pipelined (not held on the port). It ends when
+ *   before it (a hot link queues); its latency is pipelined (not held on the port). A use may
+ *   also carry host time (a local cluster's data plane moving those bytes): it follows that use's
+ *   wire time on the device's host port, first in, first out, so a stream of frames takes the
+ *   larger of the two (wire and host pipeline) and a lone frame their sum. The task ends when
  *   every port it uses has finished, plus the latency.
  * - Optionally communication takes a share of the device's SMs while a transfer is on the wire
  *   (DeepSeek-V3 §3.2.2: 20 of 132 SMs): compute then runs at (1 - share) of its speed.
@@ -23,6 +26,8 @@ export interface PortUse {
   port: number;
   /** ms the bytes occupy the port. */
   ms: number;
+  /** ms of host work on these bytes after they left the port (a local run's data plane), serial on the device's host port. */
+  hostMs?: number;
 }
 
 export const PORTS = { nvlink: 0, nic: 1, host: 2 } as const;
@@ -33,13 +38,13 @@ export interface SimTask {
   stream: TaskStream;
   /** compute: ms at the device's full speed. comm: latency ms after the last port is done. */
   ms: number;
+  /**
+   * compute only: ms the host takes to hand the op to its device (a local run's event loop and
+   * device thread): the compute stream is held but the device idle, and the op starts after it.
+   */
+  launchMs?: number;
   /** comm only: the ports it serialises on. */
   wire?: PortUse[];
-  /**
-   * comm only: ms of host work after the wire (a local run's transport: serialising and copying
-   * frames), one op at a time per device, before the latency.
-   */
-  hostMs?: number;
   /** Ids (indexes in the task list) of the tasks that must end before this one starts. */
   deps: number[];
 }
@@ -118,18 +123,20 @@ export function runEngine(tasks: readonly SimTask[], options: EngineOptions): En
     if (next === undefined || waiting[next]! > 0) return;
     cursor[device]!++;
     running[device] = next;
-    start[next] = now;
+    const at = now + (tasks[next]!.launchMs ?? 0);
+    start[next] = at;
     remaining[device] = tasks[next]!.ms;
-    since[device] = now;
-    queue.push(now + remaining[device]! / rate(device), 'compute-end', device, ++version[device]!);
+    since[device] = at;
+    queue.push(at + remaining[device]! / rate(device), 'compute-end', device, ++version[device]!);
   };
 
   /** Re-times the running compute op of `device` after its speed changed. */
   const retime = (device: number, oldRate: number) => {
     if (running[device] === -1) return;
-    remaining[device] = Math.max(0, remaining[device]! - (now - since[device]!) * oldRate);
-    since[device] = now;
-    queue.push(now + remaining[device]! / rate(device), 'compute-end', device, ++version[device]!);
+    // An op still being launched has not started: nothing of it ran yet.
+    remaining[device] = Math.max(0, remaining[device]! - Math.max(0, now - since[device]!) * oldRate);
+    since[device] = Math.max(now, since[device]!);
+    queue.push(since[device]! + remaining[device]! / rate(device), 'compute-end', device, ++version[device]!);
   };
 
   const setActive = (device: number, delta: number) => {
@@ -142,18 +149,20 @@ export function runEngine(tasks: readonly SimTask[], options: EngineOptions): En
     const t = tasks[id]!;
     let wireStart = Infinity;
     let wireEnd = now;
+    const hosted: { at: number; ms: number }[] = [];
     for (const use of t.wire ?? []) {
       const slot = t.device * PORT_COUNT + use.port;
       const begin = Math.max(now, portFree[slot]!);
       portFree[slot] = begin + use.ms;
       wireStart = Math.min(wireStart, begin);
       wireEnd = Math.max(wireEnd, begin + use.ms);
+      if (use.hostMs) hosted.push({ at: begin + use.ms, ms: use.hostMs });
     }
-    if (t.hostMs) {
-      const slot = t.device * PORT_COUNT + PORTS.host;
-      const begin = Math.max(wireEnd, portFree[slot]!);
-      portFree[slot] = begin + t.hostMs;
-      wireEnd = begin + t.hostMs;
+    // Host work on each use's bytes, in the order they came off the wire.
+    const host = t.device * PORT_COUNT + PORTS.host;
+    for (const h of hosted.sort((a, b) => a.at - b.at)) {
+      portFree[host] = Math.max(h.at, portFree[host]!) + h.ms;
+      wireEnd = Math.max(wireEnd, portFree[host]!);
     }
     start[id] = now;
     if (share > 0 && wireStart < Infinity && wireEnd > wireStart) queue.push(wireStart, 'comm-start', id);

@@ -9,3 +9,4 @@ export * from './simulate-cluster';
 export * from './presets';
 export * from './cost-estimate';
 export * from './simulate-step';
+export * from './host-costs';

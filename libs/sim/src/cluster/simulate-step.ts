@@ -5,13 +5,15 @@
  *
  * Symmetry: with uniform routing every rank expects the same rows, so one rank stands for all;
  * its all-to-all ends when its own ports have sent its frames (every peer's do the same).
- * Per all-to-all of chunk c (tokens t_c of the rank's T, S_c = t_c * k slots), each peer gets
- * S_c / W rows: the node's other ranks over the intra port, the rest over the inter port, one
- * frame each; every frame pays the (scaled) latency, pipelined, and its bytes on the port.
+ * Per all-to-all of chunk c (tokens t_c of the micro-batch's T/M, S_c = t_c * k slots), each
+ * peer gets S_c / W rows: the node's other ranks over the intra port, the rest over the inter
+ * port, one frame each; every frame pays the (scaled) latency, pipelined, and its bytes on the port.
  * The all-reduce is two exchanges (reduce-scatter and all-gather) of n/W f32 values a peer.
- * What the model leaves out is named: `hostMsPerFrame` (the host transport's own time per frame
- * sent, one op at a time: a local run's frames are small, so a message's fixed cost dominates) and `hostMsPerStep` (control plane: RunStep round trip, event-loop
- * wake-ups), both measured by the caller on other runs than the one predicted.
+ *
+ * A local cluster is more than its modeled devices and links: processes on one host hand ops to
+ * device threads, move frames through a real data plane and wait for each other. `host`
+ * (HostCosts) says what that adds, each term measured by the caller on runs other than the one
+ * predicted; without it the prediction is the modeled cluster alone.
  */
 import { chunkTokenRange, type Op } from '@moe/schedule';
 import type { CostModel, OpCost } from '../cost-model';
@@ -19,10 +21,31 @@ import { linkClassOf } from '../link-model';
 import { PORTS, runEngine, SimulationError, type PortUse, type SimTask } from './engine';
 import { total, uncovered, union, type Span } from './intervals';
 
+/** What a local cluster's host adds to the modeled devices and links, ms (see `measureHostCosts`). */
+export interface HostCosts {
+  /** Every compute op's launch: the event loop handing it to the device thread once it may run (the device idles meanwhile). */
+  computeLaunchMs: number;
+  /** Every compute op's overshoot past its modeled ms (the device thread waking late): this much fixed ... */
+  computeOpMs: number;
+  /** ... and this share of its modeled ms. */
+  computeOpShare: number;
+  /** Every all-to-all beyond its wire and bytes: its launch, each frame's fixed cost and acknowledgement, peers arriving late. A latency: it holds no port. */
+  allToAllMs: number;
+  /** The host data plane's ms per byte a rank sends: after each frame's modeled wire, serial on the rank's host port. */
+  perByteMs: number;
+  /** The all-reduce beyond its wire and bytes. */
+  allReduceMs: number;
+  /** Once a step: the control plane (RunStep out, replies back). */
+  stepMs: number;
+}
+
+export const NO_HOST_COSTS: HostCosts = { computeLaunchMs: 0, computeOpMs: 0, computeOpShare: 0, allToAllMs: 0, perByteMs: 0, allReduceMs: 0, stepMs: 0 };
+
 export interface StepPredictionInput {
   ops: readonly Op[];
   /** Built as the sim backend builds it (worldSize, layers, computeScale, dilation, accumulationSteps). */
   costs: CostModel;
+  /** Tokens a rank models in the step, all micro-batches together. */
   tokensPerRank: number;
   topK: number;
   worldSize: number;
@@ -34,11 +57,8 @@ export interface StepPredictionInput {
   combineRowBytes: number;
   /** f32 values of the all-reduced vector. */
   allReduceValues: number;
-  /** Host transport ms per frame a rank sends (measured elsewhere); taken one op at a time, after the wire. */
-  hostMsPerFrame?: number;
-  hostMsPerStep?: number;
-  /** Host ms each compute op takes beyond its model (timer granularity and wake-ups), measured elsewhere. */
-  hostMsPerComputeOp?: number;
+  /** The host under a local cluster (default: none). */
+  host?: HostCosts;
 }
 
 export interface StepPrediction {
@@ -53,8 +73,10 @@ export interface StepPrediction {
 
 const ALL_TO_ALL = new Set(['dispatch', 'combine', 'combine_bwd', 'dispatch_bwd']);
 
-export function predictStep(input: StepPredictionInput): StepPrediction {
+/** The engine's tasks of one rank's step (index = op id), with the bytes each comm op sends. */
+export function stepTasks(input: StepPredictionInput): { tasks: SimTask[]; bytesSent: number[] } {
   const { costs: c, tokensPerRank: T, topK: k, worldSize: W } = input;
+  const host = input.host ?? NO_HOST_COSTS;
   const profile = c.profile;
   const dilation = c.options.dilation ?? 1;
   const chunksOf = Math.max(1, ...input.ops.map((o) => o.chunk + 1));
@@ -62,20 +84,20 @@ export function predictStep(input: StepPredictionInput): StepPrediction {
   const microBatches = Math.max(1, ...input.ops.map((o) => o.microBatch + 1));
   const perMicroBatch = T / microBatches;
   const tokensIn = (chunk: number) => (chunk < 0 ? perMicroBatch : ((r) => r.end - r.begin)(chunkTokenRange(perMicroBatch, chunksOf, chunk)));
-  const peers = { intra: 0, inter: 0 };
-  for (let dest = 1; dest < W; dest++) peers[linkClassOf(0, dest, input.nodeSize)]++;
 
-  /** One frame to each peer of `bytesPerPeer`; ports per link class, latency pipelined. */
-  const exchange = (bytesPerPeer: number): { ms: number; wire: PortUse[]; hostMs: number } => {
+  /** One frame of `bytesPerPeer` to each peer, `rounds` times: each on its port, then through the host's data plane; latency pipelined. */
+  const exchange = (bytesPerPeer: number, rounds: number): { ms: number; wire: PortUse[] } => {
     const wire: PortUse[] = [];
     let latencyMs = 0;
-    for (const cls of ['intra', 'inter'] as const) {
-      if (peers[cls] === 0) continue;
-      const spec = profile[cls];
-      wire.push({ port: cls === 'intra' ? PORTS.nvlink : PORTS.nic, ms: ((peers[cls] * bytesPerPeer) / (spec.bandwidthGBps * 1e6)) * dilation });
-      latencyMs = Math.max(latencyMs, (spec.latencyUs * input.latencyScale * dilation) / 1e3);
+    for (let round = 0; round < rounds; round++) {
+      for (let dest = 1; dest < W; dest++) {
+        const spec = profile[linkClassOf(0, dest, input.nodeSize)];
+        const port = linkClassOf(0, dest, input.nodeSize) === 'intra' ? PORTS.nvlink : PORTS.nic;
+        wire.push({ port, ms: (bytesPerPeer / (spec.bandwidthGBps * 1e6)) * dilation, hostMs: bytesPerPeer * host.perByteMs });
+        latencyMs = Math.max(latencyMs, (spec.latencyUs * input.latencyScale * dilation) / 1e3);
+      }
     }
-    return { ms: latencyMs, wire, hostMs: (W - 1) * (input.hostMsPerFrame ?? 0) };
+    return { ms: rounds * latencyMs, wire };
   };
 
   const compute = (op: Op): OpCost => {
@@ -107,7 +129,8 @@ export function predictStep(input: StepPredictionInput): StepPrediction {
       case 'route_bwd':
         return c.routeBackward(tokens);
       case 'grads':
-        return c.grads(tokens);
+        // The embedding backward of the whole step's tokens, once (the sim backend's gradientsToReduce).
+        return c.grads(T);
       case 'update':
         return c.update();
       default:
@@ -115,17 +138,31 @@ export function predictStep(input: StepPredictionInput): StepPrediction {
     }
   };
 
-  const tasks: SimTask[] = input.ops.map((op) => {
-    if (op.stream === 'compute') return { device: 0, stream: 'compute', ms: c.ms(compute(op)) + (input.hostMsPerComputeOp ?? 0), deps: [...op.deps] };
+  const bytesSent: number[] = [];
+  const tasks = input.ops.map((op): SimTask => {
+    bytesSent.push(0);
+    if (op.stream === 'compute') {
+      const ms = c.ms(compute(op));
+      return { device: 0, stream: 'compute', launchMs: host.computeLaunchMs, ms: ms * (1 + host.computeOpShare) + host.computeOpMs, deps: [...op.deps] };
+    }
     if (op.kind === 'allreduce') {
-      const half = exchange((input.allReduceValues / W) * 4);
       // Reduce-scatter then all-gather: the same frames twice, one after the other.
-      return { device: 0, stream: 'comm', ms: 2 * half.ms, wire: half.wire.map((w) => ({ ...w, ms: 2 * w.ms })), hostMs: 2 * half.hostMs, deps: [...op.deps] };
+      const bytesPerPeer = (input.allReduceValues / W) * 4;
+      const { ms, wire } = exchange(bytesPerPeer, 2);
+      bytesSent[op.id] = 2 * (W - 1) * bytesPerPeer;
+      return { device: 0, stream: 'comm', ms: ms + host.allReduceMs, wire, deps: [...op.deps] };
     }
     const rowBytes = op.kind === 'dispatch' ? input.dispatchRowBytes : input.combineRowBytes;
-    const { ms, wire, hostMs } = exchange(((tokensIn(op.chunk) * k) / W) * rowBytes);
-    return { device: 0, stream: 'comm', ms, wire, hostMs, deps: [...op.deps] };
+    const bytesPerPeer = ((tokensIn(op.chunk) * k) / W) * rowBytes;
+    const { ms, wire } = exchange(bytesPerPeer, 1);
+    bytesSent[op.id] = (W - 1) * bytesPerPeer;
+    return { device: 0, stream: 'comm', ms: ms + host.allToAllMs, wire, deps: [...op.deps] };
   });
+  return { tasks, bytesSent };
+}
+
+export function predictStep(input: StepPredictionInput): StepPrediction {
+  const { tasks } = stepTasks(input);
   const r = runEngine(tasks, { devices: 1 });
   const busy: Span[] = [];
   const comm: Span[] = [];
@@ -135,5 +172,5 @@ export function predictStep(input: StepPredictionInput): StepPrediction {
   });
   const busyU = union(busy);
   const commU = union(comm);
-  return { stepMs: r.makespanMs + (input.hostMsPerStep ?? 0), computeMs: total(busyU), commMs: total(commU), exposedCommMs: uncovered(commU, busyU) };
+  return { stepMs: r.makespanMs + (input.host?.stepMs ?? 0), computeMs: total(busyU), commMs: total(commU), exposedCommMs: uncovered(commU, busyU) };
 }

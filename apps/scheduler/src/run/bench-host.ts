@@ -1,0 +1,108 @@
+/**
+ * The host under the bench's local cluster, as the simulator takes it (`HostCosts` per schedule),
+ * from runs made for the purpose in the same bench run, and the record of every term and its
+ * source for report.json. Nothing here reads a row being predicted.
+ */
+import { stepSettingsLabel } from '@moe/schedule';
+import { computeShare, hostCostsOf, medianHostCosts, probeExtras, type HostCosts, type ProbeStep } from '@moe/sim';
+import { benchStepInput, perByteMsOf, type BenchStepSettings, type ScheduleRef } from './bench-prediction';
+
+/** A calibration probe: the naive step at `dilation`, compute scale 1; its measured steps. */
+export interface CalibrationProbe {
+  dilation: number;
+  steps: ProbeStep[];
+}
+
+/** A host probe: `schedule` at the rows' dilation, compute scale 1; its measured steps. */
+export interface HostProbe {
+  schedule: ScheduleRef;
+  steps: ProbeStep[];
+}
+
+/** The transport line's all-to-all on the data plane the rows used. */
+export interface MeasuredPlane {
+  plane: string;
+  /** 10^6 bytes/s, all ranks together. */
+  mbps: number;
+  world: number;
+}
+
+export interface HostModel {
+  /**
+   * Host costs of the row of `schedule` at `ratio`: term by term, the median of the probes of the
+   * same schedule and chunks of the 3 ratios run nearest it (its own, the one before and the one
+   * after; at an end of the sweep, its two neighbours on one side), so a probe that a load spike
+   * caught does not decide a row; undefined when none was probed.
+   */
+  of(ratio: number, schedule: ScheduleRef): HostCosts | undefined;
+  /** report.json's config.prediction: every term, its value and where it was measured. */
+  record: Record<string, unknown>;
+}
+
+const round = (v: number) => Number(v.toPrecision(4));
+const keyOf = (ratio: number, s: ScheduleRef) => `${ratio}/${s.schedule}/${s.chunks}`;
+
+/**
+ * @param probes each ratio's host probes (run just before its rows), by ratio
+ * @param plane the transport line's all-to-all on the plane the rows used; null when not measured
+ */
+export function benchHostModel(
+  s: BenchStepSettings,
+  calibration: readonly CalibrationProbe[],
+  probes: ReadonlyMap<number, readonly HostProbe[]>,
+  plane: MeasuredPlane | null,
+): HostModel {
+  const perByteMs = plane ? perByteMsOf(plane.mbps, plane.world) : 0;
+  // The calibration probes run the same ops at two dilations: op lengths differ 4x, the host's launch does not.
+  const calibrationOps = calibration.flatMap((p) => probeExtras(benchStepInput(s, { schedule: 'naive', chunks: 1 }, 1, p.dilation), p.steps).flatMap((step) => step.compute));
+  const share = computeShare(calibrationOps);
+  const costs = new Map<string, HostCosts>();
+  const byRatio: Record<string, Record<string, unknown>> = {};
+  for (const [ratio, list] of probes) {
+    const terms: Record<string, unknown> = {};
+    for (const probe of list) {
+      const extras = probeExtras(benchStepInput(s, probe.schedule, 1), probe.steps, perByteMs);
+      const host = hostCostsOf(extras, share, perByteMs);
+      costs.set(keyOf(ratio, probe.schedule), host);
+      terms[stepSettingsLabel(probe.schedule)] = {
+        measured_steps: probe.steps.length,
+        compute_launch_ms: round(host.computeLaunchMs),
+        compute_op_ms: round(host.computeOpMs),
+        all_to_all_ms: round(host.allToAllMs),
+        all_reduce_ms: round(host.allReduceMs),
+        step_ms: round(host.stepMs),
+      };
+    }
+    byRatio[String(ratio)] = terms;
+  }
+  const record = {
+    what:
+      "libs/sim predictStep: each row's op list with the sim backend's cost model, links and dilation on one rank's virtual clock, " +
+      'plus the host terms below (HostCosts), each measured in this bench run on runs other than the rows',
+    per_byte_ms: {
+      value: perByteMs,
+      source: plane
+        ? `transport line: all-to-all of ${plane.world} processes on the ${plane.plane} data plane, ${plane.mbps.toFixed(0)} MB/s all ranks together (${(plane.mbps / plane.world).toFixed(1)} MB/s a rank)`
+        : 'not measured (--transport-seconds 0): the data plane\'s time is all in all_to_all_ms',
+    },
+    compute_op_share: {
+      value: round(share),
+      source: `slope of each compute op's overshoot (measured - modeled) on its modeled ms over the calibration probes (naive, compute scale 1, dilations ${calibration.map((p) => Math.round(p.dilation)).join(' and ')}; ${calibrationOps.length} ops)`,
+    },
+    host_by_ratio: byRatio,
+    host_of_a_row: "term by term, the median of host_by_ratio's probe of the row's schedule at the 3 ratios run nearest the row's (its own, the one before, the one after; at an end of the sweep, its two neighbours on one side)",
+    host_by_ratio_source:
+      `just before each ratio's rows, a probe run of each of the rows' schedules (same chunks and micro-batches) at the rows' dilation (${Math.round(s.dilation)}) and compute scale 1, 1 warm-up step then the measured steps; ` +
+      'from every rank\'s op records, each the median over the probe\'s steps of a mean over the step\'s ops: compute_launch_ms = mean launch gap (start - when it could start) a compute op; compute_op_ms = mean (overshoot - share x modeled); all_to_all_ms and all_reduce_ms = mean ' +
+      '(launch gap + duration - the op alone on idle modeled links and the data plane\'s bytes); step_ms = median (scheduler step - last op end)',
+  };
+  const ratios = [...probes.keys()];
+  const of = (ratio: number, schedule: ScheduleRef): HostCosts | undefined => {
+    const at = ratios.indexOf(ratio);
+    if (at < 0) return undefined;
+    const from = Math.max(0, Math.min(at - 1, ratios.length - 3));
+    const near = ratios.slice(from, from + 3).flatMap((r) => costs.get(keyOf(r, schedule)) ?? []);
+    return near.length > 0 ? medianHostCosts(near) : undefined;
+  };
+  return { of, record };
+}

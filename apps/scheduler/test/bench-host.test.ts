@@ -1,0 +1,63 @@
+import { describe, expect, it } from 'vitest';
+import { parseModelConfig, TINY_MODEL } from '@moe/model';
+import { NO_HOST_COSTS, runEngine, stepTasks, type HostCosts, type ProbeStep } from '@moe/sim';
+import { benchHostModel } from '../src/run/bench-host';
+import { benchStepInput, type BenchStepSettings, type ScheduleRef } from '../src/run/bench-prediction';
+
+const settings: BenchStepSettings = {
+  model: parseModelConfig({ ...TINY_MODEL, routedExperts: 8, topK: 4, layers: 2, balancing: 'none' }),
+  workers: 4,
+  nodeSize: 2,
+  profile: 'H800',
+  dilation: 1000,
+  accumulationSteps: 1,
+  latencyScale: 0.01,
+  modeled: { hiddenSize: 256, expertFfnSize: 512, routedExperts: 8, vocabSize: 1024, seqLen: 512 },
+  tokensPerRank: 512,
+  microBatches: 2,
+  dispatchCodec: 'bf16',
+  combineCodec: 'bf16',
+};
+
+/** Three steps of `schedule` as 4 workers would record them on `host` (the simulator's own timings). */
+function probeOn(schedule: ScheduleRef, host: HostCosts): { schedule: ScheduleRef; steps: ProbeStep[] } {
+  const input = benchStepInput(settings, schedule, 1);
+  const modeled = stepTasks(input).tasks.map((t) => t.ms);
+  const r = runEngine(stepTasks({ ...input, host }).tasks, { devices: 1 });
+  const records = input.ops.map((op) => ({ name: op.kind, stream: op.stream, layer: op.layer, chunk: op.chunk, microBatch: op.microBatch, startMs: r.start[op.id]!, endMs: r.end[op.id]!, ...(op.stream === 'compute' ? { modeledMs: modeled[op.id]! } : {}) }));
+  const step = { stepMs: r.makespanMs + host.stepMs, timelines: [records, records, records, records] };
+  return { schedule, steps: [step, step, step] };
+}
+
+const naive = { schedule: 'naive', chunks: 1 };
+const overlapped = { schedule: 'overlapped', chunks: 2 };
+const calm: HostCosts = { ...NO_HOST_COSTS, computeLaunchMs: 1, computeOpMs: 0.3, allToAllMs: 10, allReduceMs: 5, stepMs: 20 };
+
+describe('the host under a bench row', () => {
+  it('is measured on the probe of the row\'s own schedule and chunks, and named with its source in the record', () => {
+    const model = benchHostModel(settings, [], new Map([[1, [probeOn(naive, calm), probeOn(overlapped, { ...calm, allToAllMs: 25 })]]]), null);
+    expect(model.of(1, naive)!.allToAllMs).toBeCloseTo(10, 6);
+    // an overlapped step's all-to-alls queue on their links behind each other: measured against each one alone on idle links, that wait counts as host (a few %)
+    expect(model.of(1, overlapped)!.allToAllMs).toBeGreaterThanOrEqual(25);
+    expect(model.of(1, overlapped)!.allToAllMs).toBeLessThan(25 * 1.05);
+    expect(model.of(1, { schedule: 'overlapped', chunks: 4 })).toBeUndefined();
+    expect(model.of(2, naive)).toBeUndefined();
+    expect(model.record).toMatchObject({ per_byte_ms: { value: 0, source: expect.stringMatching(/^not measured/) }, host_by_ratio: { 1: { naive: { all_to_all_ms: 10 }, 'overlapped C2': { measured_steps: 3 } } } });
+  });
+
+  it('takes the median of the probes of the 3 ratios run nearest the row: a probe caught in a load spike does not decide its row', () => {
+    const spike = { ...calm, allToAllMs: 200, computeLaunchMs: 30 };
+    const probes = new Map([
+      [0.25, [probeOn(naive, calm)]],
+      [0.5, [probeOn(naive, { ...calm, allToAllMs: 12 })]],
+      [1, [probeOn(naive, spike)]],
+      [2, [probeOn(naive, { ...calm, allToAllMs: 14 })]],
+      [4, [probeOn(naive, { ...calm, allToAllMs: 16 })]],
+    ]);
+    const model = benchHostModel(settings, [], probes, null);
+    expect(model.of(1, naive)!.allToAllMs).toBeCloseTo(14, 6); // 12, 200, 14
+    expect(model.of(1, naive)!.computeLaunchMs).toBeCloseTo(1, 6);
+    expect(model.of(0.25, naive)!.allToAllMs).toBeCloseTo(12, 6); // the sweep's start: 10, 12, 200
+    expect(model.of(4, naive)!.allToAllMs).toBeCloseTo(16, 6); // its end: 200, 14, 16
+  });
+});

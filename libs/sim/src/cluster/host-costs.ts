@@ -1,0 +1,150 @@
+/**
+ * What the host of a local cluster adds to its modeled devices and links (`HostCosts`), measured
+ * from the op records of probe runs: runs made for the purpose, never the run being predicted.
+ *
+ * From each probe step's timelines (every rank, its ops with start, end and, for compute, the
+ * cost model's ms) and the probe's own op list (deps):
+ * - a compute op's launch gap (start - max(deps' ends, the previous compute op's end): the event
+ *   loop handing it to the device thread) and its overshoot (measured - modeled span);
+ * - a comm op's extra: its launch gap plus its duration beyond what the model gives it alone on
+ *   idle links (wire, latency and, with `perByteMs`, the host data plane's bytes): frames' fixed
+ *   costs, acknowledgements and peers that started it late;
+ * - the step's control plane: scheduler step ms minus the latest op end of any rank.
+ * Each term is a mean over a step's ops (every op is on some rank's path, and a step is their sum
+ * along it), then the median over the probe's steps, as a row's step is the median of its steps:
+ * one stall in one probe step does not move it.
+ */
+import type { Op } from '@moe/schedule';
+import { runEngine } from './engine';
+import { NO_HOST_COSTS, stepTasks, type HostCosts, type StepPredictionInput } from './simulate-step';
+
+/** One op as a worker recorded it (the fields of @moe/comm's OpRecordData read here); ms on the worker's step clock. */
+export interface RecordedOp {
+  name: string;
+  stream: string;
+  layer: number;
+  chunk: number;
+  /** Absent: 0. */
+  microBatch?: number;
+  startMs: number;
+  endMs: number;
+  /** Compute ops of a modeled device: the cost model's ms. */
+  modeledMs?: number;
+}
+
+export interface ProbeStep {
+  /** Scheduler-measured ms of the step. */
+  stepMs: number;
+  /** [world size] each rank's records. */
+  timelines: readonly (readonly RecordedOp[])[];
+}
+
+/** Extras (ms) of every op of one probe step, all ranks. */
+export interface StepExtras {
+  /** [compute ops x ranks] the cost model's ms, the launch gap and the overshoot. */
+  compute: { modeledMs: number; launchMs: number; overshootMs: number }[];
+  allToAll: number[];
+  allReduce: number[];
+  /** Control-plane ms. */
+  control: number;
+}
+
+/** [steps] a probe's measured steps' extras. */
+export type ProbeExtras = StepExtras[];
+
+const ALL_TO_ALL = new Set(['dispatch', 'combine', 'combine_bwd', 'dispatch_bwd']);
+const keyOf = (kind: string, layer: number, chunk: number, microBatch: number) => `${kind}|${layer}|${chunk}|${microBatch}`;
+
+/** A probe's op extras. `input` is the probe's step as predictStep takes it (its `host` is ignored but for `perByteMs`). */
+export function probeExtras(input: StepPredictionInput, steps: readonly ProbeStep[], perByteMs = 0): ProbeExtras {
+  const ops: readonly Op[] = input.ops;
+  const { tasks } = stepTasks({ ...input, host: { ...NO_HOST_COSTS, perByteMs } });
+  // Each comm op alone on idle links: what the model (and the data plane's bytes) gives it.
+  const alone = tasks.map((t) => (t.stream === 'comm' ? runEngine([{ ...t, deps: [] }], { devices: 1 }).makespanMs : 0));
+  const index = new Map(ops.map((o) => [keyOf(o.kind, o.layer, o.chunk, o.microBatch), o.id]));
+  return steps.map((step) => {
+    const out: StepExtras = { compute: [], allToAll: [], allReduce: [], control: 0 };
+    let lastEnd = -Infinity;
+    for (const [rank, records] of step.timelines.entries()) {
+      const start = new Float64Array(ops.length).fill(Number.NaN);
+      const end = new Float64Array(ops.length).fill(Number.NaN);
+      const modeled = new Float64Array(ops.length);
+      for (const r of records) {
+        const id = index.get(keyOf(r.name, r.layer, r.chunk, r.microBatch ?? 0));
+        if (id === undefined) continue; // a hop of a hierarchical all-to-all: its op's own record covers it
+        start[id] = r.startMs;
+        end[id] = r.endMs;
+        modeled[id] = r.modeledMs ?? 0;
+        lastEnd = Math.max(lastEnd, r.endMs);
+      }
+      const missing = ops.find((o) => Number.isNaN(start[o.id]!));
+      if (missing) throw new RangeError(`probe step: rank ${rank} has no record of op ${missing.id} (${missing.kind} layer ${missing.layer} chunk ${missing.chunk} micro-batch ${missing.microBatch}); was the probe run with this op list?`);
+      let previousCompute = -Infinity;
+      for (const op of ops) {
+        const ready = Math.max(0, ...op.deps.map((d) => end[d]!));
+        const ran = end[op.id]! - start[op.id]!;
+        if (op.stream === 'compute') {
+          const gap = start[op.id]! - Math.max(ready, previousCompute);
+          out.compute.push({ modeledMs: modeled[op.id]!, launchMs: gap, overshootMs: ran - modeled[op.id]! });
+          previousCompute = end[op.id]!;
+        } else {
+          const extra = start[op.id]! - ready + ran - alone[op.id]!;
+          (ALL_TO_ALL.has(op.kind) ? out.allToAll : out.allReduce).push(extra);
+        }
+      }
+    }
+    out.control = Math.max(0, step.stepMs - lastEnd);
+    return out;
+  });
+}
+
+const mean = (v: readonly number[]) => (v.length === 0 ? 0 : v.reduce((a, b) => a + b, 0) / v.length);
+
+function median(v: readonly number[]): number {
+  if (v.length === 0) return 0;
+  const s = [...v].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+/**
+ * Share of a compute op's modeled ms that its overshoot grows by: the least-squares slope of
+ * overshoot on modeled ms over `ops` (probes whose ops span a range of lengths, e.g. one schedule
+ * at two dilations). 0 when the ops do not vary in length or the slope is negative.
+ */
+export function computeShare(ops: readonly { modeledMs: number; overshootMs: number }[]): number {
+  const mx = mean(ops.map((o) => o.modeledMs));
+  const my = mean(ops.map((o) => o.overshootMs));
+  let sxy = 0;
+  let sxx = 0;
+  for (const o of ops) {
+    sxy += (o.modeledMs - mx) * (o.overshootMs - my);
+    sxx += (o.modeledMs - mx) ** 2;
+  }
+  return sxx > 0 ? Math.max(0, sxy / sxx) : 0;
+}
+
+/**
+ * The host costs a probe measured: its op extras as per-op terms, with the compute share
+ * `computeOpShare` (measured elsewhere, `computeShare`) taken out of the compute ops' fixed part
+ * and `perByteMs` (the data plane's measured cost per byte) already out of the comm ops'.
+ */
+export function hostCostsOf(extras: ProbeExtras, computeOpShare: number, perByteMs: number): HostCosts {
+  const perStep = (term: (s: StepExtras) => number) => median(extras.map(term));
+  return {
+    computeLaunchMs: perStep((s) => mean(s.compute.map((o) => o.launchMs))),
+    computeOpMs: perStep((s) => mean(s.compute.map((o) => o.overshootMs - computeOpShare * o.modeledMs))),
+    computeOpShare,
+    allToAllMs: perStep((s) => mean(s.allToAll)),
+    perByteMs,
+    allReduceMs: perStep((s) => mean(s.allReduce)),
+    stepMs: perStep((s) => s.control),
+  };
+}
+
+/** Term by term, the median of several measurements of the same host costs (e.g. probes minutes apart): one caught in a load spike does not move it. */
+export function medianHostCosts(list: readonly HostCosts[]): HostCosts {
+  if (list.length === 0) throw new RangeError('medianHostCosts: no host costs to take the median of');
+  const keys = Object.keys(NO_HOST_COSTS) as (keyof HostCosts)[];
+  return Object.fromEntries(keys.map((k) => [k, median(list.map((h) => h[k]))])) as unknown as HostCosts;
+}
