@@ -1,6 +1,6 @@
 import type { LinkModel } from '@moe/sim';
 import type { Backend, ExpertRows, MicroBatch, ParamsSnapshot, RoutedForm, RoutedInputGrads, RoutedRows, RouteOutput, Shard, UpdateResult } from '../../backend';
-import { MAX_MICRO_BATCHES, type OpKind } from '@moe/schedule';
+import { MAX_MICRO_BATCHES } from '@moe/schedule';
 import { replicaGradientLength, ShardCompute, type ReplicaChecksum } from '@moe/model';
 import { planExperts } from '@moe/placement';
 import { linkModelOf } from '@moe/sim';
@@ -8,39 +8,7 @@ import { CostModel, type OpCost } from '@moe/sim';
 import { groupLimitedExpertIds, mixSeed, seededExpertIds, skewedExpertIds } from '@moe/sim';
 import { parseSimOptions, type SimOptions } from './sim-options';
 import { DeviceClock, type DeviceScheduling, type DeviceSpan } from './device-clock';
-
-/** The compute ops a sim step models: the schedule's compute OpKinds. */
-export type SimOpKind = Exclude<OpKind, 'dispatch' | 'combine' | 'combine_bwd' | 'dispatch_bwd' | 'allreduce'>;
-
-/** One compute op as modeled and as it really waited. Times in ms of wall clock. */
-export interface SimOpRecord {
-  kind: SimOpKind;
-  /** -1 when the op is not tied to a layer or chunk. */
-  layer: number;
-  chunk: number;
-  /** The step's micro-batch; -1 for the step's update ops. */
-  microBatch: number;
-  /** FLOPs of all dtypes, and HBM bytes, of the modeled op. */
-  flops: number;
-  bytes: number;
-  /** The cost model's prediction (dilated and scaled). */
-  modeledMs: number;
-  /**
-   * Wall time the device spent on it, measured on the device's own thread (see DeviceClock):
-   * from its start (when the device took it, or the previous op's modeled end) to the device's wake-up.
-   */
-  measuredMs: number;
-}
-
-/** An array handed to the sim backend has the wrong size for its step; names the op and the sizes. */
-export class SimShapeError extends Error {
-  override readonly name = 'SimShapeError';
-}
-
-/** A method was called before `load` or outside a step. */
-export class SimStateError extends Error {
-  override readonly name = 'SimStateError';
-}
+import { SimShapeError, SimStateError, type SimOpKind, type SimOpRecord } from './sim-records';
 
 /** What the sim backend keeps of the real shard. */
 interface ShardInfo {
