@@ -53,6 +53,11 @@ describe('runEngine', () => {
     expect(r.computeBusyMs[0]).toBe(5);
   });
 
+  it('a negative latency shortens a transfer but never ends it before it began', () => {
+    const r = runEngine([send(0, PORTS.nic, 4, -1), send(0, PORTS.nvlink, 4, -10, [0])], { devices: 1 });
+    expect(Array.from(r.end)).toEqual([3, 3]);
+  });
+
   it('names the first task that can never run when dependencies form a cycle', () => {
     expect(() => runEngine([compute(0, 1, [1]), compute(1, 1, [0])], { devices: 2 })).toThrow(SimulationError);
     expect(() => runEngine([compute(0, 1, [1]), compute(1, 1, [0])], { devices: 2 })).toThrow(/2 of 2 tasks never ran \(first: task 0/);

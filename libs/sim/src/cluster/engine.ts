@@ -166,7 +166,8 @@ export function runEngine(tasks: readonly SimTask[], options: EngineOptions): En
     }
     start[id] = now;
     if (share > 0 && wireStart < Infinity && wireEnd > wireStart) queue.push(wireStart, 'comm-start', id);
-    queue.push(wireEnd + t.ms, 'task-end', id);
+    // A negative latency (a measured host term below the modeled bytes' time) shortens the op, never past its start.
+    queue.push(Math.max(now, wireEnd + t.ms), 'task-end', id);
   };
 
   const complete = (id: number) => {
