@@ -94,7 +94,7 @@ export function benchHostModel(
     host_by_ratio_source:
       `just before each ratio's rows, a probe run of each of the rows' schedules (same chunks and micro-batches) at the rows' dilation (${Math.round(s.dilation)}) and compute scale 1, 1 warm-up step then the measured steps; ` +
       'from every rank\'s op records, each the median over the probe\'s steps of a mean over the step\'s ops: compute_launch_ms = mean launch gap (start - when it could start) a compute op; compute_op_ms = mean (overshoot - share x modeled); all_to_all_ms and all_reduce_ms = mean ' +
-      '(launch gap + duration - the op alone on idle modeled links and the data plane\'s bytes); step_ms = median (scheduler step - last op end)',
+      '(launch gap + duration - the op alone on idle modeled links and the data plane\'s bytes), negative when per_byte_ms (the transport line streams at full tilt) charges more than the probe\'s all-to-alls took; step_ms = median (scheduler step - last op end)',
   };
   const ratios = [...probes.keys()];
   const of = (ratio: number, schedule: ScheduleRef): HostCosts | undefined => {
