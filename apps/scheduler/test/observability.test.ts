@@ -173,12 +173,12 @@ describe('Prometheus scraping moe serve', () => {
     );
     expect(submit.exit.code, submit.output.slice(-2_000)).toBe(0);
 
-    // The bench ran both schedules before submit returned; a scrape after that holds both series.
-    const series = await until('moe_step_duration_seconds_count{kind="bench"} > 0 for both schedules', async () => {
+    // The bench ran all three schedules before submit returned; a scrape after that holds each one's series.
+    const series = await until('moe_step_duration_seconds_count{kind="bench"} > 0 for every schedule', async () => {
       const result = await prometheus!.query('moe_step_duration_seconds_count{job="moe-serve",kind="bench"} > 0');
-      return result.length >= 2 ? result : undefined;
+      return result.length >= 3 ? result : undefined;
     });
-    expect(series.map((s) => s.metric.schedule).sort()).toEqual(['naive', 'overlapped']);
+    expect(series.map((s) => s.metric.schedule).sort()).toEqual(['fb-overlap', 'naive', 'overlapped']);
     const exposed = await prometheus.query('sum(moe_step_exposed_comm_seconds_sum{kind="bench"}) / sum(moe_step_comm_seconds_sum{kind="bench"})');
     expect(Number(exposed[0]!.value[1])).toBeGreaterThanOrEqual(0);
   }, 180_000);

@@ -67,6 +67,8 @@ describe('moe serve: runs as jobs on the BullMQ queue "runs"', () => {
     const submit = await runMoe(
       ['submit', 'bench', '--quick', '--workers', '2', '--ratios', '1', '--chunks', '2', '--warmup', '0', '--steps', '1', '--comm-target', '20', '--transport-seconds', '0', '--wait', '--json'],
       env,
+      // The bench probes the host and runs skewed-routing runs too: ~15 s on a quiet machine, a minute on a loaded one.
+      180_000,
     );
     expect(submit.exit.code, submit.output).toBe(0);
     const outcome = JSON.parse(submit.stdout) as { state: string; jobId: string; result: RunResult };
@@ -97,7 +99,7 @@ describe('moe serve: runs as jobs on the BullMQ queue "runs"', () => {
     expect(seen.at(-1)!.done).toBe(seen.at(-1)!.total);
     // `moe submit --wait` showed it too (no terminal here: progress lines on stderr).
     expect(submit.stderr).toMatch(new RegExp(`run ${outcome.jobId}: run \\d+/\\d+`));
-  });
+  }, 200_000);
 
   it('a config that can never work fails at once, with a reason that names the field, and is not retried', async () => {
     const opts = { attempts: 3, backoff: { type: 'fixed', delay: 100 } };

@@ -156,7 +156,7 @@ describe('RecordReader', () => {
     const f = frame(0, 2, 4);
     const head = encodeFrameHead(f.head, f.ids);
     head.writeUInt32LE(f.head.dataBytes + 1, 52);
-    expect(() => decodeFrameHeader(head, 0)).toThrow(/8 \+ 0 \+ 17 bytes of ids, scales and data, but a body of 24/);
+    expect(() => decodeFrameHeader(head, 0)).toThrow(/8 \+ 0 \+ 0 \+ 17 bytes of ids, weights, scales and data, but a body of 24/);
   });
 });
 
