@@ -71,6 +71,9 @@ export { AllToAllShapeError, ExchangeTimeoutError, LayoutError } from './alltoal
 // link shaping (modeled links over any Transport)
 export * from './link';
 
+// the V8 flags of a process that moves frames (workers, benchmark ranks)
+export { DATA_PLANE_NODE_FLAGS, dataPlaneChildExecArgv } from './transport/node-flags';
+
 // loopback throughput (benchmarks): raw TCP vs the gRPC data plane between two processes
 export { measureGrpcLoopback, measureTcpLoopback, type GrpcLoopbackOptions, type LoopbackResult } from './bench/loopback';
 // the all-to-all between `world` processes on raw TCP and on every data plane, in one run

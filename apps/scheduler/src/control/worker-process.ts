@@ -1,8 +1,10 @@
 /**
- * One worker process started by the scheduler: `node --import tsx apps/worker/src/main.ts ...`.
+ * One worker process started by the scheduler: `node --initial-old-space-size=128 --import tsx apps/worker/src/main.ts ...`
+ * (DATA_PLANE_NODE_FLAGS: a process that moves frames).
  * Keeps the last lines of its output for error messages, knows whether its exit was asked for,
  * and can be stopped politely (SIGTERM) or not (SIGKILL).
  */
+import { DATA_PLANE_NODE_FLAGS } from '@moe/comm';
 import { readableLine } from '@moe/log';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { pathToFileURL } from 'node:url';
@@ -69,6 +71,7 @@ export class WorkerProcess {
   constructor(readonly options: WorkerProcessOptions) {
     this.workerId = options.workerId;
     const args = [
+      ...DATA_PLANE_NODE_FLAGS,
       '--import',
       'tsx',
       '--import',

@@ -7,6 +7,7 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import type { AllToAllPlane, RankAddresses, RankReport, RankRun } from './alltoall-rank';
+import { dataPlaneChildExecArgv } from '../transport/node-flags';
 
 export type { AllToAllPlane } from './alltoall-rank';
 
@@ -56,8 +57,8 @@ interface Rank {
 
 function startRank(rank: number, world: number): Rank {
   const script = new URL('./alltoall-rank.ts', import.meta.url);
-  // the child runs TypeScript: keep the parent's loader (tsx) if it has one, else add it
-  const execArgv = process.execArgv.some((a) => a.includes('tsx')) ? process.execArgv : [...process.execArgv, '--import', import.meta.resolve('tsx')];
+  // the child runs TypeScript and moves frames: the parent's loader (tsx), and the flags a worker runs with
+  const execArgv = dataPlaneChildExecArgv();
   const child = fork(script, [String(rank), String(world)], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const queue: Record<string, unknown>[] = [];
   const waiters: { resolve: (m: Record<string, unknown>) => void; reject: (e: Error) => void }[] = [];

@@ -5,6 +5,7 @@ import { encodeRows } from '../codec/rows';
 import { GrpcTransport } from '../grpc/grpc-transport';
 import { PeerMailbox } from '../grpc/peer-mailbox';
 import type { SinkReport } from './loopback-peer';
+import { dataPlaneChildExecArgv } from '../transport/node-flags';
 
 /** One loopback throughput measurement between two processes. */
 export interface LoopbackResult {
@@ -32,8 +33,8 @@ export interface GrpcLoopbackOptions {
 /** Forks the receiving process in `mode`, waiting for the address it reports. */
 async function startSink(mode: 'tcp' | 'grpc', args: string[] = []): Promise<{ child: ChildProcess; address: string; report: Promise<SinkReport> }> {
   const script = new URL('./loopback-peer.ts', import.meta.url);
-  // the child runs TypeScript: keep the parent's loader (tsx) if it has one, else add it
-  const execArgv = process.execArgv.some((a) => a.includes('tsx')) ? process.execArgv : [...process.execArgv, '--import', import.meta.resolve('tsx')];
+  // the child runs TypeScript and moves frames: the parent's loader (tsx), and the flags a worker runs with
+  const execArgv = dataPlaneChildExecArgv();
   const child = fork(script, [mode, ...args], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const messages: unknown[] = [];
   const waiters: ((m: unknown) => void)[] = [];
