@@ -8,6 +8,7 @@
  * Not covered here: building the image, Docker's DNS, and `MOE_WORKER_ADVERTISE=auto` picking a
  * container's address (here the workers bind 127.0.0.1, so `auto` advertises 127.0.0.1:<port>).
  */
+import { DATA_PLANE_NODE_FLAGS } from '@moe/comm';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -44,6 +45,8 @@ const services = compose.services;
 const dockerfile = readFileSync(join(REPO_ROOT, 'Dockerfile'), 'utf8');
 /** The final stage's ENTRYPOINT, exec form. */
 const entrypoint = JSON.parse(dockerfile.match(/^ENTRYPOINT\s+(\[.*\])\s*$/m)![1]!) as string[];
+/** The entrypoint without its node flags: what a one-off command (a healthcheck, `exec ... submit`) runs. */
+const program = entrypoint.filter((arg) => !arg.startsWith('--'));
 /** The image's WORKDIR: the repository root here. */
 const workdir = dockerfile.match(/^WORKDIR\s+(\S+)\s*$/m)![1]!;
 
@@ -108,8 +111,9 @@ describe('docker-compose.yml and the Dockerfile', () => {
         if (existsSync(join(REPO_ROOT, dir, name, 'package.json'))) expect(dockerfile).toContain(`COPY ${dir}/${name}/package.json ${dir}/${name}/`);
       }
     }
-    expect(entrypoint).toEqual(['node', 'bin/moe.mjs']);
-    expect(existsSync(join(REPO_ROOT, entrypoint[1]!))).toBe(true);
+    // Services move frames: they run with the flags a worker the scheduler starts runs with.
+    expect(entrypoint).toEqual(['node', ...DATA_PLANE_NODE_FLAGS, 'bin/moe.mjs']);
+    expect(existsSync(join(REPO_ROOT, program[1]!))).toBe(true);
   });
 
   it('one image for both services, built once with the base image as a build argument', () => {
@@ -130,8 +134,8 @@ describe('docker-compose.yml and the Dockerfile', () => {
   });
 
   it('healthchecks ask the programs whether they are ready (moe health), not whether a port opens', () => {
-    expect(services.scheduler!.healthcheck!.test).toEqual(['CMD', ...entrypoint, 'health', 'scheduler']);
-    expect(services.worker!.healthcheck!.test).toEqual(['CMD', ...entrypoint, 'health', 'worker']);
+    expect(services.scheduler!.healthcheck!.test).toEqual(['CMD', ...program, 'health', 'scheduler']);
+    expect(services.worker!.healthcheck!.test).toEqual(['CMD', ...program, 'health', 'worker']);
     expect(services.worker!.environment!.MOE_WORKER_STATUS_FILE).toMatch(/^\//);
     // The dashboard is published on the host's loopback only.
     expect(services.scheduler!.ports).toEqual([`127.0.0.1:8080:${services.scheduler!.environment!.MOE_HTTP_PORT}`]);
@@ -147,9 +151,9 @@ describe("the README's service section", () => {
     expect(section.length).toBeGreaterThan(0);
     const execs = [...section.matchAll(/docker compose exec (\S+) (node bin\/moe\.mjs) (\S+)/g)];
     expect(execs.length).toBeGreaterThan(0);
-    for (const [, service, program, command] of execs) {
+    for (const [, service, execProgram, command] of execs) {
       expect(services[service!], `README execs in "${service}"`).toBeDefined();
-      expect(program!.split(' ')).toEqual(entrypoint);
+      expect(execProgram!.split(' ')).toEqual(program);
       expect(['submit', 'runs', 'cancel']).toContain(command);
     }
     for (const [, service] of section.matchAll(/--scale (\S+)=\d+/g)) expect(services[service!]).toBeDefined();
