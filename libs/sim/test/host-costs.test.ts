@@ -59,9 +59,23 @@ describe('host costs from probe records', () => {
   it('an overlapped probe\'s all-to-all waits on its links behind the one before it: that queueing is the model\'s, not the host\'s', () => {
     const i = input('overlapped', 2, 1000);
     const [got] = probeExtras(i, [recorded(i, { ...NO_HOST_COSTS })]);
-    // on no host at all, every extra is zero or what the model itself queues (never below zero)
-    expect(Math.min(...got!.allToAll)).toBeGreaterThanOrEqual(-1e-9);
+    // on no host at all, every extra is zero: an all-to-all that queued is not counted
+    expect(got!.allToAll.length).toBeGreaterThan(0);
+    for (const extra of got!.allToAll) expect(extra).toBeCloseTo(0, 9);
     expect(got!.compute.every((o) => Math.abs(o.overshootMs) < 1e-9)).toBe(true);
+  });
+
+  it.each([
+    ['overlapped', 2],
+    ['overlapped', 4],
+    ['fb-overlap', 1],
+    ['fb-overlap', 2],
+  ])('recovers the all-to-all term of a %s C%i probe, where all-to-alls are in flight together, and predicts its step', (schedule, chunks) => {
+    const i = input(schedule as string, chunks as number, 1000);
+    const step = recorded(i, host);
+    const got = hostCostsOf(probeExtras(i, [step], host.perByteMs), host.computeOpShare, host.perByteMs);
+    expect(got.allToAllMs).toBeCloseTo(host.allToAllMs, 6);
+    expect(predictStep({ ...i, host: got }).stepMs).toBeCloseTo(step.stepMs, 3);
   });
 
   it('takes each term as the median over the probe\'s steps: one stalled step does not move it', () => {

@@ -8,7 +8,9 @@
  *   loop handing it to the device thread) and its overshoot (measured - modeled span);
  * - a comm op's extra: its launch gap plus its duration beyond what the model gives it alone on
  *   idle links (wire, latency and, with `perByteMs`, the host data plane's bytes): frames' fixed
- *   costs, acknowledgements and peers that started it late;
+ *   costs, acknowledgements and peers that started it late; of all-to-alls, only those that left
+ *   with no other transfer of their rank in flight (one that queued behind another would count
+ *   the queueing twice: the engine queues it again);
  * - the step's control plane: scheduler step ms minus the latest op end of any rank.
  * Each term is a mean over a step's ops (every op is on some rank's path, and a step is their sum
  * along it), then the median over the probe's steps, as a row's step is the median of its steps:
@@ -80,6 +82,8 @@ export function probeExtras(input: StepPredictionInput, steps: readonly ProbeSte
       const missing = ops.find((o) => Number.isNaN(start[o.id]!));
       if (missing) throw new RangeError(`probe step: rank ${rank} has no record of op ${missing.id} (${missing.kind} layer ${missing.layer} chunk ${missing.chunk} micro-batch ${missing.microBatch}); was the probe run with this op list?`);
       let previousCompute = -Infinity;
+      const queued: number[] = [];
+      const lone: number[] = [];
       for (const op of ops) {
         const ready = Math.max(0, ...op.deps.map((d) => end[d]!));
         const ran = end[op.id]! - start[op.id]!;
@@ -89,13 +93,24 @@ export function probeExtras(input: StepPredictionInput, steps: readonly ProbeSte
           previousCompute = end[op.id]!;
         } else {
           const extra = start[op.id]! - ready + ran - alone[op.id]!;
-          (ALL_TO_ALL.has(op.kind) ? out.allToAll : out.allReduce).push(extra);
+          if (!ALL_TO_ALL.has(op.kind)) out.allReduce.push(extra);
+          else (travelledAlone(op.id, ops, start, end) ? lone : queued).push(extra);
         }
       }
+      // An all-to-all that left while another transfer of its rank was in flight waited behind it
+      // on the host's data plane: that wait is the engine's to model (its ports queue), so only
+      // those that travelled alone measure what the host adds. A probe with none keeps them all.
+      out.allToAll.push(...(lone.length > 0 ? lone : queued));
     }
     out.control = Math.max(0, step.stepMs - lastEnd);
     return out;
   });
+}
+
+/** True when no other transfer of the rank was in flight as op `id` started (one issued at the same instant counts when it came first in the op list). */
+function travelledAlone(id: number, ops: readonly Op[], start: Float64Array, end: Float64Array): boolean {
+  const at = start[id]!;
+  return !ops.some((o) => o.id !== id && o.stream === 'comm' && end[o.id]! > at && (start[o.id]! < at || (start[o.id]! === at && o.id < id)));
 }
 
 const mean = (v: readonly number[]) => (v.length === 0 ? 0 : v.reduce((a, b) => a + b, 0) / v.length);
