@@ -24,6 +24,20 @@ describe('validateRunJob', () => {
     expect(run.bench).toEqual({ ...BENCH_DEFAULTS, ...BENCH_QUICK, workers: 2, ratios: [1] });
   });
 
+  it('picks the skewed comparison\'s copies to fit the workers when the job names none; takes the job\'s, 0 included', () => {
+    const copies = (data: object) => {
+      const run = validateRunJob({ kind: 'bench', ...data });
+      if (run.kind !== 'bench') throw new Error('not a bench');
+      return run.bench.redundantExperts;
+    };
+    expect(copies({ workers: 4 })).toBe(4);
+    expect(copies({ workers: 8, nodeSize: 4 })).toBe(8);
+    expect(copies({ workers: 5, nodeSize: 5 })).toBe(7);
+    expect(copies({ workers: 8, nodeSize: 4, redundantExperts: 0 })).toBe(0);
+    expect(copies({ workers: 4, redundantExperts: 12 })).toBe(12);
+    expect(benchJobData({ redundantExperts: 0 })).toMatchObject({ kind: 'bench', redundantExperts: 0 });
+  });
+
   it('resolves a train config over the tiny defaults, with the schedule settings', () => {
     const run = validateRunJob({ kind: 'train', workers: 2, steps: 7, schedule: 'overlapped', config: { model: { routedExperts: 4, topK: 2 } } });
     if (run.kind !== 'train') throw new Error('not a train run');
@@ -36,6 +50,8 @@ describe('validateRunJob', () => {
     expect(refusal({ kind: 'bench', workers: 0 })).toMatchObject({ field: 'workers', message: expect.stringMatching(/^invalid run: workers: .*\(got 0\)/) });
     expect(refusal({ kind: 'bench', ratios: [1, -2] }).message).toMatch(/^invalid run: ratios\.1: .*\(got -2\)/);
     expect(refusal({ kind: 'bench', workers: 3, nodeSize: 2 }).field).toBe('nodeSize');
+    // every rank holds as many physical experts: 8 + 3 over 4 workers cannot be placed (refused before the sweep, not after it)
+    expect(refusal({ kind: 'bench', workers: 4, redundantExperts: 3 })).toMatchObject({ field: 'redundantExperts', message: expect.stringMatching(/^invalid run: redundantExperts: 8 experts \+ 3 redundant = 11 physical experts do not divide evenly over the 4 workers/) });
     expect(refusal({ kind: 'train', config: { model: { topK: 9 } } })).toMatchObject({ field: 'config.model.topK', message: expect.stringMatching(/top_k=9 exceeds routed experts=8/) });
     expect(refusal({ kind: 'train', config: { optimiser: {} } }).message).toMatch(/unknown top-level field "optimiser"/);
     expect(refusal({ kind: 'train', workers: 3, placement: [0, 1] }).field).toBe('placement');

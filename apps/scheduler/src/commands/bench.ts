@@ -7,7 +7,7 @@ import { integer, nonNegativeNumber, numberList, positiveNumber } from './flags'
 import { EXIT, stopOnSignals, type OnError } from './exit';
 import { formatTable, predictionLine } from '@moe/report';
 import { COMBINE_CODECS, DISPATCH_CODECS } from '@moe/schedule';
-import { BENCH_DEFAULTS, BENCH_QUICK, runBench, type BenchOptions } from '../run/run-bench';
+import { BENCH_DEFAULTS, BENCH_QUICK, defaultRedundantExperts, runBench, type BenchOptions } from '../run/run-bench';
 import { formatReplay, replayBench } from '../run/bench-replay';
 
 interface BenchFlags {
@@ -58,7 +58,7 @@ export function addBenchCommand(program: Command, onError: OnError): void {
     .option('--node-size <n>', 'workers per modeled node (NVLink inside, network between)', integer('--node-size', 1), BENCH_DEFAULTS.nodeSize)
     .option('--comm-target <ms>', `all-to-all time of one naive step, sets the time dilation (default ${BENCH_DEFAULTS.commTargetMs}; --quick ${BENCH_QUICK.commTargetMs})`, positiveNumber('--comm-target'))
     .option('--transport-seconds <s>', 'scale of the all-to-all measurement on raw TCP and every data plane: each rank sends seconds x 50 MB a run (0 skips it)', nonNegativeNumber('--transport-seconds'))
-    .option('--redundant-experts <n>', `the skewed-routing comparison: naive at the headline ratio with every token's top-${BENCH_DEFAULTS.skewedTopK} on rank 0's experts, then with n redundant experts planned by EPLB from its loads (default ${BENCH_DEFAULTS.redundantExperts}; 0 skips it)`, integer('--redundant-experts', 0))
+    .option('--redundant-experts <n>', `the skewed-routing comparison: naive at the headline ratio with every token's top-${BENCH_DEFAULTS.skewedTopK} on rank 0's experts, then with n redundant experts planned by EPLB from its loads (default ${BENCH_DEFAULTS.redundantExperts}, or the next count that spreads evenly over the workers; 0 skips it)`, integer('--redundant-experts', 0))
     .option('--quick', 'fewer chunk counts, steps and a shorter comm target: about 2 minutes on 2 cores, against 4 for the default', false)
     .option('--replay', 'no processes: print the rows the cost and link models alone give (the same op lists on the simulator, no host costs), in a second', false)
     .option('--out <dir>', 'report folder (default reports/<timestamp>)')
@@ -83,7 +83,7 @@ export function addBenchCommand(program: Command, onError: OnError): void {
         nodeSize: flags.nodeSize,
         commTargetMs: flags.commTarget ?? preset.commTargetMs,
         transportSeconds: flags.transportSeconds ?? preset.transportSeconds,
-        redundantExperts: flags.redundantExperts ?? preset.redundantExperts,
+        redundantExperts: flags.redundantExperts ?? defaultRedundantExperts(flags.workers),
         out,
         command: ['npx moe bench', ...process.argv.slice(3)].join(' '),
       };

@@ -39,6 +39,7 @@ interface BenchSubmitFlags extends SubmitFlags {
   nodeSize?: number;
   commTarget?: number;
   transportSeconds?: number;
+  redundantExperts?: number;
 }
 
 interface TrainSubmitFlags extends SubmitFlags {
@@ -88,6 +89,7 @@ export function benchJobData(flags: Partial<BenchSubmitFlags>): BenchJobData {
       nodeSize: flags.nodeSize,
       commTargetMs: flags.commTarget,
       transportSeconds: flags.transportSeconds,
+      redundantExperts: flags.redundantExperts,
       rendezvousTimeoutMs: flags.rendezvousTimeout,
     }),
   } as BenchJobData;
@@ -187,7 +189,7 @@ export function addSubmitCommand(program: Command, reportError: OnError): void {
     submit
       .command('bench')
       .description('benchmark naive, overlapped and fb-overlap all-to-all on the registered sim workers (fields as moe bench)')
-      .option('-c, --config <file>', 'JSON object of bench fields: workers, quick, ratios, chunks, warmupSteps, measuredSteps, profile, commTargetMs, hiddenSize, nodeSize, transportSeconds')
+      .option('-c, --config <file>', 'JSON object of bench fields: workers, quick, ratios, chunks, warmupSteps, measuredSteps, profile, commTargetMs, hiddenSize, nodeSize, transportSeconds, redundantExperts')
       .option('--quick', "start from moe bench --quick's settings", false)
       .option('--ratios <list>', 'compute-to-communication ratios', numberList('--ratios', false))
       .option('--chunks <list>', 'chunk counts of the overlapped schedule', numberList('--chunks', true))
@@ -199,7 +201,8 @@ export function addSubmitCommand(program: Command, reportError: OnError): void {
       .option('--hidden <n>', 'modeled hidden size', integer('--hidden', 1))
       .option('--node-size <n>', 'workers per modeled node', integer('--node-size', 1))
       .option('--comm-target <ms>', 'all-to-all time of one naive step', positiveNumber('--comm-target'))
-      .option('--transport-seconds <s>', 'seconds of each loopback measurement (0 skips)', (v) => (v === '0' ? 0 : positiveNumber('--transport-seconds')(v))),
+      .option('--transport-seconds <s>', 'seconds of each loopback measurement (0 skips)', (v) => (v === '0' ? 0 : positiveNumber('--transport-seconds')(v)))
+      .option('--redundant-experts <n>', 'redundant experts of the skewed-routing comparison (0 skips it)', integer('--redundant-experts', 0)),
   ).action(submitAction(benchJobData, onError));
 
   submitOptions(

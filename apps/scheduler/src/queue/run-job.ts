@@ -15,7 +15,7 @@
 import { ConfigError, type ModelConfig, type TrainConfig } from '@moe/model';
 import { z } from 'zod';
 import { splitSequences } from '@moe/placement';
-import { BENCH_DEFAULTS, BENCH_QUICK, type BenchOptions } from '../run/run-bench';
+import { BENCH_DEFAULTS, BENCH_QUICK, defaultRedundantExperts, redundantExpertsProblem, type BenchOptions } from '../run/run-bench';
 import { BatchSplitError, ConfigFileError, PlacementError } from '../errors';
 import type { ParityReport } from '@moe/model';
 import { planExperts, PLACEMENT_RULES, type Placement } from '@moe/placement';
@@ -73,6 +73,8 @@ export const benchJobSchema = z.strictObject({
   hiddenSize: count(JOB_LIMITS.hiddenSize).optional(),
   nodeSize: count(JOB_LIMITS.workers).optional(),
   transportSeconds: z.number().nonnegative().max(JOB_LIMITS.transportSeconds).optional(),
+  /** Copies in the skewed-routing comparison (`moe bench --redundant-experts`); 0 skips it. */
+  redundantExperts: z.int().nonnegative().max(JOB_LIMITS.chunks).optional(),
   /** How long to wait for the workers to register. Default: the service's. */
   rendezvousTimeoutMs: ms.optional(),
 });
@@ -218,12 +220,15 @@ function validateBench(job: z.output<typeof benchJobSchema>): ValidRun {
   const { kind: _kind, quick: _quick, rendezvousTimeoutMs, runId, ...fields } = job;
   const defined = Object.fromEntries(Object.entries(fields).filter(([, v]) => v !== undefined)) as Partial<BenchSettings>;
   const bench: BenchSettings = { ...preset, ...defined };
+  bench.redundantExperts = defined.redundantExperts ?? defaultRedundantExperts(bench.workers);
   if (bench.workers % bench.nodeSize !== 0 && bench.workers > bench.nodeSize) {
     throw new InvalidRunError(
       `invalid run: nodeSize: ${bench.workers} workers are not a whole number of nodes of ${bench.nodeSize} (use a nodeSize that divides workers)`,
       'nodeSize',
     );
   }
+  const copies = redundantExpertsProblem(bench.workers, bench.redundantExperts);
+  if (copies) throw new InvalidRunError(`invalid run: redundantExperts: ${copies}`, 'redundantExperts');
   return { kind: 'bench', runId, workers: bench.workers, rendezvousTimeoutMs, bench };
 }
 

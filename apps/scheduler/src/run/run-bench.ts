@@ -19,6 +19,7 @@ import { measureBenchTransport, planesUsed } from './bench-transport';
 import type { LogLine } from '@moe/log';
 import { FB_OVERLAP, NAIVE, OVERLAPPED, stepSettingsLabel } from '@moe/schedule';
 import { parseModelConfig, parseTrainConfig, TINY_MODEL, TINY_TRAIN, type ModelConfig, type TrainConfig } from '@moe/model';
+import { PlacementError } from '@moe/placement';
 import { LocalCluster, type Cluster } from '../control/local-cluster';
 import {
   buildReport,
@@ -165,11 +166,34 @@ export function modeledModel(hiddenSize: number, routedExperts: number) {
   };
 }
 
+/**
+ * Why the skewed-routing comparison cannot place `redundantExperts` copies on `workers` (every
+ * rank holds as many physical experts), or undefined when it can (or is skipped). Checked before
+ * a run starts: the comparison runs last, after the whole sweep.
+ */
+export function redundantExpertsProblem(workers: number, redundantExperts: number): string | undefined {
+  const experts = benchConfigs(workers, 1).model.routedExperts;
+  if (redundantExperts === 0 || (experts + redundantExperts) % workers === 0) return undefined;
+  return `${experts} experts + ${redundantExperts} redundant = ${experts + redundantExperts} physical experts do not divide evenly over the ${workers} workers (every rank holds as many): use a count that makes ${experts} + n a multiple of ${workers}, or 0 to skip the comparison`;
+}
+
+/**
+ * The skewed-routing comparison's copies when none were asked for: BENCH_DEFAULTS' count, or the
+ * next above it that spreads evenly over `workers` (4 workers: 4; 8 workers: 8; 5 workers: 7).
+ */
+export function defaultRedundantExperts(workers: number): number {
+  let n = BENCH_DEFAULTS.redundantExperts;
+  while (redundantExpertsProblem(workers, n)) n++;
+  return n;
+}
+
 export async function runBench(options: BenchOptions): Promise<BenchResult> {
   const log = options.log ?? (() => {});
   if (options.workers % options.nodeSize !== 0 && options.workers > options.nodeSize) {
     throw new RangeError(`--workers ${options.workers} is not a whole number of nodes of --node-size ${options.nodeSize}`);
   }
+  const copies = redundantExpertsProblem(options.workers, options.redundantExperts);
+  if (copies) throw new PlacementError(`--redundant-experts ${options.redundantExperts}: ${copies}`);
   const { model, train } = benchConfigs(options.workers, options.microBatches);
   // Settings of the sim workers that shape the figures but are not flags: stated once, recorded in config.
   // One optimizer update a step: the step's micro-batches are real (options.microBatches), not modeled.
