@@ -40,6 +40,7 @@ export const JOB_LIMITS = {
   ms: 24 * 3600 * 1000,
   hiddenSize: 65_536,
   transportSeconds: 600,
+  redundantExperts: 1_024,
 } as const;
 
 const count = (max: number) => z.int().positive().max(max);
@@ -74,7 +75,7 @@ export const benchJobSchema = z.strictObject({
   nodeSize: count(JOB_LIMITS.workers).optional(),
   transportSeconds: z.number().nonnegative().max(JOB_LIMITS.transportSeconds).optional(),
   /** Copies in the skewed-routing comparison (`moe bench --redundant-experts`); 0 skips it. */
-  redundantExperts: z.int().nonnegative().max(JOB_LIMITS.chunks).optional(),
+  redundantExperts: z.int().nonnegative().max(JOB_LIMITS.redundantExperts).optional(),
   /** How long to wait for the workers to register. Default: the service's. */
   rendezvousTimeoutMs: ms.optional(),
 });
