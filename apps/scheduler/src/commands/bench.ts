@@ -7,7 +7,8 @@ import { integer, nonNegativeNumber, numberList, positiveNumber } from './flags'
 import { EXIT, stopOnSignals, type OnError } from './exit';
 import { formatTable, predictionLine } from '@moe/report';
 import { COMBINE_CODECS, DISPATCH_CODECS } from '@moe/schedule';
-import { BENCH_DEFAULTS, BENCH_QUICK, defaultRedundantExperts, runBench, type BenchOptions } from '../run/run-bench';
+import { BENCH_DEFAULTS, BENCH_QUICK, runBench, type BenchOptions } from '../run/run-bench';
+import { defaultRedundantExperts } from '../run/bench-load';
 import { formatReplay, replayBench } from '../run/bench-replay';
 
 interface BenchFlags {

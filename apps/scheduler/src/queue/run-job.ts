@@ -15,7 +15,8 @@
 import { ConfigError, type ModelConfig, type TrainConfig } from '@moe/model';
 import { z } from 'zod';
 import { splitSequences } from '@moe/placement';
-import { BENCH_DEFAULTS, BENCH_QUICK, defaultRedundantExperts, redundantExpertsProblem, type BenchOptions } from '../run/run-bench';
+import { BENCH_DEFAULTS, BENCH_QUICK, type BenchOptions } from '../run/run-bench';
+import { defaultRedundantExperts, redundantExpertsProblem } from '../run/bench-load';
 import { BatchSplitError, ConfigFileError, PlacementError } from '../errors';
 import type { ParityReport } from '@moe/model';
 import { planExperts, PLACEMENT_RULES, type Placement } from '@moe/placement';

@@ -9,8 +9,33 @@ import type { ModelConfig, TrainConfig } from '@moe/model';
 import { balancedPlacement, describePlacement, hasRedundantExperts } from '@moe/placement';
 import { expertLoadReport, stepMetrics, summarize, toStepSample, type BenchLoad, type ExpertLoadReport, type SkewedLoadRow } from '@moe/report';
 import type { Cluster } from '../control/local-cluster';
+import { BENCH_ROUTED_EXPERTS } from './bench-model';
 import type { StepMetrics } from './step-driver';
 import { runTraining, type RunInfo, type TrainingResult } from './train-run';
+
+/** The skewed comparison's copies unless asked otherwise (BENCH_DEFAULTS), when they fit the workers. */
+export const DEFAULT_REDUNDANT_EXPERTS = 4;
+
+/**
+ * Why the skewed-routing comparison cannot place `redundantExperts` copies on `workers` (every
+ * rank holds as many physical experts), or undefined when it can (or is skipped). Checked before
+ * a run starts: the comparison runs last, after the whole sweep.
+ */
+export function redundantExpertsProblem(workers: number, redundantExperts: number): string | undefined {
+  const experts = BENCH_ROUTED_EXPERTS;
+  if (redundantExperts === 0 || (experts + redundantExperts) % workers === 0) return undefined;
+  return `${experts} experts + ${redundantExperts} redundant = ${experts + redundantExperts} physical experts do not divide evenly over the ${workers} workers (every rank holds as many): use a count that makes ${experts} + n a multiple of ${workers}, or 0 to skip the comparison`;
+}
+
+/**
+ * The skewed-routing comparison's copies when none were asked for: DEFAULT_REDUNDANT_EXPERTS, or
+ * the next count above it that spreads evenly over `workers` (4 workers: 4; 8 workers: 8; 5 workers: 7).
+ */
+export function defaultRedundantExperts(workers: number): number {
+  let n = DEFAULT_REDUNDANT_EXPERTS;
+  while (redundantExpertsProblem(workers, n)) n++;
+  return n;
+}
 
 /** The load of `result`'s steps after `warmup`, tokens per GPU from the copies' own counts when it ran redundant experts. */
 export function measuredLoad(result: TrainingResult, model: ModelConfig, warmup: number): ExpertLoadReport {

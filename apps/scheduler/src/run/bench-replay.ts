@@ -12,7 +12,8 @@
 import { FB_OVERLAP, NAIVE, OVERLAPPED } from '@moe/schedule';
 import type { StepPrediction } from '@moe/sim';
 import { predictBenchRow, type BenchStepSettings } from './bench-prediction';
-import { BENCH_SIM_SETTINGS, benchConfigs, modeledModel, type BenchOptions } from './run-bench';
+import type { BenchOptions } from './run-bench';
+import { BENCH_SIM_SETTINGS, benchConfigs, modeledModel } from './bench-model';
 
 export type ReplayOptions = Pick<
   BenchOptions,

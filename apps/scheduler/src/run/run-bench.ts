@@ -18,7 +18,7 @@
 import { measureBenchTransport, planesUsed } from './bench-transport';
 import type { LogLine } from '@moe/log';
 import { FB_OVERLAP, NAIVE, OVERLAPPED, stepSettingsLabel } from '@moe/schedule';
-import { parseModelConfig, parseTrainConfig, TINY_MODEL, TINY_TRAIN, type ModelConfig, type TrainConfig } from '@moe/model';
+import { parseModelConfig } from '@moe/model';
 import { PlacementError } from '@moe/placement';
 import { LocalCluster, type Cluster } from '../control/local-cluster';
 import {
@@ -36,7 +36,8 @@ import {
   type StepSample,
   type BenchLoad,
 } from '@moe/report';
-import { measuredLoad, skewedComparison } from './bench-load';
+import { DEFAULT_REDUNDANT_EXPERTS, measuredLoad, redundantExpertsProblem, skewedComparison } from './bench-load';
+import { BENCH_SIM_SETTINGS, benchConfigs, modeledModel } from './bench-model';
 import type { StepMetrics } from './step-driver';
 import { runTraining, type RunInfo, type TrainingResult } from './train-run';
 import { linkRecord, transportMeasured } from './bench-records';
@@ -106,7 +107,7 @@ export const BENCH_DEFAULTS: Omit<BenchOptions, 'out' | 'command'> = {
   hiddenSize: 256,
   nodeSize: 2,
   transportSeconds: 1.5,
-  redundantExperts: 4,
+  redundantExperts: DEFAULT_REDUNDANT_EXPERTS,
   skewedTopK: 2,
 };
 
@@ -118,73 +119,12 @@ export const BENCH_QUICK: Partial<BenchOptions> = {
   transportSeconds: 0.5,
 };
 
-/**
- * Settings of the sim workers that shape the figures but are not flags (recorded in config):
- * one optimizer update a step (the step's micro-batches are real, not modeled), and link latency
- * scaled like the payloads, ~1/100 of a DeepSeek-V3 rank's (fewer tokens, narrower rows), so a
- * frame stays bandwidth-bound as it is on the real cluster.
- */
-export const BENCH_SIM_SETTINGS = { accumulationSteps: 1, latencyScale: 0.01 } as const;
-
 export interface BenchResult {
   report: BenchReport;
   files: ReportFiles;
   dilation: number;
   /** compute_ms / comm_ms of the device at compute scale 1 (its natural ratio at these sizes). */
   naturalRatio: number;
-}
-
-/**
- * The real model the sim workers hold: only its experts and top-k matter to the simulation. The
- * real batch only has to give every rank one sequence per micro-batch; the modeled tokens are
- * `tokensPerRank`, shared out over the micro-batches by their sequences.
- */
-export function benchConfigs(workers: number, microBatches: number): { model: ModelConfig; train: TrainConfig } {
-  const model = parseModelConfig({ ...TINY_MODEL, routedExperts: 8, topK: 4, layers: 2, balancing: 'none' });
-  const train = parseTrainConfig({ ...TINY_TRAIN, batchSequences: microBatches * workers, seqLen: 32, steps: 1 });
-  return { model, train };
-}
-
-/**
- * The layer the sim workers model: DeepSeek-V3's attention shape scaled down by hidden/7168,
- * experts twice as wide as the hidden size, a short context (512) and a small vocabulary (1024),
- * so the bytes on the wire stay loopback-sized and the step's compute is mostly expert work, the
- * work an overlapped schedule can hide all-to-alls behind. (Attention runs before the dispatch
- * it feeds, and the optimizer after the last all-to-all: neither can hide them in this schedule.)
- */
-export function modeledModel(hiddenSize: number, routedExperts: number) {
-  const f = hiddenSize / 7168;
-  const dim = (v: number) => Math.max(8, Math.round(v * f));
-  return {
-    hiddenSize,
-    expertFfnSize: 2 * hiddenSize,
-    routedExperts,
-    sharedExperts: 1,
-    attention: { heads: dim(128), qLoraRank: dim(1536), kvLoraRank: dim(512), qkNopeHeadDim: 32, qkRopeHeadDim: 16, vHeadDim: 32 },
-    vocabSize: 1024,
-    seqLen: 512,
-  };
-}
-
-/**
- * Why the skewed-routing comparison cannot place `redundantExperts` copies on `workers` (every
- * rank holds as many physical experts), or undefined when it can (or is skipped). Checked before
- * a run starts: the comparison runs last, after the whole sweep.
- */
-export function redundantExpertsProblem(workers: number, redundantExperts: number): string | undefined {
-  const experts = benchConfigs(workers, 1).model.routedExperts;
-  if (redundantExperts === 0 || (experts + redundantExperts) % workers === 0) return undefined;
-  return `${experts} experts + ${redundantExperts} redundant = ${experts + redundantExperts} physical experts do not divide evenly over the ${workers} workers (every rank holds as many): use a count that makes ${experts} + n a multiple of ${workers}, or 0 to skip the comparison`;
-}
-
-/**
- * The skewed-routing comparison's copies when none were asked for: BENCH_DEFAULTS' count, or the
- * next above it that spreads evenly over `workers` (4 workers: 4; 8 workers: 8; 5 workers: 7).
- */
-export function defaultRedundantExperts(workers: number): number {
-  let n = BENCH_DEFAULTS.redundantExperts;
-  while (redundantExpertsProblem(workers, n)) n++;
-  return n;
 }
 
 export async function runBench(options: BenchOptions): Promise<BenchResult> {

@@ -106,7 +106,7 @@ export const LOCAL_BENCH_PRESET: SimPreset = {
     commSmShare: 0,
   },
   sources: {
-    '*': 'apps/scheduler/src/run/run-bench.ts: BENCH_DEFAULTS, benchConfigs and modeledModel (hidden 256, 2 layers, 8 experts top-4, 2 sequences of 128 tokens a worker)',
+    '*': 'apps/scheduler/src/run/run-bench.ts: BENCH_DEFAULTS; bench-model.ts: benchConfigs and modeledModel (hidden 256, 2 layers, 8 experts top-4, 2 sequences of 128 tokens a worker)',
   },
 };
 
