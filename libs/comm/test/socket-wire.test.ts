@@ -119,8 +119,19 @@ describe('RecordReader', () => {
     }
   });
 
-  it("reads a large frame's body straight into the buffer it hands out", () => {
-    const big = frame(0, 400, 256);
+  it('hands out a frame that came whole in a read as a view of the memory it was read into', () => {
+    const f = frame(0, 100, 256);
+    const bytes = Buffer.concat([encodeFrameHead(f.head, f.ids), Buffer.from(f.data)]);
+    const { reader, records } = collector();
+    const into = reader.nextBuffer();
+    bytes.copy(into);
+    reader.onRead(bytes.length);
+    expect(records).toHaveLength(1);
+    expect(records[0]!.body.buffer).toBe(into.buffer);
+  });
+
+  it("reads a frame larger than a slab straight into the buffer it hands out", () => {
+    const big = frame(0, 600, 256);
     const bytes = Buffer.concat([encodeFrameHead(big.head, big.ids), Buffer.from(big.data)]);
     const { reader, records } = collector();
     const first = reader.nextBuffer();
@@ -133,6 +144,29 @@ describe('RecordReader', () => {
     expect(records).toHaveLength(1);
     expect(records[0]!.body.buffer).toBe(rest.buffer);
     expect(reader.midRecord()).toBe(false);
+  });
+
+  it('never writes over a frame it handed out, however reads cut a long stream', () => {
+    // frames of 0 to ~300 KiB, some with an odd number of data bytes (the next one starts unaligned)
+    const frames = Array.from({ length: 60 }, (_, i) => frame(i, [0, 1, 3, 40, 128, 130, 500, 600][i % 8]!, i % 5 === 0 ? 1 : 256));
+    const bytes = Buffer.concat(frames.flatMap((f) => [encodeFrameHead(f.head, f.ids), Buffer.from(f.data)]));
+    for (let seed = 1; seed <= 6; seed++) {
+      const random = randomFrom(seed);
+      const { reader, records } = collector();
+      for (let off = 0; off < bytes.length; ) {
+        const into = reader.nextBuffer();
+        const n = Math.min(into.byteLength, bytes.length - off, 1 + Math.floor(random() * 150_000));
+        bytes.copy(into, 0, off, off + n);
+        off += n;
+        reader.onRead(n);
+      }
+      expect(records).toHaveLength(frames.length);
+      frames.forEach((f, i) => {
+        const body = records[i]!.body;
+        expect(Buffer.from(body.subarray(f.head.idBytes)).equals(Buffer.from(f.data))).toBe(true);
+        expect(body.byteOffset % 4).toBe(0);
+      });
+    }
   });
 
   it('says a record is cut off mid-way', () => {

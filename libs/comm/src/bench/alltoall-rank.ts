@@ -161,9 +161,9 @@ async function runPlane(run: RankRun): Promise<number> {
   const rows = Math.max(1, Math.round(run.frameBytes / (2 * run.cols)));
   const payload = encodeRows(new Float32Array(rows * run.cols).fill(0.25), rows, run.cols, 'bf16');
   const ids = new Int32Array(rows);
+  const others = [...Array(world).keys()].filter((r) => r !== rank);
   const round = async (step: number): Promise<void> => {
     const key = { step, layer: 0, chunk: 0, phase: 'DISPATCH' as const };
-    const others = [...Array(world).keys()].filter((r) => r !== rank);
     await Promise.all([
       ...others.map((dest) => transport.send(dest, key, { payload, expertIds: ids })),
       ...others.map((source) => transport.receive(source, key, 60_000)),

@@ -135,19 +135,11 @@ export class PeerMailbox {
    * saying why: another run, a rank out of range, a duplicate, parts that disagree.
    */
   async acceptPart(runId: string, part: FramePart): Promise<void> {
+    if (part.parts === 1) return this.acceptWhole(runId, part);
     const run = this.requireRun(runId);
     if (part.source >= run.worldSize) throw new RankRangeError('source', part.source, run.worldSize);
     const id = frameId(part.source, part.key);
-    const scaleBytes = part.dtype === 'FP8_E4M3' ? 4 * Math.ceil((part.rows * part.cols) / part.blockSize) : 0;
-    const bytes = part.totalBytes + scaleBytes + 4 * part.rows + part.weights.byteLength;
-    if (part.parts === 1) {
-      if (this.assemblies.has(id)) throw new DuplicateFrameError(part.key, part.source, 'a multi-part frame for this key is arriving');
-      run.store.check(part.source, part.key);
-      await run.store.reserve(bytes, part.source, part.key);
-      this.put(run, part.source, part.key, frameOf(part, part.data, part.scales, part.expertIds, part.weights), bytes);
-      return;
-    }
-
+    const bytes = heldBytes(part);
     let asm = this.assemblies.get(id);
     if (!asm) {
       run.store.check(part.source, part.key);
@@ -188,6 +180,23 @@ export class PeerMailbox {
     }
   }
 
+  /**
+   * Takes a frame that came whole (one part: every frame of the socket data plane) without a
+   * turn of the event loop when it can: undefined once it is in; while it waits for room, a
+   * promise that resolves once it is in. Throws (or rejects) as acceptPart does.
+   */
+  acceptWhole(runId: string, part: FramePart): Promise<void> | undefined {
+    const run = this.requireRun(runId);
+    if (part.source >= run.worldSize) throw new RankRangeError('source', part.source, run.worldSize);
+    if (this.assemblies.size > 0 && this.assemblies.has(frameId(part.source, part.key))) {
+      throw new DuplicateFrameError(part.key, part.source, 'a multi-part frame for this key is arriving');
+    }
+    const bytes = heldBytes(part);
+    const frame = frameOf(part, part.data, part.scales, part.expertIds, part.weights);
+    if (run.store.putNow(part.source, part.key, frame, bytes)) return undefined;
+    return run.store.reserve(bytes, part.source, part.key).then(() => this.put(run, part.source, part.key, frame, bytes));
+  }
+
   /** Inbound streams now open (for diagnostics and tests: several connections show as several peers). */
   connections(): InboundConnection[] {
     return [...this.inbound];
@@ -226,6 +235,12 @@ export class PeerMailbox {
       }
     }
   }
+}
+
+/** What a frame takes of the mailbox's capacity: its data and scales, 4 bytes of expert id a row, its weights. */
+function heldBytes(part: FramePart): number {
+  const scaleBytes = part.dtype === 'FP8_E4M3' ? 4 * Math.ceil((part.rows * part.cols) / part.blockSize) : 0;
+  return part.totalBytes + scaleBytes + 4 * part.rows + part.weights.byteLength;
 }
 
 function frameOf(header: FramePart, data: Uint8Array, scales: Uint8Array, expertIds: Uint8Array, weights: Uint8Array): IncomingFrame {

@@ -174,11 +174,17 @@ export class InboundLink {
     const f = decodeFrameHeader(head, at);
     const seq = acks.received(f.seq);
     const problem = frameProblem(f);
-    const accepted = problem ? Promise.reject(new Error(problem)) : this.o.mailbox.acceptPart(this.o.runId, framePart(f, this.o.source, body));
-    accepted.then(
-      () => acks.settle(seq, ''),
-      (error: unknown) => acks.settle(seq, error instanceof Error ? error.message : String(error)),
-    );
+    if (problem) return acks.settle(seq, problem);
+    let waiting: Promise<void> | undefined;
+    try {
+      waiting = this.o.mailbox.acceptWhole(this.o.runId, framePart(f, this.o.source, body));
+    } catch (error) {
+      return acks.settle(seq, errorText(error));
+    }
+    // Most frames are in at once; one that waits for room is acknowledged once it is in. (No
+    // named closure here: tsx names each one with Object.defineProperty, a frame's worth of work.)
+    if (!waiting) acks.settle(seq, '');
+    else waiting.then(() => acks.settle(seq, ''), (error: unknown) => acks.settle(seq, errorText(error)));
   }
 
   private dial(onread: net.OnReadOpts): net.Socket {
@@ -196,6 +202,8 @@ export class InboundLink {
     return net.connect({ host, port, noDelay: true, onread });
   }
 }
+
+const errorText = (error: unknown): string => (error instanceof Error ? error.message : String(error));
 
 /** A checked frame header and its body as the mailbox takes it (views of the body, no copy). */
 function framePart(f: FrameHeader, source: number, body: Buffer): FramePart {

@@ -1,5 +1,6 @@
 import { PeerRefusedError, PeerUnreachableError, TransportClosedError } from '../transport/errors';
 import type { FrameKey } from '../transport/frame-key';
+import { payloadBytes } from '../transport/payload';
 import type { OutgoingFrame } from '../transport/transport';
 import { ackGeneration, ackSettled, bodyText, encodeFrameHead, encodeRecord, kindName, RecordKind } from './records';
 import type { ReceiverConnection } from './receiver-connection';
@@ -43,6 +44,8 @@ export class OutboundLink {
   private readonly inflight: Pending[] = [];
   private readonly attached: (() => void)[] = [];
   private seq = 0;
+  /** Payload bytes of the frames the peer took (see Transport.bytesSent). */
+  private taken = 0;
   private blocked = false;
   private closed = false;
   private timer?: NodeJS.Timeout;
@@ -88,9 +91,17 @@ export class OutboundLink {
     while (this.inflight.length > 0 && this.inflight[0]!.seq < settled) {
       const p = this.inflight.shift()!;
       if (error && p.seq === settled - 1) p.reject(new PeerRefusedError(this.o.dest, p.key, error));
-      else p.resolve();
+      else {
+        this.taken += payloadBytes(p.frame.payload);
+        p.resolve();
+      }
     }
     this.pump();
+  }
+
+  /** Payload bytes (data and scales) of the frames the peer acknowledged taking. */
+  bytesTaken(): number {
+    return this.taken;
   }
 
   /** Resolves once the peer has dialed in (for Transport.ready). */

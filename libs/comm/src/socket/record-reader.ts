@@ -2,13 +2,12 @@ import { Buffer } from 'node:buffer';
 import { HEADER_BYTES, kindName, MAX_SMALL_BODY_BYTES, RecordKind, SocketProtocolError, WIRE_VERSION, type RecordHandler } from './records';
 
 /**
- * Header bytes and small records are read here: one read takes many acks and whole frames of a
- * bench step's size (copied out, one memcpy each), and of a larger frame the header and the first
- * part, the rest read in place. Fewer, larger reads beat copying less: the 4-process all-to-all of
- * 64 KiB frames (alltoall.bench.ts --kib 64 --mb 75 --repeats 5) moved 0.57 of raw TCP with 16 KiB
- * here, 0.70 with 256 KiB, 0.60 with 1 MiB.
+ * Reads go into a slab of this size; a frame that arrives whole in it goes out as a view of it
+ * (no copy), and a slab holding such views is left to them once it is full.
  */
-const SCRATCH_BYTES = 256 * 1024;
+const SLAB_BYTES = 256 * 1024;
+/** Least room a read is offered when what comes next is not known yet (a read that small is mostly a wasted syscall). */
+const MIN_READ_BYTES = 16 * 1024;
 const EMPTY = Buffer.alloc(0);
 
 interface PendingBody {
@@ -21,24 +20,39 @@ interface PendingBody {
  * Cuts a byte stream into records (see records.ts), reading into memory of its own:
  *
  * - `nextBuffer()` / `onRead(n)` are a socket's `onread` pair: the socket reads straight into
- *   the buffer nextBuffer() names. Between records that is a scratch buffer reused for every
- *   read (no allocation a read); once a header announces a body longer than what came with it,
- *   a buffer of the body's size is allocated, what came is copied in, and the rest of the body
- *   is read straight into it (no reassembly, no copy of the bulk).
+ *   the buffer nextBuffer() names, room in a slab (no allocation a read). A read is offered the
+ *   rest of the record being read and the next record's header (between records: room for one
+ *   like the last frame), so a slab fills up to a record boundary. A frame whose record is whole
+ *   in the slab and starts 4-byte aligned goes out as a view of it (no copy); a slab holding
+ *   such views is never written over: when it lacks room for what comes next, a new slab takes
+ *   the few bytes of the next record read so far. A record that does not fit a slab gets a
+ *   buffer of its body's size, and the rest of the body is read straight into it.
  * - `push(chunk)` feeds bytes a stream already read (a socket without `onread`): the same, with
  *   one copy.
  *
  * Every complete record goes to `onRecord`, in order (see RecordHandler): its header bytes are
- * valid only during that call; its body is a buffer of its own that the callee may keep.
+ * valid only during that call; its body is a buffer the callee may keep.
+ *
+ * Why (the 4-process all-to-all of 64 KiB frames, libs/comm/bench/alltoall.bench.ts --kib 64):
+ * reads come about one frame each, and with one scratch buffer reused for every read, every
+ * frame was copied out of it into an allocation of its own: 0.57 of raw TCP with 16 KiB of
+ * scratch (two reads a frame), 0.70 with 256 KiB, 0.60 with 1 MiB. Reading into slabs and lending
+ * views, with reads offered up to a record boundary (so a slab is rarely left mid-frame, which
+ * had copied most of a frame one slab change in three), took it to 0.77-0.93 (the default bench's
+ * planes and sizes, three runs), with the other changes of the same commit.
  */
 export class RecordReader {
-  private readonly scratch = Buffer.allocUnsafeSlow(SCRATCH_BYTES);
-  /** The header of the record whose body is being read (one at a time). */
+  private slab = Buffer.allocUnsafeSlow(SLAB_BYTES);
+  /** Views of the slab were handed out: it is never compacted or written below `end`. */
+  private lent = false;
+  /** The header of the record whose body is being read into a buffer of its own. */
   private readonly pendingHead = Buffer.allocUnsafeSlow(HEADER_BYTES);
   private start = 0;
   private end = 0;
   private body?: PendingBody;
   private maxFrameBody = 0;
+  /** Room a read wants between records: the last frame's record and the next header (at least MIN_READ_BYTES, at most a slab). */
+  private expected = MIN_READ_BYTES;
 
   constructor(private readonly onRecord: RecordHandler) {}
 
@@ -47,15 +61,27 @@ export class RecordReader {
     this.maxFrameBody = bytes;
   }
 
-  /** Where the next read goes: the rest of the body being read, or free scratch space. Never empty. */
+  /** Where the next read goes: the rest of the body being read, or room in a slab. Never empty. */
   nextBuffer(): Buffer {
     if (this.body) return this.body.buf.subarray(this.body.filled);
-    if (this.start > 0) {
-      this.scratch.copyWithin(0, this.start, this.end);
-      this.end -= this.start;
+    const partial = this.end - this.start;
+    // A read takes the rest of the record being read and the next one's header (between
+    // records: room for a record like the last frame), so that a slab is left between records
+    // (a header to copy) rather than in the middle of one (most of a frame to copy).
+    const want = partial >= HEADER_BYTES ? 2 * HEADER_BYTES + this.slab.readUInt32LE(this.start + 4) - partial : this.expected - partial;
+    if (this.slab.byteLength - this.end < want) {
+      if (!this.lent && this.slab.byteLength - partial >= want) {
+        this.slab.copyWithin(0, this.start, this.end);
+      } else {
+        const old = this.slab;
+        this.slab = Buffer.allocUnsafeSlow(SLAB_BYTES);
+        this.lent = false;
+        old.copy(this.slab, 0, this.start, this.end);
+      }
       this.start = 0;
+      this.end = partial;
     }
-    return this.scratch.subarray(this.end);
+    return this.slab.subarray(this.end, this.end + Math.max(want, MIN_READ_BYTES));
   }
 
   /** `n` bytes were read into the buffer nextBuffer() returned. Throws SocketProtocolError. */
@@ -90,28 +116,41 @@ export class RecordReader {
   }
 
   private parse(): void {
-    const s = this.scratch;
+    const s = this.slab;
     while (this.end - this.start >= HEADER_BYTES) {
       const at = this.start;
       const kind = s[at] as RecordKind;
       const bodyBytes = s.readUInt32LE(at + 4);
       this.check(kind, s[at + 1]!, bodyBytes);
-      const here = this.end - at - HEADER_BYTES;
-      if (here >= bodyBytes) {
-        this.start = at + HEADER_BYTES + bodyBytes;
-        const body = bodyBytes === 0 ? EMPTY : Buffer.allocUnsafeSlow(bodyBytes);
-        if (bodyBytes > 0) s.copy(body, 0, at + HEADER_BYTES, this.start);
-        this.onRecord(kind, s, at, body);
+      const from = at + HEADER_BYTES;
+      if (this.end - from >= bodyBytes) {
+        this.start = from + bodyBytes;
+        this.onRecord(kind, s, at, this.takeBody(kind, from, bodyBytes));
         continue;
       }
-      // The body spans reads: a buffer of its own, the bytes here copied in, the rest read into it.
-      s.copy(this.pendingHead, 0, at, at + HEADER_BYTES);
-      const buf = Buffer.allocUnsafeSlow(bodyBytes);
-      s.copy(buf, 0, at + HEADER_BYTES, this.end);
-      this.body = { kind, buf, filled: here };
-      this.start = this.end = 0;
-      return;
+      // A record that with the next header does not fit a slab: a buffer of its own, the bytes here copied in, the rest read into it.
+      if (2 * HEADER_BYTES + bodyBytes > SLAB_BYTES) {
+        s.copy(this.pendingHead, 0, at, from);
+        const buf = Buffer.allocUnsafeSlow(bodyBytes);
+        s.copy(buf, 0, from, this.end);
+        this.body = { kind, buf, filled: this.end - from };
+        this.start = this.end; // (not 0: the slab may hold frames handed out)
+      }
+      return; // else the rest is read into the slab (nextBuffer makes room)
     }
+  }
+
+  /** A whole record's body: a view of the slab for a frame that starts 4-byte aligned, else a copy (small records, odd offsets). */
+  private takeBody(kind: RecordKind, from: number, bodyBytes: number): Buffer {
+    if (bodyBytes === 0) return EMPTY;
+    if (kind === RecordKind.Frame) this.expected = Math.min(SLAB_BYTES, Math.max(MIN_READ_BYTES, 2 * HEADER_BYTES + bodyBytes));
+    if (kind === RecordKind.Frame && from % 4 === 0) {
+      this.lent = true;
+      return this.slab.subarray(from, from + bodyBytes);
+    }
+    const body = Buffer.allocUnsafeSlow(bodyBytes);
+    this.slab.copy(body, 0, from, from + bodyBytes);
+    return body;
   }
 
   private check(kind: RecordKind, version: number, bodyBytes: number): void {

@@ -89,20 +89,19 @@ export class SocketProtocolError extends Error {
  * From Node's shared pool when small (allocUnsafe): a header a frame, an ack a frame, each its
  * own ArrayBuffer, cost as much as the rest of the frame's work together.
  */
-function header(kind: RecordKind, bodyBytes: number, extra = 0): { buf: Buffer; view: DataView } {
+function header(kind: RecordKind, bodyBytes: number, extra = 0): Buffer {
   const buf = Buffer.allocUnsafe(HEADER_BYTES + extra);
   buf.fill(0, 0, HEADER_BYTES);
-  const view = new DataView(buf.buffer, buf.byteOffset, HEADER_BYTES);
-  view.setUint8(0, kind);
-  view.setUint8(1, WIRE_VERSION);
-  view.setUint32(4, bodyBytes, true);
-  return { buf, view };
+  buf[0] = kind;
+  buf[1] = WIRE_VERSION;
+  buf.writeUInt32LE(bodyBytes, 4);
+  return buf;
 }
 
 /** A record whose body is small (or none): header and body in one buffer. */
 export function encodeRecord(kind: RecordKind, body: Uint8Array = new Uint8Array(0), seq = 0): Buffer {
-  const { buf, view } = header(kind, body.byteLength, body.byteLength);
-  view.setUint32(8, seq, true);
+  const buf = header(kind, body.byteLength, body.byteLength);
+  buf.writeUInt32LE(seq, 8);
   buf.set(body, HEADER_BYTES);
   return buf;
 }
@@ -127,21 +126,22 @@ export function encodeAck(settled: number, generation: number, error = ''): Buff
  */
 export function encodeFrameHead(f: FrameHeader, expertIds?: Uint8Array, scales?: Uint8Array, weights?: Uint8Array): Buffer {
   const small = f.idBytes + f.weightBytes + f.scaleBytes;
-  const { buf, view } = header(RecordKind.Frame, small + f.dataBytes, small);
-  view.setUint8(2, PHASES.indexOf(f.key.phase));
-  view.setUint8(3, WIRE_DTYPES.indexOf(f.dtype));
-  view.setUint32(8, f.seq, true);
-  view.setInt32(12, f.key.layer, true);
-  view.setFloat64(16, f.key.step, true);
-  view.setUint32(24, f.key.microBatch ?? 0, true);
-  view.setUint32(28, f.key.chunk, true);
-  view.setUint32(32, f.rows, true);
-  view.setUint32(36, f.cols, true);
-  view.setUint32(40, f.blockSize, true);
-  view.setUint32(44, f.idBytes, true);
-  view.setUint32(48, f.scaleBytes, true);
-  view.setUint32(52, f.dataBytes, true);
-  view.setUint32(56, f.weightBytes, true);
+  // Buffer's own writes, not a DataView: one object less a frame
+  const buf = header(RecordKind.Frame, small + f.dataBytes, small);
+  buf[2] = PHASES.indexOf(f.key.phase);
+  buf[3] = WIRE_DTYPES.indexOf(f.dtype);
+  buf.writeUInt32LE(f.seq, 8);
+  buf.writeInt32LE(f.key.layer, 12);
+  buf.writeDoubleLE(f.key.step, 16);
+  buf.writeUInt32LE(f.key.microBatch ?? 0, 24);
+  buf.writeUInt32LE(f.key.chunk, 28);
+  buf.writeUInt32LE(f.rows, 32);
+  buf.writeUInt32LE(f.cols, 36);
+  buf.writeUInt32LE(f.blockSize, 40);
+  buf.writeUInt32LE(f.idBytes, 44);
+  buf.writeUInt32LE(f.scaleBytes, 48);
+  buf.writeUInt32LE(f.dataBytes, 52);
+  buf.writeUInt32LE(f.weightBytes, 56);
   if (expertIds) buf.set(expertIds, HEADER_BYTES);
   if (weights) buf.set(weights, HEADER_BYTES + f.idBytes);
   if (scales) buf.set(scales, HEADER_BYTES + f.idBytes + f.weightBytes);

@@ -3,7 +3,7 @@ import { GrpcTransport, type GrpcTransportOptions } from '../grpc/grpc-transport
 import { channelCredentials } from '../grpc/tls';
 import { PeerUnreachableError, RankRangeError, TransportClosedError } from '../transport/errors';
 import type { FrameKey } from '../transport/frame-key';
-import { checkOutgoing, payloadBytes } from '../transport/payload';
+import { checkOutgoing } from '../transport/payload';
 import type { IncomingFrame, OutgoingFrame, Transport } from '../transport/transport';
 import { InboundLink } from './inbound-link';
 import { askDataPlanes } from './negotiate';
@@ -58,7 +58,6 @@ export class SocketTransport implements Transport {
   private readonly stopTaking?: () => void;
   private readonly hostId = localHostId();
   private readonly used = new Set<'socket' | 'grpc'>();
-  private socketSent = 0;
   private closed = false;
 
   constructor(private readonly o: SocketTransportOptions) {
@@ -88,7 +87,7 @@ export class SocketTransport implements Transport {
   private sendOn(route: Route, dest: number, key: FrameKey, frame: OutgoingFrame): Promise<void> {
     this.used.add(route.plane);
     if (route.plane === 'grpc') return this.grpc.send(dest, key, frame);
-    return route.out.send(key, frame).then(() => void (this.socketSent += payloadBytes(frame.payload)));
+    return route.out.send(key, frame);
   }
 
   /**
@@ -107,7 +106,9 @@ export class SocketTransport implements Transport {
   }
 
   bytesSent(): number {
-    return this.socketSent + this.grpc.bytesSent();
+    let socketSent = 0;
+    for (const link of this.outbound.values()) socketSent += link.bytesTaken();
+    return socketSent + this.grpc.bytesSent();
   }
 
   /** The planes frames went out over so far: "socket", "grpc", "socket+grpc", or "" before any. */

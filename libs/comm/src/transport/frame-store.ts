@@ -45,7 +45,9 @@ export class FrameStore {
   private used = 0;
   /**
    * One timer for every waiting receive, set for the earliest deadline (a timer a receive, set
-   * and cleared for every frame, cost as much as the rest of the store's work on it).
+   * and cleared for every frame, cost as much as the rest of the store's work on it). While
+   * nobody waits it stays set but unref'd (it must not hold the process up to a deadline nobody
+   * waits for), so a receive that comes next, with a later deadline, finds it set.
    */
   private timer?: NodeJS.Timeout;
   private timerAt = Infinity;
@@ -68,7 +70,10 @@ export class FrameStore {
 
   /** Throws DuplicateFrameError or StaleFrameError when a frame from `source` for `key` cannot be accepted. */
   check(source: number, key: FrameKey): void {
-    const id = frameId(source, key);
+    this.checkId(frameId(source, key), source, key);
+  }
+
+  private checkId(id: string, source: number, key: FrameKey): void {
     if (this.frames.has(id)) throw new DuplicateFrameError(key, source, 'a frame for this key is already waiting to be received');
     if (this.taken.get(key.step)?.has(id)) throw new DuplicateFrameError(key, source, 'a frame for this key was already received');
     if (key.step < this.newestStep - 1) throw new StaleFrameError(key, source, this.newestStep);
@@ -94,18 +99,42 @@ export class FrameStore {
 
   /** Stores a frame whose `bytes` were reserved, or hands it to the receive() waiting for it. */
   put(source: number, key: FrameKey, frame: IncomingFrame, bytes: number): void {
-    this.check(source, key);
     const id = frameId(source, key);
+    this.checkId(id, source, key);
     const waiter = this.waiters.get(id);
     if (waiter) {
-      this.waiters.delete(id);
-      if (this.waiters.size === 0) this.disarmTimer();
-      this.markTaken(id, key.step);
-      this.release(bytes);
-      waiter.resolve(frame);
+      this.used -= bytes; // handed over, never held
+      this.deliver(id, key, waiter, frame);
+      this.admit();
       return;
     }
     this.frames.set(id, { frame, bytes, step: key.step });
+  }
+
+  /**
+   * put() without reserve() where it needs no wait: stores the frame (or hands it to the receive
+   * waiting for it) when somebody waits for it or its `bytes` fit now with nobody queued for room,
+   * and says true; else false (reserve, then put). Throws as check() does.
+   */
+  putNow(source: number, key: FrameKey, frame: IncomingFrame, bytes: number): boolean {
+    const id = frameId(source, key);
+    this.checkId(id, source, key);
+    const waiter = this.waiters.get(id);
+    if (waiter) {
+      this.deliver(id, key, waiter, frame);
+      return true;
+    }
+    if (this.admissions.length > 0 || !this.fits(bytes)) return false;
+    this.used += bytes;
+    this.frames.set(id, { frame, bytes, step: key.step });
+    return true;
+  }
+
+  private deliver(id: string, key: FrameKey, waiter: Waiter, frame: IncomingFrame): void {
+    this.waiters.delete(id);
+    if (this.waiters.size === 0) this.timer?.unref();
+    this.markTaken(id, key.step);
+    waiter.resolve(frame);
   }
 
   /** The frame from `source` for `key`: at once if it is here, else when it arrives, or ReceiveTimeoutError. */
@@ -128,10 +157,11 @@ export class FrameStore {
       const deadline = performance.now() + timeoutMs;
       this.waiters.set(id, { resolve, reject, deadline, key, source, timeoutMs });
       if (deadline < this.timerAt) this.armTimer(deadline);
+      else this.timer!.ref();
     });
   }
 
-  /** Nobody waits: no timer (it would hold the process up to the last deadline). */
+  /** No timer (the store closed). */
   private disarmTimer(): void {
     clearTimeout(this.timer);
     this.timer = undefined;
@@ -145,7 +175,7 @@ export class FrameStore {
     this.timer = setTimeout(() => this.expire(), Math.max(0, deadline - performance.now()));
   }
 
-  /** Fails the receives whose deadline passed; sets the timer for the next one, if any. */
+  /** Fails the receives whose deadline passed (if any); sets the timer for the next one, if any. */
   private expire(): void {
     this.timer = undefined;
     this.timerAt = Infinity;
@@ -175,7 +205,7 @@ export class FrameStore {
       this.waiters.delete(id);
       waiter.reject(error);
     }
-    if (this.waiters.size === 0) this.disarmTimer();
+    if (this.waiters.size === 0) this.timer?.unref();
   }
 
   /** Drops every frame and rejects every waiter and admission with `reason`. */
