@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseModelConfig, TINY_MODEL } from '@moe/model';
-import { NO_HOST_COSTS, runEngine, stepTasks, type HostCosts, type ProbeStep } from '@moe/sim';
+import { NO_HOST_COSTS, predictStep, runEngine, stepTasks, type HostCosts, type ProbeStep } from '@moe/sim';
 import { benchHostModel } from '../src/run/bench-host';
 import { benchStepInput, type BenchStepSettings, type ScheduleRef } from '../src/run/bench-prediction';
 
@@ -42,6 +42,23 @@ describe('the host under a bench row', () => {
     expect(model.of(1, { schedule: 'overlapped', chunks: 4 })).toBeUndefined();
     expect(model.of(2, naive)).toBeUndefined();
     expect(model.record).toMatchObject({ per_byte_ms: { value: 0, source: expect.stringMatching(/^not measured/) }, host_by_ratio: { 1: { naive: { all_to_all_ms: 10 }, 'overlapped C2': { measured_steps: 3 } } } });
+    // the simulator replays these probes exactly: nothing is left for the residual
+    expect(model.of(1, overlapped)!.residualMs).toBeCloseTo(0, 6);
+  });
+
+  it('carries what a probe took beyond the replay of its own terms to the rows, as a residual of the step', () => {
+    // Two ranks' all-to-alls took 40 ms extra, two ranks' 10, and the step went at the pace of the
+    // fast two: the mean term (25) replays a longer step than the probe took.
+    const fast = probeOn(overlapped, calm).steps[0]!;
+    const slow = probeOn(overlapped, { ...calm, allToAllMs: 40 }).steps[0]!;
+    const step = { stepMs: fast.stepMs, timelines: [fast.timelines[0]!, fast.timelines[1]!, slow.timelines[2]!, slow.timelines[3]!] };
+    const model = benchHostModel(settings, [], new Map([[1, [{ schedule: overlapped, steps: [step, step, step] }]]]), null);
+    const host = model.of(1, overlapped)!;
+    expect(host.allToAllMs).toBeCloseTo(25, 6);
+    expect(host.residualMs).toBeLessThan(-20);
+    const input = benchStepInput(settings, overlapped, 1);
+    expect(predictStep({ ...input, host }).stepMs).toBeCloseTo(fast.stepMs, 6);
+    expect(model.record).toMatchObject({ host_by_ratio: { 1: { 'overlapped C2': { residual_ms: Number(host.residualMs.toPrecision(4)) } } } });
   });
 
   it('takes the median of the probes of the 3 ratios run nearest the row: a probe caught in a load spike does not decide its row', () => {

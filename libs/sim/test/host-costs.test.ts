@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { buildSchedule } from '@moe/schedule';
-import { CostModel, computeShare, hostCostsOf, medianHostCosts, NO_HOST_COSTS, predictStep, probeExtras, resolveModeledModel, runEngine, stepTasks, type HostCosts, type ProbeStep, type StepPredictionInput } from '../src';
+import { CostModel, computeShare, hostCostsOf, medianHostCosts, NO_HOST_COSTS, predictStep, probeExtras, resolveModeledModel, runEngine, stepTasks, withStepResidual, type HostCosts, type ProbeStep, type StepPredictionInput } from '../src';
 
 const model = resolveModeledModel({ hiddenSize: 256, expertFfnSize: 512, routedExperts: 8, vocabSize: 1024, seqLen: 512 });
 const input = (schedule: string, chunks: number, dilation: number): StepPredictionInput => ({
@@ -33,7 +33,7 @@ function recorded(i: StepPredictionInput, host: HostCosts): ProbeStep {
   return { stepMs: r.makespanMs + host.stepMs, timelines: [records, records, records, records] };
 }
 
-const host: HostCosts = { computeLaunchMs: 0.4, computeOpMs: 0.2, computeOpShare: 0.03, allToAllMs: 3, perByteMs: 2e-6, allReduceMs: 1.5, stepMs: 7 };
+const host: HostCosts = { computeLaunchMs: 0.4, computeOpMs: 0.2, computeOpShare: 0.03, allToAllMs: 3, perByteMs: 2e-6, allReduceMs: 1.5, stepMs: 7, residualMs: 0 };
 
 describe('host costs from probe records', () => {
   it('recovers every term from the records of a step run on known host costs (naive, where nothing overlaps)', () => {
@@ -91,6 +91,27 @@ describe('host costs from probe records', () => {
     const spiked = { ...host, allToAllMs: 90, computeLaunchMs: 20 };
     expect(medianHostCosts([host, spiked, { ...host, allToAllMs: 4 }])).toEqual({ ...host, allToAllMs: 4 });
     expect(() => medianHostCosts([])).toThrow(/no host costs/);
+  });
+
+  it.each([
+    ['naive', 1],
+    ['overlapped', 4],
+    ['fb-overlap', 2],
+  ])('leaves no residual on a %s C%i probe its terms replay exactly, and takes up what they miss, to the step', (schedule, chunks) => {
+    const i = input(schedule as string, chunks as number, 1000);
+    const exact = [recorded(i, host), recorded(i, host), recorded(i, host)];
+    const terms = hostCostsOf(probeExtras(i, exact, host.perByteMs), host.computeOpShare, host.perByteMs);
+    expect(withStepResidual(i, exact, terms).residualMs).toBeCloseTo(0, 6);
+    // Steps 40 ms longer than their op records say (what no per-op term sees): the residual is
+    // those 40 ms, and the probe predicted with it is the probe measured.
+    const slow = exact.map((step) => ({ ...step, stepMs: step.stepMs + 40 }));
+    const got = withStepResidual(i, slow, hostCostsOf(probeExtras(i, slow, host.perByteMs), host.computeOpShare, host.perByteMs));
+    expect(got.stepMs).toBeCloseTo(host.stepMs + 40, 6);
+    expect(got.residualMs).toBeCloseTo(0, 6);
+    // Per-op terms that overshoot the probe (as overlapped all-to-alls sharing a host's cores do): a negative residual.
+    const over = withStepResidual(i, exact, { ...terms, allToAllMs: terms.allToAllMs + 5 });
+    expect(over.residualMs).toBeLessThan(0);
+    expect(predictStep({ ...i, host: over }).stepMs).toBeCloseTo(exact[0]!.stepMs, 6);
   });
 
   it('says which rank lacks which op when a probe ran another op list', () => {

@@ -4,7 +4,7 @@
  * source for report.json. Nothing here reads a row being predicted.
  */
 import { stepSettingsLabel } from '@moe/schedule';
-import { computeShare, hostCostsOf, medianHostCosts, probeExtras, type HostCosts, type ProbeStep } from '@moe/sim';
+import { computeShare, hostCostsOf, medianHostCosts, probeExtras, withStepResidual, type HostCosts, type ProbeStep } from '@moe/sim';
 import { benchStepInput, perByteMsOf, type BenchStepSettings, type ScheduleRef } from './bench-prediction';
 
 /** A calibration probe: the naive step at `dilation`, compute scale 1; its measured steps. */
@@ -61,8 +61,8 @@ export function benchHostModel(
   for (const [ratio, list] of probes) {
     const terms: Record<string, unknown> = {};
     for (const probe of list) {
-      const extras = probeExtras(benchStepInput(s, probe.schedule, 1), probe.steps, perByteMs);
-      const host = hostCostsOf(extras, share, perByteMs);
+      const input = benchStepInput(s, probe.schedule, 1);
+      const host = withStepResidual(input, probe.steps, hostCostsOf(probeExtras(input, probe.steps, perByteMs), share, perByteMs));
       costs.set(keyOf(ratio, probe.schedule), host);
       terms[stepSettingsLabel(probe.schedule)] = {
         measured_steps: probe.steps.length,
@@ -71,6 +71,7 @@ export function benchHostModel(
         all_to_all_ms: round(host.allToAllMs),
         all_reduce_ms: round(host.allReduceMs),
         step_ms: round(host.stepMs),
+        residual_ms: round(host.residualMs),
       };
     }
     byRatio[String(ratio)] = terms;
@@ -94,7 +95,8 @@ export function benchHostModel(
     host_by_ratio_source:
       `just before each ratio's rows, a probe run of each of the rows' schedules (same chunks and micro-batches) at the rows' dilation (${Math.round(s.dilation)}) and compute scale 1, 1 warm-up step then the measured steps; ` +
       'from every rank\'s op records, each the median over the probe\'s steps of a mean over the step\'s ops: compute_launch_ms = mean launch gap (start - when it could start) a compute op; compute_op_ms = mean (overshoot - share x modeled); all_to_all_ms and all_reduce_ms = mean ' +
-      '(launch gap + duration - the op alone on idle modeled links and the data plane\'s bytes), negative when per_byte_ms (the transport line streams at full tilt) charges more than the probe\'s all-to-alls took; step_ms = median (scheduler step - last op end)',
+      '(launch gap + duration - the op alone on idle modeled links and the data plane\'s bytes), negative when per_byte_ms (the transport line streams at full tilt) charges more than the probe\'s all-to-alls took; step_ms = median (scheduler step - last op end); ' +
+      'residual_ms = the probe\'s median step - the simulator\'s replay of the probe\'s own op list with the terms before it (what those per-op means miss where ops overlap: all-to-alls in flight together share the host\'s cores), added once to each row\'s step',
   };
   const ratios = [...probes.keys()];
   const of = (ratio: number, schedule: ScheduleRef): HostCosts | undefined => {

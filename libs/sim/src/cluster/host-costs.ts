@@ -11,14 +11,16 @@
  *   costs, acknowledgements and peers that started it late; of all-to-alls, only those that left
  *   with no other transfer of their rank in flight (one that queued behind another would count
  *   the queueing twice: the engine queues it again);
- * - the step's control plane: scheduler step ms minus the latest op end of any rank.
+ * - the step's control plane: scheduler step ms minus the latest op end of any rank;
+ * - and what is left (`withStepResidual`): the probe's step beyond the engine's replay of the
+ *   probe with all of the above.
  * Each term is a mean over a step's ops (every op is on some rank's path, and a step is their sum
  * along it), then the median over the probe's steps, as a row's step is the median of its steps:
  * one stall in one probe step does not move it.
  */
 import type { Op } from '@moe/schedule';
 import { runEngine } from './engine';
-import { NO_HOST_COSTS, stepTasks, type HostCosts, type StepPredictionInput } from './simulate-step';
+import { NO_HOST_COSTS, predictStep, stepTasks, type HostCosts, type StepPredictionInput } from './simulate-step';
 
 /** One op as a worker recorded it (the fields of @moe/comm's OpRecordData read here); ms on the worker's step clock. */
 export interface RecordedOp {
@@ -154,7 +156,20 @@ export function hostCostsOf(extras: ProbeExtras, computeOpShare: number, perByte
     perByteMs,
     allReduceMs: perStep((s) => mean(s.allReduce)),
     stepMs: perStep((s) => s.control),
+    residualMs: 0,
   };
+}
+
+/**
+ * `host` with its residual: the probe's median step minus the engine's replay of the probe's own
+ * op list on `host` (its residual left out). The per-op terms are means, each added where its op
+ * runs; where ops overlap on a real host they do not add up so (all-to-alls in flight together
+ * share the cores that move their frames, and an op's wait for a late peer is often the wait of
+ * the one beside it too), and what is left is a step's worth. `input` is the probe's step.
+ */
+export function withStepResidual(input: StepPredictionInput, steps: readonly ProbeStep[], host: HostCosts): HostCosts {
+  const replayed = predictStep({ ...input, host: { ...host, residualMs: 0 } }).stepMs;
+  return { ...host, residualMs: median(steps.map((s) => s.stepMs)) - replayed };
 }
 
 /** Term by term, the median of several measurements of the same host costs (e.g. probes minutes apart): one caught in a load spike does not move it. */

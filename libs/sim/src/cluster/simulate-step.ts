@@ -37,9 +37,15 @@ export interface HostCosts {
   allReduceMs: number;
   /** Once a step: the control plane (RunStep out, replies back). */
   stepMs: number;
+  /**
+   * Once a step: what a probe of the same schedule took beyond the engine's replay of it with
+   * every term above (see `withStepResidual`): the host's effects no per-op term holds, as
+   * all-to-alls in flight together sharing the host's cores. Negative when the terms overshoot.
+   */
+  residualMs: number;
 }
 
-export const NO_HOST_COSTS: HostCosts = { computeLaunchMs: 0, computeOpMs: 0, computeOpShare: 0, allToAllMs: 0, perByteMs: 0, allReduceMs: 0, stepMs: 0 };
+export const NO_HOST_COSTS: HostCosts = { computeLaunchMs: 0, computeOpMs: 0, computeOpShare: 0, allToAllMs: 0, perByteMs: 0, allReduceMs: 0, stepMs: 0, residualMs: 0 };
 
 export interface StepPredictionInput {
   ops: readonly Op[];
@@ -172,5 +178,6 @@ export function predictStep(input: StepPredictionInput): StepPrediction {
   });
   const busyU = union(busy);
   const commU = union(comm);
-  return { stepMs: r.makespanMs + (input.host?.stepMs ?? 0), computeMs: total(busyU), commMs: total(commU), exposedCommMs: uncovered(commU, busyU) };
+  const host = input.host ?? NO_HOST_COSTS;
+  return { stepMs: r.makespanMs + host.stepMs + host.residualMs, computeMs: total(busyU), commMs: total(commU), exposedCommMs: uncovered(commU, busyU) };
 }
