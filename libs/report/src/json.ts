@@ -22,7 +22,7 @@ export interface ReportInput {
     tcpMbps: number;
     grpcMbps: number;
     /** Every data plane's all-to-all, 10^6 bytes/s (raw TCP first), with the frame size and ranks. */
-    planes?: { plane: string; mbps: number }[];
+    planes?: { plane: string; mbps: number; runs?: readonly number[]; cpuMsPerMb?: number }[];
     frameBytes?: number;
     world?: number;
     used?: string;
@@ -61,7 +61,15 @@ export function transportBench(tcpMbps: number, grpcMbps: number): TransportBenc
 /** `bench` with the per-plane all-to-all figures of `input`, each as a fraction of raw TCP. */
 function withPlanes(bench: TransportBench, input: NonNullable<ReportInput['transport']>): TransportBench {
   const out: TransportBench = { ...bench };
-  if (input.planes) out.planes = input.planes.map((p) => ({ plane: p.plane, mbps: p.mbps, ratio: p.mbps / bench.tcp_mbps }));
+  if (input.planes) {
+    out.planes = input.planes.map((p) => ({
+      plane: p.plane,
+      mbps: p.mbps,
+      ratio: p.mbps / bench.tcp_mbps,
+      ...(p.runs ? { runs_mbps: [...p.runs] } : {}),
+      ...(p.cpuMsPerMb !== undefined ? { cpu_ms_per_mb: p.cpuMsPerMb } : {}),
+    }));
+  }
   if (input.frameBytes !== undefined) out.frame_bytes = input.frameBytes;
   if (input.world !== undefined) out.world = input.world;
   if (input.used !== undefined) out.used = input.used;

@@ -187,7 +187,16 @@ export interface TransportBench {
    * The all-to-all on every data plane (tcp_mbps and grpc_mbps are its raw TCP and gRPC rows):
    * `world` processes, one `frame_bytes` frame per peer per round, in the same run.
    */
-  planes?: { plane: string; mbps: number; ratio: number }[];
+  planes?: {
+    plane: string;
+    /** The median of runs_mbps. */
+    mbps: number;
+    ratio: number;
+    /** Every measured run, in run order (the planes' runs interleave: tcp, grpc, socket, ..., then again). */
+    runs_mbps?: number[];
+    /** CPU ms all ranks spent per MB moved (median of the runs): what the plane costs, whatever the host's load. */
+    cpu_ms_per_mb?: number;
+  }[];
   frame_bytes?: number;
   world?: number;
   /** The data plane the bench's runs sent frames over, as the workers reported it ("socket", "grpc", "socket+grpc"). */

@@ -62,7 +62,7 @@ describe('modeled against measured compute', () => {
 
 describe('the transport line', () => {
   const runs = [{ schedule: 'naive' as const, chunks: 1, ratio: 1, warmupSteps: 0, steps: [step(0)] }];
-  it('gives the all-to-all of every data plane as a fraction of raw TCP, and the plane the runs used', () => {
+  it('gives the all-to-all of every data plane as a fraction of raw TCP, with its runs and CPU per MB, and the plane the runs used', () => {
     const report = buildReport({
       config: { command: 'moe bench' },
       runs,
@@ -73,7 +73,7 @@ describe('the transport line', () => {
         planes: [
           { plane: 'tcp', mbps: 1000 },
           { plane: 'grpc', mbps: 250 },
-          { plane: 'socket', mbps: 900 },
+          { plane: 'socket', mbps: 900, runs: [700, 900, 950], cpuMsPerMb: 1.7 },
         ],
         frameBytes: 131072,
         world: 4,
@@ -83,7 +83,7 @@ describe('the transport line', () => {
     expect(report.transport!.planes).toEqual([
       { plane: 'tcp', mbps: 1000, ratio: 1 },
       { plane: 'grpc', mbps: 250, ratio: 0.25 },
-      { plane: 'socket', mbps: 900, ratio: 0.9 },
+      { plane: 'socket', mbps: 900, ratio: 0.9, runs_mbps: [700, 900, 950], cpu_ms_per_mb: 1.7 },
     ]);
     const line = formatTable(report).split('\n').at(-1)!;
     expect(line).toMatch(/^All-to-all of 4 processes, 131 kB frames, measured in the same run: raw TCP 1000 MB\/s; grpc 250 MB\/s \(0\.25\), socket 900 MB\/s \(0\.90\)/);

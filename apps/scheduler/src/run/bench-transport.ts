@@ -21,7 +21,7 @@ export interface BenchTransportInput {
 export interface BenchTransport {
   tcpMbps: number;
   grpcMbps: number;
-  planes: { plane: string; mbps: number }[];
+  planes: { plane: string; mbps: number; runs: number[]; cpuMsPerMb: number }[];
   frameBytes: number;
   world: number;
   /** What shapes the figures, for report.json's config. */
@@ -50,7 +50,7 @@ export async function measureBenchTransport(input: BenchTransportInput): Promise
   return {
     tcpMbps: mbps('tcp'),
     grpcMbps: mbps('grpc'),
-    planes: results.map((r) => ({ plane: r.plane, mbps: r.mbPerSecond })),
+    planes: results.map((r) => ({ plane: r.plane, mbps: r.mbPerSecond, runs: r.runs, cpuMsPerMb: r.cpuMsPerMb })),
     frameBytes: results[0]!.frameBytes,
     world,
     config: { frame_bytes: results[0]!.frameBytes, world, bytes_per_rank: bytesPerRank, repeats: input.repeats, warmup, depth, planes: PLANES },

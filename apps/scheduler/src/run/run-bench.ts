@@ -285,7 +285,8 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
         hiddenSize: options.hiddenSize,
         dispatchCodec: options.dispatchCodec,
         transportSeconds: options.transportSeconds,
-        repeats: options.transportSeconds >= 1 ? 3 : 1,
+        // 5 runs a plane (a median of 3 moved by a tenth between consecutive benches on a shared host)
+        repeats: options.transportSeconds >= 1 ? 5 : 1,
       });
     }
     const transport = measuredTransport && { ...measuredTransport, used: planesUsed(dataPlanes) };
