@@ -36,29 +36,32 @@ const calm: HostCosts = { ...NO_HOST_COSTS, computeLaunchMs: 1, computeOpMs: 0.3
 describe('the host under a bench row', () => {
   it('is measured on the probe of the row\'s own schedule and chunks, and named with its source in the record', () => {
     const model = benchHostModel(settings, [], new Map([[1, [probeOn(naive, calm), probeOn(overlapped, { ...calm, allToAllMs: 25 })]]]), null);
-    expect(model.of(1, naive)!.allToAllMs).toBeCloseTo(10, 6);
+    // a naive step's all-to-alls never overlap: its term as host work is the latency it measured
+    expect(model.of(1, naive)!.allToAllWorkMs).toBeCloseTo(10, 4);
+    expect(model.of(1, naive)!.allToAllMs).toBe(0);
     // an overlapped step's all-to-alls queue on their links behind each other: that wait is the model's, so only those that left alone measure the host
-    expect(model.of(1, overlapped)!.allToAllMs).toBeCloseTo(25, 6);
+    expect(model.record).toMatchObject({ host_by_ratio: { 1: { 'overlapped C2': { all_to_all_ms: 25 } } } });
+    // and as work, sized to replay the probe
+    const probe = probeOn(overlapped, { ...calm, allToAllMs: 25 });
+    expect(predictStep({ ...benchStepInput(settings, overlapped, 1), host: model.of(1, overlapped)! }).stepMs).toBeCloseTo(probe.steps[0]!.stepMs, 4);
     expect(model.of(1, { schedule: 'overlapped', chunks: 4 })).toBeUndefined();
     expect(model.of(2, naive)).toBeUndefined();
     expect(model.record).toMatchObject({ per_byte_ms: { value: 0, source: expect.stringMatching(/^not measured/) }, host_by_ratio: { 1: { naive: { all_to_all_ms: 10 }, 'overlapped C2': { measured_steps: 3 } } } });
-    // the simulator replays these probes exactly: nothing is left for the residual
-    expect(model.of(1, overlapped)!.residualMs).toBeCloseTo(0, 6);
+    expect(model.of(1, overlapped)!.residualMs).toBeCloseTo(0, 4);
   });
 
-  it('carries what a probe took beyond the replay of its own terms to the rows, as a residual of the step', () => {
+  it('sizes the all-to-all work to replay a probe that went faster than its per-op means', () => {
     // Two ranks' all-to-alls took 40 ms extra, two ranks' 10, and the step went at the pace of the
-    // fast two: the mean term (25) replays a longer step than the probe took.
+    // fast two: the mean term (25) would replay a longer step than the probe took.
     const fast = probeOn(overlapped, calm).steps[0]!;
     const slow = probeOn(overlapped, { ...calm, allToAllMs: 40 }).steps[0]!;
     const step = { stepMs: fast.stepMs, timelines: [fast.timelines[0]!, fast.timelines[1]!, slow.timelines[2]!, slow.timelines[3]!] };
     const model = benchHostModel(settings, [], new Map([[1, [{ schedule: overlapped, steps: [step, step, step] }]]]), null);
     const host = model.of(1, overlapped)!;
-    expect(host.allToAllMs).toBeCloseTo(25, 6);
-    expect(host.residualMs).toBeLessThan(-20);
     const input = benchStepInput(settings, overlapped, 1);
-    expect(predictStep({ ...input, host }).stepMs).toBeCloseTo(fast.stepMs, 6);
-    expect(model.record).toMatchObject({ host_by_ratio: { 1: { 'overlapped C2': { residual_ms: Number(host.residualMs.toPrecision(4)) } } } });
+    expect(predictStep({ ...input, host: { ...host, allToAllMs: 25, allToAllWorkMs: 0 } }).stepMs).toBeGreaterThan(fast.stepMs + 20);
+    expect(predictStep({ ...input, host }).stepMs).toBeCloseTo(fast.stepMs, 4);
+    expect(model.record).toMatchObject({ host_by_ratio: { 1: { 'overlapped C2': { all_to_all_ms: 25, all_to_all_work_ms: Number(host.allToAllWorkMs.toPrecision(4)) } } } });
   });
 
   it('takes the median of the probes of the 3 ratios run nearest the row: a probe caught in a load spike does not decide its row', () => {
@@ -71,9 +74,9 @@ describe('the host under a bench row', () => {
       [4, [probeOn(naive, { ...calm, allToAllMs: 16 })]],
     ]);
     const model = benchHostModel(settings, [], probes, null);
-    expect(model.of(1, naive)!.allToAllMs).toBeCloseTo(14, 6); // 12, 200, 14
+    expect(model.of(1, naive)!.allToAllWorkMs).toBeCloseTo(14, 4); // 12, 200, 14
     expect(model.of(1, naive)!.computeLaunchMs).toBeCloseTo(1, 6);
-    expect(model.of(0.25, naive)!.allToAllMs).toBeCloseTo(12, 6); // the sweep's start: 10, 12, 200
-    expect(model.of(4, naive)!.allToAllMs).toBeCloseTo(16, 6); // its end: 200, 14, 16
+    expect(model.of(0.25, naive)!.allToAllWorkMs).toBeCloseTo(12, 4); // the sweep's start: 10, 12, 200
+    expect(model.of(4, naive)!.allToAllWorkMs).toBeCloseTo(16, 4); // its end: 200, 14, 16
   });
 });

@@ -23,7 +23,7 @@ export function predictionSection(report: BenchReport): string[] {
     '## Predicted vs measured',
     '',
     'The cluster simulator (libs/sim) replays each row\'s op list with the sim backend\'s cost model, links and dilation on a virtual clock, ' +
-      'plus what the local cluster\'s host adds (launch and overshoot of each compute op, each all-to-all\'s frames and waits, the data plane\'s bytes, the control plane, and what a probe of the schedule took beyond all of those), ' +
+      'plus what the local cluster\'s host adds (launch and overshoot of each compute op, each all-to-all\'s frames and waits, the data plane\'s bytes, the control plane; an all-to-all\'s host term is work queued on its rank\'s host, sized so the simulator replays the probe\'s own step), ' +
       'each measured in the same run on probe runs, never on the rows (config.prediction names every term and its source); ' +
       'alignment = 1 - |predicted - measured| / measured, on the median step. Beside the step: measured / predicted compute, comm and exposed comm, where a miss comes from.',
     '',

@@ -46,6 +46,19 @@ describe('runEngine', () => {
     expect(Array.from(runEngine([frames(2, 3), { ...frames(2, 3), wire: [{ port: PORTS.nvlink, ms: 2, hostMs: 3 }] }], { devices: 1 }).end)).toEqual([11, 14]);
   });
 
+  it('an op\'s own host work follows all its bytes on the host port: ops in flight together queue for it', () => {
+    const op = (hostMs: number, deps: number[] = []): SimTask => ({ device: 0, stream: 'comm', ms: 1, wire: [{ port: PORTS.nic, ms: 2, hostMs: 1 }], hostMs, deps });
+    // alone: wire 2, its bytes' host work 1, its own 4, latency 1
+    expect(runEngine([op(4)], { devices: 1 }).end[0]).toBe(8);
+    // two at once: the second's bytes leave the port at 4 and wait for the first's host work (to 7), then 1 + 4, latency 1
+    expect(Array.from(runEngine([op(4), op(4)], { devices: 1 }).end)).toEqual([8, 13]);
+    // one after the other: nothing to wait for
+    expect(Array.from(runEngine([op(4), op(4, [0])], { devices: 1 }).end)).toEqual([8, 16]);
+    // no host work on the bytes (no data plane measured): the second still waits for the first's own work (6), 4 more, latency 1
+    const bare = (hostMs: number): SimTask => ({ ...op(hostMs), wire: [{ port: PORTS.nic, ms: 2 }] });
+    expect(Array.from(runEngine([bare(4), bare(4)], { devices: 1 }).end)).toEqual([7, 11]);
+  });
+
   it('a compute op\'s launch holds the stream with the device idle: the op starts after it and its busy time leaves it out', () => {
     const r = runEngine([{ ...compute(0, 2), launchMs: 1 }, { ...compute(0, 3), launchMs: 1 }], { devices: 1 });
     expect(Array.from(r.start)).toEqual([1, 4]);

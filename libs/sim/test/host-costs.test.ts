@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { buildSchedule } from '@moe/schedule';
-import { CostModel, computeShare, hostCostsOf, medianHostCosts, NO_HOST_COSTS, predictStep, probeExtras, resolveModeledModel, runEngine, stepTasks, withStepResidual, type HostCosts, type ProbeStep, type StepPredictionInput } from '../src';
+import { CostModel, computeShare, hostCostsOf, medianHostCosts, NO_HOST_COSTS, predictStep, probeExtras, resolveModeledModel, runEngine, stepTasks, fitAllToAllWork, type HostCosts, type ProbeStep, type StepPredictionInput } from '../src';
 
 const model = resolveModeledModel({ hiddenSize: 256, expertFfnSize: 512, routedExperts: 8, vocabSize: 1024, seqLen: 512 });
 const input = (schedule: string, chunks: number, dilation: number): StepPredictionInput => ({
@@ -33,7 +33,7 @@ function recorded(i: StepPredictionInput, host: HostCosts): ProbeStep {
   return { stepMs: r.makespanMs + host.stepMs, timelines: [records, records, records, records] };
 }
 
-const host: HostCosts = { computeLaunchMs: 0.4, computeOpMs: 0.2, computeOpShare: 0.03, allToAllMs: 3, perByteMs: 2e-6, allReduceMs: 1.5, stepMs: 7, residualMs: 0 };
+const host: HostCosts = { computeLaunchMs: 0.4, computeOpMs: 0.2, computeOpShare: 0.03, allToAllMs: 3, perByteMs: 2e-6, allReduceMs: 1.5, stepMs: 7, residualMs: 0, allToAllWorkMs: 0 };
 
 describe('host costs from probe records', () => {
   it('recovers every term from the records of a step run on known host costs (naive, where nothing overlaps)', () => {
@@ -94,24 +94,40 @@ describe('host costs from probe records', () => {
   });
 
   it.each([
-    ['naive', 1],
     ['overlapped', 4],
     ['fb-overlap', 2],
-  ])('leaves no residual on a %s C%i probe its terms replay exactly, and takes up what they miss, to the step', (schedule, chunks) => {
+    ['naive', 1],
+  ])('recovers the all-to-all work of a %s C%i probe whose all-to-alls queue for the host, and replays its step', (schedule, chunks) => {
     const i = input(schedule as string, chunks as number, 1000);
-    const exact = [recorded(i, host), recorded(i, host), recorded(i, host)];
-    const terms = hostCostsOf(probeExtras(i, exact, host.perByteMs), host.computeOpShare, host.perByteMs);
-    expect(withStepResidual(i, exact, terms).residualMs).toBeCloseTo(0, 6);
-    // Steps 40 ms longer than their op records say (what no per-op term sees): the residual is
-    // those 40 ms, and the probe predicted with it is the probe measured.
-    const slow = exact.map((step) => ({ ...step, stepMs: step.stepMs + 40 }));
-    const got = withStepResidual(i, slow, hostCostsOf(probeExtras(i, slow, host.perByteMs), host.computeOpShare, host.perByteMs));
-    expect(got.stepMs).toBeCloseTo(host.stepMs + 40, 6);
-    expect(got.residualMs).toBeCloseTo(0, 6);
-    // Per-op terms that overshoot the probe (as overlapped all-to-alls sharing a host's cores do): a negative residual.
-    const over = withStepResidual(i, exact, { ...terms, allToAllMs: terms.allToAllMs + 5 });
-    expect(over.residualMs).toBeLessThan(0);
-    expect(predictStep({ ...i, host: over }).stepMs).toBeCloseTo(exact[0]!.stepMs, 6);
+    const onHost = { ...host, allToAllMs: 0, allToAllWorkMs: 5 };
+    const steps = [recorded(i, onHost), recorded(i, onHost), recorded(i, onHost)];
+    const got = fitAllToAllWork(i, steps, hostCostsOf(probeExtras(i, steps, host.perByteMs), host.computeOpShare, host.perByteMs));
+    expect(got.allToAllWorkMs).toBeCloseTo(5, 4);
+    expect(got.allToAllMs).toBe(0);
+    expect(got.residualMs).toBeCloseTo(0, 4);
+    expect(predictStep({ ...i, host: got }).stepMs).toBeCloseTo(steps[0]!.stepMs, 4);
+  });
+
+  it('moves a latency term to work that replays the probe: the same amount where nothing overlaps', () => {
+    const naive = input('naive', 1, 1000);
+    const steps = [recorded(naive, host)];
+    const got = fitAllToAllWork(naive, steps, hostCostsOf(probeExtras(naive, steps, host.perByteMs), host.computeOpShare, host.perByteMs));
+    expect(got.allToAllWorkMs).toBeCloseTo(host.allToAllMs, 4);
+    const overlapped = input('overlapped', 4, 1000);
+    const its = [recorded(overlapped, host)];
+    const fit = fitAllToAllWork(overlapped, its, hostCostsOf(probeExtras(overlapped, its, host.perByteMs), host.computeOpShare, host.perByteMs));
+    expect(predictStep({ ...overlapped, host: fit }).stepMs).toBeCloseTo(its[0]!.stepMs, 4);
+  });
+
+  it('keeps as a residual what even no all-to-all work cannot replay', () => {
+    const i = input('overlapped', 2, 1000);
+    const steps = [recorded(i, host)];
+    const terms = hostCostsOf(probeExtras(i, steps, host.perByteMs), host.computeOpShare, host.perByteMs);
+    // per-op terms that overshoot the probe even with no all-to-all at all
+    const got = fitAllToAllWork(i, steps, { ...terms, computeLaunchMs: terms.computeLaunchMs + 10 });
+    expect(got.allToAllWorkMs).toBe(0);
+    expect(got.residualMs).toBeLessThan(0);
+    expect(predictStep({ ...i, host: got }).stepMs).toBeCloseTo(steps[0]!.stepMs, 6);
   });
 
   it('says which rank lacks which op when a probe ran another op list', () => {

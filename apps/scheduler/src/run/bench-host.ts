@@ -4,7 +4,7 @@
  * source for report.json. Nothing here reads a row being predicted.
  */
 import { stepSettingsLabel } from '@moe/schedule';
-import { computeShare, hostCostsOf, medianHostCosts, probeExtras, withStepResidual, type HostCosts, type ProbeStep } from '@moe/sim';
+import { computeShare, fitAllToAllWork, hostCostsOf, medianHostCosts, probeExtras, type HostCosts, type ProbeStep } from '@moe/sim';
 import { benchStepInput, perByteMsOf, type BenchStepSettings, type ScheduleRef } from './bench-prediction';
 
 /** A calibration probe: the naive step at `dilation`, compute scale 1; its measured steps. */
@@ -62,13 +62,15 @@ export function benchHostModel(
     const terms: Record<string, unknown> = {};
     for (const probe of list) {
       const input = benchStepInput(s, probe.schedule, 1);
-      const host = withStepResidual(input, probe.steps, hostCostsOf(probeExtras(input, probe.steps, perByteMs), share, perByteMs));
+      const measured = hostCostsOf(probeExtras(input, probe.steps, perByteMs), share, perByteMs);
+      const host = fitAllToAllWork(input, probe.steps, measured);
       costs.set(keyOf(ratio, probe.schedule), host);
       terms[stepSettingsLabel(probe.schedule)] = {
         measured_steps: probe.steps.length,
         compute_launch_ms: round(host.computeLaunchMs),
         compute_op_ms: round(host.computeOpMs),
-        all_to_all_ms: round(host.allToAllMs),
+        all_to_all_ms: round(measured.allToAllMs),
+        all_to_all_work_ms: round(host.allToAllWorkMs),
         all_reduce_ms: round(host.allReduceMs),
         step_ms: round(host.stepMs),
         residual_ms: round(host.residualMs),
@@ -84,7 +86,7 @@ export function benchHostModel(
       value: perByteMs,
       source: plane
         ? `transport line: all-to-all of ${plane.world} processes on the ${plane.plane} data plane, ${plane.mbps.toFixed(0)} MB/s all ranks together (${(plane.mbps / plane.world).toFixed(1)} MB/s a rank)`
-        : 'not measured (--transport-seconds 0): the data plane\'s time is all in all_to_all_ms',
+        : 'not measured (--transport-seconds 0): the data plane\'s time is all in all_to_all_work_ms',
     },
     compute_op_share: {
       value: round(share),
@@ -96,7 +98,8 @@ export function benchHostModel(
       `just before each ratio's rows, a probe run of each of the rows' schedules (same chunks and micro-batches) at the rows' dilation (${Math.round(s.dilation)}) and compute scale 1, 1 warm-up step then the measured steps; ` +
       'from every rank\'s op records, each the median over the probe\'s steps of a mean over the step\'s ops: compute_launch_ms = mean launch gap (start - when it could start) a compute op; compute_op_ms = mean (overshoot - share x modeled); all_to_all_ms and all_reduce_ms = mean ' +
       '(launch gap + duration - the op alone on idle modeled links and the data plane\'s bytes), negative when per_byte_ms (the transport line streams at full tilt) charges more than the probe\'s all-to-alls took; step_ms = median (scheduler step - last op end); ' +
-      'residual_ms = the probe\'s median step - the simulator\'s replay of the probe\'s own op list with the terms before it (what those per-op means miss where ops overlap: all-to-alls in flight together share the host\'s cores), added once to each row\'s step',
+      'all_to_all_work_ms = the all-to-all term as the simulator uses it: host work after each all-to-all\'s bytes, queued on the rank\'s host port (all-to-alls in flight together share the cores that move frames), sized so the simulator\'s replay of the probe\'s own op list takes the probe\'s median step (all_to_all_ms, a mean over lone all-to-alls added as a latency, replayed overlapped probes 10-15% long); ' +
+      'residual_ms = what even no all-to-all work leaves over (the replay with none is longer than the probe), added once to each row\'s step',
   };
   const ratios = [...probes.keys()];
   const of = (ratio: number, schedule: ScheduleRef): HostCosts | undefined => {

@@ -8,7 +8,8 @@
  *   before it (a hot link queues); its latency is pipelined (not held on the port). A use may
  *   also carry host time (a local cluster's data plane moving those bytes): it follows that use's
  *   wire time on the device's host port, first in, first out, so a stream of frames takes the
- *   larger of the two (wire and host pipeline) and a lone frame their sum. The task ends when
+ *   larger of the two (wire and host pipeline) and a lone frame their sum; a task may add host
+ *   work of its own after all its bytes (`hostMs`), on the same port. The task ends when
  *   every port it uses has finished, plus the latency.
  * - Optionally communication takes a share of the device's SMs while a transfer is on the wire
  *   (DeepSeek-V3 §3.2.2: 20 of 132 SMs): compute then runs at (1 - share) of its speed.
@@ -45,6 +46,8 @@ export interface SimTask {
   launchMs?: number;
   /** comm only: the ports it serialises on. */
   wire?: PortUse[];
+  /** comm only: host work after all its bytes (a local run's frames' fixed costs), serial on the device's host port. */
+  hostMs?: number;
   /** Ids (indexes in the task list) of the tasks that must end before this one starts. */
   deps: number[];
 }
@@ -163,6 +166,10 @@ export function runEngine(tasks: readonly SimTask[], options: EngineOptions): En
     for (const h of hosted.sort((a, b) => a.at - b.at)) {
       portFree[host] = Math.max(h.at, portFree[host]!) + h.ms;
       wireEnd = Math.max(wireEnd, portFree[host]!);
+    }
+    if (t.hostMs) {
+      portFree[host] = Math.max(wireEnd, portFree[host]!) + t.hostMs;
+      wireEnd = portFree[host]!;
     }
     start[id] = now;
     if (share > 0 && wireStart < Infinity && wireEnd > wireStart) queue.push(wireStart, 'comm-start', id);

@@ -12,8 +12,8 @@
  *   with no other transfer of their rank in flight (one that queued behind another would count
  *   the queueing twice: the engine queues it again);
  * - the step's control plane: scheduler step ms minus the latest op end of any rank;
- * - and what is left (`withStepResidual`): the probe's step beyond the engine's replay of the
- *   probe with all of the above.
+ * - the all-to-all term, moved to work on the host port and sized to replay the probe's step
+ *   (`fitAllToAllWork`), and what even that cannot replay (`residualMs`).
  * Each term is a mean over a step's ops (every op is on some rank's path, and a step is their sum
  * along it), then the median over the probe's steps, as a row's step is the median of its steps:
  * one stall in one probe step does not move it.
@@ -153,6 +153,7 @@ export function hostCostsOf(extras: ProbeExtras, computeOpShare: number, perByte
     computeOpMs: perStep((s) => mean(s.compute.map((o) => o.overshootMs - computeOpShare * o.modeledMs))),
     computeOpShare,
     allToAllMs: perStep((s) => mean(s.allToAll)),
+    allToAllWorkMs: 0,
     perByteMs,
     allReduceMs: perStep((s) => mean(s.allReduce)),
     stepMs: perStep((s) => s.control),
@@ -161,15 +162,33 @@ export function hostCostsOf(extras: ProbeExtras, computeOpShare: number, perByte
 }
 
 /**
- * `host` with its residual: the probe's median step minus the engine's replay of the probe's own
- * op list on `host` (its residual left out). The per-op terms are means, each added where its op
- * runs; where ops overlap on a real host they do not add up so (all-to-alls in flight together
- * share the cores that move their frames, and an op's wait for a late peer is often the wait of
- * the one beside it too), and what is left is a step's worth. `input` is the probe's step.
+ * `host` with its all-to-all term as host work instead of a latency (allToAllWorkMs: each
+ * all-to-all's fixed work after its bytes, queued on the rank's host port), sized so that the
+ * engine's replay of the probe's own op list takes the probe's median step.
+ *
+ * Why: the per-op extras are means over the probe's all-to-alls, each measured while others may
+ * have been in flight. Added as a latency to every all-to-all of a schedule that keeps several in
+ * flight (overlapped C4: four at once), they replayed the probe itself 10-15% long; and a row
+ * with more compute between its all-to-alls measured faster than its probe (fewer in flight at
+ * once, less to share the cores that move frames). As work on one queue, all-to-alls in flight
+ * together wait for each other, and spread-out ones do not. A naive step, whose all-to-alls never
+ * overlap, replays the same either way. What no amount of work can replay (the replay with none
+ * is already too long) stays as `residualMs`. `input` is the probe's step.
  */
-export function withStepResidual(input: StepPredictionInput, steps: readonly ProbeStep[], host: HostCosts): HostCosts {
-  const replayed = predictStep({ ...input, host: { ...host, residualMs: 0 } }).stepMs;
-  return { ...host, residualMs: median(steps.map((s) => s.stepMs)) - replayed };
+export function fitAllToAllWork(input: StepPredictionInput, steps: readonly ProbeStep[], host: HostCosts): HostCosts {
+  const target = median(steps.map((s) => s.stepMs));
+  const replay = (work: number) => predictStep({ ...input, host: { ...host, allToAllMs: 0, allToAllWorkMs: work, residualMs: 0 } }).stepMs;
+  let lo = 0;
+  let hi = Math.max(1, host.allToAllMs);
+  while (replay(hi) < target && hi < target) hi *= 2;
+  if (replay(lo) >= target) hi = lo;
+  // The replay grows with the work: bisect to well under a microsecond.
+  for (let i = 0; i < 60 && hi - lo > 1e-7; i++) {
+    const mid = (lo + hi) / 2;
+    if (replay(mid) < target) lo = mid;
+    else hi = mid;
+  }
+  return { ...host, allToAllMs: 0, allToAllWorkMs: hi, residualMs: target - replay(hi) };
 }
 
 /** Term by term, the median of several measurements of the same host costs (e.g. probes minutes apart): one caught in a load spike does not move it. */

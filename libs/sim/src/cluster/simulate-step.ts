@@ -31,6 +31,12 @@ export interface HostCosts {
   computeOpShare: number;
   /** Every all-to-all beyond its wire and bytes: its launch, each frame's fixed cost and acknowledgement, peers arriving late. A latency: it holds no port. */
   allToAllMs: number;
+  /**
+   * Every all-to-all's host work after its bytes, serial on the rank's host port (with the bytes'
+   * own work): the cores that move frames are shared, so all-to-alls in flight together queue for
+   * them. `fitAllToAllWork` moves the latency term here, sized so the probe's replay is the probe.
+   */
+  allToAllWorkMs: number;
   /** The host data plane's ms per byte a rank sends: after each frame's modeled wire, serial on the rank's host port. */
   perByteMs: number;
   /** The all-reduce beyond its wire and bytes. */
@@ -39,13 +45,13 @@ export interface HostCosts {
   stepMs: number;
   /**
    * Once a step: what a probe of the same schedule took beyond the engine's replay of it with
-   * every term above (see `withStepResidual`): the host's effects no per-op term holds, as
-   * all-to-alls in flight together sharing the host's cores. Negative when the terms overshoot.
+   * every term above (see `fitAllToAllWork`): what no per-op term holds. Negative when the terms
+   * overshoot even with no all-to-all work.
    */
   residualMs: number;
 }
 
-export const NO_HOST_COSTS: HostCosts = { computeLaunchMs: 0, computeOpMs: 0, computeOpShare: 0, allToAllMs: 0, perByteMs: 0, allReduceMs: 0, stepMs: 0, residualMs: 0 };
+export const NO_HOST_COSTS: HostCosts = { computeLaunchMs: 0, computeOpMs: 0, computeOpShare: 0, allToAllMs: 0, allToAllWorkMs: 0, perByteMs: 0, allReduceMs: 0, stepMs: 0, residualMs: 0 };
 
 export interface StepPredictionInput {
   ops: readonly Op[];
@@ -162,7 +168,7 @@ export function stepTasks(input: StepPredictionInput): { tasks: SimTask[]; bytes
     const bytesPerPeer = ((tokensIn(op.chunk) * k) / W) * rowBytes;
     const { ms, wire } = exchange(bytesPerPeer, 1);
     bytesSent[op.id] = (W - 1) * bytesPerPeer;
-    return { device: 0, stream: 'comm', ms: ms + host.allToAllMs, wire, deps: [...op.deps] };
+    return { device: 0, stream: 'comm', ms: ms + host.allToAllMs, wire, hostMs: host.allToAllWorkMs, deps: [...op.deps] };
   });
   return { tasks, bytesSent };
 }
