@@ -60,7 +60,7 @@ export function addBenchCommand(program: Command, onError: OnError): void {
     .option('--comm-target <ms>', `all-to-all time of one naive step, sets the time dilation (default ${BENCH_DEFAULTS.commTargetMs}; --quick ${BENCH_QUICK.commTargetMs})`, positiveNumber('--comm-target'))
     .option('--transport-seconds <s>', 'scale of the all-to-all measurement on raw TCP and every data plane: each rank sends seconds x 50 MB a run (0 skips it)', nonNegativeNumber('--transport-seconds'))
     .option('--redundant-experts <n>', `the skewed-routing comparison: naive at the headline ratio with every token's top-${BENCH_DEFAULTS.skewedTopK} on rank 0's experts, then with n redundant experts planned by EPLB from its loads (default ${BENCH_DEFAULTS.redundantExperts}, or the next count that spreads evenly over the workers; 0 skips it)`, integer('--redundant-experts', 0))
-    .option('--quick', 'fewer chunk counts, steps and a shorter comm target: about 2 minutes on 2 cores, against 4 for the default', false)
+    .option('--quick', 'fewer chunk counts, steps and a shorter comm target: about 2 minutes on 2 cores, against 4 to 5 for the default', false)
     .option('--replay', 'no processes: print the rows the cost and link models alone give (the same op lists on the simulator, no host costs), in a second', false)
     .option('--out <dir>', 'report folder (default reports/<timestamp>)')
     .option('--no-progress', 'no progress bar')
