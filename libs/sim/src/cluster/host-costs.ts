@@ -178,10 +178,12 @@ export function hostCostsOf(extras: ProbeExtras, computeOpShare: number, perByte
 export function fitAllToAllWork(input: StepPredictionInput, steps: readonly ProbeStep[], host: HostCosts): HostCosts {
   const target = median(steps.map((s) => s.stepMs));
   const replay = (work: number) => predictStep({ ...input, host: { ...host, allToAllMs: 0, allToAllWorkMs: work, residualMs: 0 } }).stepMs;
+  const withNone = replay(0);
+  if (withNone >= target) return { ...host, allToAllMs: 0, allToAllWorkMs: 0, residualMs: target - withNone };
   let lo = 0;
   let hi = Math.max(1, host.allToAllMs);
+  // (no all-to-all's work is longer than the whole step)
   while (replay(hi) < target && hi < target) hi *= 2;
-  if (replay(lo) >= target) hi = lo;
   // The replay grows with the work: bisect to well under a microsecond.
   for (let i = 0; i < 60 && hi - lo > 1e-7; i++) {
     const mid = (lo + hi) / 2;
