@@ -48,6 +48,25 @@ describe('the host under a bench row', () => {
     expect(model.of(2, naive)).toBeUndefined();
     expect(model.record).toMatchObject({ per_byte_ms: { value: 0, source: expect.stringMatching(/^not measured/) }, host_by_ratio: { 1: { naive: { all_to_all_ms: 10 }, 'overlapped C2': { measured_steps: 3 } } } });
     expect(model.of(1, overlapped)!.residualMs).toBeCloseTo(0, 4);
+    expect(model.of(1, naive)!.stallMs).toBe(0);
+    expect(model.record).toMatchObject({ host_by_ratio: { 1: { naive: { stall_ms: 0 } } } });
+  });
+
+  it('counts a probe\'s pause once a step (stall_ms), apart from the all-to-all work', () => {
+    const probe = probeOn(naive, calm);
+    // rank 2 paused 100 ms in the first dispatch of every step (its records say so; the step took as long)
+    const paused = probe.steps.map((step) => ({
+      stepMs: step.stepMs + 100,
+      timelines: step.timelines.map((records, rank) => {
+        const first = records.findIndex((r) => r.name === 'dispatch');
+        return records.map((r, i) => (rank === 2 && i === first ? { ...r, endMs: r.endMs + 100 } : r));
+      }),
+    }));
+    const model = benchHostModel(settings, [], new Map([[1, [{ schedule: naive, steps: paused }]]]), null);
+    const host = model.of(1, naive)!;
+    expect(host.stallMs).toBeGreaterThan(50);
+    expect(model.record).toMatchObject({ host_by_ratio: { 1: { naive: { stall_ms: Number(host.stallMs.toPrecision(4)) } } } });
+    expect(predictStep({ ...benchStepInput(settings, naive, 1), host }).stepMs).toBeCloseTo(paused[0]!.stepMs, 4);
   });
 
   it('sizes the all-to-all work to replay a probe that went faster than its per-op means', () => {
@@ -64,19 +83,15 @@ describe('the host under a bench row', () => {
     expect(model.record).toMatchObject({ host_by_ratio: { 1: { 'overlapped C2': { all_to_all_ms: 25, all_to_all_work_ms: Number(host.allToAllWorkMs.toPrecision(4)) } } } });
   });
 
-  it('takes the median of the probes of the 3 ratios run nearest the row: a probe caught in a load spike does not decide its row', () => {
-    const spike = { ...calm, allToAllMs: 200, computeLaunchMs: 30 };
+  it("takes the probe run just before the row, not its neighbours': runs next to each other share the host a shared machine lends", () => {
     const probes = new Map([
-      [0.25, [probeOn(naive, calm)]],
       [0.5, [probeOn(naive, { ...calm, allToAllMs: 12 })]],
-      [1, [probeOn(naive, spike)]],
+      [1, [probeOn(naive, { ...calm, allToAllMs: 30, computeLaunchMs: 3 })]],
       [2, [probeOn(naive, { ...calm, allToAllMs: 14 })]],
-      [4, [probeOn(naive, { ...calm, allToAllMs: 16 })]],
     ]);
     const model = benchHostModel(settings, [], probes, null);
-    expect(model.of(1, naive)!.allToAllWorkMs).toBeCloseTo(14, 4); // 12, 200, 14
-    expect(model.of(1, naive)!.computeLaunchMs).toBeCloseTo(1, 6);
-    expect(model.of(0.25, naive)!.allToAllWorkMs).toBeCloseTo(12, 4); // the sweep's start: 10, 12, 200
-    expect(model.of(4, naive)!.allToAllWorkMs).toBeCloseTo(16, 4); // its end: 200, 14, 16
+    expect(model.of(1, naive)!.allToAllWorkMs).toBeCloseTo(30, 4);
+    expect(model.of(1, naive)!.computeLaunchMs).toBeCloseTo(3, 6);
+    expect(model.of(2, naive)!.allToAllWorkMs).toBeCloseTo(14, 4);
   });
 });

@@ -1,11 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { buildSchedule } from '@moe/schedule';
-import { CostModel, computeShare, hostCostsOf, medianHostCosts, NO_HOST_COSTS, predictStep, probeExtras, resolveModeledModel, runEngine, stepTasks, fitAllToAllWork, type HostCosts, type ProbeStep, type StepPredictionInput } from '../src';
+import { CostModel, computeShare, hostCostsOf, NO_HOST_COSTS, predictStep, probeExtras, probeStallMs, resolveModeledModel, runEngine, stepTasks, fitAllToAllWork, type HostCosts, type ProbeStep, type StepPredictionInput } from '../src';
 
 const model = resolveModeledModel({ hiddenSize: 256, expertFfnSize: 512, routedExperts: 8, vocabSize: 1024, seqLen: 512 });
-const input = (schedule: string, chunks: number, dilation: number): StepPredictionInput => ({
+const input = (schedule: string, chunks: number, dilation: number, computeScale = 1): StepPredictionInput => ({
   ops: buildSchedule({ kind: schedule, layers: 2, chunks, microBatches: 2 }),
-  costs: new CostModel(model, 'H800', { worldSize: 4, layers: 2, computeScale: 1, dilation, accumulationSteps: 1 }),
+  costs: new CostModel(model, 'H800', { worldSize: 4, layers: 2, computeScale, dilation, accumulationSteps: 1 }),
   tokensPerRank: 512,
   topK: 4,
   worldSize: 4,
@@ -17,9 +17,13 @@ const input = (schedule: string, chunks: number, dilation: number): StepPredicti
 });
 
 /** What 4 workers would record of a step on `host`: every rank runs it as the simulator does (ms on the step's clock). */
-function recorded(i: StepPredictionInput, host: HostCosts): ProbeStep {
+function recorded(i: StepPredictionInput, host: HostCosts, pauseMs = 0): ProbeStep {
   const modeled = stepTasks(i).tasks.map((t) => t.ms);
-  const r = runEngine(stepTasks({ ...i, host }).tasks, { devices: 1 });
+  const tasks = stepTasks({ ...i, host }).tasks;
+  // a pause of `pauseMs` in the step's first all-to-all: the wait of every rank for one that stalled
+  const first = i.ops.find((op) => op.kind === 'dispatch')!;
+  tasks[first.id] = { ...tasks[first.id]!, ms: tasks[first.id]!.ms + pauseMs };
+  const r = runEngine(tasks, { devices: 1 });
   const records = i.ops.map((op) => ({
     name: op.kind,
     stream: op.stream,
@@ -33,7 +37,7 @@ function recorded(i: StepPredictionInput, host: HostCosts): ProbeStep {
   return { stepMs: r.makespanMs + host.stepMs, timelines: [records, records, records, records] };
 }
 
-const host: HostCosts = { computeLaunchMs: 0.4, computeOpMs: 0.2, computeOpShare: 0.03, allToAllMs: 3, perByteMs: 2e-6, allReduceMs: 1.5, stepMs: 7, residualMs: 0, allToAllWorkMs: 0 };
+const host: HostCosts = { computeLaunchMs: 0.4, computeOpMs: 0.2, computeOpShare: 0.03, allToAllMs: 3, perByteMs: 2e-6, allReduceMs: 1.5, stepMs: 7, residualMs: 0, allToAllWorkMs: 0, stallMs: 0 };
 
 describe('host costs from probe records', () => {
   it('recovers every term from the records of a step run on known host costs (naive, where nothing overlaps)', () => {
@@ -87,12 +91,6 @@ describe('host costs from probe records', () => {
     expect(got.stepMs).toBeCloseTo(host.stepMs, 6);
   });
 
-  it('the median of several probes\' host costs, term by term, leaves out the one a load spike caught', () => {
-    const spiked = { ...host, allToAllMs: 90, computeLaunchMs: 20 };
-    expect(medianHostCosts([host, spiked, { ...host, allToAllMs: 4 }])).toEqual({ ...host, allToAllMs: 4 });
-    expect(() => medianHostCosts([])).toThrow(/no host costs/);
-  });
-
   it.each([
     ['overlapped', 4],
     ['fb-overlap', 2],
@@ -128,6 +126,36 @@ describe('host costs from probe records', () => {
     expect(got.allToAllWorkMs).toBe(0);
     expect(got.residualMs).toBeLessThan(0);
     expect(predictStep({ ...i, host: got }).stepMs).toBeCloseTo(steps[0]!.stepMs, 6);
+  });
+
+  it('counts a stall once: what an all-to-all took beyond 3 times its rank\'s median, the largest rank\'s, the median over steps', () => {
+    const a2a = (ms: number[]) => ms.map((took, i) => ({ name: 'dispatch', stream: 'comm', layer: 0, chunk: 0, microBatch: i, startMs: 100 * i, endMs: 100 * i + took }));
+    const calm = a2a([10, 10, 10, 10]);
+    // rank 1 paused in its third all-to-all; ranks 0 and 2 waited for it less long in theirs
+    const stalled: ProbeStep = { stepMs: 500, timelines: [a2a([10, 10, 60, 10]), a2a([10, 10, 100, 10]), a2a([10, 10, 45, 10]), calm] };
+    const quiet: ProbeStep = { stepMs: 400, timelines: [calm, calm, calm, calm] };
+    expect(probeStallMs([stalled])).toBeCloseTo(70, 9);
+    expect(probeStallMs([quiet])).toBe(0);
+    expect(probeStallMs([stalled, quiet, stalled])).toBeCloseTo(70, 9);
+  });
+
+  it('keeps a stall out of the all-to-all work, so a row that overlaps more still pays it whole', () => {
+    const onHost = { ...host, allToAllMs: 0, allToAllWorkMs: 5 };
+    const i = input('overlapped', 4, 1000);
+    const steps = [1, 2, 3].map(() => recorded(i, onHost, 100)); // a 100 ms pause in every step
+    const stall = probeStallMs(steps); // what the paused all-to-all took beyond 3 x its rank's median
+    expect(stall).toBeGreaterThan(50);
+    const terms = hostCostsOf(probeExtras(i, steps, host.perByteMs), host.computeOpShare, host.perByteMs);
+    const kept = fitAllToAllWork(i, steps, { ...terms, stallMs: stall });
+    const spread = fitAllToAllWork(i, steps, terms);
+    for (const fit of [kept, spread]) expect(predictStep({ ...i, host: fit }).stepMs).toBeCloseTo(steps[0]!.stepMs, 4);
+    expect(kept.allToAllWorkMs).toBeLessThan(spread.allToAllWorkMs);
+    // a row with 16 times the compute, enough to hide all-to-all work: the pause is the same, and only the kept one says so
+    const row = input('overlapped', 4, 1000, 16);
+    const noPause = predictStep({ ...row, host: onHost }).stepMs;
+    const keptPays = predictStep({ ...row, host: kept }).stepMs - noPause;
+    expect(keptPays).toBeGreaterThanOrEqual(stall - 1e-6);
+    expect(predictStep({ ...row, host: spread }).stepMs - noPause).toBeLessThan(keptPays - 20);
   });
 
   it('says which rank lacks which op when a probe ran another op list', () => {

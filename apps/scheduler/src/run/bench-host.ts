@@ -4,7 +4,7 @@
  * source for report.json. Nothing here reads a row being predicted.
  */
 import { stepSettingsLabel } from '@moe/schedule';
-import { computeShare, fitAllToAllWork, hostCostsOf, medianHostCosts, probeExtras, type HostCosts, type ProbeStep } from '@moe/sim';
+import { computeShare, fitAllToAllWork, hostCostsOf, probeExtras, probeStallMs, STALL_FACTOR, type HostCosts, type ProbeStep } from '@moe/sim';
 import { benchStepInput, perByteMsOf, type BenchStepSettings, type ScheduleRef } from './bench-prediction';
 
 /** A calibration probe: the naive step at `dilation`, compute scale 1; its measured steps. */
@@ -29,10 +29,13 @@ export interface MeasuredPlane {
 
 export interface HostModel {
   /**
-   * Host costs of the row of `schedule` at `ratio`: term by term, the median of the probes of the
-   * same schedule and chunks of the 3 ratios run nearest it (its own, the one before and the one
-   * after; at an end of the sweep, its two neighbours on one side), so a probe that a load spike
-   * caught does not decide a row; undefined when none was probed.
+   * Host costs of the row of `schedule` at `ratio`: those of the probe of the same schedule and
+   * chunks run just before that row; undefined when none was probed.
+   *
+   * Why the row's own probe alone: the host a shared machine lends drifts over seconds, and runs
+   * next to each other share it. Replayed on two default benches' records, the median of the
+   * probes of the 3 nearest ratios (minutes apart) left the worst row at 80.8%, the adjacent probe
+   * alone at 86.6% (average 94.6% -> 94.8%).
    */
   of(ratio: number, schedule: ScheduleRef): HostCosts | undefined;
   /** report.json's config.prediction: every term, its value and where it was measured. */
@@ -43,7 +46,7 @@ const round = (v: number) => Number(v.toPrecision(4));
 const keyOf = (ratio: number, s: ScheduleRef) => `${ratio}/${s.schedule}/${s.chunks}`;
 
 /**
- * @param probes each ratio's host probes (run just before its rows), by ratio
+ * @param probes each ratio's host probes, by ratio (each run just before the row of its schedule)
  * @param plane the transport line's all-to-all on the plane the rows used; null when not measured
  */
 export function benchHostModel(
@@ -63,7 +66,7 @@ export function benchHostModel(
     for (const probe of list) {
       const input = benchStepInput(s, probe.schedule, 1);
       const measured = hostCostsOf(probeExtras(input, probe.steps, perByteMs), share, perByteMs);
-      const host = fitAllToAllWork(input, probe.steps, measured);
+      const host = fitAllToAllWork(input, probe.steps, { ...measured, stallMs: probeStallMs(probe.steps) });
       costs.set(keyOf(ratio, probe.schedule), host);
       terms[stepSettingsLabel(probe.schedule)] = {
         measured_steps: probe.steps.length,
@@ -74,6 +77,7 @@ export function benchHostModel(
         all_reduce_ms: round(host.allReduceMs),
         step_ms: round(host.stepMs),
         residual_ms: round(host.residualMs),
+        stall_ms: round(host.stallMs),
       };
     }
     byRatio[String(ratio)] = terms;
@@ -93,21 +97,15 @@ export function benchHostModel(
       source: `slope of each compute op's overshoot (measured - modeled) on its modeled ms over the calibration probes (naive, compute scale 1, dilations ${calibration.map((p) => Math.round(p.dilation)).join(' and ')}; ${calibrationOps.length} ops)`,
     },
     host_by_ratio: byRatio,
-    host_of_a_row: "term by term, the median of host_by_ratio's probe of the row's schedule at the 3 ratios run nearest the row's (its own, the one before, the one after; at an end of the sweep, its two neighbours on one side)",
+    host_of_a_row: "host_by_ratio's probe of the row's schedule at the row's ratio: the run just before the row",
     host_by_ratio_source:
-      `just before each ratio's rows, a probe run of each of the rows' schedules (same chunks and micro-batches) at the rows' dilation (${Math.round(s.dilation)}) and compute scale 1, 1 warm-up step then the measured steps; ` +
+      `just before each row, a probe run of its schedule (same chunks and micro-batches) at the rows' dilation (${Math.round(s.dilation)}) and compute scale 1, 1 warm-up step then the measured steps; ` +
       'from every rank\'s op records, each the median over the probe\'s steps of a mean over the step\'s ops: compute_launch_ms = mean launch gap (start - when it could start) a compute op; compute_op_ms = mean (overshoot - share x modeled); all_to_all_ms and all_reduce_ms = mean ' +
       '(launch gap + duration - the op alone on idle modeled links and the data plane\'s bytes), negative when per_byte_ms (the transport line streams at full tilt) charges more than the probe\'s all-to-alls took; step_ms = median (scheduler step - last op end); ' +
-      'all_to_all_work_ms = the all-to-all term as the simulator uses it: host work after each all-to-all\'s bytes, queued on the rank\'s host port (all-to-alls in flight together share the cores that move frames), sized so the simulator\'s replay of the probe\'s own op list takes the probe\'s median step (all_to_all_ms, a mean over lone all-to-alls added as a latency, replayed overlapped probes 10-15% long); ' +
+      'all_to_all_work_ms = the all-to-all term as the simulator uses it: host work after each all-to-all\'s bytes, queued on the rank\'s host port (all-to-alls in flight together share the cores that move frames), sized so the simulator\'s replay of the probe\'s own op list (with stall_ms) takes the probe\'s median step (all_to_all_ms, a mean over lone all-to-alls added as a latency, replayed overlapped probes 10-15% long); ' +
+      `stall_ms = the median over the probe's steps of the largest rank's sum of what its all-to-alls took beyond ${STALL_FACTOR} x the median all-to-all of that rank in the step (a rank paused and every peer waited), added once to each row's step, not to the all-to-all work (a schedule would hide that behind compute; a pause it does not hide); ` +
       'residual_ms = what even no all-to-all work leaves over (the replay with none is longer than the probe), added once to each row\'s step',
   };
-  const ratios = [...probes.keys()];
-  const of = (ratio: number, schedule: ScheduleRef): HostCosts | undefined => {
-    const at = ratios.indexOf(ratio);
-    if (at < 0) return undefined;
-    const from = Math.max(0, Math.min(at - 1, ratios.length - 3));
-    const near = ratios.slice(from, from + 3).flatMap((r) => costs.get(keyOf(r, schedule)) ?? []);
-    return near.length > 0 ? medianHostCosts(near) : undefined;
-  };
+  const of = (ratio: number, schedule: ScheduleRef): HostCosts | undefined => costs.get(keyOf(ratio, schedule));
   return { of, record };
 }

@@ -11,7 +11,7 @@
  * The achieved ratio of every naive run is in the report (compute_ms / comm_ms).
  *
  * Every row is also predicted by the cluster simulator (bench-prediction.ts), on the host terms
- * that a probe run of each schedule at the rows' dilation measured (bench-host.ts).
+ * that a probe run of its schedule at the rows' dilation measured just before it (bench-host.ts).
  * Then the expert load (bench-load.ts): the headline naive run's tokens per expert and per GPU,
  * and a skewed-routing run without and with redundant experts.
  */
@@ -154,7 +154,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     ...options.fbChunks.map((chunks) => ({ schedule: FB_OVERLAP, chunks })),
   ];
   const skewedRuns = options.redundantExperts > 0 ? 2 : 0;
-  // Before each ratio's rows, a host probe of each of their schedules (bench-host.ts).
+  // Before each row, a host probe of its schedule (bench-host.ts).
   const total = 2 + options.ratios.length * 2 * schedules.length + skewedRuns;
   const headline = headlineRatio(options.ratios);
   let sweepLoad: BenchLoad['sweep'] | undefined;
@@ -224,20 +224,18 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     const links = new Map<string, ReturnType<typeof linkRecord>>();
     const dataPlanes: string[] = [];
     const computeScaleOf = (ratio: number) => (ratio * base.comm) / base.compute;
-    // What the host adds at the rows' dilation: a probe of each of the rows' schedules (bench-host.ts), never a row, run just
-    // before each ratio's rows, as the host a shared machine lends changes by the minute.
+    // What the host adds at the rows' dilation: a probe of the row's schedule (bench-host.ts), never a row, run just before
+    // the row, as the host a shared machine lends drifts over seconds and runs next to each other share it.
     const hostProbes = new Map<number, HostProbe[]>();
     for (const ratio of options.ratios) {
       const computeScale = computeScaleOf(ratio);
       const probes: HostProbe[] = [];
+      hostProbes.set(ratio, probes);
       for (const schedule of schedules) {
         // At least 3 measured steps: each host term is a median over them (bench-host.ts).
         const probe = await run(1 + Math.max(3, options.measuredSteps), simOptions(dilation, 1), schedule);
         probes.push({ schedule, steps: measuredOf(probe) });
         progress(`ratio ${ratio}: host probe ${stepSettingsLabel(schedule)} (compute scale 1)`);
-      }
-      hostProbes.set(ratio, probes);
-      for (const schedule of schedules) {
         const result = await run(options.warmupSteps + options.measuredSteps, simOptions(dilation, computeScale), schedule);
         dataPlanes.push(...result.steps.flatMap((s) => s.dataPlanes));
         runs.push({

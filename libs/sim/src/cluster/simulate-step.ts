@@ -49,9 +49,15 @@ export interface HostCosts {
    * overshoot even with no all-to-all work.
    */
   residualMs: number;
+  /**
+   * Once a step: what stalls took (`probeStallMs`). A rank that pauses (a garbage collection, the
+   * CPU taken by another process) holds every peer at its next all-to-all whatever the schedule
+   * overlaps, so a stall is added to the step, not spread as all-to-all work a schedule could hide.
+   */
+  stallMs: number;
 }
 
-export const NO_HOST_COSTS: HostCosts = { computeLaunchMs: 0, computeOpMs: 0, computeOpShare: 0, allToAllMs: 0, allToAllWorkMs: 0, perByteMs: 0, allReduceMs: 0, stepMs: 0, residualMs: 0 };
+export const NO_HOST_COSTS: HostCosts = { computeLaunchMs: 0, computeOpMs: 0, computeOpShare: 0, allToAllMs: 0, allToAllWorkMs: 0, perByteMs: 0, allReduceMs: 0, stepMs: 0, residualMs: 0, stallMs: 0 };
 
 export interface StepPredictionInput {
   ops: readonly Op[];
@@ -185,5 +191,5 @@ export function predictStep(input: StepPredictionInput): StepPrediction {
   const busyU = union(busy);
   const commU = union(comm);
   const host = input.host ?? NO_HOST_COSTS;
-  return { stepMs: r.makespanMs + host.stepMs + host.residualMs, computeMs: total(busyU), commMs: total(commU), exposedCommMs: uncovered(commU, busyU) };
+  return { stepMs: r.makespanMs + host.stepMs + host.residualMs + host.stallMs, computeMs: total(busyU), commMs: total(commU), exposedCommMs: uncovered(commU, busyU) };
 }
