@@ -54,12 +54,12 @@ describe('the host under a bench row', () => {
 
   it('counts a probe\'s pause once a step (stall_ms), apart from the all-to-all work', () => {
     const probe = probeOn(naive, calm);
-    // rank 2 paused 100 ms in the first dispatch of every step (its records say so; the step took as long)
-    const paused = probe.steps.map((step) => ({
+    // rank 2 paused 100 ms in every step, each time in another dispatch (its records say so; the step took as long)
+    const paused = probe.steps.map((step, s) => ({
       stepMs: step.stepMs + 100,
       timelines: step.timelines.map((records, rank) => {
-        const first = records.findIndex((r) => r.name === 'dispatch');
-        return records.map((r, i) => (rank === 2 && i === first ? { ...r, endMs: r.endMs + 100 } : r));
+        const at = records.filter((r) => r.name === 'dispatch')[s]!;
+        return records.map((r) => (rank === 2 && r === at ? { ...r, endMs: r.endMs + 100 } : r));
       }),
     }));
     const model = benchHostModel(settings, [], new Map([[1, [{ schedule: naive, steps: paused }]]]), null);

@@ -164,32 +164,47 @@ export function hostCostsOf(extras: ProbeExtras, computeOpShare: number, perByte
   };
 }
 
-/** An all-to-all that took more than this many times the median all-to-all of its rank in the step stalled (`probeStallMs`). */
+/** An all-to-all that took more than this many times its own typical duration stalled (`probeStallMs`). */
 export const STALL_FACTOR = 3;
 
 /**
- * ms a probe's step lost to stalls: per rank, the time its all-to-alls took beyond STALL_FACTOR x
- * the median all-to-all of that rank in the step, summed; the largest rank's (every rank waits
- * out the same pause at the same all-to-all: summing ranks would count it once per rank); the
- * median over the probe's steps.
+ * ms a probe's step lost to stalls. An all-to-all's typical duration is its median over the
+ * probe's steps on its rank (so the queueing a schedule always has, such as four chunks' all-to-
+ * alls in flight at once, is typical, not a stall); what it took beyond STALL_FACTOR times that is
+ * a stall. Per step, each rank's stalls summed, the largest rank's (every rank waits out the same
+ * pause at the same all-to-all: summing ranks would count it once per rank); the median over the
+ * probe's steps, as a row's step is the median of its steps.
  *
  * Why apart from the all-to-all work: a worker pauses now and then (a full garbage collection,
  * the CPU taken by the other processes of the host), and its peers wait at their next all-to-all
  * with it. Sized into the work that replays the probe, those pauses were spread over every
  * all-to-all, and a schedule that overlaps hid them behind compute in its predicted step while its
- * measured one kept them: replayed on three default benches' records, counting them once a step
- * raised the average alignment from 92.8 / 94.8 / 93.1% to 94.4 / 96.7 / 94.7%.
+ * measured one kept them: replayed on four default benches' records, counting them once a step
+ * raised the average alignment from 92.8 / 94.8 / 93.1 / 95.4% to 94.2 / 96.7 / 94.7 / 96.4%.
  */
 export function probeStallMs(steps: readonly ProbeStep[]): number {
+  const tookOf = (r: RecordedOp) => r.endMs - r.startMs;
+  const keyOfRecord = (r: RecordedOp) => keyOf(r.name, r.layer, r.chunk, r.microBatch ?? 0);
+  const ranks = steps[0]?.timelines.length ?? 0;
+  // per rank, each all-to-all's typical duration: its median over the probe's steps
+  const typical = Array.from({ length: ranks }, (_, rank) => {
+    const took = new Map<string, number[]>();
+    for (const step of steps) {
+      for (const r of step.timelines[rank] ?? []) {
+        if (!ALL_TO_ALL.has(r.name)) continue;
+        const key = keyOfRecord(r);
+        took.set(key, [...(took.get(key) ?? []), tookOf(r)]);
+      }
+    }
+    return new Map([...took].map(([key, ms]) => [key, median(ms)]));
+  });
   return median(
     steps.map((step) =>
       Math.max(
         0,
-        ...step.timelines.map((records) => {
-          const took = records.filter((r) => ALL_TO_ALL.has(r.name)).map((r) => r.endMs - r.startMs);
-          const typical = median(took);
-          return took.reduce((sum, ms) => sum + Math.max(0, ms - STALL_FACTOR * typical), 0);
-        }),
+        ...step.timelines.map((records, rank) =>
+          records.reduce((sum, r) => (ALL_TO_ALL.has(r.name) ? sum + Math.max(0, tookOf(r) - STALL_FACTOR * (typical[rank]!.get(keyOfRecord(r)) ?? 0)) : sum), 0),
+        ),
       ),
     ),
   );
