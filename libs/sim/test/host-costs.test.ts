@@ -134,8 +134,8 @@ describe('host costs from probe records', () => {
     const calm = a2a([10, 10, 10, 40]);
     // rank 1 paused in its all-to-all `at` (100 ms); ranks 0 and 2 waited for it less long in theirs
     const pausedIn = (at: number): ProbeStep => {
-      const with_ = (ms: number) => a2a([10, 10, 10, 40].map((typical, i) => (i === at ? ms : typical)));
-      return { stepMs: 500, timelines: [with_(60), with_(100), with_(45), calm] };
+      const took = (ms: number) => a2a([10, 10, 10, 40].map((typical, i) => (i === at ? ms : typical)));
+      return { stepMs: 500, timelines: [took(60), took(100), took(45), calm] };
     };
     const quiet: ProbeStep = { stepMs: 400, timelines: [calm, calm, calm, calm] };
     expect(probeStallMs([pausedIn(2), pausedIn(1), quiet])).toBeCloseTo(70, 9); // 70, 70 and 0

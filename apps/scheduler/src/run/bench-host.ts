@@ -33,9 +33,9 @@ export interface HostModel {
    * chunks run just before that row; undefined when none was probed.
    *
    * Why the row's own probe alone: the host a shared machine lends drifts over seconds, and runs
-   * next to each other share it. Replayed on two default benches' records, the median of the
-   * probes of the 3 nearest ratios (minutes apart) left the worst row at 80.8%, the adjacent probe
-   * alone at 86.6% (average 94.6% -> 94.8%).
+   * next to each other share it. Replayed on the records of a default bench whose probes ran just
+   * before their rows, the median of the probes of the 3 nearest ratios (minutes apart) left the
+   * worst row at 80.8%, the adjacent probe alone at 86.6% (average 94.6% -> 94.8%).
    */
   of(ratio: number, schedule: ScheduleRef): HostCosts | undefined;
   /** report.json's config.prediction: every term, its value and where it was measured. */
