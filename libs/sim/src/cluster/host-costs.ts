@@ -193,21 +193,21 @@ export function probeStallMs(steps: readonly ProbeStep[]): number {
       for (const r of step.timelines[rank] ?? []) {
         if (!ALL_TO_ALL.has(r.name)) continue;
         const key = keyOfRecord(r);
-        took.set(key, [...(took.get(key) ?? []), tookOf(r)]);
+        if (!took.has(key)) took.set(key, []);
+        took.get(key)!.push(tookOf(r));
       }
     }
     return new Map([...took].map(([key, ms]) => [key, median(ms)]));
   });
-  return median(
-    steps.map((step) =>
-      Math.max(
-        0,
-        ...step.timelines.map((records, rank) =>
-          records.reduce((sum, r) => (ALL_TO_ALL.has(r.name) ? sum + Math.max(0, tookOf(r) - STALL_FACTOR * (typical[rank]!.get(keyOfRecord(r)) ?? 0)) : sum), 0),
-        ),
-      ),
-    ),
-  );
+  /** What one rank's all-to-alls in one step took beyond STALL_FACTOR x their typical. */
+  const stalledMs = (records: readonly RecordedOp[], rank: number): number => {
+    let sum = 0;
+    for (const r of records) {
+      if (ALL_TO_ALL.has(r.name)) sum += Math.max(0, tookOf(r) - STALL_FACTOR * (typical[rank]!.get(keyOfRecord(r)) ?? 0));
+    }
+    return sum;
+  };
+  return median(steps.map((step) => Math.max(0, ...step.timelines.map(stalledMs))));
 }
 
 /**
