@@ -5,7 +5,7 @@ export * from './proto/config-msg';
 
 // wire codecs
 export { CODEC_DTYPE, DTYPE_BYTES, FP8_BLOCK_SIZE, fp8BlockSize, type CodecName, type EncodedTensor, type RowDType } from './codec/types';
-export { encodeRows, decodeRows, encodedBytes, roundTripRows } from './codec/rows';
+export { encodeRows, encodeRowsOf, decodeRows, decodeRowsInto, encodedBytes, roundTripRows } from './codec/rows';
 export { toTensorMsg, fromTensorMsg } from './codec/tensor-msg';
 export { codecRounding } from './codec/wire-rounding';
 export { f32ToBf16Bits, bf16BitsToF32 } from './codec/bf16';

@@ -1,4 +1,4 @@
-import { decodeRowsShared, encodeRows } from '../codec/rows';
+import { decodeRowsInto, encodeRows } from '../codec/rows';
 import type { CodecName } from '../codec/types';
 import { keyString, type FrameKey } from '../transport/frame-key';
 import type { OutgoingFrame, Transport } from '../transport/transport';
@@ -56,8 +56,7 @@ export async function combine(
         `${what}: rank ${dest} sent back ${count} rows of ${frameCols} values; this rank sent it ${slots.length} rows of ${cols}`,
       );
     }
-    const rows = decodeRowsShared(incoming[dest]!.payload);
-    for (let i = 0; i < slots.length; i++) out.set(rows.subarray(i * cols, (i + 1) * cols), slots[i]! * cols);
+    decodeRowsInto(incoming[dest]!.payload, out, (i) => slots[i]!);
   }
   return out;
 }

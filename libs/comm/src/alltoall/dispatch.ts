@@ -1,4 +1,4 @@
-import { decodeRowsShared, encodeRows } from '../codec/rows';
+import { decodeRowsShared, encodeRowsOf } from '../codec/rows';
 import type { CodecName } from '../codec/types';
 import { keyString, type FrameKey } from '../transport/frame-key';
 import type { OutgoingFrame, Transport } from '../transport/transport';
@@ -80,16 +80,14 @@ export async function dispatch(
   const outgoing: OutgoingFrame[] = [];
   for (let dest = 0; dest < worldSize; dest++) {
     const slots = layout.slotsTo[dest]!;
-    const rows = new Float32Array(slots.length * cols);
-    for (let i = 0; i < slots.length; i++) {
-      const row = options.rowOfSlot(slots[i]!);
+    for (const slot of slots) {
+      const row = options.rowOfSlot(slot);
       if (!(row >= 0 && row < sourceRows)) {
-        throw new AllToAllShapeError(`${what}: slot ${slots[i]} maps to row ${row}, outside the ${sourceRows} source rows`);
+        throw new AllToAllShapeError(`${what}: slot ${slot} maps to row ${row}, outside the ${sourceRows} source rows`);
       }
-      rows.set(source.subarray(row * cols, (row + 1) * cols), i * cols);
     }
     packedIds[dest] = ids ? Int32Array.from(slots, (slot) => ids[slot]!) : undefined;
-    const payload = encodeRows(rows, slots.length, cols, options.codec);
+    const payload = encodeRowsOf(source, cols, slots.length, (i) => options.rowOfSlot(slots[i]!), options.codec);
     outgoing[dest] = packedIds[dest] ? { payload, expertIds: packedIds[dest] } : { payload };
   }
 

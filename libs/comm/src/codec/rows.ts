@@ -1,4 +1,4 @@
-import { decodeBf16, encodeBf16 } from './bf16';
+import { decodeBf16, decodeBf16Rows, encodeBf16, encodeBf16Rows } from './bf16';
 import { bytesOf, float32View, uint16View } from './endian';
 import { decodeE4m3Blocks, encodeE4m3Blocks } from './fp8-e4m3';
 import { CODEC_DTYPE, DTYPE_BYTES, fp8BlockSize, type CodecName, type EncodedTensor } from './types';
@@ -43,6 +43,46 @@ export function encodeRows(values: Float32Array, rows: number, cols: number, cod
     default:
       throw new RangeError(`encodeRows: unknown codec ${String(codec)} (f32, bf16 or fp8)`);
   }
+}
+
+/**
+ * Encodes `count` rows picked from `source` [*, cols]: row i of the result is row `rowOf(i)` of
+ * `source`, as encodeRows would encode them packed. For f32 the result is a fresh packed copy (the
+ * payload's own memory); bf16 encodes straight from `source`, with no packed float32 copy between
+ * (an all-to-all does this for every peer, every step: the copy was the data plane's biggest
+ * allocation); fp8 packs, then encodes.
+ * @param rowOf must return a row inside `source` (the caller checks: it knows what the row means)
+ */
+export function encodeRowsOf(source: Float32Array, cols: number, count: number, rowOf: (i: number) => number, codec: CodecName): EncodedTensor {
+  if (codec === 'bf16') {
+    const bits = new Uint16Array(count * cols);
+    encodeBf16Rows(source, cols, count, rowOf, bits);
+    return { dtype: 'BF16', rows: count, cols, data: bytesOf(bits) };
+  }
+  const packed = new Float32Array(count * cols);
+  for (let i = 0; i < count; i++) {
+    const at = rowOf(i) * cols;
+    packed.set(source.subarray(at, at + cols), i * cols);
+  }
+  return encodeRows(packed, count, cols, codec);
+}
+
+/**
+ * Decodes `t`'s rows into `out` [*, t.cols]: row i goes to row `rowTo(i)` of `out`; other rows of
+ * `out` are left as they are. Saves the packed float32 array decodeRows makes (an all-to-all's
+ * combine scatters every row it gets back into its slot). fp8 decodes packed, then scatters.
+ * Throws TensorMessageError when the byte counts do not match the shape.
+ * @param rowTo must return a row inside `out` (the caller checks)
+ */
+export function decodeRowsInto(t: EncodedTensor, out: Float32Array, rowTo: (i: number) => number): void {
+  checkEncoded(t, 'decodeRowsInto');
+  const { rows, cols } = t;
+  if (t.dtype === 'BF16') {
+    decodeBf16Rows(uint16View(t.data), cols, rows, rowTo, out);
+    return;
+  }
+  const packed = t.dtype === 'F32' ? float32View(t.data) : decodeRows(t);
+  for (let i = 0; i < rows; i++) out.set(packed.subarray(i * cols, (i + 1) * cols), rowTo(i) * cols);
 }
 
 /**

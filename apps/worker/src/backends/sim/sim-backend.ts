@@ -65,6 +65,8 @@ export class SimBackend implements Backend {
   private replicaChecksums: ReplicaChecksum[] = [];
   /** [H]: the pattern every row of h and of the gradients carries. */
   private rowPattern = new Float32Array(0);
+  /** rows(count)'s arrays, by count (emptied when the pattern changes). */
+  private readonly patternRows = new Map<number, Float32Array>();
   /** The step's micro-batches begun so far, and the tokens each one models. */
   private microBatches = new Map<number, { batch: MicroBatch; tokens: number; forms: Map<number, RoutedForm> }>();
   /** Rows of each chunk whose expert weight gradients are pending (`${microBatch}/${layer}/${chunk}`): experts_wgrad costs as many. */
@@ -120,6 +122,7 @@ export class SimBackend implements Backend {
     this.replicaGradLength = replicaGradientLength(model, shard.replicatedExperts ?? []);
     this.replicaChecksums = compute.replicaChecksums();
     const H = options.model.hiddenSize;
+    this.patternRows.clear();
     this.rowPattern = Float32Array.from({ length: H }, (_, i) => (((i * 37) % 101) - 50) / 100);
     return checksum;
   }
@@ -324,11 +327,18 @@ export class SimBackend implements Backend {
     return this.inStep('slots', microBatch).tokens * this.loaded().shard.topK;
   }
 
-  /** [count, H] rows of the row pattern. */
+  /**
+   * [count, H] rows of the row pattern, one array per count, shared by every call. The executor
+   * only reads these (h and the routed gradients are all-to-all sources); a fresh array a call
+   * was the sim's share of the megabytes a step allocates, which set off full garbage collections.
+   */
   private rows(count: number): Float32Array {
+    const cached = this.patternRows.get(count);
+    if (cached) return cached;
     const H = this.rowPattern.length;
     const out = new Float32Array(count * H);
     for (let r = 0; r < count; r++) out.set(this.rowPattern, r * H);
+    this.patternRows.set(count, out);
     return out;
   }
 
