@@ -10,6 +10,7 @@ afterAll(() => rmSync(out, { recursive: true, force: true }));
 
 describe('moe bench on a local cluster of sim workers', () => {
   it('writes a valid report with a naive, an overlapped and an fb-overlap row per ratio on the same micro-batches, and a trace with every op', async () => {
+    const ran: string[] = [];
     const result = await runBench({
       ...BENCH_DEFAULTS,
       workers: 4,
@@ -24,9 +25,14 @@ describe('moe bench on a local cluster of sim workers', () => {
       transportSeconds: 0.2,
       out,
       command: 'test',
+      onProgress: (done, total, label) => ran.push(`${done}/${total} ${label}`),
     });
     const report = JSON.parse(readFileSync(result.files.json, 'utf8'));
     expect(validateReport(report)).toEqual([]);
+    // every schedule warms up, unmeasured, before the calibration (a worker's first steps of a schedule run slow)
+    expect(ran.slice(0, 4)).toEqual(['1/19 warm-up: naive', '2/19 warm-up: overlapped C2', '3/19 warm-up: fb-overlap C1', expect.stringMatching(/^4\/19 calibration at dilation/)]);
+    expect(ran).toHaveLength(19);
+    expect(report.config.warmup_runs).toMatchObject({ steps: 6, compute_scale: 1, dilation: expect.any(Number) });
     for (const ratio of [0.5, 2]) {
       const rows = report.results.filter((r: { ratio: number }) => r.ratio === ratio);
       expect(rows.map((r: { schedule: string }) => r.schedule).sort()).toEqual(['fb-overlap', 'naive', 'overlapped']);

@@ -50,7 +50,7 @@ export function addBenchCommand(program: Command, onError: OnError): void {
     .option('--fb-chunks <list>', `chunk counts of the fb-overlap schedule (default ${BENCH_DEFAULTS.fbChunks.join(',')}; --quick ${BENCH_QUICK.fbChunks!.join(',')})`, numberList('--fb-chunks', true))
     .option('--micro-batches <n>', `micro-batches per step, every schedule (default ${BENCH_DEFAULTS.microBatches})`, integer('--micro-batches', 1))
     .option('--tokens-per-rank <n>', `modeled tokens a rank holds in a step, over all its micro-batches (default ${BENCH_DEFAULTS.tokensPerRank})`, integer('--tokens-per-rank', 1))
-    .option('--warmup <n>', `warm-up steps per run, not measured (default ${BENCH_DEFAULTS.warmupSteps})`, integer('--warmup'))
+    .option('--warmup <n>', `warm-up steps per run, not measured (default ${BENCH_DEFAULTS.warmupSteps}); 0 also skips the warm-up run of each schedule before the calibration`, integer('--warmup'))
     .option('--steps <n>', `measured steps per run (default ${BENCH_DEFAULTS.measuredSteps}; --quick ${BENCH_QUICK.measuredSteps})`, integer('--steps', 1))
     .addOption(new Option('--dispatch-codec <codec>', 'wire format of dispatched tokens').choices(DISPATCH_CODECS).default(BENCH_DEFAULTS.dispatchCodec))
     .addOption(new Option('--combine-codec <codec>', 'wire format of combined outputs and of gradients').choices(COMBINE_CODECS).default(BENCH_DEFAULTS.combineCodec))

@@ -119,6 +119,9 @@ export const BENCH_QUICK: Partial<BenchOptions> = {
   transportSeconds: 0.5,
 };
 
+/** Steps of each schedule's warm-up run (none measured; no such runs with --warmup 0): a worker's steps settle after 3 or 4. */
+export const WARMUP_RUN_STEPS = 6;
+
 export interface BenchResult {
   report: BenchReport;
   files: ReportFiles;
@@ -154,8 +157,8 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     ...options.fbChunks.map((chunks) => ({ schedule: FB_OVERLAP, chunks })),
   ];
   const skewedRuns = options.redundantExperts > 0 ? 2 : 0;
-  // Before each row, a host probe of its schedule (bench-host.ts).
-  const total = 2 + options.ratios.length * 2 * schedules.length + skewedRuns;
+  // A warm-up run of each schedule, then before each row, a host probe of its schedule (bench-host.ts).
+  const total = (options.warmupSteps > 0 ? schedules.length : 0) + 2 + options.ratios.length * 2 * schedules.length + skewedRuns;
   const headline = headlineRatio(options.ratios);
   let sweepLoad: BenchLoad['sweep'] | undefined;
   let done = 0;
@@ -197,10 +200,22 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     });
     const measuredOf = (result: TrainingResult) => result.steps.slice(1).map((s) => toStepSample(s));
 
+    const modeledSlope = predictBenchRow(stepSettings(1), schedules[0]!, 1).commMs;
+    // Every schedule once, unmeasured, at the dilation the model says gives commTargetMs: a worker's
+    // first steps of a schedule run slow while its code paths are compiled (measured: overlapped C4's
+    // first run after two naive ones, median step 741 ms, its next four 600, 549, 547, 515), and
+    // the first ratio's probes and rows would each be some schedule's first run.
+    const warmupDilation = Math.max(1, Math.round(options.commTargetMs / modeledSlope));
+    const warmupRunSteps = options.warmupSteps > 0 ? WARMUP_RUN_STEPS : 0;
+    for (const schedule of warmupRunSteps > 0 ? schedules : []) {
+      await run(warmupRunSteps, simOptions(warmupDilation, 1), schedule);
+      progress(`warm-up: ${stepSettingsLabel(schedule)}`);
+    }
+
     // Calibration (bench-calibration.ts): two naive probes at two dilations set the dilation.
     const calibration = await calibrateDilation({
       targetMs: options.commTargetMs,
-      modeledSlope: predictBenchRow(stepSettings(1), schedules[0]!, 1).commMs,
+      modeledSlope,
       probe: async (d, attempt) => {
         const probe = await run(3, simOptions(d, 1), schedules[0]!);
         const measure = { ...commAndCompute(probe), steps: measuredOf(probe) };
@@ -312,6 +327,8 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
         micro_batches: options.microBatches,
         tokens_per_rank: options.tokensPerRank,
         warmup_steps: options.warmupSteps,
+        // Before the calibration: one unmeasured run of every schedule, at the dilation the model says gives comm_target_ms.
+        warmup_runs: warmupRunSteps > 0 ? { steps: warmupRunSteps, dilation: warmupDilation, compute_scale: 1 } : null,
         measured_steps: options.measuredSteps,
         dilation,
         natural_ratio: naturalRatio,
