@@ -53,10 +53,9 @@ describe('moe bench on a local cluster of sim workers', () => {
     expect(prediction.per_byte_ms.value).toBeGreaterThan(0);
     expect(prediction.per_byte_ms.source).toMatch(/^transport line: all-to-all of 4 processes on the socket data plane/);
     expect(prediction.compute_op_share.source).toMatch(/calibration probes/);
-    for (const ratio of ['0.5', '2']) {
-      expect(Object.keys(prediction.host_by_ratio[ratio]).sort()).toEqual(['fb-overlap C1', 'naive', 'overlapped C2']);
-      expect(prediction.host_by_ratio[ratio]['overlapped C2']).toMatchObject({ measured_steps: 3, all_to_all_ms: expect.any(Number), compute_launch_ms: expect.any(Number) });
-    }
+    // one probe of each schedule before each of its rows (ratios 0.5 and 2), pooled per schedule
+    expect(Object.keys(prediction.host_by_schedule).sort()).toEqual(['fb-overlap C1', 'naive', 'overlapped C2']);
+    expect(prediction.host_by_schedule['overlapped C2']).toMatchObject({ probes: 2, measured_steps: 6, all_to_all_ms: expect.any(Number), compute_launch_ms: expect.any(Number) });
     expect(report.config.calibration).toMatchObject({ tries: expect.any(Number), probe_dilations: [expect.any(Number), expect.any(Number)] });
     expect(report.transport.tcp_mbps).toBeGreaterThan(0);
     expect(report.transport.grpc_mbps).toBeGreaterThan(0);

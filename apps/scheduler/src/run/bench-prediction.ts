@@ -7,10 +7,10 @@
  * - the data plane's ms per byte: the transport line's all-to-all on the plane the rows used;
  * - how a compute op's overshoot grows with its length: the two calibration probes (naive, at
  *   two dilations, so the same ops at two lengths);
- * - per compute op, per all-to-all, per all-reduce and per step: a probe of the row's schedule
- *   (same chunks) at the rows' dilation and compute scale 1 (`probeExtras`), run just before the
- *   row: its own launch gaps, frame costs and waits (an overlapped schedule's event loop serves
- *   frames while it launches compute), on the host as it was seconds before the row.
+ * - per compute op, per all-to-all, per all-reduce and per step: the probes of the row's schedule
+ *   (same chunks) at the rows' dilation and compute scale 1 (`probeExtras`), one run before each
+ *   of the schedule's rows, pooled: their own launch gaps, frame costs and waits (an overlapped
+ *   schedule's event loop serves frames while it launches compute).
  */
 import { buildSchedule, type Op } from '@moe/schedule';
 import { encodedBytes } from '@moe/comm';

@@ -11,7 +11,7 @@
  * The achieved ratio of every naive run is in the report (compute_ms / comm_ms).
  *
  * Every row is also predicted by the cluster simulator (bench-prediction.ts), on the host terms
- * that a probe run of its schedule at the rows' dilation measured just before it (bench-host.ts).
+ * that the probe runs of its schedule at the rows' dilation measured, one before each of its rows (bench-host.ts).
  * Then the expert load (bench-load.ts): the headline naive run's tokens per expert and per GPU,
  * and a skewed-routing run without and with redundant experts.
  */
@@ -240,7 +240,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     const dataPlanes: string[] = [];
     const computeScaleOf = (ratio: number) => (ratio * base.comm) / base.compute;
     // What the host adds at the rows' dilation: a probe of the row's schedule (bench-host.ts), never a row, run just before
-    // the row, as the host a shared machine lends drifts over seconds and runs next to each other share it.
+    // each row, so a schedule's probes spread over the sweep as its rows do.
     const hostProbes = new Map<number, HostProbe[]>();
     for (const ratio of options.ratios) {
       const computeScale = computeScaleOf(ratio);
@@ -362,7 +362,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     if (report.transport && measuredTransport) report.transport.what = transportMeasured(measuredTransport.config);
     if (sweepLoad) report.load = { sweep: sweepLoad, ...(skewed ? { skewed } : {}) };
     for (const row of report.results) {
-      const p = predictBenchRow(stepSettings(dilation), row, computeScaleOf(row.ratio), host.of(row.ratio, row));
+      const p = predictBenchRow(stepSettings(dilation), row, computeScaleOf(row.ratio), host.of(row));
       Object.assign(row, {
         predicted_step_ms: p.stepMs,
         predicted_compute_ms: p.computeMs,
