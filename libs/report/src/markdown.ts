@@ -67,7 +67,10 @@ function headlineSentence(s: SettingSummary): string {
 /** The transport line: raw TCP against the gRPC Peer transport, their ratio, and what was measured. */
 export function transportLine(report: BenchReport): string {
   const t = report.transport;
-  if (!t) return 'Transport bandwidth was not measured in this run.';
+  if (!t) {
+    const failed = report.config.transport_error;
+    return typeof failed === 'string' ? `The transport line failed in this run (${failed}); the rows above stand without it.` : 'Transport bandwidth was not measured in this run.';
+  }
   if (t.planes && t.planes.length > 0) {
     const planes = t.planes.filter((p) => p.plane !== 'tcp').map((p) => `${p.plane} ${p.mbps.toFixed(0)} MB/s (${p.ratio.toFixed(2)})`);
     return (

@@ -128,6 +128,12 @@ describe('report.md and the terminal table', () => {
     expect(md).toContain(`\`\`\`sh\n${command}\n\`\`\``);
   });
 
+  it('says so when the transport line failed, and that the rows stand without it', () => {
+    const failed = { ...report, transport: null, config: { ...report.config, transport_error: 'all-to-all rank 2 said nothing for 120 s, waiting for socket run alltoall-7 to report' } };
+    expect(renderMarkdown(failed)).toContain('The transport line failed in this run (all-to-all rank 2 said nothing for 120 s, waiting for socket run alltoall-7 to report); the rows above stand without it.');
+    expect(renderMarkdown({ ...report, transport: null })).toContain('Transport bandwidth was not measured in this run.');
+  });
+
   it('prints an aligned table: every row as wide as the header, columns lined up', () => {
     const lines = formatTable(report).split('\n');
     const table = lines.slice(0, 11);

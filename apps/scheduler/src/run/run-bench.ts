@@ -289,8 +289,11 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     }
 
     let measuredTransport: Awaited<ReturnType<typeof measureBenchTransport>> | null = null;
+    let transportError: string | null = null;
     if (options.transportSeconds > 0) {
       log(`measuring the all-to-all of ${options.workers} processes on raw TCP and on every data plane`);
+      // The rows are the bench's figures: a transport line that fails (a rank that stops answering) is
+      // reported, and the prediction charges the data plane to the probes' all-to-all work, as with --transport-seconds 0.
       measuredTransport = await measureBenchTransport({
         workers: options.workers,
         globalTokens: train.batchSequences * train.seqLen,
@@ -300,6 +303,11 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
         transportSeconds: options.transportSeconds,
         // 5 runs a plane (a median of 3 moved by a tenth between consecutive benches on a shared host)
         repeats: options.transportSeconds >= 1 ? 5 : 1,
+      }).catch((error: Error) => {
+        if (options.signal?.aborted) throw error;
+        transportError = error.message;
+        log('the transport line failed; the rows stand without it', { level: 'error', err: error });
+        return null;
       });
     }
     const transport = measuredTransport && { ...measuredTransport, used: planesUsed(dataPlanes) };
@@ -342,6 +350,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
         model,
         train: { batchSequences: train.batchSequences, seqLen: train.seqLen },
         transport: measuredTransport?.config ?? null,
+        transport_error: transportError,
         data_plane: planesUsed(dataPlanes),
         calibration: {
           probe_dilations: calibration.probes.map((p) => p.dilation),

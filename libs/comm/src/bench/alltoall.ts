@@ -52,7 +52,8 @@ export interface AllToAllResult {
 
 interface Rank {
   child: ChildProcess;
-  next: () => Promise<Record<string, unknown>>;
+  /** The rank's next message; `waitingFor` names it in the error when none comes in time. */
+  next: (waitingFor: string) => Promise<Record<string, unknown>>;
 }
 
 function startRank(rank: number, world: number): Rank {
@@ -66,10 +67,10 @@ function startRank(rank: number, world: number): Rank {
   child.on('exit', (code) => {
     for (const w of waiters.splice(0)) w.reject(new Error(`all-to-all rank ${rank} exited with code ${code}`));
   });
-  const next = () =>
+  const next = (waitingFor: string) =>
     new Promise<Record<string, unknown>>((resolve, reject) => {
       if (queue.length) return resolve(queue.shift()!);
-      const timer = setTimeout(() => reject(new Error(`all-to-all rank ${rank} said nothing for 120 s`)), 120_000);
+      const timer = setTimeout(() => reject(new Error(`all-to-all rank ${rank} said nothing for 120 s, waiting for ${waitingFor}`)), 120_000);
       waiters.push({ resolve: (m) => (clearTimeout(timer), resolve(m)), reject: (e) => (clearTimeout(timer), reject(e)) });
     }).then((m) => {
       if (typeof m.error === 'string') throw new Error(m.error);
@@ -81,13 +82,14 @@ function startRank(rank: number, world: number): Rank {
 const all = <T>(ranks: Rank[], f: (r: Rank) => Promise<T>) => Promise.all(ranks.map(f));
 
 async function runOnce(ranks: Rank[], run: RankRun): Promise<{ mbPerSecond: number; cpuMsPerMb: number; sysMsPerMb: number }> {
+  const what = `${run.plane} run ${run.runId}`;
   ranks.forEach((r) => r.child.send({ run }));
-  await all(ranks, (r) => r.next()); // warm: connected, negotiated
+  await all(ranks, (r) => r.next(`${what} to connect`)); // warm: connected, negotiated
   ranks.forEach((r) => r.child.send({ go: true }));
-  const reports = (await all(ranks, (r) => r.next())) as unknown as RankReport[];
+  const reports = (await all(ranks, (r) => r.next(`${what} to report`))) as unknown as RankReport[];
   if (!run.plane.startsWith('tcp')) {
     ranks.forEach((r) => r.child.send({ finish: true }));
-    await all(ranks, (r) => r.next()); // closed
+    await all(ranks, (r) => r.next(`${what} to close`)); // closed
   }
   const bytes = reports.reduce((s, r) => s + r.bytes, 0);
   const ms = Math.max(...reports.map((r) => r.ms));
@@ -112,9 +114,9 @@ export async function measureAllToAll(options: AllToAllOptions): Promise<AllToAl
   if (world < 2) throw new RangeError(`all-to-all benchmark: world ${world} needs at least 2 ranks`);
   const ranks = Array.from({ length: world }, (_, rank) => startRank(rank, world));
   try {
-    const addresses = (await all(ranks, (r) => r.next())).map((m) => m.addresses as RankAddresses);
+    const addresses = (await all(ranks, (r) => r.next('its addresses'))).map((m) => m.addresses as RankAddresses);
     ranks.forEach((r) => r.child.send({ peers: addresses }));
-    await all(ranks, (r) => r.next());
+    await all(ranks, (r) => r.next("its peers' addresses to be taken"));
     const samples = new Map<AllToAllPlane, number[]>(planes.map((p) => [p, []]));
     const cpu = new Map<AllToAllPlane, number[]>(planes.map((p) => [p, []]));
     const sys = new Map<AllToAllPlane, number[]>(planes.map((p) => [p, []]));
