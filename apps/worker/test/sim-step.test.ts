@@ -90,7 +90,7 @@ describe('sim backend through the step executor, 4 in-memory ranks', () => {
     expect(cluster.transports[0]!.hostBound().frames).toBeGreaterThan(0);
     // The sim hands out one array of pattern rows per row count, shared by every call (h and the
     // routed gradients): the executor and the all-to-alls only read it, so whole steps leave it as it was.
-    const H = MODELED.hiddenSize;
+    const H = MODELED.hiddenSize!;
     const pattern = Float32Array.from({ length: H }, (_, i) => (((i * 37) % 101) - 50) / 100);
     for (const b of cluster.backends) {
       const shared = [...(Reflect.get(b, 'patternRows') as Map<number, Float32Array>).values()];

@@ -49,8 +49,8 @@ export function encodeRows(values: Float32Array, rows: number, cols: number, cod
  * Encodes `count` rows picked from `source` [*, cols]: row i of the result is row `rowOf(i)` of
  * `source`, as encodeRows would encode them packed. For f32 the result is a fresh packed copy (the
  * payload's own memory); bf16 encodes straight from `source`, with no packed float32 copy between
- * (an all-to-all does this for every peer, every step: the copy was the data plane's biggest
- * allocation); fp8 packs, then encodes.
+ * (an all-to-all does this for every peer, every step: the copy was one of the largest arrays it
+ * allocated); fp8 packs, then encodes.
  * @param rowOf must return a row inside `source` (the caller checks: it knows what the row means)
  */
 export function encodeRowsOf(source: Float32Array, cols: number, count: number, rowOf: (i: number) => number, codec: CodecName): EncodedTensor {
