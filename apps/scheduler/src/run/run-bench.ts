@@ -157,8 +157,9 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     ...options.fbChunks.map((chunks) => ({ schedule: FB_OVERLAP, chunks })),
   ];
   const skewedRuns = options.redundantExperts > 0 ? 2 : 0;
+  const warmupRunSteps = options.warmupSteps > 0 ? WARMUP_RUN_STEPS : 0;
   // A warm-up run of each schedule, then before each row, a host probe of its schedule (bench-host.ts).
-  const total = (options.warmupSteps > 0 ? schedules.length : 0) + 2 + options.ratios.length * 2 * schedules.length + skewedRuns;
+  const total = (warmupRunSteps > 0 ? schedules.length : 0) + 2 + options.ratios.length * 2 * schedules.length + skewedRuns;
   const headline = headlineRatio(options.ratios);
   let sweepLoad: BenchLoad['sweep'] | undefined;
   let done = 0;
@@ -206,10 +207,11 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     // first run after two naive ones, median step 741 ms, its next four 600, 549, 547, 515), and
     // the first ratio's probes and rows would each be some schedule's first run.
     const warmupDilation = Math.max(1, Math.round(options.commTargetMs / modeledSlope));
-    const warmupRunSteps = options.warmupSteps > 0 ? WARMUP_RUN_STEPS : 0;
-    for (const schedule of warmupRunSteps > 0 ? schedules : []) {
-      await run(warmupRunSteps, simOptions(warmupDilation, 1), schedule);
-      progress(`warm-up: ${stepSettingsLabel(schedule)}`);
+    if (warmupRunSteps > 0) {
+      for (const schedule of schedules) {
+        await run(warmupRunSteps, simOptions(warmupDilation, 1), schedule);
+        progress(`warm-up: ${stepSettingsLabel(schedule)}`);
+      }
     }
 
     // Calibration (bench-calibration.ts): two naive probes at two dilations set the dilation.

@@ -80,14 +80,16 @@ export async function dispatch(
   const outgoing: OutgoingFrame[] = [];
   for (let dest = 0; dest < worldSize; dest++) {
     const slots = layout.slotsTo[dest]!;
-    for (const slot of slots) {
-      const row = options.rowOfSlot(slot);
+    // each slot's row checked as the encoder takes it (one call a slot)
+    const rowOf = (i: number): number => {
+      const row = options.rowOfSlot(slots[i]!);
       if (!(row >= 0 && row < sourceRows)) {
-        throw new AllToAllShapeError(`${what}: slot ${slot} maps to row ${row}, outside the ${sourceRows} source rows`);
+        throw new AllToAllShapeError(`${what}: slot ${slots[i]} maps to row ${row}, outside the ${sourceRows} source rows`);
       }
-    }
+      return row;
+    };
     packedIds[dest] = ids ? Int32Array.from(slots, (slot) => ids[slot]!) : undefined;
-    const payload = encodeRowsOf(source, cols, slots.length, (i) => options.rowOfSlot(slots[i]!), options.codec);
+    const payload = encodeRowsOf(source, cols, slots.length, rowOf, options.codec);
     outgoing[dest] = packedIds[dest] ? { payload, expertIds: packedIds[dest] } : { payload };
   }
 
