@@ -66,6 +66,12 @@ describe('moe bench on a local cluster of sim workers', () => {
       expect(row.link, `${row.schedule} C${row.chunks} ratio ${row.ratio}`).toMatchObject({ host_bound: expect.any(Boolean), host_transport_ms: expect.any(Number), modeled_link_ms: expect.any(Number) });
       expect(row.link.modeled_link_ms).toBeGreaterThan(0);
     }
+    // the workers' main threads on the cores (Linux schedstat), a step of each row beside its schedule's probes
+    for (const row of report.results) {
+      expect(row.host_cpu, `${row.schedule} C${row.chunks} ratio ${row.ratio}`).toMatchObject({ run_ms: expect.any(Number), wait_ms: expect.any(Number), probes_wait_ms: expect.any(Number), probes: 2 });
+      expect(row.host_cpu.run_ms).toBeGreaterThan(0);
+    }
+    expect(readFileSync(result.files.markdown, 'utf8')).toMatch(/exposed_comm_ms \| cpu wait \|/);
     expect(report.transport.what).toMatch(/^an all-to-all among 4 processes/);
     expect(readFileSync(result.files.markdown, 'utf8')).toMatch(/Measured: an all-to-all among 4 processes/);
     // the all-to-all on every data plane, and the one the sim workers' frames went out over (auto: socket)

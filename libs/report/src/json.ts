@@ -239,6 +239,10 @@ export function validateReport(value: unknown): string[] {
       checkNumber(p, `${at}.bytes_per_step`, row.bytes_per_step, { min: 0 });
       checkNumber(p, `${at}.slowest_rank`, row.slowest_rank, { min: 0, integer: true });
       if (typeof row.winner !== 'boolean') p.push(`${at}.winner: expected a boolean, got ${describe(row.winner)}`);
+      if (isObject(row.host_cpu)) {
+        for (const k of ['run_ms', 'wait_ms', 'probes_wait_ms'] as const) checkNumber(p, `${at}.host_cpu.${k}`, row.host_cpu[k], { min: 0 });
+        checkNumber(p, `${at}.host_cpu.probes`, row.host_cpu.probes, { min: 1, integer: true });
+      } else if (row.host_cpu !== undefined && row.host_cpu !== null) p.push(`${at}.host_cpu: expected an object or null, got ${describe(row.host_cpu)}`);
       const key = `${String(row.schedule)} C${String(row.chunks)} ratio ${String(row.ratio)}`;
       if (keys.has(key)) p.push(`${at}: a second row for ${key}`);
       keys.add(key);

@@ -26,15 +26,25 @@ export function predictionSection(report: BenchReport): string[] {
       'plus what the local cluster\'s host adds (launch and overshoot of each compute op, each all-to-all\'s frames and waits, the data plane\'s bytes, the control plane; an all-to-all\'s host term is work queued on its rank\'s host, sized so the simulator replays the probe\'s own step), ' +
       'each measured in the same run on probe runs, never on the rows (config.prediction names every term and its source); ' +
       'alignment = 1 - |predicted - measured| / measured, on the median step. Beside the step: measured / predicted compute, comm and exposed comm, where a miss comes from.',
-    '',
-    '| ratio | schedule | chunks | measured step_ms | predicted step_ms | alignment | compute_ms | comm_ms | exposed_comm_ms |',
-    '|---:|:---|---:|---:|---:|---:|---:|---:|---:|',
   ];
+  const cpu = rows.some((r) => r.host_cpu);
+  if (cpu) {
+    lines[lines.length - 1] +=
+      ' cpu wait: ms a step that the workers\' main threads sat runnable but waiting for a core in the row\'s run (the kernel\'s schedstat, mean over workers), ' +
+      'beside the same over the probes of its schedule: a row that waited longer than its probes ran on a busier host than its prediction measured.';
+  }
+  lines.push(
+    '',
+    `| ratio | schedule | chunks | measured step_ms | predicted step_ms | alignment | compute_ms | comm_ms | exposed_comm_ms |${cpu ? ' cpu wait |' : ''}`,
+    `|---:|:---|---:|---:|---:|---:|---:|---:|---:|${cpu ? '---:|' : ''}`,
+  );
   const pair = (measured: number, predicted: number | undefined) => (predicted === undefined ? `${measured.toFixed(0)}` : `${measured.toFixed(0)} / ${predicted.toFixed(0)}`);
+  const wait = (r: ResultRow) => (r.host_cpu ? `${r.host_cpu.wait_ms.toFixed(0)} / ${r.host_cpu.probes_wait_ms.toFixed(0)}` : '–');
   for (const r of rows) {
     lines.push(
       `| ${fmtRatio(r.ratio)} | ${r.schedule} | ${r.chunks} | ${r.step_ms.median.toFixed(1)} | ${r.predicted_step_ms!.toFixed(1)} | ${(100 * r.alignment!).toFixed(1)}% | ` +
-        `${pair(r.compute_ms.median, r.predicted_compute_ms)} | ${pair(r.comm_ms.median, r.predicted_comm_ms)} | ${pair(r.exposed_comm_ms.median, r.predicted_exposed_comm_ms)} |`,
+        `${pair(r.compute_ms.median, r.predicted_compute_ms)} | ${pair(r.comm_ms.median, r.predicted_comm_ms)} | ${pair(r.exposed_comm_ms.median, r.predicted_exposed_comm_ms)} |` +
+        (cpu ? ` ${wait(r)} |` : ''),
     );
   }
   lines.push('', `Worst alignment: ${(100 * worstAlignment(report)!).toFixed(1)}%.`, '');

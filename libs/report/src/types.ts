@@ -118,6 +118,24 @@ export interface ResultRow {
   alignment?: number;
   /** What bound the row's all-to-alls: the modeled links or the host transport (absent when the workers do not shape links). */
   link?: LinkRecord | null;
+  /** How the local workers' main threads shared the machine's cores in the row's run and in its prediction's probes; null when not read (not Linux, or workers this bench did not start). */
+  host_cpu?: HostCpu | null;
+}
+
+/**
+ * The worker processes' main threads (the kernel's schedstat), ms a step (warm-up steps included),
+ * mean over the workers: over the row's run and over the host probes of its schedule that its
+ * prediction stands on.
+ */
+export interface HostCpu {
+  /** on a CPU, a step of the row's run */
+  run_ms: number;
+  /** runnable but waiting for a core, a step of the row's run */
+  wait_ms: number;
+  /** the same wait, a step, mean over the probes */
+  probes_wait_ms: number;
+  /** probes watched */
+  probes: number;
 }
 
 /** Modeled links against the host transport under them, over a row's measured steps. */

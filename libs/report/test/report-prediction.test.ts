@@ -31,4 +31,22 @@ describe('predicted vs measured', () => {
     expect(renderMarkdown(report)).toContain(`% | ${row.compute_ms.median.toFixed(0)} / 12 | ${row.comm_ms.median.toFixed(0)} / 34 | ${row.exposed_comm_ms.median.toFixed(0)} / 5 |`);
     expect(validateReport(JSON.parse(reportToJson(report)))).toEqual([]);
   });
+
+  it('with the workers\' cpu records, each row shows its wait a step beside its probes\'; a malformed record is invalid', () => {
+    const report = fresh();
+    report.results.forEach((row) => Object.assign(row, { predicted_step_ms: row.step_ms.median, alignment: 1 }));
+    expect(renderMarkdown(report)).not.toContain('cpu wait');
+    report.results.forEach((row, i) => Object.assign(row, { host_cpu: i === 0 ? null : { run_ms: 40, wait_ms: 30 + i, probes_wait_ms: 25, probes: 5 } }));
+    const md = renderMarkdown(report);
+    expect(md).toContain('| exposed_comm_ms | cpu wait |');
+    const rows = md.split('## Predicted vs measured')[1]!.split('\n').filter((l) => /^\| [\d.]+ \| (naive|overlapped) \|/.test(l));
+    expect(rows.at(0)).toMatch(/\| – \|$/);
+    expect(rows.at(1)).toMatch(/\| 31 \/ 25 \|$/);
+    expect(validateReport(JSON.parse(reportToJson(report)))).toEqual([]);
+    Object.assign(report.results[1]!, { host_cpu: { run_ms: 40, wait_ms: -1, probes_wait_ms: 25, probes: 0 } });
+    expect(validateReport(JSON.parse(reportToJson(report)))).toEqual([
+      expect.stringMatching(/^results\[1\]\.host_cpu\.wait_ms/),
+      expect.stringMatching(/^results\[1\]\.host_cpu\.probes/),
+    ]);
+  });
 });

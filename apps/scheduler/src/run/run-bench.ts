@@ -12,6 +12,7 @@
  *
  * Every row is also predicted by the cluster simulator (bench-prediction.ts), on the host terms
  * that the probe runs of its schedule at the rows' dilation measured, one before each of its rows (bench-host.ts).
+ * Each row's run and each probe also record how long the workers' main threads waited for a core (bench-cpu.ts).
  * Then the expert load (bench-load.ts): the headline naive run's tokens per expert and per GPU,
  * and a skewed-routing run without and with redundant experts.
  */
@@ -44,6 +45,7 @@ import { linkRecord, transportMeasured } from './bench-records';
 import { alignment, predictBenchRow, type BenchStepSettings } from './bench-prediction';
 import { calibrateDilation } from './bench-calibration';
 import { benchHostModel, type HostProbe } from './bench-host';
+import { BenchCpu } from './bench-cpu';
 
 export interface BenchOptions {
   /** Sim workers in the cluster. */
@@ -244,16 +246,17 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     // What the host adds at the rows' dilation: a probe of the row's schedule (bench-host.ts), never a row, run just before
     // each row, so a schedule's probes spread over the sweep as its rows do.
     const hostProbes = new Map<number, HostProbe[]>();
+    const cpu = new BenchCpu(cluster instanceof LocalCluster ? cluster.processes.flatMap((p) => p.child.pid ?? []) : []);
     for (const ratio of options.ratios) {
       const computeScale = computeScaleOf(ratio);
       const probes: HostProbe[] = [];
       hostProbes.set(ratio, probes);
       for (const schedule of schedules) {
         // At least 3 measured steps: each host term is a median over them (bench-host.ts).
-        const probe = await run(1 + Math.max(3, options.measuredSteps), simOptions(dilation, 1), schedule);
+        const probe = await cpu.probe(schedule, () => run(1 + Math.max(3, options.measuredSteps), simOptions(dilation, 1), schedule));
         probes.push({ schedule, steps: measuredOf(probe) });
         progress(`ratio ${ratio}: host probe ${stepSettingsLabel(schedule)} (compute scale 1)`);
-        const result = await run(options.warmupSteps + options.measuredSteps, simOptions(dilation, computeScale), schedule);
+        const result = await cpu.row(schedule, ratio, () => run(options.warmupSteps + options.measuredSteps, simOptions(dilation, computeScale), schedule));
         dataPlanes.push(...result.steps.flatMap((s) => s.dataPlanes));
         runs.push({
           schedule: schedule.schedule,
@@ -369,7 +372,10 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       environment: collectEnvironment(),
     });
     // each row says what bound its all-to-alls; the transport line says what it measured
-    for (const row of report.results) row.link = links.get(`${row.schedule}/${row.chunks}/${row.ratio}`) ?? null;
+    for (const row of report.results) {
+      row.link = links.get(`${row.schedule}/${row.chunks}/${row.ratio}`) ?? null;
+      row.host_cpu = cpu.of(row);
+    }
     if (report.transport && measuredTransport) report.transport.what = transportMeasured(measuredTransport.config);
     if (sweepLoad) report.load = { sweep: sweepLoad, ...(skewed ? { skewed } : {}) };
     for (const row of report.results) {

@@ -1,0 +1,61 @@
+/**
+ * How long processes' main threads ran and how long they waited for a CPU, from the kernel's
+ * scheduler statistics (Linux: `/proc/<pid>/schedstat` is the thread-group leader, node's main
+ * thread: ns on a CPU, ns runnable but queued, timeslices).
+ *
+ * Why the bench records it: a local cluster of sim workers shares the machine's cores, and when
+ * its workers' all-to-alls run at the same moments they queue for them (measured on a 2-core host:
+ * each main thread runnable-but-waiting 34-42% of a run). That wait is host time no model of the
+ * devices holds, and it moves from run to run; a row's figure beside its probes' says whether a
+ * miss of the prediction came from it.
+ */
+import { readFileSync } from 'node:fs';
+
+/** ms, mean over the processes. */
+export interface CpuTimes {
+  /** on a CPU */
+  runMs: number;
+  /** runnable, waiting in the run queue */
+  waitMs: number;
+  /** wall time watched */
+  wallMs: number;
+}
+
+interface Sample {
+  atNs: bigint;
+  runNs: bigint;
+  waitNs: bigint;
+}
+
+function sample(pid: number): Sample | null {
+  try {
+    const [run, wait] = readFileSync(`/proc/${pid}/schedstat`, 'utf8').trim().split(/\s+/);
+    if (run === undefined || wait === undefined || !/^\d+$/.test(run) || !/^\d+$/.test(wait)) return null;
+    return { atNs: process.hrtime.bigint(), runNs: BigInt(run), waitNs: BigInt(wait) };
+  } catch {
+    return null; // not Linux, no schedstat in this kernel, or the process is gone
+  }
+}
+
+const ms = (ns: bigint) => Number(ns) / 1e6;
+
+/**
+ * Starts watching `pids`; the returned function gives their times since then, or null when any
+ * process could not be read (another OS, a kernel without schedstat, a process that exited).
+ */
+export function watchCpu(pids: readonly number[]): () => CpuTimes | null {
+  const start = pids.map(sample);
+  return () => {
+    if (pids.length === 0 || start.some((s) => s === null)) return null;
+    const total = { runMs: 0, waitMs: 0, wallMs: 0 };
+    for (const [i, pid] of pids.entries()) {
+      const now = sample(pid);
+      const then = start[i]!;
+      if (!now) return null;
+      total.runMs += ms(now.runNs - then.runNs);
+      total.waitMs += ms(now.waitNs - then.waitNs);
+      total.wallMs += ms(now.atNs - then.atNs);
+    }
+    return { runMs: total.runMs / pids.length, waitMs: total.waitMs / pids.length, wallMs: total.wallMs / pids.length };
+  };
+}
