@@ -6,14 +6,23 @@
 import type { BenchReport, ResultRow } from './types';
 
 const predicted = (report: BenchReport): ResultRow[] => report.results.filter((r) => typeof r.predicted_step_ms === 'number');
+const alignmentOf = (r: ResultRow) => r.alignment ?? 1 - Math.abs(r.predicted_step_ms! - r.step_ms.median) / r.step_ms.median;
 
 /** The smallest alignment of any row; null when no row carries a prediction. */
 export function worstAlignment(report: BenchReport): number | null {
   const rows = predicted(report);
-  return rows.length === 0 ? null : Math.min(...rows.map((r) => r.alignment ?? 1 - Math.abs(r.predicted_step_ms! - r.step_ms.median) / r.step_ms.median));
+  return rows.length === 0 ? null : Math.min(...rows.map(alignmentOf));
 }
 
 const fmtRatio = (r: number) => String(Number(r.toPrecision(3)));
+
+/** Where the worst row stands: which it is, and how its workers' wait for a core compared with its probes'. */
+function worstRowSays(rows: readonly ResultRow[]): string {
+  const worst = rows.reduce((a, b) => (alignmentOf(b) < alignmentOf(a) ? b : a));
+  const label = `${worst.schedule}${worst.schedule === 'naive' ? '' : ` C${worst.chunks}`} at ratio ${fmtRatio(worst.ratio)}, ${worst.step_ms.median > worst.predicted_step_ms! ? 'slower' : 'faster'} than predicted`;
+  const cpu = worst.host_cpu;
+  return cpu ? ` (${label}; its workers waited ${cpu.wait_ms.toFixed(0)} ms a step for a core, ${cpu.probes_wait_ms.toFixed(0)} in its probes)` : ` (${label})`;
+}
 
 /** report.md's "Predicted vs measured" section; empty when no row carries a prediction. */
 export function predictionSection(report: BenchReport): string[] {
@@ -47,7 +56,7 @@ export function predictionSection(report: BenchReport): string[] {
         (cpu ? ` ${wait(r)} |` : ''),
     );
   }
-  lines.push('', `Worst alignment: ${(100 * worstAlignment(report)!).toFixed(1)}%.`, '');
+  lines.push('', `Worst alignment: ${(100 * worstAlignment(report)!).toFixed(1)}%${worstRowSays(rows)}.`, '');
   return lines;
 }
 
@@ -57,5 +66,5 @@ export function predictionLine(report: BenchReport): string {
   if (worst === null) return '';
   const rows = predicted(report);
   const mean = rows.reduce((s, r) => s + r.alignment!, 0) / rows.length;
-  return `simulator prediction of step_ms: alignment ${(100 * mean).toFixed(1)}% on average, worst ${(100 * worst).toFixed(1)}% (${rows.length} rows)`;
+  return `simulator prediction of step_ms: alignment ${(100 * mean).toFixed(1)}% on average over ${rows.length} rows, worst ${(100 * worst).toFixed(1)}%${worstRowSays(rows)}`;
 }

@@ -22,7 +22,8 @@ describe('predicted vs measured', () => {
     expect(worstAlignment(report)).toBeCloseTo(0.75, 12);
     const md = renderMarkdown(report);
     expect(md).toContain('## Predicted vs measured');
-    expect(md).toContain('Worst alignment: 75.0%.');
+    const worst = report.results[1]!;
+    expect(md).toContain(`Worst alignment: 75.0% (${worst.schedule}${worst.schedule === 'naive' ? '' : ` C${worst.chunks}`} at ratio ${worst.ratio}, faster than predicted).`);
     expect(md.split('\n').filter((l) => /^\| [\d.]+ \| (naive|overlapped) \| \d+ \| [\d.]+ \| [\d.]+ \| [\d.]+% \| \d+ \| \d+ \| \d+ \|$/.test(l))).toHaveLength(report.results.length);
     expect(predictionLine(report)).toMatch(/worst 75\.0%/);
     // with the simulator's breakdown, each figure sits beside the measured one
@@ -42,6 +43,9 @@ describe('predicted vs measured', () => {
     const rows = md.split('## Predicted vs measured')[1]!.split('\n').filter((l) => /^\| [\d.]+ \| (naive|overlapped) \|/.test(l));
     expect(rows.at(0)).toMatch(/\| – \|$/);
     expect(rows.at(1)).toMatch(/\| 31 \/ 25 \|$/);
+    // the worst row says how its workers' wait compared with its probes'
+    Object.assign(report.results[2]!, { predicted_step_ms: report.results[2]!.step_ms.median * 0.8, alignment: 0.75 });
+    expect(renderMarkdown(report)).toMatch(/Worst alignment: 75\.0% \(\S+( C\d)? at ratio [\d.]+, slower than predicted; its workers waited 32 ms a step for a core, 25 in its probes\)\./);
     expect(validateReport(JSON.parse(reportToJson(report)))).toEqual([]);
     Object.assign(report.results[1]!, { host_cpu: { run_ms: 40, wait_ms: -1, probes_wait_ms: 25, probes: 0 } });
     expect(validateReport(JSON.parse(reportToJson(report)))).toEqual([
