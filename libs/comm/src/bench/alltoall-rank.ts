@@ -37,6 +37,8 @@ export interface RankRun {
   cols: number;
   rounds: number;
   depth: number;
+  /** How long a rank waits for a peer's frame before its run fails. */
+  receiveTimeoutMs: number;
 }
 
 export interface RankReport {
@@ -166,7 +168,7 @@ async function runPlane(run: RankRun): Promise<number> {
     const key = { step, layer: 0, chunk: 0, phase: 'DISPATCH' as const };
     await Promise.all([
       ...others.map((dest) => transport.send(dest, key, { payload, expertIds: ids })),
-      ...others.map((source) => transport.receive(source, key, 60_000)),
+      ...others.map((source) => transport.receive(source, key, run.receiveTimeoutMs)),
     ]);
   };
   try {
@@ -184,12 +186,17 @@ async function runPlane(run: RankRun): Promise<number> {
     await Promise.all(inflight);
     const ms = performance.now() - started;
     send({ ms, ...cpuSince(cpu), bytes: transport.bytesSent() - payload.data.byteLength * (world - 1) } satisfies RankReport);
-  } finally {
-    // the others may still be taking this rank's last frames: wait for the parent before closing
-    await new Promise<void>((resolve) => process.once('message', () => resolve()));
+  } catch (error) {
+    // Said at once: the parent waits for this rank's next message (warm or report) and sends nothing
+    // more, so waiting for its 'finish' here would leave it to time out without the reason.
+    send({ error: `rank ${rank}, ${run.plane} run ${run.runId}: ${(error as Error).message}` });
     await transport.close();
-    send({ closed: true });
+    return 0;
   }
+  // the others may still be taking this rank's last frames: wait for the parent before closing
+  await new Promise<void>((resolve) => process.once('message', () => resolve()));
+  await transport.close();
+  send({ closed: true });
   return 0;
 }
 

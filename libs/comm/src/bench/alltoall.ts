@@ -31,6 +31,8 @@ export interface AllToAllOptions {
    * against raw TCP) would otherwise pay for that in its first measured run.
    */
   warmup?: number;
+  /** How long a rank waits for a peer's frame before its run fails and says so (default 60 s). */
+  receiveTimeoutMs?: number;
 }
 
 export interface AllToAllResult {
@@ -111,6 +113,7 @@ export async function measureAllToAll(options: AllToAllOptions): Promise<AllToAl
   const depth = options.depth ?? 2;
   const repeats = options.repeats ?? 3;
   const warmup = options.warmup ?? 1;
+  const receiveTimeoutMs = options.receiveTimeoutMs ?? 60_000;
   if (world < 2) throw new RangeError(`all-to-all benchmark: world ${world} needs at least 2 ranks`);
   const ranks = Array.from({ length: world }, (_, rank) => startRank(rank, world));
   try {
@@ -123,7 +126,7 @@ export async function measureAllToAll(options: AllToAllOptions): Promise<AllToAl
     let runs = 0;
     for (let repeat = -warmup; repeat < repeats; repeat++) {
       for (const plane of planes) {
-        const once = await runOnce(ranks, { plane, runId: `alltoall-${++runs}`, frameBytes, cols, rounds, depth });
+        const once = await runOnce(ranks, { plane, runId: `alltoall-${++runs}`, frameBytes, cols, rounds, depth, receiveTimeoutMs });
         if (repeat < 0) continue;
         samples.get(plane)!.push(once.mbPerSecond);
         cpu.get(plane)!.push(once.cpuMsPerMb);

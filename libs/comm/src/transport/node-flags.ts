@@ -17,7 +17,25 @@ export const DATA_PLANE_NODE_FLAGS: readonly string[] = ['--initial-old-space-si
  * its tsx loader, or tsx added) and DATA_PLANE_NODE_FLAGS (unless the parent already set them).
  */
 export function dataPlaneChildExecArgv(): string[] {
-  const own = process.execArgv.some((a) => a.includes('tsx')) ? [...process.execArgv] : [...process.execArgv, '--import', import.meta.resolve('tsx')];
+  const parent = withoutScriptFlags(process.execArgv);
+  const own = parent.some((a) => a.includes('tsx')) ? parent : [...parent, '--import', import.meta.resolve('tsx')];
   const missing = DATA_PLANE_NODE_FLAGS.filter((flag) => !own.some((a) => a.split('=')[0] === flag.split('=')[0]));
   return [...missing, ...own];
+}
+
+/** Flags that carry a script of their own: a child forked with them runs that script, not its module. */
+const SCRIPT_FLAGS = new Set(['-e', '--eval', '-p', '--print', '-pe']);
+
+/**
+ * `argv` without `-e`/`-p` and their script: a parent started as `node -e '...'` would otherwise
+ * fork children that run the parent's script again, and fork again (seen: 120 processes in 20 s).
+ */
+function withoutScriptFlags(argv: readonly string[]): string[] {
+  const kept: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const flag = argv[i]!;
+    if (SCRIPT_FLAGS.has(flag)) i++;
+    else if (!/^--(eval|print)=/.test(flag)) kept.push(flag);
+  }
+  return kept;
 }
