@@ -157,7 +157,6 @@ async function runTcp(run: RankRun): Promise<number> {
 }
 
 async function runPlane(run: RankRun): Promise<number> {
-  offered = run.plane === 'socket' ? sockets.unix : run.plane === 'socket-tcp' ? sockets.tcp : undefined;
   const options = { runId: run.runId, rank, peers: peers.map((p) => p.grpc), mailbox, credentials: grpc.credentials.createInsecure() };
   const transport: Transport = run.plane === 'grpc' ? new GrpcTransport(options) : new SocketTransport({ ...options, plane: 'socket', server: offered });
   const rows = Math.max(1, Math.round(run.frameBytes / (2 * run.cols)));
@@ -200,7 +199,21 @@ async function runPlane(run: RankRun): Promise<number> {
   return 0;
 }
 
-process.on('message', (m: { peers?: RankAddresses[]; run?: RankRun; exit?: boolean; go?: boolean; finish?: boolean }) => {
+/** Runs `run` once the parent has said start (see the 'run' message). */
+function startRun(run: RankRun): void {
+  if (run.plane === 'tcp' || run.plane === 'tcp-stream') {
+    void (tcpLinks.length > 0 ? Promise.resolve() : connectTcp()).then(() => send({ warm: true }));
+    process.once('message', () => {
+      const started = performance.now();
+      const cpu = process.cpuUsage();
+      void runTcp(run).then((bytes) => send({ ms: performance.now() - started, ...cpuSince(cpu), bytes } satisfies RankReport));
+    });
+  } else {
+    void runPlane(run).catch((error: Error) => send({ error: `rank ${rank}: ${error.message}` }));
+  }
+}
+
+process.on('message', (m: { peers?: RankAddresses[]; run?: RankRun; exit?: boolean; go?: boolean; finish?: boolean; start?: boolean }) => {
   if (m.exit) {
     for (const s of tcpLinks) s.destroy();
     server.forceShutdown();
@@ -208,16 +221,14 @@ process.on('message', (m: { peers?: RankAddresses[]; run?: RankRun; exit?: boole
   } else if (m.peers) {
     peers = m.peers;
     send({ ready: true });
-  } else if (m.run?.plane === 'tcp' || m.run?.plane === 'tcp-stream') {
-    const run = m.run;
-    void (tcpLinks.length > 0 ? Promise.resolve() : connectTcp()).then(() => send({ warm: true }));
-    process.once('message', () => {
-      const started = performance.now();
-      const cpu = process.cpuUsage();
-      void runTcp(run).then((bytes) => send({ ms: performance.now() - started, ...cpuSince(cpu), bytes } satisfies RankReport));
-    });
   } else if (m.run) {
-    void runPlane(m.run).catch((error: Error) => send({ error: `rank ${rank}: ${error.message}` }));
+    // The run's socket server is offered before any rank dials: a peer that asked this rank's Peer
+    // service while it still offered the last run's (none, after a grpc run) was told it speaks only
+    // gRPC, and its socket run failed (2 of 37 transport lines in a loop). The parent says start once every rank has taken the run.
+    const run = m.run;
+    offered = run.plane === 'socket' ? sockets.unix : run.plane === 'socket-tcp' ? sockets.tcp : undefined;
+    send({ taken: true });
+    process.once('message', () => startRun(run));
   }
 });
 process.on('disconnect', () => process.exit(0));

@@ -86,6 +86,8 @@ const all = <T>(ranks: Rank[], f: (r: Rank) => Promise<T>) => Promise.all(ranks.
 async function runOnce(ranks: Rank[], run: RankRun): Promise<{ mbPerSecond: number; cpuMsPerMb: number; sysMsPerMb: number }> {
   const what = `${run.plane} run ${run.runId}`;
   ranks.forEach((r) => r.child.send({ run }));
+  await all(ranks, (r) => r.next(`${what} to be taken`)); // every rank offers the run's data plane before any dials
+  ranks.forEach((r) => r.child.send({ start: true }));
   await all(ranks, (r) => r.next(`${what} to connect`)); // warm: connected, negotiated
   ranks.forEach((r) => r.child.send({ go: true }));
   const reports = (await all(ranks, (r) => r.next(`${what} to report`))) as unknown as RankReport[];
