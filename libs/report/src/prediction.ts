@@ -3,25 +3,29 @@
  * (`ResultRow.predicted_step_ms`, filled by the bench) against the measured median, and the
  * alignment 1 - |predicted - measured| / measured (SimAI's measure; 1 is exact).
  */
+import { stepSettingsLabel } from '@moe/schedule';
 import type { BenchReport, ResultRow } from './types';
 
 const predicted = (report: BenchReport): ResultRow[] => report.results.filter((r) => typeof r.predicted_step_ms === 'number');
 const alignmentOf = (r: ResultRow) => r.alignment ?? 1 - Math.abs(r.predicted_step_ms! - r.step_ms.median) / r.step_ms.median;
+/** The row of the smallest alignment (`rows` not empty). */
+const worstRow = (rows: readonly ResultRow[]): ResultRow => rows.reduce((a, b) => (alignmentOf(b) < alignmentOf(a) ? b : a));
 
 /** The smallest alignment of any row; null when no row carries a prediction. */
 export function worstAlignment(report: BenchReport): number | null {
   const rows = predicted(report);
-  return rows.length === 0 ? null : Math.min(...rows.map(alignmentOf));
+  return rows.length === 0 ? null : alignmentOf(worstRow(rows));
 }
 
 const fmtRatio = (r: number) => String(Number(r.toPrecision(3)));
 
-/** Where the worst row stands: which it is, and how its workers' wait for a core compared with its probes'. */
-function worstRowSays(rows: readonly ResultRow[]): string {
-  const worst = rows.reduce((a, b) => (alignmentOf(b) < alignmentOf(a) ? b : a));
-  const label = `${worst.schedule}${worst.schedule === 'naive' ? '' : ` C${worst.chunks}`} at ratio ${fmtRatio(worst.ratio)}, ${worst.step_ms.median > worst.predicted_step_ms! ? 'slower' : 'faster'} than predicted`;
+/** The worst row's alignment, which row it is, and how its workers' wait for a core compared with its probes'. */
+function worstSays(rows: readonly ResultRow[]): string {
+  const worst = worstRow(rows);
+  const label = `${stepSettingsLabel(worst)} at ratio ${fmtRatio(worst.ratio)}, ${worst.step_ms.median > worst.predicted_step_ms! ? 'slower' : 'faster'} than predicted`;
   const cpu = worst.host_cpu;
-  return cpu ? ` (${label}; its workers waited ${cpu.wait_ms.toFixed(0)} ms a step for a core, ${cpu.probes_wait_ms.toFixed(0)} in its probes)` : ` (${label})`;
+  const why = cpu ? ` (${label}; its workers waited ${cpu.wait_ms.toFixed(0)} ms a step for a core, ${cpu.probes_wait_ms.toFixed(0)} in its probes)` : ` (${label})`;
+  return `${(100 * alignmentOf(worst)).toFixed(1)}%${why}`;
 }
 
 /** report.md's "Predicted vs measured" section; empty when no row carries a prediction. */
@@ -56,15 +60,14 @@ export function predictionSection(report: BenchReport): string[] {
         (cpu ? ` ${wait(r)} |` : ''),
     );
   }
-  lines.push('', `Worst alignment: ${(100 * worstAlignment(report)!).toFixed(1)}%${worstRowSays(rows)}.`, '');
+  lines.push('', `Worst alignment: ${worstSays(rows)}.`, '');
   return lines;
 }
 
 /** One line for the terminal; empty when no row carries a prediction. */
 export function predictionLine(report: BenchReport): string {
-  const worst = worstAlignment(report);
-  if (worst === null) return '';
   const rows = predicted(report);
-  const mean = rows.reduce((s, r) => s + r.alignment!, 0) / rows.length;
-  return `simulator prediction of step_ms: alignment ${(100 * mean).toFixed(1)}% on average over ${rows.length} rows, worst ${(100 * worst).toFixed(1)}%${worstRowSays(rows)}`;
+  if (rows.length === 0) return '';
+  const mean = rows.reduce((s, r) => s + alignmentOf(r), 0) / rows.length;
+  return `simulator prediction of step_ms: alignment ${(100 * mean).toFixed(1)}% on average over ${rows.length} rows, worst ${worstSays(rows)}`;
 }

@@ -11,18 +11,17 @@
  */
 import { readFileSync } from 'node:fs';
 
-/** ms, mean over the processes. */
+/** ms: run and wait are means over the processes. */
 export interface CpuTimes {
   /** on a CPU */
   runMs: number;
   /** runnable, waiting in the run queue */
   waitMs: number;
-  /** wall time watched */
+  /** wall time watched, ms */
   wallMs: number;
 }
 
 interface Sample {
-  atNs: bigint;
   runNs: bigint;
   waitNs: bigint;
 }
@@ -31,7 +30,7 @@ function sample(pid: number): Sample | null {
   try {
     const [run, wait] = readFileSync(`/proc/${pid}/schedstat`, 'utf8').trim().split(/\s+/);
     if (run === undefined || wait === undefined || !/^\d+$/.test(run) || !/^\d+$/.test(wait)) return null;
-    return { atNs: process.hrtime.bigint(), runNs: BigInt(run), waitNs: BigInt(wait) };
+    return { runNs: BigInt(run), waitNs: BigInt(wait) };
   } catch {
     return null; // not Linux, no schedstat in this kernel, or the process is gone
   }
@@ -44,18 +43,18 @@ const ms = (ns: bigint) => Number(ns) / 1e6;
  * process could not be read (another OS, a kernel without schedstat, a process that exited).
  */
 export function watchCpu(pids: readonly number[]): () => CpuTimes | null {
+  const startedNs = process.hrtime.bigint();
   const start = pids.map(sample);
   return () => {
     if (pids.length === 0 || start.some((s) => s === null)) return null;
-    const total = { runMs: 0, waitMs: 0, wallMs: 0 };
+    let runMs = 0;
+    let waitMs = 0;
     for (const [i, pid] of pids.entries()) {
       const now = sample(pid);
-      const then = start[i]!;
       if (!now) return null;
-      total.runMs += ms(now.runNs - then.runNs);
-      total.waitMs += ms(now.waitNs - then.waitNs);
-      total.wallMs += ms(now.atNs - then.atNs);
+      runMs += ms(now.runNs - start[i]!.runNs);
+      waitMs += ms(now.waitNs - start[i]!.waitNs);
     }
-    return { runMs: total.runMs / pids.length, waitMs: total.waitMs / pids.length, wallMs: total.wallMs / pids.length };
+    return { runMs: runMs / pids.length, waitMs: waitMs / pids.length, wallMs: ms(process.hrtime.bigint() - startedNs) };
   };
 }
